@@ -1,0 +1,211 @@
+//! `/etc/edeploy.conf`: where the server finds its profiles and keeps what
+//! nodes send. INI with a `[SERVER]` section; other sections hold the same
+//! keys and are chosen per upload (form field `section`).
+//!
+//! Decisions beyond the original: keys are case-insensitive, `#` and `;`
+//! start comments (also after a value, when preceded by a blank), and a
+//! named section inherits every key it does not set from `[SERVER]`, so an
+//! operator only writes what differs.
+
+use anyhow::{bail, Context, Result};
+use indexmap::IndexMap;
+use std::path::{Path, PathBuf};
+
+/// The path of the configuration file: `EDEPLOY_CONF` or `/etc/edeploy.conf`.
+pub fn conf_path() -> PathBuf {
+    std::env::var_os("EDEPLOY_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/edeploy.conf"))
+}
+
+/// The section every other one inherits from.
+pub const DEFAULT_SECTION: &str = "SERVER";
+
+/// The settings of one section, defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub section: String,
+    pub configdir: PathBuf,
+    pub hwdir: PathBuf,
+    pub logdir: PathBuf,
+    pub healthdir: PathBuf,
+    pub lockfile: PathBuf,
+    pub use_pxemngr: bool,
+    /// The `pxemngr` command (key `PXEMNGR`), so a site can point at its
+    /// own path and tests can record the call.
+    pub pxemngr: PathBuf,
+    pub pxemngr_url: Option<String>,
+    pub metadata_url: Option<String>,
+    /// Largest upload accepted, in bytes (key `MAXUPLOAD`).
+    pub max_upload: u64,
+}
+
+impl ServerConfig {
+    /// The defaults of the original, rooted at `configdir`.
+    pub fn with_configdir(configdir: impl Into<PathBuf>) -> ServerConfig {
+        let configdir = configdir.into();
+        ServerConfig {
+            section: DEFAULT_SECTION.into(),
+            hwdir: configdir.clone(),
+            logdir: configdir.clone(),
+            healthdir: PathBuf::from("/var/lib/edeploy/health/"),
+            lockfile: PathBuf::from("/var/lock/edeploy.lock"),
+            use_pxemngr: false,
+            pxemngr: PathBuf::from("pxemngr"),
+            pxemngr_url: None,
+            metadata_url: None,
+            max_upload: 16 * 1024 * 1024,
+            configdir,
+        }
+    }
+}
+
+/// A parsed configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct ConfFile {
+    name: String,
+    /// Section name → (upper-cased key → (value, line)).
+    sections: IndexMap<String, IndexMap<String, (String, usize)>>,
+}
+
+impl ConfFile {
+    /// Reads the file at `path`.
+    pub fn load(path: &Path) -> Result<ConfFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the configuration", path.display()))?;
+        ConfFile::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses configuration text, naming it `name` in errors.
+    pub fn parse(text: &str, name: &str) -> Result<ConfFile> {
+        let mut conf = ConfFile {
+            name: name.into(),
+            sections: IndexMap::new(),
+        };
+        // Keys before any header belong to [SERVER], as in the seed's example.
+        let mut current = DEFAULT_SECTION.to_string();
+        for (i, raw) in text.lines().enumerate() {
+            let lineno = i + 1;
+            let line = strip_comment(raw).trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix('[') {
+                let Some(sec) = rest.strip_suffix(']') else {
+                    bail!("{name}:{lineno}: expected ']' to close the section header");
+                };
+                let sec = sec.trim();
+                if sec.is_empty() {
+                    bail!("{name}:{lineno}: empty section name");
+                }
+                current = sec.to_string();
+                conf.sections.entry(current.clone()).or_default();
+                continue;
+            }
+            let Some((k, v)) = line.split_once(['=', ':']) else {
+                bail!("{name}:{lineno}: expected KEY = VALUE, found {line:?}");
+            };
+            let key = k.trim().to_ascii_uppercase();
+            if key.is_empty() {
+                bail!("{name}:{lineno}: a key is missing before '='");
+            }
+            conf.sections
+                .entry(current.clone())
+                .or_default()
+                .insert(key, (v.trim().to_string(), lineno));
+        }
+        Ok(conf)
+    }
+
+    /// The section names, in file order.
+    pub fn section_names(&self) -> impl Iterator<Item = &str> {
+        self.sections.keys().map(|s| s.as_str())
+    }
+
+    fn lookup(&self, section: &str, key: &str) -> Option<&(String, usize)> {
+        self.sections
+            .get(section)
+            .and_then(|s| s.get(key))
+            .or_else(|| {
+                self.sections
+                    .get(DEFAULT_SECTION)
+                    .and_then(|s| s.get(key))
+            })
+    }
+
+    /// The settings of `section` (`None`: `[SERVER]`).
+    pub fn server(&self, section: Option<&str>) -> Result<ServerConfig> {
+        let section = section.unwrap_or(DEFAULT_SECTION);
+        if section != DEFAULT_SECTION && !self.sections.contains_key(section) {
+            bail!(
+                "{}: there is no section [{section}] (sections: {})",
+                self.name,
+                self.sections.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        let get = |k: &str| self.lookup(section, k).map(|(v, _)| v.as_str());
+        let Some(configdir) = get("CONFIGDIR") else {
+            bail!("{}: CONFIGDIR is not set", self.name);
+        };
+        let mut cfg = ServerConfig::with_configdir(configdir);
+        cfg.section = section.to_string();
+        if let Some(v) = get("HWDIR") {
+            cfg.hwdir = v.into();
+        }
+        if let Some(v) = get("LOGDIR") {
+            cfg.logdir = v.into();
+        }
+        if let Some(v) = get("HEALTHDIR") {
+            cfg.healthdir = v.into();
+        }
+        if let Some(v) = get("LOCKFILE") {
+            cfg.lockfile = v.into();
+        }
+        if let Some(v) = get("PXEMNGR") {
+            cfg.pxemngr = v.into();
+        }
+        if let Some((v, line)) = self.lookup(section, "USEPXEMNGR") {
+            cfg.use_pxemngr = match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" | "" => false,
+                _ => bail!(
+                    "{}:{line}: USEPXEMNGR must be True or False, found {v:?}",
+                    self.name
+                ),
+            };
+        }
+        if let Some((v, line)) = self.lookup(section, "MAXUPLOAD") {
+            cfg.max_upload = v.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}:{line}: MAXUPLOAD must be a number of bytes, found {v:?}",
+                    self.name
+                )
+            })?;
+        }
+        cfg.pxemngr_url = get("PXEMNGRURL").filter(|v| !v.is_empty()).map(String::from);
+        cfg.metadata_url = get("METADATAURL")
+            .filter(|v| !v.is_empty())
+            .map(String::from);
+        Ok(cfg)
+    }
+}
+
+/// Drops a `#` or `;` comment: at the start of the line, or after a blank.
+fn strip_comment(line: &str) -> &str {
+    let t = line.trim_start();
+    if t.starts_with('#') || t.starts_with(';') {
+        return "";
+    }
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if (b == b'#' || b == b';') && i > 0 && (bytes[i - 1] == b' ' || bytes[i - 1] == b'\t') {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// Loads `[section]` of the file named by `EDEPLOY_CONF` (or the default).
+pub fn load(section: Option<&str>) -> Result<ServerConfig> {
+    ConfFile::load(&conf_path())?.server(section)
+}

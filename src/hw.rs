@@ -1,0 +1,181 @@
+//! Hardware lists: the ordered `(class, name, key, value)` lines a node
+//! uploads, as JSON (what the `hardware-detect` tool prints) or in the
+//! literal dialect (the original `.hw` files).
+//!
+//! Numbers in an upload become their decimal text (`4` → `"4"`,
+//! `278.875` → `"278.875"`) because specs compare strings; the node's order
+//! is kept because it decides which disk becomes `$disk`.
+
+use crate::literal::{self, Dialect, Options, Value};
+use std::fmt;
+
+/// One hardware (or spec) line: class, name, key, value.
+pub type Line = [String; 4];
+
+/// A hardware list that is not a list of 4-tuples of scalars.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HwError {
+    #[error(transparent)]
+    Syntax(#[from] literal::ParseError),
+    #[error("{file}:{line}: {msg}")]
+    Shape {
+        file: String,
+        line: u32,
+        msg: String,
+    },
+}
+
+/// Parses a hardware list (JSON or literal), naming it `name` in errors.
+pub fn parse(text: &str, name: &str) -> Result<Vec<Line>, HwError> {
+    let doc = literal::parse_named(text, name, Options::default())?;
+    from_document(&doc, name)
+}
+
+/// Converts a parsed document into hardware lines.
+pub fn from_document(doc: &literal::Document, name: &str) -> Result<Vec<Line>, HwError> {
+    let shape = |i: Option<usize>, msg: String| HwError::Shape {
+        file: name.to_string(),
+        line: i.map(|i| doc.pos_of(i).line).unwrap_or(1),
+        msg,
+    };
+    let items = doc.value.as_seq().ok_or_else(|| {
+        shape(
+            None,
+            format!(
+                "expected a list of 4-tuples, found {}",
+                doc.value.type_name()
+            ),
+        )
+    })?;
+    let mut lines = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let fields = item.as_seq().ok_or_else(|| {
+            shape(
+                Some(i),
+                format!("item {} is {}, not a 4-tuple", i + 1, item.type_name()),
+            )
+        })?;
+        if fields.len() != 4 {
+            return Err(shape(
+                Some(i),
+                format!(
+                    "item {} has {} fields; a hardware line has 4 (class, name, key, value)",
+                    i + 1,
+                    fields.len()
+                ),
+            ));
+        }
+        let mut line: Line = Default::default();
+        for (slot, f) in line.iter_mut().zip(fields) {
+            *slot = f.scalar_text().ok_or_else(|| {
+                shape(
+                    Some(i),
+                    format!(
+                        "item {} holds {} where a string belongs",
+                        i + 1,
+                        f.type_name()
+                    ),
+                )
+            })?;
+        }
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// The list in the literal dialect, one line per tuple (what HWDIR keeps).
+pub fn to_literal(lines: &[Line]) -> String {
+    let v = Value::List(
+        lines
+            .iter()
+            .map(|l| Value::Tuple(l.iter().map(|s| Value::Str(s.clone())).collect()))
+            .collect(),
+    );
+    literal::print(&v, Dialect::Python)
+}
+
+/// The list as JSON (what `edeploy-detect --format json` prints).
+pub fn to_json(lines: &[Line]) -> String {
+    let mut out = serde_json::to_string(lines).unwrap_or_else(|_| "[]".into());
+    out.push('\n');
+    out
+}
+
+/// The first value of `(class, name, key, *)`.
+pub fn get<'a>(lines: &'a [Line], class: &str, name: &str, key: &str) -> Option<&'a str> {
+    lines
+        .iter()
+        .find(|l| l[0] == class && l[1] == name && l[2] == key)
+        .map(|l| l[3].as_str())
+}
+
+/// The MAC addresses of the network interfaces, in list order.
+pub fn macs(lines: &[Line]) -> Vec<&str> {
+    lines
+        .iter()
+        .filter(|l| l[0] == "network" && l[2] == "serial")
+        .map(|l| l[3].as_str())
+        .collect()
+}
+
+/// The name a node's files are stored under:
+/// `<product name>-<vendor>-<serial>`, each part stripped of every non-word
+/// character, with the first MAC address (`:` → `-`) when there is no
+/// serial. Only word characters and `-` can appear, so the name can never
+/// leave the directory it is joined to.
+pub fn sysname(lines: &[Line]) -> String {
+    let word = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut parts = Vec::new();
+    for key in ["name", "vendor"] {
+        if let Some(v) = get(lines, "system", "product", key) {
+            let w = word(v);
+            if !w.is_empty() {
+                parts.push(w);
+            }
+        }
+    }
+    let serial = get(lines, "system", "product", "serial")
+        .map(word)
+        .filter(|s| !s.is_empty());
+    match serial {
+        Some(s) => parts.push(s),
+        None => {
+            if let Some(mac) = macs(lines).first() {
+                let m: String = mac
+                    .chars()
+                    .map(|c| if c == ':' { '-' } else { c })
+                    .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                    .collect();
+                if !m.is_empty() {
+                    parts.push(m);
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        "unknown".into()
+    } else {
+        parts.join("-")
+    }
+}
+
+/// A hardware line rendered as a Python tuple, for messages.
+pub struct Show<'a>(pub &'a Line);
+
+impl fmt::Display for Show<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::from("(");
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            literal::write_py_str(&mut out, s);
+        }
+        out.push(')');
+        f.write_str(&out)
+    }
+}

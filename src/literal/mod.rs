@@ -1,0 +1,108 @@
+//! The literal file dialect: the Python-literal (and JSON) syntax of the
+//! `.hw`, `.specs`, `.cmdb` and `state` files operators bring from the
+//! original eDeploy.
+//!
+//! Nothing here evaluates code. [`parse`] turns text into a [`Value`] tree
+//! (or a [`ParseError`] naming line, column and what was expected), and
+//! [`print`] writes a value back in the dialect the file was read in.
+
+mod parser;
+mod printer;
+
+pub use parser::{parse, parse_file, parse_named, Document, ParseError, Pos};
+pub use printer::{print, py_float_repr, to_inline, write_py_str};
+
+/// One literal value. Dicts keep their key order; tuples and lists stay
+/// distinct so a file can be written back the way it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+    /// `generate({...})`, only accepted where [`Options::calls`] is set
+    /// (CMDB files). The argument is kept unevaluated.
+    Generate(Box<Value>),
+    /// `a + b + ...` between list-valued expressions, only with
+    /// [`Options::calls`]. Kept unevaluated so the CMDB module decides.
+    Concat(Vec<Value>),
+}
+
+/// How a document was written, so it can be written back the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Strict JSON: written back as JSON.
+    Json,
+    /// Anything else: written back in Python-literal style.
+    Python,
+}
+
+/// What the parser accepts beyond plain literals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Accept `generate(...)` calls and `+` (CMDB files only).
+    pub calls: bool,
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Items of a list or a tuple.
+    pub fn as_seq(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(v) | Value::Tuple(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Looks a string key up in a dict.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Dict(items) => items
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The text a scalar stands for, as Python's `str()` would give it
+    /// (`4` → `"4"`, `2.5` → `"2.5"`, `True` → `"True"`). Containers give
+    /// `None`.
+    pub fn scalar_text(&self) -> Option<String> {
+        match self {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(py_float_repr(*f)),
+            Value::Bool(true) => Some("True".into()),
+            Value::Bool(false) => Some("False".into()),
+            Value::None => Some("None".into()),
+            _ => None,
+        }
+    }
+
+    /// A short name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Str(_) => "a string",
+            Value::List(_) => "a list",
+            Value::Tuple(_) => "a tuple",
+            Value::Dict(_) => "a dict",
+            Value::Generate(_) => "a generate() call",
+            Value::Concat(_) => "a sum of lists",
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Writes values back in the dialect they were read in: strict JSON stays
+//! JSON, anything else becomes Python-literal text the original tools can
+//! still `eval`. A top-level list or tuple is written one item per line so
+//! that CMDB and state files stay readable and diff well.
+
+use super::{Dialect, Value};
+use std::fmt::Write;
+
+/// The text of a whole file holding `v`, ending with a newline.
+pub fn print(v: &Value, dialect: Dialect) -> String {
+    let mut out = String::new();
+    match v {
+        Value::List(items) | Value::Tuple(items) if !items.is_empty() => {
+            let (open, close) = match (v, dialect) {
+                (Value::Tuple(_), Dialect::Python) => ('(', ')'),
+                _ => ('[', ']'),
+            };
+            out.push(open);
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(",\n ");
+                }
+                write_value(&mut out, item, dialect);
+            }
+            if matches!(v, Value::Tuple(_)) && items.len() == 1 && dialect == Dialect::Python {
+                out.push(',');
+            }
+            out.push(close);
+        }
+        _ => write_value(&mut out, v, dialect),
+    }
+    out.push('\n');
+    out
+}
+
+/// One value on one line.
+pub fn to_inline(v: &Value, dialect: Dialect) -> String {
+    let mut out = String::new();
+    write_value(&mut out, v, dialect);
+    out
+}
+
+fn write_value(out: &mut String, v: &Value, d: Dialect) {
+    match v {
+        Value::None => out.push_str(if d == Dialect::Json { "null" } else { "None" }),
+        Value::Bool(b) => out.push_str(match (b, d) {
+            (true, Dialect::Json) => "true",
+            (false, Dialect::Json) => "false",
+            (true, Dialect::Python) => "True",
+            (false, Dialect::Python) => "False",
+        }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => {
+            if d == Dialect::Json && !f.is_finite() {
+                out.push_str("null");
+            } else {
+                out.push_str(&py_float_repr(*f));
+            }
+        }
+        Value::Str(s) => match d {
+            Dialect::Json => out.push_str(&serde_json::Value::String(s.clone()).to_string()),
+            Dialect::Python => write_py_str(out, s),
+        },
+        Value::List(items) => write_seq(out, items, '[', ']', false, d),
+        Value::Tuple(items) => {
+            if d == Dialect::Json {
+                write_seq(out, items, '[', ']', false, d)
+            } else {
+                write_seq(out, items, '(', ')', items.len() == 1, d)
+            }
+        }
+        Value::Dict(items) => {
+            out.push('{');
+            for (i, (k, val)) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                match (d, k) {
+                    // JSON keys must be strings.
+                    (Dialect::Json, Value::Str(_)) => write_value(out, k, d),
+                    (Dialect::Json, other) => {
+                        write_value(out, &Value::Str(other.scalar_text().unwrap_or_default()), d)
+                    }
+                    _ => write_value(out, k, d),
+                }
+                out.push_str(": ");
+                write_value(out, val, d);
+            }
+            out.push('}');
+        }
+        Value::Generate(arg) => {
+            out.push_str("generate(");
+            write_value(out, arg, Dialect::Python);
+            out.push(')');
+        }
+        Value::Concat(parts) => {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(" + ");
+                }
+                write_value(out, p, Dialect::Python);
+            }
+        }
+    }
+}
+
+fn write_seq(out: &mut String, items: &[Value], open: char, close: char, one: bool, d: Dialect) {
+    out.push(open);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_value(out, item, d);
+    }
+    if one {
+        out.push(',');
+    }
+    out.push(close);
+}
+
+/// Python's `repr()` of a string: single quotes unless the text holds a
+/// single quote and no double quote.
+pub fn write_py_str(out: &mut String, s: &str) {
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let cp = c as u32;
+                if cp <= 0xff {
+                    let _ = write!(out, "\\x{cp:02x}");
+                } else if cp <= 0xffff {
+                    let _ = write!(out, "\\u{cp:04x}");
+                } else {
+                    let _ = write!(out, "\\U{cp:08x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+}
+
+/// Python's `repr()` of a float: the shortest text that reads back as the
+/// same number, in exponent form below 1e-4 and from 1e16 on.
+pub fn py_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
+    }
+    // `{:e}` gives the shortest round-trip digits, e.g. "1.2345e3".
+    let sci = format!("{:e}", f);
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let neg = mant.starts_with('-');
+    let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    if (-4..16).contains(&exp) {
+        if exp < 0 {
+            out.push_str("0.");
+            for _ in 0..(-exp - 1) {
+                out.push('0');
+            }
+            out.push_str(&digits);
+        } else {
+            let int_len = exp as usize + 1;
+            if digits.len() <= int_len {
+                out.push_str(&digits);
+                for _ in digits.len()..int_len {
+                    out.push('0');
+                }
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..int_len]);
+                out.push('.');
+                out.push_str(&digits[int_len..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_python() {
+        for (f, s) in [
+            (278.875, "278.875"),
+            (2.0, "2.0"),
+            (1e16, "1e+16"),
+            (1.5e-7, "1.5e-07"),
+            (0.0001, "0.0001"),
+            (123456789012345.6, "123456789012345.6"),
+            (-0.5, "-0.5"),
+            (1e22, "1e+22"),
+        ] {
+            assert_eq!(py_float_repr(f), s, "{f}");
+        }
+    }
+
+    #[test]
+    fn strings_print_like_python() {
+        let mut out = String::new();
+        write_py_str(&mut out, "it's");
+        assert_eq!(out, "\"it's\"");
+        out.clear();
+        write_py_str(&mut out, "a'b\"c\\\n");
+        assert_eq!(out, "'a\\'b\"c\\\\\\n'");
+    }
+}

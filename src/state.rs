@@ -1,0 +1,188 @@
+//! The `state` file: profiles in priority order with how many more times
+//! each may be installed, e.g. `[('hp', 4), ('vm', '*')]`.
+//!
+//! A count is an integer, a string of digits, or `'*'` (no limit). It is
+//! written back the way it was written (`4` stays `4`, `'4'` stays `'4'`),
+//! in the dialect the file was read in.
+
+use crate::literal::{self, Dialect, Document, Options, Value};
+use anyhow::{bail, Result};
+use std::path::Path;
+
+/// How many more installs a profile allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Unlimited,
+    Left(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub profile: String,
+    pub count: Count,
+    /// The count was written as a string (`'4'`): keep writing it so.
+    quoted: bool,
+    /// The entry was a list (`['hp', 4]`, as JSON has no tuples).
+    list: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub entries: Vec<Entry>,
+    pub dialect: Dialect,
+}
+
+impl State {
+    /// Parses state text, naming it `name` in errors.
+    pub fn parse(text: &str, name: &str) -> Result<State> {
+        let doc = literal::parse_named(text, name, Options::default())?;
+        State::from_document(&doc, name)
+    }
+
+    pub fn load(path: &Path) -> Result<State> {
+        let doc = literal::parse_file(path, Options::default())?;
+        State::from_document(&doc, &path.display().to_string())
+    }
+
+    fn from_document(doc: &Document, name: &str) -> Result<State> {
+        let Some(items) = doc.value.as_seq() else {
+            bail!(
+                "{name}:1: expected a list of (profile, count) pairs, found {}",
+                doc.value.type_name()
+            );
+        };
+        let mut entries = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let line = doc.pos_of(i).line;
+            let pair = match item.as_seq() {
+                Some(p) if p.len() == 2 => p,
+                _ => bail!(
+                    "{name}:{line}: entry {} must be a (profile, count) pair, found {}",
+                    i + 1,
+                    literal::to_inline(item, Dialect::Python)
+                ),
+            };
+            let Some(profile) = pair[0].as_str() else {
+                bail!(
+                    "{name}:{line}: the profile name of entry {} must be a string, found {}",
+                    i + 1,
+                    pair[0].type_name()
+                );
+            };
+            if !is_profile_name(profile) {
+                bail!(
+                    "{name}:{line}: {profile:?} is not a usable profile name (letters, digits, '_', '-', '.'; not starting with '.')"
+                );
+            }
+            let bad = || {
+                anyhow::anyhow!(
+                    "{name}:{line}: the count of {profile:?} must be a number, a string of digits or '*', found {}",
+                    literal::to_inline(&pair[1], Dialect::Python)
+                )
+            };
+            let (count, quoted) = match &pair[1] {
+                Value::Int(n) => (Count::Left(u64::try_from(*n).map_err(|_| bad())?), false),
+                Value::Str(s) if s == "*" => (Count::Unlimited, true),
+                Value::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                    (Count::Left(s.parse().map_err(|_| bad())?), true)
+                }
+                _ => return Err(bad()),
+            };
+            entries.push(Entry {
+                profile: profile.to_string(),
+                count,
+                quoted,
+                list: matches!(item, Value::List(_)),
+            });
+        }
+        Ok(State {
+            entries,
+            dialect: doc.dialect,
+        })
+    }
+
+    /// The file's new text.
+    pub fn to_text(&self) -> String {
+        let items = self
+            .entries
+            .iter()
+            .map(|e| {
+                let count = match (e.count, e.quoted) {
+                    (Count::Unlimited, _) => Value::Str("*".into()),
+                    (Count::Left(n), true) => Value::Str(n.to_string()),
+                    (Count::Left(n), false) => Value::Int(n as i128),
+                };
+                let pair = vec![Value::Str(e.profile.clone()), count];
+                if e.list {
+                    Value::List(pair)
+                } else {
+                    Value::Tuple(pair)
+                }
+            })
+            .collect();
+        literal::print(&Value::List(items), self.dialect)
+    }
+
+    pub fn get(&self, profile: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.profile == profile)
+    }
+
+    /// Takes one install from `profile`; false when none is left.
+    pub fn consume(&mut self, profile: &str) -> bool {
+        match self.entries.iter_mut().find(|e| e.profile == profile) {
+            Some(Entry {
+                count: Count::Unlimited,
+                ..
+            }) => true,
+            Some(Entry {
+                count: Count::Left(n),
+                ..
+            }) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives one install back to `profile` after a failure report. Returns
+    /// whether the count changed (`'*'` has nothing to give back).
+    pub fn give_back(&mut self, profile: &str) -> Result<bool> {
+        match self.entries.iter_mut().find(|e| e.profile == profile) {
+            Some(Entry {
+                count: Count::Left(n),
+                ..
+            }) => {
+                *n += 1;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => bail!("the profile {profile:?} is not in the state file"),
+        }
+    }
+}
+
+/// Profile names become file names (`P.specs`): keep them inside CONFIGDIR.
+pub fn is_profile_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_keep_their_form() {
+        let mut s = State::parse("[('hp', 4), ('db', '2'), ('vm', '*')]", "state").unwrap();
+        assert!(s.consume("hp"));
+        assert!(s.consume("db"));
+        assert!(s.consume("vm"));
+        assert_eq!(
+            s.to_text(),
+            "[('hp', 3),\n ('db', '1'),\n ('vm', '*')]\n"
+        );
+    }
+}
