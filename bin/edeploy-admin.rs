@@ -1,1 +1,91 @@
-fn main() {}
+//! `edeploy-admin`: the operator's debugging tool. Its outputs and exit
+//! codes are stable contracts that scripts and tests rely on:
+//! 0 success, 1 "no" (no match, nothing to hand out, duplicates found),
+//! 2 bad input or usage.
+
+use clap::{Parser, Subcommand};
+use edeploy::admin;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "edeploy-admin",
+    version,
+    about = "Debug eDeploy specs, profiles and CMDBs",
+    long_about = "Debug eDeploy specs, profiles and CMDBs.\n\nExit status: 0 success, 1 no match / nothing to hand out / duplicates, 2 bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Match a .specs file against a hardware list and print the variables.
+    Match {
+        specs: PathBuf,
+        hw: PathBuf,
+        /// Print {"vars": {...}, "forced": {...}}.
+        #[arg(long)]
+        json: bool,
+        /// Show the search step by step on stderr.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Show which profile and CMDB entry the server would hand out, changing nothing.
+    Try {
+        configdir: PathBuf,
+        hw: PathBuf,
+        /// Print the answer the node would get, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expand and check CMDB files.
+    Cmdb {
+        #[command(subcommand)]
+        cmd: CmdbCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CmdbCmd {
+    /// Print the expanded entries as a JSON list.
+    Expand { file: PathBuf },
+    /// Report duplicate IPs, hostnames and MACs, and used entries.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = match cli.cmd {
+        Cmd::Match {
+            specs,
+            hw,
+            json,
+            explain,
+        } => admin::match_cmd(&specs, &hw, json, explain),
+        Cmd::Try {
+            configdir,
+            hw,
+            json,
+        } => admin::try_cmd(&configdir, &hw, json),
+        Cmd::Cmdb {
+            cmd: CmdbCmd::Expand { file },
+        } => admin::cmdb_expand(&file),
+        Cmd::Cmdb {
+            cmd: CmdbCmd::Check { file },
+        } => admin::cmdb_check(&file),
+    };
+    match out {
+        Ok(report) => {
+            print!("{}", report.stdout);
+            eprint!("{}", report.stderr);
+            ExitCode::from(report.code)
+        }
+        Err(e) => {
+            eprintln!("edeploy-admin: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -126,11 +126,7 @@ impl ConfFile {
         self.sections
             .get(section)
             .and_then(|s| s.get(key))
-            .or_else(|| {
-                self.sections
-                    .get(DEFAULT_SECTION)
-                    .and_then(|s| s.get(key))
-            })
+            .or_else(|| self.sections.get(DEFAULT_SECTION).and_then(|s| s.get(key)))
     }
 
     /// The settings of `section` (`None`: `[SERVER]`).
@@ -182,7 +178,9 @@ impl ConfFile {
                 )
             })?;
         }
-        cfg.pxemngr_url = get("PXEMNGRURL").filter(|v| !v.is_empty()).map(String::from);
+        cfg.pxemngr_url = get("PXEMNGRURL")
+            .filter(|v| !v.is_empty())
+            .map(String::from);
         cfg.metadata_url = get("METADATAURL")
             .filter(|v| !v.is_empty())
             .map(String::from);

@@ -7,10 +7,12 @@
 //! All files operators bring from the original eDeploy are read with the
 //! non-evaluating reader in [`literal`] and written back with [`persist`].
 
+pub mod admin;
 pub mod cmdb;
+pub mod config;
+pub mod decide;
 pub mod hw;
 pub mod literal;
 pub mod matcher;
-pub mod config;
 pub mod persist;
 pub mod state;

@@ -180,9 +180,6 @@ mod tests {
         assert!(s.consume("hp"));
         assert!(s.consume("db"));
         assert!(s.consume("vm"));
-        assert_eq!(
-            s.to_text(),
-            "[('hp', 3),\n ('db', '1'),\n ('vm', '*')]\n"
-        );
+        assert_eq!(s.to_text(), "[('hp', 3),\n ('db', '1'),\n ('vm', '*')]\n");
     }
 }

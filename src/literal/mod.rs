@@ -90,6 +90,41 @@ impl Value {
         }
     }
 
+    /// The value as JSON: dicts become objects in key order (keys as their
+    /// text), tuples arrays, integers beyond JSON's range strings, NaN and
+    /// infinities `null`. Unevaluated `generate`/`+` become `null`: callers
+    /// expand CMDB values before converting them.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::None | Value::Generate(_) | Value::Concat(_) => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => {
+                if let Ok(n) = i64::try_from(*i) {
+                    J::from(n)
+                } else if let Ok(n) = u64::try_from(*i) {
+                    J::from(n)
+                } else {
+                    J::String(i.to_string())
+                }
+            }
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::List(items) | Value::Tuple(items) => {
+                J::Array(items.iter().map(Value::to_json).collect())
+            }
+            Value::Dict(items) => J::Object(
+                items
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = k.scalar_text().unwrap_or_else(|| k.type_name().into());
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     /// A short name of the value's type, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -645,7 +645,7 @@ impl<'a> Parser<'a> {
         }
         let body_start = self.pos;
         let r = self.rest();
-        let bad = |p: &Self, what: &str| p.err_at(start, format!("{what}"));
+        let bad = |p: &Self, what: &str| p.err_at(start, what.to_string());
         if r.len() >= 2
             && r.starts_with('0')
             && matches!(&r[1..2], "x" | "X" | "o" | "O" | "b" | "B")

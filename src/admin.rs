@@ -1,0 +1,138 @@
+//! The commands of `edeploy-admin`, as functions returning what to print
+//! and the exit code, so the binary stays a thin argument parser and the
+//! contracts can be tested in process.
+
+use crate::cmdb;
+use crate::config::ServerConfig;
+use crate::decide::{self, Cmdb, DecideError};
+use crate::hw::{self, Line};
+use crate::literal::{self, Dialect};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// What a command prints and how it exits.
+#[derive(Debug, Default, PartialEq)]
+pub struct Report {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u8,
+}
+
+/// Reads a hardware list file (JSON or literal).
+pub fn read_hw(path: &Path) -> Result<Vec<Line>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(hw::parse(&text, &path.display().to_string())?)
+}
+
+/// `match SPECS HW [--json] [--explain]`.
+pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Result<Report> {
+    let compiled = decide::load_specs(specs)?;
+    let lines = read_hw(hw_path)?;
+    let mut report = Report::default();
+    let result = if explain {
+        let (r, steps) = compiled.find_explained(&lines, 10_000);
+        for s in steps {
+            report.stderr.push_str(&s);
+            report.stderr.push('\n');
+        }
+        r
+    } else {
+        compiled.find(&lines)
+    };
+    match result {
+        Ok(m) => {
+            if json {
+                let v = serde_json::json!({"vars": m.vars, "forced": m.forced});
+                report.stdout = format!("{v}\n");
+            } else {
+                for (k, v) in &m.vars {
+                    report.stdout.push_str(&format!("{k}={v}\n"));
+                }
+            }
+        }
+        Err(no) => {
+            report.stderr.push_str(&format!("no match: {no}\n"));
+            report.code = 1;
+        }
+    }
+    Ok(report)
+}
+
+/// `try CONFIGDIR HW [--json]`: the server's decision, changing nothing.
+pub fn try_cmd(configdir: &Path, hw_path: &Path, json: bool) -> Result<Report> {
+    let lines = read_hw(hw_path)?;
+    let cfg = ServerConfig::with_configdir(configdir);
+    let mut report = Report::default();
+    let mut warnings = String::new();
+    let mut warn = |w: String| {
+        warnings.push_str("warning: ");
+        warnings.push_str(&w);
+        warnings.push('\n');
+    };
+    match decide::decide(&cfg, &lines, false, &mut warn) {
+        Ok(d) => {
+            if json {
+                report.stdout = format!("{:#}\n", decide::envelope(&d));
+            } else {
+                let mut s = format!("profile: {}\n", d.profile);
+                match d.cmdb_entry {
+                    Some(i) if d.reused => s.push_str(&format!(
+                        "cmdb entry: {} (already this node's: no install consumed)\n",
+                        i + 1
+                    )),
+                    Some(i) => s.push_str(&format!("cmdb entry: {}\n", i + 1)),
+                    None => s.push_str("cmdb entry: none (the profile has no CMDB)\n"),
+                }
+                s.push_str(&format!(
+                    "installs left after this one: {}\n",
+                    match d.left {
+                        crate::state::Count::Unlimited => "unlimited".to_string(),
+                        crate::state::Count::Left(n) => n.to_string(),
+                    }
+                ));
+                s.push_str(&format!("hardware saved as: {}.hw\n", hw::sysname(&lines)));
+                s.push_str("vars:\n");
+                for (k, v) in &d.vars {
+                    s.push_str(&format!(
+                        "  {k} = {}\n",
+                        literal::to_inline(v, Dialect::Python)
+                    ));
+                }
+                report.stdout = s;
+            }
+        }
+        Err(e @ (DecideError::NoMatch(_) | DecideError::Cmdb(_))) => {
+            report.stderr = format!("{e}\n");
+            report.code = 1;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    report.stderr.insert_str(0, &warnings);
+    Ok(report)
+}
+
+fn load_cmdb(file: &Path) -> Result<Cmdb> {
+    Ok(Cmdb::load(file)?)
+}
+
+/// `cmdb expand FILE`: the entries as a JSON list.
+pub fn cmdb_expand(file: &Path) -> Result<Report> {
+    let db = load_cmdb(file)?;
+    let json = cmdb::to_json(&db.entries);
+    Ok(Report {
+        stdout: format!("{}\n", serde_json::to_string_pretty(&json)?),
+        ..Report::default()
+    })
+}
+
+/// `cmdb check FILE`: duplicates and used entries; exit 1 on duplicates.
+pub fn cmdb_check(file: &Path) -> Result<Report> {
+    let db = load_cmdb(file)?;
+    let report = cmdb::check(&db.entries);
+    Ok(Report {
+        stdout: format!("{report}"),
+        code: if report.has_duplicates() { 1 } else { 0 },
+        ..Report::default()
+    })
+}

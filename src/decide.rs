@@ -1,0 +1,317 @@
+//! The server's one decision: given a node's hardware list and a config
+//! section, which profile it gets, which CMDB settings, and which script.
+//!
+//! Profiles are tried in `state` order. A profile whose `.specs` file is
+//! missing is skipped with a warning; one whose `.specs` does not parse is a
+//! configuration error the operator must see. The first profile whose specs
+//! match and that still has installs left wins; its CMDB hands out an entry
+//! and its count goes down by one.
+//!
+//! Re-provisioning (a difference from the original): a node that already
+//! owns a `used` entry of a matching profile's CMDB gets that profile and
+//! that entry again without consuming an install, even when the count is 0.
+//! The original took one more install each time a node booted the
+//! installer again, and sent it to the next profile once the count was 0.
+//!
+//! With `commit`, the whole decision runs under the exclusive lock, and the
+//! CMDB (with its `.orig` backup on first expansion) and the state change
+//! together through one [`Transaction`], or not at all.
+
+use crate::cmdb::{self, CmdbError};
+use crate::config::ServerConfig;
+use crate::hw::{self, Line};
+use crate::literal::{self, Dialect, Options, Value};
+use crate::matcher::Specs;
+use crate::persist::{self, Lock, Transaction};
+use crate::state::{Count, State};
+use indexmap::IndexMap;
+use std::path::{Path, PathBuf};
+
+/// What the node is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub profile: String,
+    /// The match's variables merged with the CMDB entry, plus
+    /// `edeploy-profile`.
+    pub vars: IndexMap<String, Value>,
+    /// The profile's configure script (Rhai source).
+    pub script: String,
+    pub settings: IndexMap<String, String>,
+    /// The 0-based CMDB entry handed out, when the profile has a CMDB.
+    pub cmdb_entry: Option<usize>,
+    /// The node already owned that entry: no install was consumed.
+    pub reused: bool,
+    /// What the state says is left for the profile after this decision.
+    pub left: Count,
+}
+
+/// Why a profile was passed over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tried {
+    pub profile: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no profile matches this hardware ({})", tried_list(.0))]
+    NoMatch(Vec<Tried>),
+    #[error(transparent)]
+    Cmdb(#[from] CmdbError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0:#}")]
+    Io(anyhow::Error),
+}
+
+fn tried_list(tried: &[Tried]) -> String {
+    if tried.is_empty() {
+        return "the state file lists no profile".into();
+    }
+    tried
+        .iter()
+        .map(|t| format!("{}: {}", t.profile, t.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl DecideError {
+    /// The HTTP status the CGI answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            DecideError::NoMatch(_) => 404,
+            DecideError::Cmdb(_) => 409,
+            DecideError::Config(_) | DecideError::Io(_) => 500,
+        }
+    }
+}
+
+fn io(e: anyhow::Error) -> DecideError {
+    DecideError::Io(e)
+}
+
+fn config(e: impl std::fmt::Display) -> DecideError {
+    DecideError::Config(e.to_string())
+}
+
+/// A warning for the server log (the web server's error log).
+pub type Warn<'a> = &'a mut dyn FnMut(String);
+
+/// Decides for `hw`. With `commit`, takes the lock and writes the result;
+/// without, changes nothing (what `edeploy-admin try` shows).
+pub fn decide(
+    cfg: &ServerConfig,
+    hw: &[Line],
+    commit: bool,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
+    let _lock = if commit {
+        let lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
+        persist::recover(&cfg.configdir).map_err(io)?;
+        Some(lock)
+    } else {
+        None
+    };
+    let dir = &cfg.configdir;
+    let state_path = dir.join("state");
+    let mut state = State::load(&state_path).map_err(|e| config(format!("{e:#}")))?;
+    let mut tried = Vec::new();
+
+    for i in 0..state.entries.len() {
+        let profile = state.entries[i].profile.clone();
+        let count = state.entries[i].count;
+        let specs_path = dir.join(format!("{profile}.specs"));
+        if !specs_path.exists() {
+            warn(format!(
+                "{}: missing, profile {profile} skipped",
+                specs_path.display()
+            ));
+            tried.push(Tried {
+                profile,
+                reason: "no .specs file".into(),
+            });
+            continue;
+        }
+        let cmdb_path = dir.join(format!("{profile}.cmdb"));
+        let has_cmdb = cmdb_path.exists();
+        if count == Count::Left(0) && !has_cmdb {
+            // Nothing could let this node in: skip the match.
+            tried.push(Tried {
+                profile,
+                reason: "no installs left".into(),
+            });
+            continue;
+        }
+        let specs = load_specs(&specs_path)?;
+        let m = match specs.find(hw) {
+            Ok(m) => m,
+            Err(no) => {
+                tried.push(Tried {
+                    profile,
+                    reason: no.to_string(),
+                });
+                continue;
+            }
+        };
+        let mut vars: IndexMap<String, Value> = m
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+            .collect();
+        let mut txn = Transaction::new();
+        let mut cmdb_entry = None;
+        let mut reused = false;
+        if has_cmdb {
+            let mut db = Cmdb::load(&cmdb_path)?;
+            let owner = cmdb::find_owner(&db.entries, &m.vars, &m.forced);
+            if owner.is_none() && count == Count::Left(0) {
+                tried.push(Tried {
+                    profile,
+                    reason: "no installs left".into(),
+                });
+                continue;
+            }
+            let before = db.entries.clone();
+            let alloc = cmdb::allocate(&profile, &mut db.entries, &m.vars, &m.forced)?;
+            reused = owner == Some(alloc.index);
+            cmdb_entry = Some(alloc.index);
+            vars = alloc.vars;
+            if db.entries != before || db.orig.is_some() {
+                if let Some(orig) = &db.orig {
+                    txn.write(orig_path(&cmdb_path), orig.clone());
+                }
+                txn.write(&cmdb_path, db.to_text());
+            }
+        }
+        if !reused {
+            if !state.consume(&profile) {
+                tried.push(Tried {
+                    profile,
+                    reason: "no installs left".into(),
+                });
+                continue;
+            }
+            if count != Count::Unlimited {
+                txn.write(&state_path, state.to_text());
+            }
+        }
+        vars.insert("edeploy-profile".into(), Value::Str(profile.clone()));
+        let script_path = dir.join(format!("{profile}.configure"));
+        let script = std::fs::read_to_string(&script_path).map_err(|e| {
+            config(format!(
+                "{}: cannot read the configure script of profile {profile}: {e}",
+                script_path.display()
+            ))
+        })?;
+        if commit {
+            txn.commit(dir).map_err(io)?;
+        }
+        let left = state.entries[i].count;
+        return Ok(Decision {
+            profile,
+            vars,
+            script,
+            settings: settings(cfg),
+            cmdb_entry,
+            reused,
+            left,
+        });
+    }
+    Err(DecideError::NoMatch(tried))
+}
+
+/// `PXEMNGR_URL` and `METADATA_URL` for the node, when configured.
+pub fn settings(cfg: &ServerConfig) -> IndexMap<String, String> {
+    let mut s = IndexMap::new();
+    if let Some(u) = &cfg.pxemngr_url {
+        s.insert("PXEMNGR_URL".into(), u.clone());
+    }
+    if let Some(u) = &cfg.metadata_url {
+        s.insert("METADATA_URL".into(), u.clone());
+    }
+    s
+}
+
+/// A node's install of `profile` failed: give the install back. Returns
+/// whether the count changed (`'*'` profiles have nothing to give back).
+pub fn report_failure(cfg: &ServerConfig, profile: &str) -> Result<bool, DecideError> {
+    let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
+    persist::recover(&cfg.configdir).map_err(io)?;
+    let path = cfg.configdir.join("state");
+    let mut state = State::load(&path).map_err(|e| config(format!("{e:#}")))?;
+    let changed = state
+        .give_back(profile)
+        .map_err(|e| DecideError::Config(e.to_string()))?;
+    if changed {
+        persist::write_atomic(&path, state.to_text().as_bytes()).map_err(io)?;
+    }
+    Ok(changed)
+}
+
+/// Reads and compiles a `.specs` file; errors name the file and line.
+pub fn load_specs(path: &Path) -> Result<Specs, DecideError> {
+    let doc =
+        literal::parse_file(path, Options::default()).map_err(|e| config(format!("{e:#}")))?;
+    let name = path.display().to_string();
+    let lines = hw::from_document(&doc, &name).map_err(config)?;
+    Specs::compile(&lines).map_err(|e| {
+        let line = doc.pos_of(e.line.saturating_sub(1)).line;
+        config(format!("{name}:{line}: {e}"))
+    })
+}
+
+/// `P.cmdb.orig`, where the file as the operator wrote it is kept.
+pub fn orig_path(cmdb: &Path) -> PathBuf {
+    let mut s = cmdb.as_os_str().to_owned();
+    s.push(".orig");
+    PathBuf::from(s)
+}
+
+/// A CMDB file as loaded: its expanded entries, and the original bytes
+/// when it used `generate` (to keep as `.orig`).
+pub struct Cmdb {
+    pub entries: Vec<Value>,
+    pub dialect: Dialect,
+    pub orig: Option<Vec<u8>>,
+}
+
+impl Cmdb {
+    pub fn load(path: &Path) -> Result<Cmdb, DecideError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| config(format!("{}: cannot read: {e}", path.display())))?;
+        let name = path.display().to_string();
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| config(format!("{name}: the file is not valid UTF-8")))?;
+        let doc = literal::parse_named(text, &name, Options { calls: true }).map_err(config)?;
+        let entries = cmdb::expand(&doc.value).map_err(|e| config(format!("{name}: {e}")))?;
+        let generated = cmdb::uses_generate(&doc.value);
+        Ok(Cmdb {
+            entries,
+            dialect: if generated {
+                Dialect::Python
+            } else {
+                doc.dialect
+            },
+            orig: generated.then_some(bytes),
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        literal::print(&Value::List(self.entries.clone()), self.dialect)
+    }
+}
+
+/// The JSON answer: `{"profile", "vars", "script", "settings"}`.
+pub fn envelope(d: &Decision) -> serde_json::Value {
+    let vars: serde_json::Map<String, serde_json::Value> = d
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect();
+    serde_json::json!({
+        "profile": d.profile,
+        "vars": vars,
+        "script": d.script,
+        "settings": d.settings,
+    })
+}

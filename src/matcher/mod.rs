@@ -1,0 +1,471 @@
+//! Matching a profile's specs against a node's hardware list.
+//!
+//! A spec list is a list of `(class, name, key, value)` lines, like a
+//! hardware list. The specs match when every spec line can be paired with a
+//! *different* hardware line such that all four positions agree and all
+//! variables are bound consistently.
+//!
+//! # Spec positions
+//!
+//! * a literal string equals the hardware value;
+//! * `$name` is a variable: its first use binds it to the hardware value,
+//!   later uses must see the same value. Names may contain any character
+//!   (`$eth-io`, `$ipmi-fake-channel`);
+//! * `$$name` is a variable that is also a CMDB key. `$$tag` and `$tag` are
+//!   distinct variables; both are reported as `tag`, the `$$` one also in
+//!   [`Match::forced`], and its value wins in [`Match::vars`];
+//! * `func(args)` tests the hardware value: `gt`, `ge`, `lt`, `le`,
+//!   `range(min, max)` (numeric, exact on integers, inclusive range),
+//!   `network(10.0.0.0/24)` (IPv4 address inside the network, host bits of
+//!   the network ignored, no prefix means `/32`), `regexp(re)` (found
+//!   anywhere; the argument is the whole text between the parentheses,
+//!   trimmed, one level of quotes removed), `in(a, b)` (equal to one of the
+//!   items, each trimmed and unquoted), and `not(f)`, `and(f, g, …)`,
+//!   `or(f, g, …)`. Arguments are split at commas outside parentheses and
+//!   quotes. A value of the wrong shape makes the test false;
+//! * `$name=func(args)`: the test must hold, then the variable is bound
+//!   (or, if already bound, must be equal).
+//!
+//! `word(…)` where `word` is not a function, or whose argument text is empty
+//! or has unbalanced quotes or parentheses, is a literal. A known function
+//! with the wrong number or kind of arguments, or an invalid regular
+//! expression, is an error from [`Specs::compile`].
+//!
+//! # Search order
+//!
+//! Spec lines are taken in file order; for each one, hardware lines are
+//! tried in hardware-list order, skipping lines already used; a dead end
+//! backtracks to the most recent spec line with another candidate. The
+//! answer is the first complete pairing in that order, i.e. the
+//! lexicographically smallest sequence of chosen hardware line indexes. The
+//! pruning used to get there fast (forward checking, and a check that the
+//! remaining spec lines can still all get distinct hardware lines) only
+//! discards branches holding no solution, so it never changes the answer.
+//!
+//! # Which spec line a failure names
+//!
+//! 1. If some spec line has no hardware line it could ever pair with
+//!    (ignoring variables and the other spec lines), the first such line in
+//!    file order.
+//! 2. Otherwise the line that blocked the search at the greatest depth,
+//!    the depth being the number of spec lines paired when the block was
+//!    found; on ties the first block found wins. A block is a remaining
+//!    spec line left with no unused hardware line consistent with the
+//!    bindings (the first such line in file order), or, when every remaining
+//!    line still has one, the first remaining line that could not be given
+//!    its own hardware line while giving distinct lines to the remaining
+//!    lines in file order.
+
+mod func;
+mod search;
+
+use indexmap::IndexMap;
+
+use crate::hw::Line;
+use func::{parse_call, Func};
+
+const FIELD_NAMES: [&str; 4] = ["class", "name", "key", "value"];
+
+/// One compiled spec position.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Literal(String),
+    Var(usize),
+    Func(Func),
+    VarFunc(usize, Func),
+}
+
+impl Pattern {
+    fn var(&self) -> Option<usize> {
+        match self {
+            Pattern::Var(v) | Pattern::VarFunc(v, _) => Some(*v),
+            Pattern::Literal(_) | Pattern::Func(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CompiledLine {
+    patterns: [Pattern; 4],
+    /// `(position, variable)` for every variable position.
+    var_positions: Vec<(usize, usize)>,
+    /// Pairs of positions holding the same variable.
+    repeats: Vec<(usize, usize)>,
+}
+
+impl CompiledLine {
+    /// Whether the hardware line fits, ignoring bindings made by other spec
+    /// lines.
+    fn fits_statically(&self, hw: &Line) -> bool {
+        // Cheapest checks first: most hardware lines fail on the class.
+        for (p, pattern) in self.patterns.iter().enumerate() {
+            if let Pattern::Literal(s) = pattern {
+                if *s != hw[p] {
+                    return false;
+                }
+            }
+        }
+        if self.repeats.iter().any(|&(a, b)| hw[a] != hw[b]) {
+            return false;
+        }
+        self.patterns
+            .iter()
+            .enumerate()
+            .all(|(p, pattern)| match pattern {
+                Pattern::Func(f) | Pattern::VarFunc(_, f) => f.eval(&hw[p]),
+                Pattern::Literal(_) | Pattern::Var(_) => true,
+            })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct VarInfo {
+    /// Distinguishes `$$tag` (key `$tag`) from `$tag` (key `tag`).
+    key: String,
+    /// Reported name, without `$`.
+    name: String,
+    forced: bool,
+}
+
+impl VarInfo {
+    /// The variable as written in specs.
+    fn spelling(&self) -> String {
+        format!("${}", self.key)
+    }
+}
+
+/// Compiled spec lines, ready to be matched against many hardware lists.
+#[derive(Debug, Clone)]
+pub struct Specs {
+    lines: Vec<Line>,
+    compiled: Vec<CompiledLine>,
+    vars: Vec<VarInfo>,
+}
+
+/// A spec line that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec line {line} {spec_text}, {field} {value:?}: {message}")]
+pub struct SpecError {
+    /// 1-based index of the spec line.
+    pub line: usize,
+    /// `class`, `name`, `key` or `value`.
+    pub field: &'static str,
+    /// The text of that position.
+    pub value: String,
+    /// The whole spec line, rendered like Python.
+    pub spec_text: String,
+    pub message: String,
+}
+
+/// The first solution in search order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Match {
+    /// All variables without `$`, in order of first binding.
+    pub vars: IndexMap<String, String>,
+    /// The `$$` variables (also in `vars`).
+    pub forced: IndexMap<String, String>,
+    /// Hardware line index chosen for each spec line.
+    pub pairing: Vec<usize>,
+}
+
+/// Why specs do not match: the spec line chosen by the rule in the module
+/// documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoMatch {
+    /// 0-based index of the spec line that could not be paired.
+    pub spec_index: usize,
+    pub spec: Line,
+}
+
+impl std::fmt::Display for NoMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spec line {} {} could not be paired with any hardware line",
+            self.spec_index + 1,
+            format_line(&self.spec)
+        )
+    }
+}
+
+impl std::error::Error for NoMatch {}
+
+impl Specs {
+    /// Compiles spec lines. Errors name the 1-based spec line index, the
+    /// position (class/name/key/value) and what is wrong.
+    pub fn compile(lines: &[Line]) -> Result<Specs, SpecError> {
+        let mut vars = VarTable::default();
+        let mut compiled = Vec::with_capacity(lines.len());
+        for (index, line) in lines.iter().enumerate() {
+            let mut patterns: [Pattern; 4] =
+                std::array::from_fn(|_| Pattern::Literal(String::new()));
+            for (p, text) in line.iter().enumerate() {
+                patterns[p] = compile_position(text, &mut vars).map_err(|message| SpecError {
+                    line: index + 1,
+                    field: FIELD_NAMES[p],
+                    value: text.clone(),
+                    spec_text: format_line(line),
+                    message,
+                })?;
+            }
+            let var_positions: Vec<(usize, usize)> = patterns
+                .iter()
+                .enumerate()
+                .filter_map(|(p, pattern)| pattern.var().map(|v| (p, v)))
+                .collect();
+            let mut repeats = Vec::new();
+            for (i, &(pa, va)) in var_positions.iter().enumerate() {
+                for &(pb, vb) in &var_positions[i + 1..] {
+                    if va == vb {
+                        repeats.push((pa, pb));
+                    }
+                }
+            }
+            compiled.push(CompiledLine {
+                patterns,
+                var_positions,
+                repeats,
+            });
+        }
+        Ok(Specs {
+            lines: lines.to_vec(),
+            compiled,
+            vars: vars.vars,
+        })
+    }
+
+    /// The spec lines as given to [`Specs::compile`].
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// The first solution in search order, or why not.
+    pub fn find(&self, hw: &[Line]) -> Result<Match, NoMatch> {
+        search::run(self, hw, &mut search::Silent)
+    }
+
+    /// Same as [`Specs::find`], also describing the search for humans: every
+    /// try, binding, prune (naming the blocking spec line) and backtrack, one
+    /// line of text each, at most `max_events` of them followed by a
+    /// `... N more steps` line when there were more.
+    pub fn find_explained(
+        &self,
+        hw: &[Line],
+        max_events: usize,
+    ) -> (Result<Match, NoMatch>, Vec<String>) {
+        let mut recorder = search::Recorder::new(max_events);
+        let result = search::run(self, hw, &mut recorder);
+        (result, recorder.finish())
+    }
+}
+
+#[derive(Default)]
+struct VarTable {
+    vars: Vec<VarInfo>,
+    ids: std::collections::HashMap<String, usize>,
+}
+
+impl VarTable {
+    /// `spelling` starts with `$`.
+    fn intern(&mut self, spelling: &str) -> usize {
+        let key = &spelling[1..];
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let (name, forced) = match key.strip_prefix('$') {
+            Some(name) => (name, true),
+            None => (key, false),
+        };
+        let id = self.vars.len();
+        self.vars.push(VarInfo {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            forced,
+        });
+        self.ids.insert(key.to_owned(), id);
+        id
+    }
+}
+
+fn compile_position(text: &str, vars: &mut VarTable) -> Result<Pattern, String> {
+    if text.starts_with('$') {
+        if let Some(eq) = text.find('=') {
+            let head = &text[..eq];
+            if !head.contains(['(', ')']) {
+                if let Some(f) = parse_call(&text[eq + 1..])? {
+                    return Ok(Pattern::VarFunc(vars.intern(head), f));
+                }
+            }
+        }
+        return Ok(Pattern::Var(vars.intern(text)));
+    }
+    Ok(match parse_call(text)? {
+        Some(f) => Pattern::Func(f),
+        None => Pattern::Literal(text.to_owned()),
+    })
+}
+
+/// Renders a line like Python's `repr` of a tuple of strings:
+/// `('disk', 'sda', 'size', '4')`.
+pub fn format_line(l: &Line) -> String {
+    format!(
+        "({}, {}, {}, {})",
+        repr_str(&l[0]),
+        repr_str(&l[1]),
+        repr_str(&l[2]),
+        repr_str(&l[3])
+    )
+}
+
+/// Python's `repr` of a string: single quotes unless the text contains `'`
+/// and no `"`, with backslash escapes for the quote, `\` and unprintable
+/// characters.
+pub fn repr_str(s: &str) -> String {
+    use std::fmt::Write;
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if is_printable(c) => out.push(c),
+            c => {
+                let code = u32::from(c);
+                // Writing to a String cannot fail.
+                let _ = if code <= 0xff {
+                    write!(out, "\\x{code:02x}")
+                } else if code <= 0xffff {
+                    write!(out, "\\u{code:04x}")
+                } else {
+                    write!(out, "\\U{code:08x}")
+                };
+            }
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Approximates Python's `str.isprintable`: control, format, separator
+/// (other than space) and private-use characters are escaped.
+fn is_printable(c: char) -> bool {
+    if c.is_control() {
+        return false;
+    }
+    !matches!(
+        u32::from(c),
+        0xa0 | 0xad
+            | 0x600..=0x605
+            | 0x61c
+            | 0x6dd
+            | 0x70f
+            | 0x890..=0x891
+            | 0x8e2
+            | 0x1680
+            | 0x180e
+            | 0x2000..=0x200f
+            | 0x2028..=0x202f
+            | 0x205f..=0x2064
+            | 0x2066..=0x206f
+            | 0x3000
+            | 0xd800..=0xf8ff
+            | 0xfeff
+            | 0xfff9..=0xfffb
+            | 0x110bd
+            | 0x110cd
+            | 0x13430..=0x1343f
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0001
+            | 0xe0020..=0xe007f
+            | 0xf0000..
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(a: &str, b: &str, c: &str, d: &str) -> Line {
+        [a.into(), b.into(), c.into(), d.into()]
+    }
+
+    fn patterns(text: &str) -> Pattern {
+        let mut vars = VarTable::default();
+        match compile_position(text, &mut vars) {
+            Ok(p) => p,
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    #[test]
+    fn position_kinds() {
+        assert!(matches!(patterns("sda"), Pattern::Literal(s) if s == "sda"));
+        assert!(matches!(patterns("$disk"), Pattern::Var(0)));
+        assert!(matches!(patterns("gt(1)"), Pattern::Func(_)));
+        assert!(matches!(patterns("$v=gt(1)"), Pattern::VarFunc(0, _)));
+        assert!(matches!(patterns("$v=foo(1)"), Pattern::Var(_)));
+        assert!(matches!(patterns("$v(x)=gt(1)"), Pattern::Var(_)));
+        assert!(matches!(patterns("foo(1)"), Pattern::Literal(_)));
+        assert!(matches!(patterns("gt()"), Pattern::Literal(_)));
+    }
+
+    #[test]
+    fn forced_and_plain_variables_are_distinct() {
+        let mut vars = VarTable::default();
+        let plain = vars.intern("$tag");
+        let forced = vars.intern("$$tag");
+        assert_ne!(plain, forced);
+        assert_eq!(vars.intern("$tag"), plain);
+        assert_eq!(vars.vars[forced].name, "tag");
+        assert!(vars.vars[forced].forced);
+        assert_eq!(vars.vars[forced].spelling(), "$$tag");
+        assert!(!vars.vars[plain].forced);
+    }
+
+    #[test]
+    fn repeated_variable_in_one_line_must_agree() {
+        let specs = Specs::compile(&[line("disk", "$x", "$x", "1")]).expect("compiles");
+        assert_eq!(specs.compiled[0].repeats, vec![(1, 2)]);
+        assert!(specs.find(&[line("disk", "a", "b", "1")]).is_err());
+        assert!(specs.find(&[line("disk", "a", "a", "1")]).is_ok());
+    }
+
+    #[test]
+    fn repr_like_python() {
+        assert_eq!(repr_str("abc"), "'abc'");
+        assert_eq!(repr_str("it's"), "\"it's\"");
+        assert_eq!(repr_str("'\""), "'\\'\"'");
+        assert_eq!(repr_str("a\\b\n\t\u{1}"), "'a\\\\b\\n\\t\\x01'");
+        assert_eq!(repr_str("é\u{a0}\u{200b}"), "'é\\xa0\\u200b'");
+        assert_eq!(
+            format_line(&line("disk", "sda", "size", "4")),
+            "('disk', 'sda', 'size', '4')"
+        );
+    }
+
+    #[test]
+    fn error_names_line_and_field() {
+        let err = Specs::compile(&[
+            line("disk", "$d", "size", "gt(1)"),
+            line("disk", "$d", "size", "gt(1,2)"),
+        ])
+        .expect_err("wrong arity");
+        assert_eq!(err.line, 2);
+        assert_eq!(err.field, "value");
+        let text = err.to_string();
+        assert!(text.starts_with("spec line 2 ('disk', '$d', 'size', 'gt(1,2)'), value"));
+        assert!(text.contains("takes 1 argument, got 2"), "{text}");
+    }
+}

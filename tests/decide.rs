@@ -1,0 +1,486 @@
+//! The server's decision on real files in a temp dir: profile order and
+//! quota, CMDB allocation and write-back, re-provisioning, failure reports,
+//! configuration errors, and crash recovery of the journaled writes.
+
+use edeploy::config::{ConfFile, ServerConfig};
+use edeploy::decide::{self, DecideError};
+use edeploy::hw::{self, Line};
+use edeploy::literal::Value;
+use edeploy::persist;
+use edeploy::state::{Count, State};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn kvm_hw() -> Vec<Line> {
+    let text = fs::read_to_string(format!("{FIX}/hw/kvm-test-vm.hw")).unwrap();
+    hw::parse(&text, "kvm-test-vm.hw").unwrap()
+}
+
+fn hp_hw() -> Vec<Line> {
+    let text = fs::read_to_string(format!("{FIX}/hw/hp-proliant-dl360p-gen8.hw")).unwrap();
+    hw::parse(&text, "hp.hw").unwrap()
+}
+
+/// A config dir with the given files, and a server config pointing at it.
+fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, ServerConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        fs::write(dir.path().join(name), text).unwrap();
+    }
+    let mut cfg = ServerConfig::with_configdir(dir.path());
+    cfg.lockfile = dir.path().join("edeploy.lock");
+    (dir, cfg)
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    fs::read_to_string(dir.join(name)).unwrap()
+}
+
+fn decide(cfg: &ServerConfig, hw: &[Line]) -> Result<decide::Decision, DecideError> {
+    decide::decide(cfg, hw, true, &mut |_| {})
+}
+
+fn s(v: &str) -> Value {
+    Value::Str(v.into())
+}
+
+const KVM_SPECS: &str = "[('system', 'product', 'vendor', 'kvm'),\n ('disk', '$disk', 'size', 'gt(1)'),\n ('network', '$eth', 'serial', '$mac')]\n";
+const HP_SPECS: &str =
+    "[('system', 'product', 'vendor', 'HP'),\n ('disk', '$disk', 'size', 'gt(100)')]\n";
+
+#[test]
+fn first_matching_profile_with_quota_wins_and_is_decremented() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('hp', 4), ('vm', 2), ('any', '*')]"),
+        ("hp.specs", HP_SPECS),
+        ("hp.configure", "// hp"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", "set_role(\"base\", \"1\", \"/dev/vda\");"),
+        ("any.specs", "[]"),
+        ("any.configure", "// any"),
+    ]);
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(d.profile, "vm");
+    assert_eq!(d.vars.get("disk"), Some(&s("vda")));
+    assert_eq!(d.vars.get("edeploy-profile"), Some(&s("vm")));
+    assert_eq!(d.script, "set_role(\"base\", \"1\", \"/dev/vda\");");
+    assert_eq!(d.left, Count::Left(1));
+    assert_eq!(
+        read(dir.path(), "state"),
+        "[('hp', 4),\n ('vm', 1),\n ('any', '*')]\n"
+    );
+    decide(&cfg, &kvm_hw()).unwrap();
+    // vm is at 0 now: the node falls through to the catch-all.
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(d.profile, "any");
+    assert!(read(dir.path(), "state").contains("('vm', 0)"));
+    let d = decide(&cfg, &hp_hw()).unwrap();
+    assert_eq!((d.profile.as_str(), d.left), ("hp", Count::Left(3)));
+}
+
+#[test]
+fn no_match_names_every_profile_and_its_reason() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('hp', 4), ('gone', 1), ('vm', 0)]"),
+        ("hp.specs", HP_SPECS),
+        ("hp.configure", ""),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+    ]);
+    let mut warnings = Vec::new();
+    let e = decide::decide(&cfg, &kvm_hw(), true, &mut |w| warnings.push(w)).unwrap_err();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("gone.specs: missing"), "{warnings:?}");
+    assert_eq!(e.http_status(), 404);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("hp: spec line 1 ('system', 'product', 'vendor', 'HP')"),
+        "{msg}"
+    );
+    assert!(msg.contains("gone: no .specs file"), "{msg}");
+    assert!(msg.contains("vm: no installs left"), "{msg}");
+    assert_eq!(
+        read(dir.path(), "state"),
+        "[('hp', 4), ('gone', 1), ('vm', 0)]"
+    );
+}
+
+#[test]
+fn bad_specs_is_a_configuration_error_naming_file_and_line() {
+    let (_dir, cfg) = setup(&[
+        ("state", "[('vm', 1)]"),
+        (
+            "vm.specs",
+            "[\n    ('disk', '$disk', 'size', 'gt(4)'),\n    ('memory', 'total', 'size', 'ge(2)')\n    ('network', '$eth', 'serial', '$mac'),\n]\n",
+        ),
+        ("vm.configure", ""),
+    ]);
+    let e = decide(&cfg, &kvm_hw()).unwrap_err();
+    assert_eq!(e.http_status(), 500);
+    let msg = e.to_string();
+    assert!(msg.contains("vm.specs:4:5"), "{msg}");
+    assert!(msg.contains("comma is missing"), "{msg}");
+
+    let (_dir, cfg) = setup(&[
+        ("state", "[('vm', 1)]"),
+        (
+            "vm.specs",
+            "[('disk', '$d', 'size', 'gt(1)'),\n ('disk', '$d', 'size', 'regexp([)')]",
+        ),
+        ("vm.configure", ""),
+    ]);
+    let msg = decide(&cfg, &kvm_hw()).unwrap_err().to_string();
+    assert!(msg.contains("vm.specs:2"), "{msg}");
+}
+
+#[test]
+fn bad_state_names_its_line() {
+    let (_dir, cfg) = setup(&[("state", "[('hp', 4),\n ('vm', 'many')]")]);
+    let e = decide(&cfg, &kvm_hw()).unwrap_err();
+    assert_eq!(e.http_status(), 500);
+    let msg = e.to_string();
+    assert!(msg.contains("state:2:"), "{msg}");
+    assert!(msg.contains("count of \"vm\""), "{msg}");
+    let (_dir, cfg) = setup(&[("state", "[('../etc/passwd', 4)]")]);
+    let msg = decide(&cfg, &kvm_hw()).unwrap_err().to_string();
+    assert!(msg.contains("not a usable profile name"), "{msg}");
+}
+
+#[test]
+fn cmdb_generate_is_expanded_backed_up_and_allocated() {
+    let cmdb = "generate({'ip': '10.0.2.3-5', 'hostname': 'kvm1-3'})\n";
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', '*')]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", cmdb),
+    ]);
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(d.cmdb_entry, Some(0));
+    assert_eq!(d.vars.get("ip"), Some(&s("10.0.2.3")));
+    assert_eq!(d.vars.get("hostname"), Some(&s("kvm1")));
+    assert_eq!(read(dir.path(), "vm.cmdb.orig"), cmdb);
+    let text = read(dir.path(), "vm.cmdb");
+    assert_eq!(
+        text,
+        "[{'ip': '10.0.2.3', 'hostname': 'kvm1', 'disk': 'vda', 'eth': 'eth2', 'mac': '52:54:12:34:00:03', 'used': 1},\n {'ip': '10.0.2.4', 'hostname': 'kvm2'},\n {'ip': '10.0.2.5', 'hostname': 'kvm3'}]\n"
+    );
+    // Unlimited state is not rewritten.
+    assert_eq!(read(dir.path(), "state"), "[('vm', '*')]");
+}
+
+#[test]
+fn json_cmdb_stays_json() {
+    let (dir, cfg) = setup(&[
+        ("state", "[[\"vm\", 3]]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        (
+            "vm.cmdb",
+            "[{\"ip\": \"10.0.2.3\"}, {\"ip\": \"10.0.2.4\"}]",
+        ),
+    ]);
+    decide(&cfg, &kvm_hw()).unwrap();
+    let text = read(dir.path(), "vm.cmdb");
+    assert!(
+        text.starts_with("[{\"ip\": \"10.0.2.3\", \"disk\": \"vda\""),
+        "{text}"
+    );
+    assert_eq!(read(dir.path(), "state"), "[[\"vm\", 2]]\n");
+    assert!(!dir.path().join("vm.cmdb.orig").exists());
+}
+
+#[test]
+fn reprovisioning_reuses_the_entry_without_consuming_quota() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 1), ('fallback', '*')]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "generate({'ip': '10.0.2.3-5'})"),
+        ("fallback.specs", "[]"),
+        ("fallback.configure", ""),
+    ]);
+    let first = decide(&cfg, &kvm_hw()).unwrap();
+    assert!(!first.reused);
+    assert!(read(dir.path(), "state").contains("('vm', 0)"));
+    let cmdb_after_first = read(dir.path(), "vm.cmdb");
+    // Same node boots the installer again: same profile, same entry, even at 0.
+    let again = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(again.profile, "vm");
+    assert!(again.reused);
+    assert_eq!(again.cmdb_entry, first.cmdb_entry);
+    assert_eq!(again.vars, first.vars);
+    assert!(read(dir.path(), "state").contains("('vm', 0)"));
+    assert_eq!(read(dir.path(), "vm.cmdb"), cmdb_after_first);
+    // Another node of the same kind finds vm exhausted.
+    let mut other = kvm_hw();
+    for l in other.iter_mut() {
+        if l[3] == "52:54:12:34:00:03" {
+            l[3] = "52:54:12:34:00:99".into();
+        }
+    }
+    assert_eq!(decide(&cfg, &other).unwrap().profile, "fallback");
+}
+
+#[test]
+fn cmdb_exhaustion_is_409_and_changes_nothing() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 5)]"),
+        ("vm.specs", "[('system', 'product', 'serial', '$$tag')]"),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'tag': 'A', 'ip': '10.0.0.1'}]"),
+    ]);
+    let mut hw = kvm_hw();
+    hw.push([
+        "system".into(),
+        "product".into(),
+        "serial".into(),
+        "B".into(),
+    ]);
+    let e = decide(&cfg, &hw).unwrap_err();
+    assert_eq!(e.http_status(), 409);
+    assert!(e.to_string().contains("tag='B'"), "{e}");
+    assert_eq!(read(dir.path(), "state"), "[('vm', 5)]");
+    hw.last_mut().unwrap()[3] = "A".into();
+    let d = decide(&cfg, &hw).unwrap();
+    assert_eq!(d.vars.get("ip"), Some(&s("10.0.0.1")));
+
+    let (_dir, cfg) = setup(&[
+        ("state", "[('vm', 5)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'ip': '10.0.0.1', 'used': 1}]"),
+    ]);
+    let e = decide(&cfg, &kvm_hw()).unwrap_err();
+    assert_eq!(e.http_status(), 409);
+    assert!(
+        e.to_string().contains("no more entries in the CMDB of vm"),
+        "{e}"
+    );
+}
+
+#[test]
+fn failure_report_gives_quota_back() {
+    let (dir, cfg) = setup(&[("state", "[('vm', 0), ('any', '*')]")]);
+    assert!(decide::report_failure(&cfg, "vm").unwrap());
+    assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
+    assert!(!decide::report_failure(&cfg, "any").unwrap());
+    assert!(decide::report_failure(&cfg, "nope").is_err());
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 1)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "generate({'ip': '10.0.2.3-5'})"),
+    ]);
+    let before: Vec<(PathBuf, Vec<u8>)> = listing(dir.path());
+    let d = decide::decide(&cfg, &kvm_hw(), false, &mut |_| {}).unwrap();
+    assert_eq!(d.vars.get("ip"), Some(&s("10.0.2.3")));
+    assert_eq!(listing(dir.path()), before);
+}
+
+fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let data = fs::read(&p).unwrap();
+            (p, data)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn interrupted_commit_is_rolled_forward() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 3)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'ip': '10.0.0.1'}]"),
+    ]);
+    // What a request that died between its two renames leaves behind.
+    fs::write(dir.path().join(".state.edeploy-tmp"), "[('vm', 2)]\n").unwrap();
+    let journal = serde_json::to_string(&[
+        (
+            dir.path()
+                .join(".vm.cmdb.edeploy-tmp")
+                .display()
+                .to_string(),
+            dir.path().join("vm.cmdb").display().to_string(),
+        ),
+        (
+            dir.path().join(".state.edeploy-tmp").display().to_string(),
+            dir.path().join("state").display().to_string(),
+        ),
+    ])
+    .unwrap();
+    fs::write(dir.path().join(persist::JOURNAL), journal).unwrap();
+    fs::write(
+        dir.path().join("vm.cmdb"),
+        "[{'ip': '10.0.0.1', 'mac': 'x', 'used': 1}]\n",
+    )
+    .unwrap();
+    // A temp file of a request that died before writing its journal.
+    fs::write(dir.path().join(".other.edeploy-tmp"), "junk").unwrap();
+    let e = decide(&cfg, &kvm_hw()).unwrap_err();
+    // The first node holds the only entry now; the state got its decrement.
+    assert_eq!(e.http_status(), 409);
+    assert_eq!(read(dir.path(), "state"), "[('vm', 2)]\n");
+    assert!(!dir.path().join(persist::JOURNAL).exists());
+    assert!(!dir.path().join(".other.edeploy-tmp").exists());
+    assert!(!dir.path().join(".state.edeploy-tmp").exists());
+}
+
+#[test]
+fn concurrent_decisions_never_share_an_entry() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 30), ('spare', '*')]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        (
+            "vm.cmdb",
+            "generate({'ip': '10.0.1.1-40', 'hostname': 'n1-40'})",
+        ),
+        ("spare.specs", "[]"),
+        ("spare.configure", ""),
+    ]);
+    let threads: Vec<_> = (0..40)
+        .map(|i| {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                let mut hw = kvm_hw();
+                for l in hw.iter_mut() {
+                    if l[3] == "52:54:12:34:00:03" {
+                        l[3] = format!("52:54:00:00:01:{i:02x}");
+                    }
+                }
+                decide::decide(&cfg, &hw, true, &mut |_| {}).unwrap()
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let vm: Vec<_> = results.iter().filter(|d| d.profile == "vm").collect();
+    assert_eq!(vm.len(), 30);
+    let mut ips: Vec<_> = vm.iter().map(|d| d.vars.get("ip").cloned()).collect();
+    ips.sort_by_key(|v| format!("{v:?}"));
+    ips.dedup();
+    assert_eq!(ips.len(), 30, "an IP was handed out twice");
+    let state = State::load(&dir.path().join("state")).unwrap();
+    assert_eq!(state.get("vm").unwrap().count, Count::Left(0));
+    let text = read(dir.path(), "vm.cmdb");
+    assert_eq!(text.matches("'used': 1").count(), 30);
+}
+
+#[test]
+fn config_file_sections_and_defaults() {
+    let text = "[SERVER]\nCONFIGDIR   = /var/lib/edeploy/config/   # state, specs\nhwdir = /var/lib/edeploy/hw/\n; comment\nLOCKFILE    = /var/lock/apache2/edeploy.lock\nUSEPXEMNGR  = True\nPXEMNGRURL  = http://pxemngr.example/\nMETADATAURL = http://metadata.example/\n\n[lab]\nCONFIGDIR = /srv/lab\n";
+    let conf = ConfFile::parse(text, "edeploy.conf").unwrap();
+    let srv = conf.server(None).unwrap();
+    assert_eq!(srv.configdir, PathBuf::from("/var/lib/edeploy/config/"));
+    assert_eq!(srv.hwdir, PathBuf::from("/var/lib/edeploy/hw/"));
+    assert_eq!(srv.logdir, srv.configdir, "LOGDIR defaults to CONFIGDIR");
+    assert!(srv.use_pxemngr);
+    assert_eq!(srv.pxemngr_url.as_deref(), Some("http://pxemngr.example/"));
+    let lab = conf.server(Some("lab")).unwrap();
+    assert_eq!(lab.configdir, PathBuf::from("/srv/lab"));
+    assert_eq!(
+        lab.hwdir,
+        PathBuf::from("/var/lib/edeploy/hw/"),
+        "inherited"
+    );
+    assert_eq!(
+        lab.lockfile,
+        PathBuf::from("/var/lock/apache2/edeploy.lock")
+    );
+    let e = conf.server(Some("nope")).unwrap_err().to_string();
+    assert!(e.contains("no section [nope]"), "{e}");
+    let e = ConfFile::parse("[SERVER]\nCONFIGDIR /x\n", "c.conf")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("c.conf:2:"), "{e}");
+    let e = ConfFile::parse("[SERVER]\nCONFIGDIR=/x\nUSEPXEMNGR = maybe\n", "c.conf")
+        .unwrap()
+        .server(None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("c.conf:3:"), "{e}");
+    // The seed's form: keys without a section header.
+    let seed = "HEALTHDIR   = /var/lib/edeploy/health/\nCONFIGDIR   = /var/lib/edeploy/config/\nLOGDIR      = /var/lib/edeploy/config/logs\n";
+    let srv = ConfFile::parse(seed, "seed").unwrap().server(None).unwrap();
+    assert_eq!(srv.logdir, PathBuf::from("/var/lib/edeploy/config/logs"));
+}
+
+#[test]
+fn edeploy_conf_env_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edeploy.conf");
+    fs::write(&path, "[SERVER]\nCONFIGDIR = /srv/x\n").unwrap();
+    // Only this test touches EDEPLOY_CONF.
+    std::env::set_var("EDEPLOY_CONF", &path);
+    let cfg = edeploy::config::load(None).unwrap();
+    std::env::remove_var("EDEPLOY_CONF");
+    assert_eq!(cfg.configdir, PathBuf::from("/srv/x"));
+    assert_eq!(
+        edeploy::config::conf_path(),
+        PathBuf::from("/etc/edeploy.conf")
+    );
+}
+
+#[test]
+fn hardware_lists_json_and_literal() {
+    let json = fs::read_to_string(format!("{FIX}/hw/virtio-vm-hardware-detect.json")).unwrap();
+    let lines = hw::parse(&json, "detect.json").unwrap();
+    assert_eq!(lines.len(), 112);
+    assert_eq!(
+        lines
+            .iter()
+            .find(|l| l[1] == "physical" && l[2] == "number")
+            .unwrap()[3],
+        "1",
+        "integers become their decimal text"
+    );
+    assert_eq!(
+        lines[0],
+        ["disk", "logical", "count", "1"].map(String::from)
+    );
+    let dell = fs::read_to_string(format!("{FIX}/hw/dell-poweredge-m520.hw")).unwrap();
+    let lines = hw::parse(&dell, "dell.hw").unwrap();
+    assert_eq!(lines[3][3], "278.875");
+    // Round trip through the literal writer keeps every line in order.
+    let again = hw::parse(&hw::to_literal(&lines), "again").unwrap();
+    assert_eq!(again, lines);
+    let e = hw::parse("[('a', 'b', 'c')]", "x.hw")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x.hw:1: item 1 has 3 fields"), "{e}");
+    let e = hw::parse("[('a', 'b', 'c', 'd'),\n ('a', 'b', 'c', ['d'])]", "x.hw")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x.hw:2: item 2 holds a list"), "{e}");
+    let e = hw::parse("[1.5, 'x']", "x.hw").unwrap_err().to_string();
+    assert!(e.contains("item 1 is a float"), "{e}");
+    let e = hw::parse("{'a': 1}", "x.hw").unwrap_err().to_string();
+    assert!(e.contains("expected a list of 4-tuples"), "{e}");
+}
+
+#[test]
+fn sysname_matches_the_original() {
+    assert_eq!(
+        hw::sysname(&hp_hw()),
+        "ProLiantDL360pGen8654081B21-HP-CZ3323FDVK"
+    );
+    assert_eq!(
+        hw::sysname(&kvm_hw()),
+        "edeploy_test_vm-kvm-52-54-12-34-00-03"
+    );
+    let evil: Vec<Line> = vec![["system", "product", "name", "../../etc/x"].map(String::from)];
+    assert_eq!(hw::sysname(&evil), "etcx");
+    assert_eq!(hw::sysname(&[]), "unknown");
+}

@@ -1,0 +1,837 @@
+//! Behaviour of `edeploy::matcher` against hand-written cases, the kvm
+//! fixture, adversarial disk lists and an independent brute-force reference.
+
+use edeploy::hw::Line;
+use edeploy::matcher::{format_line, Match, NoMatch, Specs};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+fn line(a: &str, b: &str, c: &str, d: &str) -> Line {
+    [a.into(), b.into(), c.into(), d.into()]
+}
+
+fn lines(rows: &[[&str; 4]]) -> Vec<Line> {
+    rows.iter().map(|r| line(r[0], r[1], r[2], r[3])).collect()
+}
+
+fn compile(rows: &[[&str; 4]]) -> Specs {
+    match Specs::compile(&lines(rows)) {
+        Ok(specs) => specs,
+        Err(e) => panic!("specs should compile: {e}"),
+    }
+}
+
+fn found(specs: &Specs, hw: &[Line]) -> Match {
+    match specs.find(hw) {
+        Ok(m) => m,
+        Err(e) => panic!("expected a match: {e}"),
+    }
+}
+
+fn vars(m: &Match) -> Vec<(&str, &str)> {
+    m.vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// Whether the single-position spec `value` accepts the hardware value.
+fn accepts(value: &str, hw_value: &str) -> bool {
+    let specs = compile(&[["c", "n", "k", value]]);
+    specs.find(&[line("c", "n", "k", hw_value)]).is_ok()
+}
+
+/// Reads a hardware list fixture with the project's reader.
+fn read_hw_fixture(name: &str) -> Vec<Line> {
+    let path = format!("{}/tests/fixtures/hw/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    edeploy::hw::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------------------------------------------------------------- functions
+
+#[test]
+fn literal_must_be_equal() {
+    assert!(accepts("abc", "abc"));
+    assert!(!accepts("abc", "abcd"));
+    assert!(!accepts("abc", " abc"));
+}
+
+#[test]
+fn numeric_comparisons() {
+    assert!(accepts("gt(1)", "2"));
+    assert!(!accepts("gt(1)", "1"));
+    assert!(accepts("ge(1)", "1"));
+    assert!(!accepts("ge(1)", "0"));
+    assert!(accepts("lt(10)", "9"));
+    assert!(!accepts("lt(10)", "10"));
+    assert!(accepts("le(10)", "10"));
+    assert!(!accepts("le(10)", "11"));
+}
+
+#[test]
+fn numeric_comparisons_with_decimals_and_spaces() {
+    assert!(accepts("gt(1.5)", "2"));
+    assert!(accepts("gt(1)", "1.01"));
+    assert!(!accepts("lt(2.5)", "2.5"));
+    assert!(accepts("ge( 4 )", " 4 "));
+    assert!(accepts("gt(536870911)", "536870912"));
+    assert!(!accepts("gt(18446744073709551616)", "18446744073709551616"));
+}
+
+#[test]
+fn non_numeric_value_fails_numeric_tests() {
+    for f in ["gt(1)", "ge(1)", "lt(1)", "le(1)", "range(0, 10)"] {
+        assert!(!accepts(f, "abc"), "{f}");
+        assert!(!accepts(f, ""), "{f}");
+        assert!(!accepts(f, "1a"), "{f}");
+    }
+}
+
+#[test]
+fn range_is_inclusive() {
+    assert!(accepts("range(2, 4)", "2"));
+    assert!(accepts("range(2, 4)", "4"));
+    assert!(accepts("range(2, 4)", "3.5"));
+    assert!(!accepts("range(2, 4)", "4.5"));
+    assert!(!accepts("range(2, 4)", "1"));
+}
+
+#[test]
+fn network_membership() {
+    assert!(accepts("network(10.0.2.0/24)", "10.0.2.15"));
+    assert!(!accepts("network(10.0.2.0/24)", "10.0.3.15"));
+    assert!(accepts("network(10.0.2.99/24)", "10.0.2.1"));
+    assert!(accepts("network(10.0.2.15)", "10.0.2.15"));
+    assert!(!accepts("network(10.0.2.15)", "10.0.2.16"));
+    assert!(accepts("network('10.0.0.0/8')", "10.200.1.1"));
+}
+
+#[test]
+fn network_on_non_address_is_false() {
+    for v in ["", "eth0", "10.0.2", "10.0.2.256", "::1", "10.0.2.0/24"] {
+        assert!(!accepts("network(10.0.0.0/8)", v), "{v}");
+    }
+}
+
+#[test]
+fn regexp_is_searched_anywhere() {
+    assert!(accepts("regexp(Virtual)", "QEMU Virtual CPU"));
+    assert!(!accepts("regexp(^Virtual)", "QEMU Virtual CPU"));
+    assert!(accepts("regexp(^sd[a-c]$)", "sdb"));
+    assert!(!accepts("regexp(^sd[a-c]$)", "sdd"));
+}
+
+#[test]
+fn regexp_argument_keeps_commas_and_loses_quotes() {
+    assert!(accepts("regexp(^a{1,2}$)", "aa"));
+    assert!(!accepts("regexp(^a{1,2}$)", "aaa"));
+    assert!(accepts("regexp('^x, y$')", "x, y"));
+    assert!(accepts("regexp( \"^(a|b)$\" )", "b"));
+}
+
+#[test]
+fn invalid_regexp_is_a_compile_error() {
+    let err = Specs::compile(&lines(&[
+        ["disk", "$d", "size", "gt(1)"],
+        ["cpu", "regexp(([)", "k", "v"],
+    ]))
+    .expect_err("invalid regex");
+    assert_eq!(err.line, 2);
+    assert_eq!(err.field, "name");
+    assert!(err.to_string().contains("spec line 2"), "{err}");
+}
+
+#[test]
+fn in_with_spaces_and_quotes() {
+    assert!(accepts("in(a, b, c)", "b"));
+    assert!(accepts("in( a ,b,  c  )", "c"));
+    assert!(accepts("in('x y', \"z\")", "x y"));
+    assert!(accepts("in('a,b', c)", "a,b"));
+    assert!(!accepts("in(a, b, c)", "d"));
+    assert!(!accepts("in(a, b, c)", " a"));
+}
+
+#[test]
+fn quoted_numeric_arguments() {
+    assert!(accepts("gt('1')", "2"));
+    assert!(accepts("range(\"1\", '3')", "2"));
+}
+
+#[test]
+fn not_and_or() {
+    assert!(accepts("not(gt(4))", "3"));
+    assert!(!accepts("not(gt(4))", "5"));
+    assert!(accepts("and(gt(1), lt(4))", "3"));
+    assert!(!accepts("and(gt(1), lt(4))", "4"));
+    assert!(accepts("and(gt(1), lt(9), in(3, 5))", "5"));
+    assert!(!accepts("and(gt(1), lt(9), in(3, 5))", "4"));
+    assert!(accepts("or(lt(2), gt(8))", "9"));
+    assert!(!accepts("or(lt(2), gt(8))", "5"));
+    assert!(accepts("or(regexp(^a,b$), in(x))", "a,b"));
+}
+
+#[test]
+fn nested_combinators() {
+    let f = "not(and(gt(1), lt(4)))";
+    assert!(accepts(f, "1"));
+    assert!(!accepts(f, "2"));
+    assert!(accepts(f, "4"));
+    let g = "or(not(network(10.0.0.0/8)), and(regexp(\\.1$), not(in(10.0.0.1))))";
+    assert!(accepts(g, "192.168.0.1"));
+    assert!(accepts(g, "10.1.1.1"));
+    assert!(!accepts(g, "10.0.0.1"));
+    assert!(!accepts(g, "10.1.1.2"));
+}
+
+#[test]
+fn unknown_or_malformed_function_is_literal() {
+    assert!(accepts("foo(x)", "foo(x)"));
+    assert!(!accepts("foo(x)", "x"));
+    assert!(accepts("gt()", "gt()"));
+    assert!(!accepts("gt()", "5"));
+    assert!(accepts("edeploy_test_vm ()", "edeploy_test_vm ()"));
+    assert!(accepts("in(a'b)", "in(a'b)"));
+}
+
+#[test]
+fn wrong_argument_count_is_a_compile_error() {
+    for (text, field) in [
+        ("gt(1,2)", "value"),
+        ("range(1)", "key"),
+        ("not(gt(1), lt(2))", "class"),
+    ] {
+        let mut row = ["c", "n", "k", "v"];
+        let p = ["class", "name", "key", "value"]
+            .iter()
+            .position(|f| *f == field)
+            .expect("field");
+        row[p] = text;
+        let err = Specs::compile(&lines(&[["a", "b", "c", "d"], row])).expect_err(text);
+        assert_eq!((err.line, err.field), (2, field), "{text}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("spec line 2") && shown.contains(field),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn bad_function_arguments_are_compile_errors() {
+    for text in ["gt(x)", "network(300.0.0.0/8)", "and(gt(1))", "not(abc)"] {
+        assert!(
+            Specs::compile(&lines(&[["c", "n", "k", text]])).is_err(),
+            "{text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- variables
+
+#[test]
+fn variable_binds_then_must_agree() {
+    let specs = compile(&[["disk", "$d", "size", "$s"], ["disk", "$d", "slot", "$s"]]);
+    let hw = lines(&[
+        ["disk", "sda", "size", "1"],
+        ["disk", "sda", "slot", "2"],
+        ["disk", "sdb", "size", "3"],
+        ["disk", "sdb", "slot", "3"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("d", "sdb"), ("s", "3")]);
+    assert_eq!(m.pairing, vec![2, 3]);
+    assert!(m.forced.is_empty());
+}
+
+#[test]
+fn variable_names_with_dashes() {
+    let specs = compile(&[
+        ["network", "$eth-io", "link", "yes"],
+        ["network", "$eth", "link", "yes"],
+    ]);
+    let hw = lines(&[
+        ["network", "eth0", "link", "yes"],
+        ["network", "eth1", "link", "yes"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("eth-io", "eth0"), ("eth", "eth1")]);
+}
+
+#[test]
+fn var_with_function_binds() {
+    let specs = compile(&[["disk", "$d", "size", "$size=gt(1)"]]);
+    let hw = lines(&[["disk", "sda", "size", "1"], ["disk", "sdb", "size", "8"]]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("d", "sdb"), ("size", "8")]);
+}
+
+#[test]
+fn var_with_function_already_bound_must_agree() {
+    let specs = compile(&[
+        ["disk", "sda", "size", "$s"],
+        ["disk", "$d", "size", "$s=gt(1)"],
+    ]);
+    let hw = lines(&[
+        ["disk", "sda", "size", "4"],
+        ["disk", "sdb", "size", "8"],
+        ["disk", "sdc", "size", "4"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("s", "4"), ("d", "sdc")]);
+
+    // Bound to a value the function rejects: no match at all.
+    let hw_small = lines(&[["disk", "sda", "size", "1"], ["disk", "sdc", "size", "1"]]);
+    assert_eq!(specs.find(&hw_small).map_err(|e| e.spec_index), Err(1));
+}
+
+#[test]
+fn equals_sign_not_followed_by_function_is_part_of_the_name() {
+    let specs = compile(&[["c", "n", "k", "$a=b"], ["c", "m", "k", "$a=foo(1)"]]);
+    let hw = lines(&[["c", "n", "k", "x"], ["c", "m", "k", "y"]]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("a=b", "x"), ("a=foo(1)", "y")]);
+}
+
+#[test]
+fn forced_variable() {
+    let specs = compile(&[["system", "product", "serial", "$$tag"]]);
+    let hw = lines(&[
+        ["system", "product", "name", "x"],
+        ["system", "product", "serial", "ABC123"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(m.forced.get("tag").map(String::as_str), Some("ABC123"));
+    assert_eq!(m.vars.get("tag").map(String::as_str), Some("ABC123"));
+    assert_eq!(m.forced.len(), 1);
+}
+
+#[test]
+fn forced_and_plain_same_name_are_distinct_and_forced_wins() {
+    let specs = compile(&[
+        ["system", "product", "name", "$tag"],
+        ["system", "product", "serial", "$$tag"],
+    ]);
+    let hw = lines(&[
+        ["system", "product", "name", "N"],
+        ["system", "product", "serial", "S"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("tag", "S")]);
+    assert_eq!(m.forced.get("tag").map(String::as_str), Some("S"));
+}
+
+#[test]
+fn each_hardware_line_used_once() {
+    let specs = compile(&[["disk", "$a", "size", "4"], ["disk", "$b", "size", "4"]]);
+    let one = lines(&[["disk", "sda", "size", "4"]]);
+    let err = specs.find(&one).expect_err("only one disk");
+    assert_eq!(err.spec_index, 1);
+    let two = lines(&[["disk", "sda", "size", "4"], ["disk", "sdb", "size", "4"]]);
+    assert_eq!(found(&specs, &two).pairing, vec![0, 1]);
+}
+
+#[test]
+fn empty_specs_match_anything() {
+    let specs = compile(&[]);
+    let m = found(&specs, &lines(&[["a", "b", "c", "d"]]));
+    assert!(m.vars.is_empty() && m.forced.is_empty() && m.pairing.is_empty());
+    assert!(specs.find(&[]).is_ok());
+}
+
+#[test]
+fn lines_are_kept() {
+    let rows = [["disk", "$d", "size", "gt(1)"]];
+    assert_eq!(compile(&rows).lines(), lines(&rows).as_slice());
+}
+
+// ---------------------------------------------------------------- failures
+
+#[test]
+fn failure_names_first_line_without_static_candidate() {
+    let specs = compile(&[
+        ["disk", "$d", "size", "gt(100)"],
+        ["cpu", "$c", "number", "1"],
+        ["memory", "total", "size", "gt(1)"],
+    ]);
+    let hw = lines(&[
+        ["disk", "sda", "size", "4"],
+        ["memory", "total", "size", "0"],
+    ]);
+    let err = specs.find(&hw).expect_err("no big disk");
+    assert_eq!(err.spec_index, 0);
+    assert_eq!(err.spec, line("disk", "$d", "size", "gt(100)"));
+}
+
+#[test]
+fn failure_names_deepest_blocking_line() {
+    let specs = compile(&[
+        ["network", "$eth", "ipv4", "network(10.0.2.0/24)"],
+        ["network", "$eth", "serial", "$mac"],
+        ["network", "$eth", "link", "yes"],
+    ]);
+    let hw = lines(&[
+        ["network", "eth0", "ipv4", "10.0.2.15"],
+        ["network", "eth0", "serial", "aa"],
+        ["network", "eth0", "link", "no"],
+        ["network", "eth1", "link", "yes"],
+    ]);
+    let err = specs.find(&hw).expect_err("eth0 has no link");
+    assert_eq!(err.spec_index, 2);
+}
+
+#[test]
+fn failure_with_too_few_identical_lines() {
+    let specs = compile(&[
+        ["disk", "$d1", "size", "gt(1)"],
+        ["disk", "$d2", "size", "gt(1)"],
+        ["disk", "$d3", "size", "gt(1)"],
+    ]);
+    let hw = lines(&[["disk", "sda", "size", "4"], ["disk", "sdb", "size", "4"]]);
+    assert_eq!(specs.find(&hw).map_err(|e| e.spec_index), Err(2));
+}
+
+#[test]
+fn no_match_display() {
+    let err = NoMatch {
+        spec_index: 3,
+        spec: line("disk", "$disk", "size", "gt(1)"),
+    };
+    assert_eq!(
+        err.to_string(),
+        "spec line 4 ('disk', '$disk', 'size', 'gt(1)') could not be paired with any hardware line"
+    );
+}
+
+#[test]
+fn format_line_quotes_like_python() {
+    assert_eq!(
+        format_line(&line("disk", "sda", "size", "4")),
+        "('disk', 'sda', 'size', '4')"
+    );
+    assert_eq!(
+        format_line(&line("it's", "a\"b", "x'\"", "\\")),
+        "(\"it's\", 'a\"b', 'x\\'\"', '\\\\')"
+    );
+}
+
+// ---------------------------------------------------------------- kvm fixture
+
+fn kvm_specs() -> Specs {
+    compile(&[
+        ["system", "product", "vendor", "kvm"],
+        ["system", "product", "name", "edeploy_test_vm ()"],
+        ["disk", "$disk", "size", "gt(1)"],
+        ["network", "$eth", "ipv4", "network(10.0.2.0/24)"],
+        ["network", "$eth", "serial", "$mac"],
+        ["network", "$eth", "link", "yes"],
+        ["network", "$eth-io", "ipv4", "network(10.0.3.0/24)"],
+        ["network", "$eth-io", "serial", "$mac-io"],
+        ["network", "$eth-io", "link", "yes"],
+        ["network", "$eth-mgmt", "link", "yes"],
+        ["network", "$eth-mgmt", "serial", "$mac-mgmt"],
+        ["system", "ipmi-fake", "channel", "$ipmi-fake-channel"],
+    ])
+}
+
+#[test]
+fn kvm_example() {
+    let hw = read_hw_fixture("kvm-test-vm.hw");
+    assert_eq!(hw.len(), 36);
+    let m = found(&kvm_specs(), &hw);
+    assert_eq!(
+        vars(&m),
+        vec![
+            ("disk", "vda"),
+            ("eth", "eth0"),
+            ("mac", "52:54:12:34:00:01"),
+            ("eth-io", "eth1"),
+            ("mac-io", "52:54:12:34:00:02"),
+            ("eth-mgmt", "eth2"),
+            ("mac-mgmt", "52:54:12:34:00:03"),
+            ("ipmi-fake-channel", "0"),
+        ]
+    );
+    assert!(m.forced.is_empty());
+    assert_eq!(m.pairing.len(), 12);
+    assert_eq!(m.pairing[0], 3);
+}
+
+#[test]
+fn kvm_example_fails_without_management_link() {
+    let hw: Vec<Line> = read_hw_fixture("kvm-test-vm.hw")
+        .into_iter()
+        .filter(|l| !(l[1] == "eth2" && l[2] == "link"))
+        .collect();
+    let err = kvm_specs().find(&hw).expect_err("eth2 link removed");
+    assert_eq!(err.spec_index, 9);
+}
+
+// ---------------------------------------------------------------- JBOD
+
+fn jbod(n: usize) -> (Specs, Vec<Line>) {
+    let mut hw = Vec::new();
+    for k in 0..n {
+        let slot = if k + 1 == n {
+            "X".to_owned()
+        } else {
+            k.to_string()
+        };
+        hw.push(line("disk", &format!("sd{k}"), "size", "2000"));
+        hw.push(line("disk", &format!("sd{k}"), "slot", &slot));
+    }
+    let mut specs: Vec<Line> = (0..n)
+        .map(|k| line("disk", &format!("$d{k}"), "size", "2000"))
+        .collect();
+    specs.push(line("disk", "$d0", "slot", "X"));
+    match Specs::compile(&specs) {
+        Ok(s) => (s, hw),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn check_jbod(n: usize) {
+    let (specs, hw) = jbod(n);
+    let m = found(&specs, &hw);
+    assert_eq!(m.vars.len(), n);
+    assert_eq!(m.vars.get("d0"), Some(&format!("sd{}", n - 1)));
+    for k in 1..n {
+        assert_eq!(
+            m.vars.get(&format!("d{k}")),
+            Some(&format!("sd{}", k - 1)),
+            "d{k}"
+        );
+    }
+    assert_eq!(m.pairing[n], 2 * n - 1);
+}
+
+#[test]
+fn jbod_8() {
+    check_jbod(8);
+}
+
+#[test]
+fn jbod_24() {
+    check_jbod(24);
+}
+
+#[test]
+fn jbod_60() {
+    check_jbod(60);
+}
+
+#[test]
+fn jbod_one_disk_short_fails_on_last_disk_spec() {
+    let (specs, mut hw) = jbod(12);
+    hw.retain(|l| l[1] != "sd3");
+    let err = specs.find(&hw).expect_err("11 disks for 12 specs");
+    assert_eq!(err.spec_index, 11);
+}
+
+#[test]
+fn explain_jbod_mentions_prune_and_is_capped() {
+    let (specs, hw) = jbod(8);
+    let (result, events) = specs.find_explained(&hw, 10_000);
+    assert_eq!(result, specs.find(&hw));
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("prune") && e.contains("spec line 9")),
+        "{events:#?}"
+    );
+    assert!(events.iter().any(|e| e.starts_with("try ")));
+    assert!(events.iter().any(|e| e.contains("bind $d0")));
+    assert_eq!(events.last().map(String::as_str), Some("match found"));
+
+    let (_, capped) = specs.find_explained(&hw, 5);
+    assert_eq!(capped.len(), 6);
+    let more = format!("... {} more steps", events.len() - 5);
+    assert_eq!(capped.last(), Some(&more));
+}
+
+#[test]
+fn backtracking_retries_earlier_candidates() {
+    // With `$a` = p, spec lines 2 and 3 each still have a candidate but not
+    // jointly, which forward checking cannot see; after backtracking to
+    // `$a` = q, spec line 2 must start again from its first candidate.
+    let specs = compile(&[
+        ["s", "$a", "-", "-"],
+        ["t", "$a", "$b", "-"],
+        ["u", "$a", "$b", "-"],
+    ]);
+    let hw = lines(&[
+        ["s", "p", "-", "-"],
+        ["s", "q", "-", "-"],
+        ["t", "q", "1", "-"],
+        ["t", "p", "1", "-"],
+        ["t", "p", "2", "-"],
+        ["u", "p", "3", "-"],
+        ["u", "q", "1", "-"],
+    ]);
+    let (result, events) = specs.find_explained(&hw, 1000);
+    assert_eq!(result.map(|m| m.pairing), Ok(vec![1, 2, 6]));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("backtrack to spec line 1")),
+        "{events:#?}"
+    );
+
+    let (result, events) = specs.find_explained(&hw[..5], 1000);
+    assert_eq!(result.map_err(|e| e.spec_index), Err(2));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("no match: spec line 3")),
+        "{events:#?}"
+    );
+}
+
+// ---------------------------------------------------------------- reference
+
+/// Variable bindings in order of first use.
+type Bindings = Vec<(String, String)>;
+
+/// The generated spec language: literal, `$a`..`$c`, `gt(n)`, `$a=le(n)`.
+fn position_ok(spec: &str, value: &str, vars: &mut Vec<(String, String)>) -> bool {
+    fn bind(name: &str, value: &str, vars: &mut Vec<(String, String)>) -> bool {
+        match vars.iter().find(|(n, _)| n == name) {
+            Some((_, bound)) => bound == value,
+            None => {
+                vars.push((name.to_owned(), value.to_owned()));
+                true
+            }
+        }
+    }
+    fn number(text: &str) -> Option<f64> {
+        text.trim().parse::<f64>().ok()
+    }
+    if let Some(rest) = spec.strip_prefix('$') {
+        if let Some((name, bound)) = rest.split_once("=le(") {
+            let limit = bound.trim_end_matches(')');
+            let fits = match (number(value), number(limit)) {
+                (Some(v), Some(l)) => v <= l,
+                _ => false,
+            };
+            return fits && bind(name, value, vars);
+        }
+        return bind(rest, value, vars);
+    }
+    if let Some(limit) = spec.strip_prefix("gt(").and_then(|s| s.strip_suffix(')')) {
+        return match (number(value), number(limit)) {
+            (Some(v), Some(l)) => v > l,
+            _ => false,
+        };
+    }
+    spec == value
+}
+
+/// Bindings in order of first use when `pairing` satisfies the specs.
+fn verify(specs: &[Line], hw: &[Line], pairing: &[usize]) -> Option<Vec<(String, String)>> {
+    if pairing.len() != specs.len() {
+        return None;
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !pairing.iter().all(|&j| j < hw.len() && seen.insert(j)) {
+        return None;
+    }
+    let mut vars = Vec::new();
+    for (spec, &j) in specs.iter().zip(pairing) {
+        for p in 0..4 {
+            if !position_ok(&spec[p], &hw[j][p], &mut vars) {
+                return None;
+            }
+        }
+    }
+    Some(vars)
+}
+
+/// First injective assignment, in lexicographic order, that verifies.
+fn brute_force(specs: &[Line], hw: &[Line]) -> Option<(Vec<usize>, Bindings)> {
+    fn walk(
+        specs: &[Line],
+        hw: &[Line],
+        chosen: &mut Vec<usize>,
+    ) -> Option<(Vec<usize>, Bindings)> {
+        if chosen.len() == specs.len() {
+            return verify(specs, hw, chosen).map(|v| (chosen.clone(), v));
+        }
+        for j in 0..hw.len() {
+            if chosen.contains(&j) {
+                continue;
+            }
+            chosen.push(j);
+            let found = walk(specs, hw, chosen);
+            chosen.pop();
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+    walk(specs, hw, &mut Vec::new())
+}
+
+fn spec_position() -> BoxedStrategy<String> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["a", "b", "1", "2"]).prop_map(str::to_owned),
+        3 => prop::sample::select(vec!["$a", "$b", "$c"]).prop_map(str::to_owned),
+        1 => (0..4u8).prop_map(|n| format!("gt({n})")),
+        1 => (0..4u8).prop_map(|n| format!("$a=le({n})")),
+    ]
+    .boxed()
+}
+
+fn hw_position() -> BoxedStrategy<String> {
+    prop::sample::select(vec!["a", "b", "1", "2", "3"])
+        .prop_map(str::to_owned)
+        .boxed()
+}
+
+fn four(s: BoxedStrategy<String>) -> impl Strategy<Value = Line> {
+    (s.clone(), s.clone(), s.clone(), s).prop_map(|(a, b, c, d)| [a, b, c, d])
+}
+
+/// How a spec position is derived from a chosen hardware line.
+#[derive(Clone, Debug)]
+enum Derive {
+    Copy,
+    Literal(&'static str),
+    Var(&'static str),
+    Gt(u8),
+    BindLe(u8),
+}
+
+/// Weights of copy / literal / variable / `gt(n)` / `$a=le(n)`.
+fn derive(weights: [u32; 5]) -> BoxedStrategy<Derive> {
+    prop_oneof![
+        weights[0] => Just(Derive::Copy),
+        weights[1] => prop::sample::select(vec!["a", "1", "2"]).prop_map(Derive::Literal),
+        weights[2] => prop::sample::select(vec!["$a", "$b", "$c"]).prop_map(Derive::Var),
+        weights[3] => (0..4u8).prop_map(Derive::Gt),
+        weights[4] => (0..4u8).prop_map(Derive::BindLe),
+    ]
+    .boxed()
+}
+
+/// Spec lines shaped like real ones (literal class and key, variable name,
+/// value tested or bound), each derived from a hardware line so that most
+/// cases get past the first line and exercise the search itself.
+fn derived_case() -> impl Strategy<Value = (Vec<Line>, Vec<Line>)> {
+    let template = (
+        any::<prop::sample::Index>(),
+        [
+            derive([20, 1, 0, 0, 0]),
+            derive([1, 0, 5, 0, 0]),
+            derive([20, 0, 1, 0, 0]),
+            derive([3, 1, 5, 1, 1]),
+        ],
+    );
+    let value = prop::sample::select(vec!["a", "1", "2"]).prop_map(str::to_owned);
+    let hw_line = [value.clone(), value.clone(), value.clone(), value];
+    (
+        prop::collection::vec(template, 1..=5),
+        prop::collection::vec(hw_line, 1..=8),
+    )
+        .prop_map(|(templates, hw)| {
+            let specs = templates
+                .iter()
+                .map(|(index, how)| {
+                    let source = &hw[index.index(hw.len())];
+                    std::array::from_fn(|p| {
+                        let numeric = source[p].parse::<f64>().is_ok();
+                        match how[p] {
+                            Derive::Literal(s) => s.to_owned(),
+                            Derive::Var(v) => v.to_owned(),
+                            Derive::Gt(n) if numeric => format!("gt({n})"),
+                            Derive::BindLe(n) if numeric => format!("$a=le({n})"),
+                            _ => source[p].clone(),
+                        }
+                    })
+                })
+                .collect();
+            (specs, hw)
+        })
+}
+
+fn check_against_brute_force(specs: &[Line], hw: &[Line]) -> Result<(), TestCaseError> {
+    let compiled = Specs::compile(specs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let reference = brute_force(specs, hw);
+    match compiled.find(hw) {
+        Ok(m) => {
+            let bound = verify(specs, hw, &m.pairing);
+            prop_assert!(
+                bound.is_some(),
+                "returned pairing {:?} does not satisfy the specs",
+                m.pairing
+            );
+            let got: Vec<(String, String)> =
+                m.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            prop_assert_eq!(Some(&got), bound.as_ref());
+            prop_assert!(m.forced.is_empty());
+            let (pairing, vars) = reference.unwrap_or_default();
+            prop_assert_eq!(m.pairing, pairing);
+            prop_assert_eq!(got, vars);
+        }
+        Err(e) => {
+            prop_assert!(reference.is_none(), "brute force found {:?}", reference);
+            prop_assert!(e.spec_index < specs.len());
+            prop_assert_eq!(&e.spec, &specs[e.spec_index]);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest-regressions/matcher.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn matcher_agrees_with_brute_force(
+        specs in prop::collection::vec(four(spec_position()), 1..=5),
+        hw in prop::collection::vec(four(hw_position()), 1..=8),
+    ) {
+        check_against_brute_force(&specs, &hw)?;
+    }
+
+    #[test]
+    fn matcher_agrees_with_brute_force_on_derived_specs(case in derived_case()) {
+        check_against_brute_force(&case.0, &case.1)?;
+    }
+
+    #[test]
+    fn explained_search_gives_the_same_answer(
+        specs in prop::collection::vec(four(spec_position()), 1..=5),
+        hw in prop::collection::vec(four(hw_position()), 1..=8),
+    ) {
+        let compiled = Specs::compile(&specs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let (explained, events) = compiled.find_explained(&hw, 50);
+        prop_assert_eq!(explained, compiled.find(&hw));
+        prop_assert!(!events.is_empty() && events.len() <= 51);
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(
+        specs in prop::collection::vec(four(prop_oneof![
+            any::<String>(),
+            "[a-z$=(),'\" 0-9./]{0,14}",
+            "(gt|ge|lt|le|in|range|network|regexp|not|and|or)\\([ -~]{0,10}\\)",
+            "\\$[a-c]=(gt|in|not|and|or)\\([ -~]{0,10}\\)",
+        ].boxed()), 0..=4),
+        hw in prop::collection::vec(four(prop_oneof![
+            any::<String>(),
+            "[ab0-9. ]{0,6}",
+        ].boxed()), 0..=6),
+    ) {
+        if let Ok(compiled) = Specs::compile(&specs) {
+            let _ = compiled.find(&hw);
+            let _ = compiled.find_explained(&hw, 20);
+        }
+    }
+}
