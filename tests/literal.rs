@@ -236,3 +236,11 @@ proptest! {
         let _ = parse(&text, Options { calls: true });
     }
 }
+
+#[test]
+fn multibyte_after_a_digit_is_an_error_not_a_panic() {
+    let e = perr("0\u{11728}");
+    assert_eq!(e.pos.line, 1, "{e}");
+    let e = perr("[0é]");
+    assert!(e.msg.contains("inside it"), "{e}");
+}

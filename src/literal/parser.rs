@@ -646,15 +646,14 @@ impl<'a> Parser<'a> {
         let body_start = self.pos;
         let r = self.rest();
         let bad = |p: &Self, what: &str| p.err_at(start, what.to_string());
-        if r.len() >= 2
-            && r.starts_with('0')
-            && matches!(&r[1..2], "x" | "X" | "o" | "O" | "b" | "B")
-        {
-            let radix = match &r[1..2] {
-                "x" | "X" => 16,
-                "o" | "O" => 8,
-                _ => 2,
-            };
+        // Bytes, not str slices: the next character may be multi-byte.
+        let radix = match r.as_bytes() {
+            [b'0', b'x' | b'X', ..] => Some(16),
+            [b'0', b'o' | b'O', ..] => Some(8),
+            [b'0', b'b' | b'B', ..] => Some(2),
+            _ => None,
+        };
+        if let Some(radix) = radix {
             self.bump();
             self.bump();
             let ds = self.pos;
