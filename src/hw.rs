@@ -7,7 +7,6 @@
 //! is kept because it decides which disk becomes `$disk`.
 
 use crate::literal::{self, Dialect, Options, Value};
-use std::fmt;
 
 /// One hardware (or spec) line: class, name, key, value.
 pub type Line = [String; 4];
@@ -163,19 +162,9 @@ pub fn sysname(lines: &[Line]) -> String {
     }
 }
 
-/// A hardware line rendered as a Python tuple, for messages.
-pub struct Show<'a>(pub &'a Line);
-
-impl fmt::Display for Show<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::from("(");
-        for (i, s) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            literal::write_py_str(&mut out, s);
-        }
-        out.push(')');
-        f.write_str(&out)
-    }
+/// A line rendered like Python's `repr` of a tuple of strings:
+/// `('disk', 'sda', 'size', '4')`.
+pub fn format_line(l: &Line) -> String {
+    let parts: Vec<String> = l.iter().map(|s| literal::py_repr(s)).collect();
+    format!("({})", parts.join(", "))
 }

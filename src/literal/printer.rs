@@ -120,42 +120,85 @@ fn write_seq(out: &mut String, items: &[Value], open: char, close: char, one: bo
     out.push(close);
 }
 
-/// Python's `repr()` of a string: single quotes unless the text holds a
-/// single quote and no double quote.
+/// Appends Python's `repr()` of a string to `out`.
 pub fn write_py_str(out: &mut String, s: &str) {
-    let q = if s.contains('\'') && !s.contains('"') {
+    out.push_str(&py_repr(s));
+}
+
+/// Python's `repr` of a string: single quotes unless the text contains `'`
+/// and no `"`, with backslash escapes for the quote, `\` and unprintable
+/// characters.
+pub fn py_repr(s: &str) -> String {
+    use std::fmt::Write;
+    let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
         '\''
     };
-    out.push(q);
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c == q => {
+            c if c == quote => {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                let cp = c as u32;
-                if cp <= 0xff {
-                    let _ = write!(out, "\\x{cp:02x}");
-                } else if cp <= 0xffff {
-                    let _ = write!(out, "\\u{cp:04x}");
+            c if is_printable(c) => out.push(c),
+            c => {
+                let code = u32::from(c);
+                // Writing to a String cannot fail.
+                let _ = if code <= 0xff {
+                    write!(out, "\\x{code:02x}")
+                } else if code <= 0xffff {
+                    write!(out, "\\u{code:04x}")
                 } else {
-                    let _ = write!(out, "\\U{cp:08x}");
-                }
+                    write!(out, "\\U{code:08x}")
+                };
             }
-            c => out.push(c),
         }
     }
-    out.push(q);
+    out.push(quote);
+    out
+}
+
+/// Approximates Python's `str.isprintable`: control, format, separator
+/// (other than space) and private-use characters are escaped.
+fn is_printable(c: char) -> bool {
+    if c.is_control() {
+        return false;
+    }
+    !matches!(
+        u32::from(c),
+        0xa0 | 0xad
+            | 0x600..=0x605
+            | 0x61c
+            | 0x6dd
+            | 0x70f
+            | 0x890..=0x891
+            | 0x8e2
+            | 0x1680
+            | 0x180e
+            | 0x2000..=0x200f
+            | 0x2028..=0x202f
+            | 0x205f..=0x2064
+            | 0x2066..=0x206f
+            | 0x3000
+            | 0xd800..=0xf8ff
+            | 0xfeff
+            | 0xfff9..=0xfffb
+            | 0x110bd
+            | 0x110cd
+            | 0x13430..=0x1343f
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0001
+            | 0xe0020..=0xe007f
+            | 0xf0000..
+    )
 }
 
 /// Python's `repr()` of a float: the shortest text that reads back as the
