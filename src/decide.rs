@@ -105,6 +105,18 @@ pub fn decide(
     commit: bool,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
+    decide_only(cfg, hw, commit, None, warn)
+}
+
+/// [`decide`], considering only the profile `only` when it is given
+/// (`upload.cgi -F PROFILE`); a profile absent from `state` is no match.
+pub fn decide_only(
+    cfg: &ServerConfig,
+    hw: &[Line],
+    commit: bool,
+    only: Option<&str>,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
     let _lock = if commit {
         let lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
         persist::recover(&cfg.configdir).map_err(io)?;
@@ -117,8 +129,19 @@ pub fn decide(
     let mut state = State::load(&state_path).map_err(|e| config(format!("{e:#}")))?;
     let mut tried = Vec::new();
 
+    if let Some(p) = only {
+        if state.get(p).is_none() {
+            tried.push(Tried {
+                profile: p.to_string(),
+                reason: "not in the state file".into(),
+            });
+        }
+    }
     for i in 0..state.entries.len() {
         let profile = state.entries[i].profile.clone();
+        if only.is_some_and(|p| p != profile) {
+            continue;
+        }
         let count = state.entries[i].count;
         let specs_path = dir.join(format!("{profile}.specs"));
         if !specs_path.exists() {

@@ -215,7 +215,10 @@ mod tests {
             .run(&CmdLine::argv(["/nonexistent/prog", "a b"]))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("/nonexistent/prog 'a b': cannot start"), "{e}");
+        assert!(
+            e.starts_with("/nonexistent/prog 'a b': cannot start"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //! non-evaluating reader in [`literal`] and written back with [`persist`].
 
 pub mod admin;
+pub mod cgi;
 pub mod cmdb;
 pub mod config;
+pub mod configure;
 pub mod decide;
+pub mod detect;
+pub mod exec;
 pub mod hw;
 pub mod literal;
 pub mod matcher;
 pub mod persist;
 pub mod state;
-pub mod exec;

@@ -1,0 +1,71 @@
+//! `upload.cgi`: run by Apache or lighttpd as a CGI script (no arguments,
+//! `REQUEST_METHOD` set), or by hand in local mode:
+//! `upload.cgi -f HWFILE [-F PROFILE] [-s SECTION]`.
+//!
+//! As a CGI the exit status is always 0 once an answer is written (the
+//! status is in the answer); in local mode it is 0 answered, 1 no profile
+//! or nothing to hand out, 2 bad input, configuration or usage.
+
+use clap::Parser;
+use edeploy::cgi::{self, CgiEnv, Log};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "upload.cgi",
+    version,
+    about = "eDeploy's provisioning CGI; with -f, decide for a hardware list file",
+    long_about = "eDeploy's provisioning CGI. Run by a web server (REQUEST_METHOD set) it answers one \
+                  multipart/form-data upload. With -f it does what a hardware upload does, on a file, \
+                  and prints the answer.\n\nThe configuration is EDEPLOY_CONF or /etc/edeploy.conf.\n\n\
+                  Exit status (local mode): 0 answered, 1 no profile matches or nothing to hand out, \
+                  2 bad input, configuration or usage."
+)]
+struct Cli {
+    /// The hardware list to decide for (JSON or the literal dialect).
+    #[arg(short = 'f', value_name = "HWFILE")]
+    file: PathBuf,
+    /// Consider only this profile.
+    #[arg(short = 'F', value_name = "PROFILE")]
+    profile: Option<String>,
+    /// The configuration section to use (default SERVER).
+    #[arg(short = 's', value_name = "SECTION")]
+    section: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let env = CgiEnv::from_process();
+    if std::env::args_os().len() <= 1 && env.is_cgi() {
+        let mut stderr = std::io::stderr();
+        let remote = env.remote_addr.clone().unwrap_or_default();
+        let response = cgi::serve(
+            &env,
+            std::io::stdin(),
+            &edeploy::config::conf_path(),
+            &mut Log::new(&remote, &mut stderr),
+        );
+        let mut stdout = std::io::stdout().lock();
+        return match response.write_cgi(&mut stdout) {
+            Ok(()) => ExitCode::SUCCESS,
+            // The web server went away: nobody is left to answer.
+            Err(_) => ExitCode::from(1),
+        };
+    }
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let code = cgi::local(
+        &edeploy::config::conf_path(),
+        &cli.file,
+        cli.profile.as_deref(),
+        cli.section.as_deref(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    );
+    ExitCode::from(code)
+}

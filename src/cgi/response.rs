@@ -1,0 +1,179 @@
+//! The CGI answer (RFC 3875 §6) and the server log line.
+
+use super::clock::Utc;
+use std::io::{self, Write};
+
+/// An answer: status, extra headers, JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl Response {
+    pub fn ok(body: serde_json::Value) -> Response {
+        Response {
+            status: 200,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// `{"error": sentence}` with `status`.
+    pub fn error(status: u16, sentence: &str) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: serde_json::json!({ "error": sentence }),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The error sentence of an error answer.
+    pub fn sentence(&self) -> Option<&str> {
+        self.body.get("error").and_then(|e| e.as_str())
+    }
+
+    /// Writes the CGI response: `Status:` (left out for 200, which is the
+    /// CGI default), `Content-Type:`, other headers, a blank line, the body.
+    pub fn write_cgi(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut text = String::new();
+        if self.status != 200 {
+            text.push_str(&format!(
+                "Status: {} {}\r\n",
+                self.status,
+                reason_phrase(self.status)
+            ));
+        }
+        text.push_str("Content-Type: application/json\r\n");
+        for (k, v) in &self.headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        text.push_str(&self.body.to_string());
+        text.push('\n');
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        500 => "Internal Server Error",
+        _ => "Unknown",
+    }
+}
+
+/// Writes the server log: one line per request, plus warnings, each
+/// `upload.cgi[<pid>] <RFC 3339 UTC time> <REMOTE_ADDR>: <text>`. Under a
+/// web server this is the CGI's stderr, which lands in its error log.
+pub struct Log<'a> {
+    pid: u32,
+    remote: String,
+    out: &'a mut dyn Write,
+}
+
+impl<'a> Log<'a> {
+    pub fn new(remote: &str, out: &'a mut dyn Write) -> Log<'a> {
+        Log {
+            pid: std::process::id(),
+            // The address comes from the web server, but keep the line one
+            // line whatever it holds.
+            remote: one_line(if remote.is_empty() { "-" } else { remote }),
+            out,
+        }
+    }
+
+    pub fn line(&mut self, text: &str) {
+        let line = format!(
+            "upload.cgi[{}] {} {}: {}\n",
+            self.pid,
+            Utc::now().rfc3339(),
+            self.remote,
+            one_line(text)
+        );
+        // Nowhere to report a failing error log: the answer still goes out.
+        let _ = self.out.write_all(line.as_bytes());
+        let _ = self.out.flush();
+    }
+
+    /// The closing line of a request: `<status> <reason>`.
+    pub fn status(&mut self, status: u16, reason: &str) {
+        self.line(&format!("{status} {reason}"));
+    }
+
+    pub fn warning(&mut self, text: &str) {
+        self.line(&format!("warning: {text}"));
+    }
+}
+
+/// Control characters (a newline in a client-chosen name, say) would
+/// forge extra log lines: show them escaped.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cgi(r: &Response) -> String {
+        let mut out = Vec::new();
+        r.write_cgi(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn success_has_no_status_line() {
+        let text = cgi(&Response::ok(serde_json::json!({"profile": "vm"})));
+        assert_eq!(
+            text,
+            "Content-Type: application/json\r\n\r\n{\"profile\":\"vm\"}\n"
+        );
+    }
+
+    #[test]
+    fn errors_carry_status_and_sentence() {
+        let r = Response::error(405, "only POST is accepted").with_header("Allow", "POST");
+        assert_eq!(r.sentence(), Some("only POST is accepted"));
+        assert_eq!(
+            cgi(&r),
+            "Status: 405 Method Not Allowed\r\nContent-Type: application/json\r\n\
+             Allow: POST\r\n\r\n{\"error\":\"only POST is accepted\"}\n"
+        );
+        assert!(cgi(&Response::error(413, "x")).starts_with("Status: 413 Content Too Large\r\n"));
+    }
+
+    #[test]
+    fn log_lines_have_pid_time_and_address() {
+        let mut out = Vec::new();
+        Log::new("10.0.0.7", &mut out).status(404, "no profile\nmatches");
+        let text = String::from_utf8(out).unwrap();
+        let prefix = format!("upload.cgi[{}] ", std::process::id());
+        assert!(text.starts_with(&prefix), "{text}");
+        let rest = &text[prefix.len()..];
+        // 2024-05-01T12:30:00Z
+        assert_eq!(rest.as_bytes()[10], b'T');
+        assert_eq!(&rest[19..], "Z 10.0.0.7: 404 no profile\\nmatches\n");
+        assert_eq!(text.lines().count(), 1);
+    }
+}

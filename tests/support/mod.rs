@@ -1,0 +1,486 @@
+//! A real web server running `upload.cgi`, for the integration tests.
+//!
+//! [`Site::start`] builds a site in a temporary directory (config dir,
+//! HWDIR, LOGDIR, `edeploy.conf`, the CGI binary copied as
+//! `cgi-bin/upload.cgi`, a web-server configuration of its own), starts
+//! Apache (`apache2 -DFOREGROUND`, event MPM + mod_cgid, Debian's stock
+//! CGI setup) or lighttpd (`lighttpd -D`, mod_cgi) on 127.0.0.1 and a free
+//! port, and waits (at most 10 s) until the port answers. Dropping the
+//! site stops the server. Requests go through the real `curl`, exactly as
+//! a node sends them.
+//!
+//! Run as root (as CI does), the servers run their CGIs as `www-data`,
+//! like a Debian install, so the site's files are handed to that user.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const CGI: &str = env!("CARGO_BIN_EXE_upload-cgi");
+
+/// Which web server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Apache,
+    Lighttpd,
+}
+
+impl Kind {
+    fn binary(self) -> &'static str {
+        match self {
+            Kind::Apache => "/usr/sbin/apache2",
+            Kind::Lighttpd => "/usr/sbin/lighttpd",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Kind::Apache => "apache2",
+            Kind::Lighttpd => "lighttpd",
+        }
+    }
+}
+
+/// What a site is built with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Files copied into CONFIGDIR: the shipped example, then these
+    /// (relative to `tests/fixtures/cgi`), then `files`.
+    pub fixtures: Vec<&'static str>,
+    /// Files written into CONFIGDIR (name, text), last.
+    pub files: Vec<(String, String)>,
+    /// Lines appended to `[SERVER]` of `edeploy.conf` (`{root}` is the
+    /// site's directory).
+    pub conf: String,
+    /// Extra environment for the CGI, passed through the web server.
+    pub env: Vec<(String, String)>,
+    /// MAXUPLOAD, also the web server's own request-body limit.
+    pub max_upload: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            fixtures: vec![
+                "state",
+                "virtio.specs",
+                "virtio.configure",
+                "hp.specs",
+                "hp.cmdb",
+                "hp.configure",
+                "dell.specs",
+                "dell.cmdb",
+                "dell.configure",
+            ],
+            files: Vec::new(),
+            conf: String::new(),
+            env: Vec::new(),
+            max_upload: 1 << 20,
+        }
+    }
+}
+
+/// A running web server with its site.
+pub struct Site {
+    pub kind: Kind,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// What `curl` got.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        match serde_json::from_str(&self.body) {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "not JSON ({e}): status {} body {:?}",
+                self.status, self.body
+            ),
+        }
+    }
+
+    /// The `error` sentence of an error answer.
+    pub fn error(&self) -> String {
+        match self.json().get("error").and_then(|e| e.as_str()) {
+            Some(s) => s.to_string(),
+            None => panic!("no \"error\" in {:?}", self.body),
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").port()
+}
+
+impl Site {
+    /// Builds the site and starts `kind` on it. Panics (failing the test)
+    /// with a clear message when the server is not installed.
+    pub fn start(kind: Kind, opts: Options) -> Site {
+        assert!(
+            Path::new(kind.binary()).exists(),
+            "{} is not installed: the web-server tests need it \
+             (apt-get install -y apache2 lighttpd curl; .ci/run does this)",
+            kind.binary()
+        );
+        assert!(
+            Path::new("/usr/bin/curl").exists(),
+            "curl is not installed: apt-get install -y curl"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("edeploy-site-")
+            .tempdir()
+            .expect("temp dir");
+        let root = dir.path().to_path_buf();
+        for d in [
+            "config", "hw", "logs", "cgi-bin", "run", "www", "errors", "lab",
+        ] {
+            fs::create_dir_all(root.join(d)).expect("site dirs");
+        }
+        let example = Path::new(ROOT).join("share/examples/config");
+        for entry in fs::read_dir(&example).expect("the shipped example config") {
+            let entry = entry.expect("example entry");
+            fs::copy(entry.path(), root.join("config").join(entry.file_name()))
+                .expect("copy example");
+        }
+        let fixtures = Path::new(ROOT).join("tests/fixtures/cgi");
+        for f in &opts.fixtures {
+            fs::copy(fixtures.join(f), root.join("config").join(f)).expect("copy fixture");
+        }
+        for f in ["state", "labvm.specs", "labvm.configure"] {
+            fs::copy(fixtures.join("lab").join(f), root.join("lab").join(f)).expect("copy lab");
+        }
+        for (name, text) in &opts.files {
+            fs::write(root.join("config").join(name), text).expect("write config file");
+        }
+        let r = root.display().to_string();
+        fs::write(
+            root.join("edeploy.conf"),
+            format!(
+                "# Written by the test harness.\n[SERVER]\nCONFIGDIR = {r}/config\n\
+                 HWDIR = {r}/hw\nLOGDIR = {r}/logs\nLOCKFILE = {r}/run/edeploy.lock\n\
+                 MAXUPLOAD = {}\n{}\n\n[lab]\nCONFIGDIR = {r}/lab\n",
+                opts.max_upload,
+                opts.conf.replace("{root}", &r)
+            ),
+        )
+        .expect("edeploy.conf");
+        let cgi = root.join("cgi-bin/upload.cgi");
+        fs::copy(CGI, &cgi).expect("copy upload.cgi");
+        fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).expect("chmod cgi");
+        fs::copy(
+            Path::new(ROOT).join("etc/apache2/413.json"),
+            root.join("errors/413.json"),
+        )
+        .expect("413 document");
+
+        let mut site = Site {
+            kind,
+            port: 0,
+            dir,
+            child: None,
+        };
+        let mut last_failure = String::new();
+        // The free port can be taken between our probe and the server's
+        // bind: try a few.
+        for _ in 0..3 {
+            site.port = free_port();
+            let conf = match kind {
+                Kind::Apache => apache_conf(&root, site.port, &opts),
+                Kind::Lighttpd => lighttpd_conf(&root, site.port, &opts),
+            };
+            let conf_path = root.join("run/server.conf");
+            fs::write(&conf_path, conf).expect("server config");
+            site.hand_over();
+            let mut cmd = Command::new(kind.binary());
+            match kind {
+                Kind::Apache => cmd.arg("-f").arg(&conf_path).arg("-DFOREGROUND"),
+                Kind::Lighttpd => cmd.arg("-D").arg("-f").arg(&conf_path),
+            };
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.binary()));
+            site.child = Some(child);
+            match site.wait_ready() {
+                Ok(()) => return site,
+                Err(why) => {
+                    last_failure = why;
+                    site.stop();
+                }
+            }
+        }
+        panic!("{} did not start: {last_failure}", kind.package());
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    return Err(format!(
+                        "exited with {status}: {err}\nerror log:\n{}",
+                        self.error_log()
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "port {} did not answer within 10 s\nerror log:\n{}",
+                    self.port,
+                    self.error_log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The site's directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Writes a file of the site (and hands it to the CGI's user).
+    pub fn write(&self, rel: &str, text: &str) {
+        fs::write(self.path(rel), text).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        self.hand_over();
+    }
+
+    /// Makes everything in the site readable and writable by the user the
+    /// web server runs CGIs as.
+    pub fn hand_over(&self) {
+        if !is_root() {
+            return;
+        }
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg("www-data:www-data")
+            .arg(self.dir.path())
+            .status()
+            .expect("run chown");
+        assert!(status.success(), "chown -R www-data failed");
+        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/cgi-bin/upload.cgi", self.port)
+    }
+
+    /// Runs `curl -s -S <args> URL` and returns the status and body.
+    pub fn curl(&self, args: &[&str]) -> Answer {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "60", "-w", "\n%{http_code}"])
+            .args(args)
+            .arg(self.url())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run curl");
+        parse_curl(&out.stdout, &out.stderr)
+    }
+
+    /// `curl -F file=@FILE [-F k=v]…`, what a node sends.
+    pub fn upload(&self, file: &Path, fields: &[&str]) -> Answer {
+        let file_arg = format!("file=@{}", file.display());
+        let mut args = vec!["-F", file_arg.as_str()];
+        for f in fields {
+            args.push("-F");
+            args.push(f);
+        }
+        self.curl(&args)
+    }
+
+    /// The web server's error log and where the CGI's stderr goes
+    /// (Apache: the error log; lighttpd: `server.breakagelog`, which must
+    /// be another file than its error log).
+    pub fn error_log(&self) -> String {
+        let mut log = fs::read_to_string(self.path("run/error.log")).unwrap_or_default();
+        log.push_str(&fs::read_to_string(self.path("run/cgi-stderr.log")).unwrap_or_default());
+        log
+    }
+
+    /// The CGI's log lines.
+    pub fn cgi_log(&self) -> Vec<String> {
+        self.error_log()
+            .lines()
+            .filter_map(|l| l.find("upload.cgi[").map(|i| l[i..].to_string()))
+            .collect()
+    }
+
+    /// The CGI's log lines once one contains `needle` (the web server may
+    /// write a CGI's stderr after it has sent the answer: wait up to 5 s).
+    pub fn log_with(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.cgi_log();
+            if lines.iter().any(|l| l.contains(needle)) || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SIGTERM lets Apache stop its children too; SIGKILL is the fallback.
+        // SAFETY: kill(2) on the pid of our own child.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Splits curl's output (`-w '\n%{http_code}'`) into status and body.
+pub fn parse_curl(stdout: &[u8], stderr: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let status = code.trim().parse().unwrap_or(0);
+    if status == 0 {
+        panic!(
+            "curl got no answer: stdout {:?} stderr {:?}",
+            text,
+            String::from_utf8_lossy(stderr)
+        );
+    }
+    Answer {
+        status,
+        body: body.to_string(),
+    }
+}
+
+/// The shipped `etc/<server>/edeploy.conf`, with its Debian paths
+/// replaced by the site's, so the tests run the configuration operators
+/// install.
+fn shipped(server: &str, root: &Path, opts: &Options) -> String {
+    let path = Path::new(ROOT)
+        .join("etc")
+        .join(server)
+        .join("edeploy.conf");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let r = root.display().to_string();
+    let mut env = format!("\"EDEPLOY_CONF\" => \"{r}/edeploy.conf\"");
+    for (k, v) in &opts.env {
+        env.push_str(&format!(", \"{k}\" => \"{v}\""));
+    }
+    let replaced = text
+        .replace("/usr/lib/cgi-bin/", &format!("{r}/cgi-bin/"))
+        .replace("/usr/share/edeploy/errors", &format!("{r}/errors"))
+        .replace("\"EDEPLOY_CONF\" => \"/etc/edeploy.conf\"", &env)
+        .replace("/etc/edeploy.conf", &format!("{r}/edeploy.conf"))
+        .replace(
+            "/var/log/lighttpd/cgi-stderr.log",
+            &format!("{r}/run/cgi-stderr.log"),
+        )
+        .replace(
+            "LimitRequestBody 16777216",
+            &format!("LimitRequestBody {}", opts.max_upload),
+        );
+    assert_ne!(replaced, text, "{}: nothing to adapt", path.display());
+    replaced
+}
+
+fn apache_conf(root: &Path, port: u16, opts: &Options) -> String {
+    let r = root.display();
+    let user = if is_root() {
+        "User www-data\nGroup www-data\n"
+    } else {
+        ""
+    };
+    let env: String = opts
+        .env
+        .iter()
+        .map(|(k, v)| format!("    SetEnv {k} {v}\n"))
+        .collect();
+    // Debian's stock setup: event MPM with mod_cgid.
+    format!(
+        "ServerRoot {r}/run\nDefaultRuntimeDir {r}/run\nPidFile {r}/run/server.pid\n\
+         ServerName 127.0.0.1\nListen 127.0.0.1:{port}\n\
+         LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n\
+         LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so\n\
+         LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so\n\
+         LoadModule env_module /usr/lib/apache2/modules/mod_env.so\n\
+         LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n\
+         LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
+         LoadModule authz_host_module /usr/lib/apache2/modules/mod_authz_host.so\n\
+         {user}ErrorLog {r}/run/error.log\nLogLevel warn\n\
+         ScriptSock {r}/run/cgid.sock\nTypesConfig /etc/mime.types\n\
+         DocumentRoot {r}/www\n\
+         <Directory />\n    Require all denied\n</Directory>\n\
+         {site}\n\
+         <Location /cgi-bin/upload.cgi>\n{env}</Location>\n",
+        site = shipped("apache2", root, opts),
+    )
+}
+
+fn lighttpd_conf(root: &Path, port: u16, opts: &Options) -> String {
+    let r = root.display();
+    let user = if is_root() {
+        "server.username = \"www-data\"\nserver.groupname = \"www-data\"\n"
+    } else {
+        ""
+    };
+    // What Debian's lighttpd.conf and `lighty-enable-mod cgi setenv` give,
+    // with the limits raised for the boot-storm tests.
+    format!(
+        "server.document-root = \"{r}/www\"\nserver.bind = \"127.0.0.1\"\n\
+         server.port = {port}\nserver.pid-file = \"{r}/run/server.pid\"\n\
+         server.errorlog = \"{r}/run/error.log\"\n{user}\
+         server.modules = (\"mod_access\", \"mod_alias\", \"mod_setenv\", \"mod_cgi\")\n\
+         server.max-fds = 4096\nserver.max-connections = 1024\n\
+         server.listen-backlog = 1024\n\
+         {site}",
+        site = shipped("lighttpd", root, opts),
+    )
+}
