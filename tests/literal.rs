@@ -244,3 +244,11 @@ fn multibyte_after_a_digit_is_an_error_not_a_panic() {
     let e = perr("[0é]");
     assert!(e.msg.contains("inside it"), "{e}");
 }
+
+#[test]
+fn floats_beyond_range_are_refused() {
+    for text in ["1e400", "(1e653)", "[-1e999]"] {
+        let e = perr(text);
+        assert!(e.msg.contains("out of range"), "{text}: {e}");
+    }
+}

@@ -709,6 +709,10 @@ impl<'a> Parser<'a> {
             let f: f64 = text
                 .parse()
                 .map_err(|_| bad(self, &format!("'{text}' is not a valid number")))?;
+            if !f.is_finite() {
+                // Python would read infinity, which no dialect can write back.
+                return Err(bad(self, &format!("the number '{text}' is out of range")));
+            }
             return Ok(Value::Float(if neg { -f } else { f }));
         }
         if matches!(self.peek(), Some('l' | 'L')) {
