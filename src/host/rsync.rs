@@ -1,0 +1,461 @@
+//! The rsync transport, exactly as the original: `list`, `upgrade`,
+//! `test-upgrade` and `verify` against an rsync daemon with `[install]`
+//! (`RPATH`) and `[metadata]` modules (SPEC §11).
+//!
+//! Every rsync run goes through the command seam. Errors say which server
+//! could not be reached, or which version or upgrade path does not exist,
+//! rather than rsync's exit code alone.
+
+use super::conf::Conf;
+use super::exclude::{BUILTIN, VERIFY_IGNORED};
+use super::itemize::{parse_itemized, parse_listing_dirs, Change, What};
+use super::meta::{self, Metadata, ScriptEnd};
+use crate::exec::{CmdLine, CmdOutput, Exec};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The metadata module's name (fixed by the original's rsyncd.conf).
+pub const METADATA_MODULE: &str = "metadata";
+
+/// Seconds to wait for the daemon to answer a connection.
+const CONNECT_TIMEOUT: u32 = 15;
+
+/// The daemon a host talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    /// The install module and path (`RPATH`).
+    pub install: String,
+}
+
+impl Server {
+    pub fn from_conf(conf: &Conf) -> Result<Server> {
+        let (host, port, install) = conf.rsync_server()?;
+        Ok(Server {
+            host,
+            port,
+            install,
+        })
+    }
+
+    /// `rsync://HOST:PORT/`
+    pub fn base(&self) -> String {
+        if self.host.contains(':') {
+            format!("rsync://[{}]:{}/", self.host, self.port)
+        } else {
+            format!("rsync://{}:{}/", self.host, self.port)
+        }
+    }
+
+    /// `rsync://HOST:PORT/metadata/FROM/ROLE/` (+ `TO/`).
+    pub fn metadata_url(&self, from: &str, role: &str, to: Option<&str>) -> String {
+        match to {
+            Some(to) => format!("{}{METADATA_MODULE}/{from}/{role}/{to}/", self.base()),
+            None => format!("{}{METADATA_MODULE}/{from}/{role}/", self.base()),
+        }
+    }
+
+    /// `rsync://HOST:PORT/RPATH/VERS/ROLE/`
+    pub fn tree_url(&self, version: &str, role: &str) -> String {
+        format!("{}{}/{version}/{role}/", self.base(), self.install)
+    }
+
+    /// `rsync://HOST:PORT/RPATH/VERS/ROLE-VERS.manifest`
+    pub fn manifest_url(&self, version: &str, role: &str) -> String {
+        format!(
+            "{}{}/{version}/{role}-{version}.manifest",
+            self.base(),
+            self.install
+        )
+    }
+}
+
+/// Runs rsync with `args` and turns its failures into sentences.
+fn rsync(exec: &dyn Exec, server: &Server, args: Vec<String>) -> Result<CmdOutput> {
+    let mut argv = vec![
+        "rsync".to_string(),
+        format!("--contimeout={CONNECT_TIMEOUT}"),
+    ];
+    argv.extend(args);
+    let cmd = CmdLine::Argv(argv);
+    let out = exec.output(&cmd, None)?;
+    check(server, &cmd, out)
+}
+
+/// Passes a successful run through; explains a failed one.
+fn check(server: &Server, cmd: &CmdLine, out: CmdOutput) -> Result<CmdOutput> {
+    if out.success() {
+        return Ok(out);
+    }
+    let err = out.stderr.trim();
+    let first = err.lines().next().unwrap_or("").trim();
+    if out.status == 10
+        || out.status == 35
+        || err.contains("failed to connect")
+        || err.contains("Connection refused")
+    {
+        bail!("cannot reach the rsync server {} ({first})", server.base());
+    }
+    if let Some(l) = err.lines().find(|l| l.contains("@ERROR")) {
+        bail!("the rsync server {} refused: {}", server.base(), l.trim());
+    }
+    if err.is_empty() {
+        bail!("{}: exit status {}", cmd.display(), out.status);
+    }
+    bail!("{}: exit status {}: {err}", cmd.display(), out.status)
+}
+
+/// The upgrade targets the server offers from the host's version.
+pub fn list(exec: &dyn Exec, root: &Path) -> Result<Vec<String>> {
+    let conf = Conf::load(root)?;
+    let server = Server::from_conf(&conf)?;
+    targets(exec, &server, conf.version()?, conf.role()?)
+}
+
+fn targets(exec: &dyn Exec, server: &Server, from: &str, role: &str) -> Result<Vec<String>> {
+    let cmd = CmdLine::argv([
+        "rsync".to_string(),
+        format!("--contimeout={CONNECT_TIMEOUT}"),
+        "--list-only".to_string(),
+        server.metadata_url(from, role, None),
+    ]);
+    let out = exec.output(&cmd, None)?;
+    if !out.success() && out.stderr.contains("No such file or directory") {
+        // No metadata directory at all for this version and role.
+        return Ok(Vec::new());
+    }
+    let out = check(server, &cmd, out)?;
+    Ok(parse_listing_dirs(&out.stdout))
+}
+
+/// Checks that `to` is an upgrade target and fetches its metadata into
+/// `dest`.
+fn fetch_metadata(
+    exec: &dyn Exec,
+    server: &Server,
+    from: &str,
+    role: &str,
+    to: &str,
+    dest: &Path,
+) -> Result<Metadata> {
+    if to == from {
+        bail!("{role} is already at version {to}");
+    }
+    let available = targets(exec, server, from, role)?;
+    if !available.iter().any(|t| t == to) {
+        if available.is_empty() {
+            bail!(
+                "no upgrade path from {from} to {to} for role {role}: the server \
+                 offers no upgrade from {from} ({})",
+                server.metadata_url(from, role, None)
+            );
+        }
+        bail!(
+            "no upgrade path from {from} to {to} for role {role} (available: {})",
+            available.join(", ")
+        );
+    }
+    fs::create_dir_all(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
+    rsync(
+        exec,
+        server,
+        vec![
+            "-a".into(),
+            "--delete".into(),
+            server.metadata_url(from, role, Some(to)),
+            format!("{}/", dest.display()),
+        ],
+    )?;
+    Metadata::load(dest, &format!("upgrade {role} {from} -> {to}"))
+}
+
+/// The filters of a sync: the built-in list, the `add_only` paths (so
+/// they are never replaced nor deleted), then the operator's file.
+fn filters(meta: &Metadata) -> Vec<String> {
+    let mut f: Vec<String> = BUILTIN.iter().map(|b| format!("--exclude={b}")).collect();
+    f.extend(meta.add_only.iter().map(|a| format!("--exclude=/{a}")));
+    f.push(format!(
+        "--exclude-from={}",
+        meta.dir.join("exclude").display()
+    ));
+    f
+}
+
+fn dest(root: &Path) -> String {
+    let s = root.display().to_string();
+    if s.ends_with('/') {
+        s
+    } else {
+        s + "/"
+    }
+}
+
+/// The `add_only` paths the host does not have yet.
+fn missing_add_only(root: &Path, meta: &Metadata) -> Vec<String> {
+    meta.add_only
+        .iter()
+        .filter(|p| fs::symlink_metadata(root.join(p)).is_err())
+        .cloned()
+        .collect()
+}
+
+/// A scratch directory removed on drop (test-upgrade changes nothing on
+/// the host, so its metadata copy lives outside the root).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "edeploy-test-upgrade-{}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One line of a change report, as operators read it.
+pub fn describe(c: &Change) -> String {
+    let path = if c.is_dir {
+        format!("/{}/", c.path)
+    } else {
+        format!("/{}", c.path)
+    };
+    match &c.what {
+        What::New => format!("new       {path}"),
+        What::Deleted => format!("deleted   {path}"),
+        What::Changed(a) => format!("changed   {path} ({})", a.join(", ")),
+    }
+}
+
+/// What an upgrade did or would do.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub changes: Vec<Change>,
+    /// `add_only` paths that were (or would be) created.
+    pub added: Vec<String>,
+    pub reboot: bool,
+}
+
+fn sync_args(server: &Server, meta: &Metadata, role: &str, to: &str, root: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-aHAX".into(),
+        "--numeric-ids".into(),
+        "--delete".into(),
+        "-i".into(),
+    ];
+    args.extend(filters(meta));
+    args.push(server.tree_url(to, role));
+    args.push(dest(root));
+    args
+}
+
+/// `edeploy upgrade TO` over rsync: fetch the metadata into
+/// `ROOT/var/lib/edeploy/TO/`, run `pre`, sync the tree, add the missing
+/// `add_only` paths, fetch the manifest, run `post`, record the version,
+/// reboot when `post` asks.
+pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<Outcome> {
+    let conf = Conf::load(root)?;
+    let server = Server::from_conf(&conf)?;
+    let (from, role) = (conf.version()?.to_string(), conf.role()?.to_string());
+    let meta_dir = meta::state_dir(root).join(to);
+    if meta::state_dir(root).join("journal").exists() {
+        bail!(
+            "an HTTP upgrade was interrupted: finish it with `edeploy upgrade --transport http` \
+             or undo it with `edeploy rollback` first"
+        );
+    }
+    writeln!(out, "upgrading {role} from {from} to {to} over rsync")?;
+    let meta = fetch_metadata(exec, &server, &from, &role, to, &meta_dir)?;
+    if let Some(pre) = &meta.pre {
+        meta::run_script(exec, out, root, pre, &role, &from, to)?;
+    }
+    let sync = rsync(exec, &server, sync_args(&server, &meta, &role, to, root))
+        .context("syncing the tree")?;
+    let mut outcome = Outcome {
+        changes: parse_itemized(&sync.stdout)
+            .into_iter()
+            .filter(|c| !(c.is_dir && c.times_only()))
+            .collect(),
+        ..Outcome::default()
+    };
+    for c in &outcome.changes {
+        writeln!(out, "{}", describe(c))?;
+    }
+    let missing = missing_add_only(root, &meta);
+    if !missing.is_empty() {
+        // One source per path, with `/./` marking where the path to
+        // recreate starts (`--files-from` is not used: rsync 3.5 daemons
+        // fail it with "file has vanished").
+        let mut args: Vec<String> = vec!["-aHAXR".into(), "--numeric-ids".into()];
+        let tree = server.tree_url(to, &role);
+        args.extend(missing.iter().map(|p| format!("{tree}./{p}")));
+        args.push(dest(root));
+        match rsync(exec, &server, args) {
+            Ok(_) => {}
+            // A path listed in add_only that the new tree lacks is the
+            // operator's slip, not a reason to stop half-way.
+            Err(e) if e.to_string().contains("link_stat") => {
+                writeln!(out, "warning: adding the add_only paths: {e}")?;
+            }
+            Err(e) => return Err(e).context("adding the add_only paths"),
+        }
+        for p in &missing {
+            if fs::symlink_metadata(root.join(p)).is_ok() {
+                writeln!(out, "added     /{p} (add_only)")?;
+                outcome.added.push(p.clone());
+            }
+        }
+    }
+    fetch_manifest(exec, out, &server, root, &role, to)?;
+    if let Some(post) = &meta.post {
+        outcome.reboot =
+            meta::run_script(exec, out, root, post, &role, &from, to)? == ScriptEnd::RebootNeeded;
+    }
+    meta::record_version(root, &role, to)?;
+    // Rollback data of an earlier HTTP upgrade no longer matches the host.
+    let _ = fs::remove_dir_all(meta::state_dir(root).join("rollback"));
+    writeln!(out, "{role} is now at version {to}")?;
+    if outcome.reboot {
+        meta::reboot(exec, out)?;
+    }
+    Ok(outcome)
+}
+
+/// Fetches `ROLE-TO.manifest` for offline verification; a server without
+/// manifests is fine (verify then asks the server).
+fn fetch_manifest(
+    exec: &dyn Exec,
+    out: &mut dyn Write,
+    server: &Server,
+    root: &Path,
+    role: &str,
+    to: &str,
+) -> Result<()> {
+    let dir = super::manifest::local_dir(root);
+    fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let res = rsync(
+        exec,
+        server,
+        vec![
+            "-t".into(),
+            server.manifest_url(to, role),
+            format!("{}/", dir.display()),
+        ],
+    );
+    if let Err(e) = res {
+        writeln!(
+            out,
+            "note: no manifest for {role} {to} on the server ({e}); verify will compare with the server"
+        )?;
+    }
+    Ok(())
+}
+
+/// `edeploy test-upgrade TO`: the upgrade's sync as a dry run. Nothing on
+/// the host changes (the metadata goes to a scratch directory).
+pub fn test_upgrade(
+    exec: &dyn Exec,
+    out: &mut dyn Write,
+    root: &Path,
+    to: &str,
+) -> Result<Outcome> {
+    let conf = Conf::load(root)?;
+    let server = Server::from_conf(&conf)?;
+    let (from, role) = (conf.version()?.to_string(), conf.role()?.to_string());
+    let scratch = Scratch::new()?;
+    let meta = fetch_metadata(exec, &server, &from, &role, to, &scratch.0)?;
+    writeln!(
+        out,
+        "test-upgrade {role} from {from} to {to} (dry run: nothing is changed)"
+    )?;
+    if meta.pre.is_some() {
+        writeln!(out, "would run pre")?;
+    }
+    let mut args = vec!["-n".to_string()];
+    args.extend(sync_args(&server, &meta, &role, to, root));
+    let sync = rsync(exec, &server, args)?;
+    let mut outcome = Outcome {
+        changes: parse_itemized(&sync.stdout)
+            .into_iter()
+            .filter(|c| !(c.is_dir && c.times_only()))
+            .collect(),
+        ..Outcome::default()
+    };
+    for c in &outcome.changes {
+        writeln!(out, "{}", describe(c))?;
+    }
+    outcome.added = missing_add_only(root, &meta);
+    for p in &outcome.added {
+        writeln!(out, "add       /{p} (add_only, missing here)")?;
+    }
+    if meta.post.is_some() {
+        writeln!(out, "would run post")?;
+    }
+    writeln!(
+        out,
+        "{} change(s), {} add_only path(s) to add",
+        outcome.changes.len(),
+        outcome.added.len()
+    )?;
+    Ok(outcome)
+}
+
+/// `edeploy verify` against the server: `rsync -n -c -i` from the
+/// reference tree of the host's version, respecting that version's
+/// `exclude` and `add_only` (kept in `ROOT/var/lib/edeploy/VERS/` by the
+/// upgrade that brought the host there).
+pub fn verify(exec: &dyn Exec, root: &Path) -> Result<super::verify::Report> {
+    let conf = Conf::load(root)?;
+    let server = Server::from_conf(&conf)?;
+    let (version, role) = (conf.version()?.to_string(), conf.role()?.to_string());
+    let mut args: Vec<String> = vec![
+        "-n".into(),
+        "-c".into(),
+        "-i".into(),
+        "-aHAX".into(),
+        "-O".into(),
+        "--numeric-ids".into(),
+        "--delete".into(),
+    ];
+    args.extend(BUILTIN.iter().map(|b| format!("--exclude={b}")));
+    args.extend(VERIFY_IGNORED.iter().map(|b| format!("--exclude={b}")));
+    let meta_dir = meta::state_dir(root).join(&version);
+    if let Ok(text) = fs::read_to_string(meta_dir.join("add_only")) {
+        args.extend(
+            meta::parse_add_only(&text)
+                .iter()
+                .map(|a| format!("--exclude=/{a}")),
+        );
+    }
+    if meta_dir.join("exclude").is_file() {
+        args.push(format!(
+            "--exclude-from={}",
+            meta_dir.join("exclude").display()
+        ));
+    }
+    args.push(server.tree_url(&version, &role));
+    args.push(dest(root));
+    let out = rsync(exec, &server, args).context("comparing with the reference tree")?;
+    let differences = super::verify::from_changes(parse_itemized(&out.stdout));
+    Ok(super::verify::Report {
+        version: version.clone(),
+        against: server.tree_url(&version, &role),
+        checked: None,
+        differences,
+        role,
+    })
+}

@@ -1,0 +1,476 @@
+//! The kernel command line (`/proc/cmdline`) as typed installer settings.
+//!
+//! Variables are `NAME=value` words; every other word (`console=ttyS0`,
+//! `quiet`, `initrd=…`) belongs to the kernel and is ignored. Words between
+//! `|` markers are not read as variables: they are kept, in order, for the
+//! installed system's kernel command line (`… SERV=10.0.0.1 | console=ttyS0
+//! quiet | VERBOSE=1`). A single `|` keeps everything after it.
+//!
+//! Rules where SPEC §10 is silent, written down in `docs/installer.md`: a
+//! variable given twice takes its last value (what the original's shell
+//! did); a variable given empty (`HSERV=`) takes its default, like the
+//! shell's `${VAR:-default}`; a bad value is an error naming the variable,
+//! and all bad values are reported together.
+
+use std::fmt;
+
+/// What to do once the installation succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSuccess {
+    Kexec,
+    Reboot,
+    Halt,
+    Console,
+}
+
+/// What to do once the installation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Reboot,
+    Halt,
+    Console,
+}
+
+/// How one interface is brought up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpMode {
+    Dhcp,
+    /// An address with its prefix length (`10.0.0.5/24`).
+    Static(std::net::Ipv4Addr, u8),
+    None,
+}
+
+impl fmt::Display for IpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpMode::Dhcp => write!(f, "dhcp"),
+            IpMode::Static(a, p) => write!(f, "{a}/{p}"),
+            IpMode::None => write!(f, "none"),
+        }
+    }
+}
+
+/// `IP=`: per-interface modes, and the mode of every interface not named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpConfig {
+    /// Named interfaces, in command-line order.
+    pub interfaces: Vec<(String, IpMode)>,
+    /// `all:…`; when `IP` names interfaces without `all`, the others are
+    /// left alone (`None`).
+    pub all: IpMode,
+}
+
+impl Default for IpConfig {
+    fn default() -> IpConfig {
+        IpConfig {
+            interfaces: Vec::new(),
+            all: IpMode::Dhcp,
+        }
+    }
+}
+
+impl IpConfig {
+    /// The mode of interface `name`.
+    pub fn mode(&self, name: &str) -> &IpMode {
+        self.interfaces
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m)
+            .unwrap_or(&self.all)
+    }
+}
+
+/// Every installer variable, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub serv: String,
+    pub http_port: u16,
+    /// Always starts and ends with `/` (`/cgi-bin/`).
+    pub http_path: String,
+    /// Trees over HTTP when set.
+    pub hserv: Option<String>,
+    pub hserv_port: u16,
+    /// Without leading or trailing `/` (`install`).
+    pub hpath: String,
+    pub rserv: String,
+    pub rserv_port: u16,
+    /// Without leading or trailing `/` (`install`).
+    pub rpath: String,
+    pub onsuccess: OnSuccess,
+    pub onfailure: OnFailure,
+    pub verbose: bool,
+    pub upload_log: bool,
+    pub kexec_kernel: Option<String>,
+    pub ip: IpConfig,
+    pub embedded: Option<String>,
+    pub section: Option<String>,
+    /// The words between `|` markers, for the installed system.
+    pub kept: Vec<String>,
+    /// Deprecated variables that were translated, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            serv: "10.0.0.1".into(),
+            http_port: 80,
+            http_path: "/cgi-bin/".into(),
+            hserv: None,
+            hserv_port: 80,
+            hpath: "install".into(),
+            rserv: "10.0.0.1".into(),
+            rserv_port: 873,
+            rpath: "install".into(),
+            onsuccess: OnSuccess::Reboot,
+            onfailure: OnFailure::Halt,
+            verbose: false,
+            upload_log: false,
+            kexec_kernel: None,
+            ip: IpConfig::default(),
+            embedded: None,
+            section: None,
+            kept: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// A command line with bad values. `partial` holds the settings with each
+/// bad variable at its default, so the installer still knows where to
+/// report and what to do on failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdlineError {
+    pub errors: Vec<String>,
+    pub partial: Box<Settings>,
+}
+
+impl fmt::Display for CmdlineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad kernel command line: {}", self.errors.join("; "))
+    }
+}
+
+impl std::error::Error for CmdlineError {}
+
+/// Splits a command line into words, honouring the kernel's double quotes
+/// (`foo="a b"` is one word, quotes removed).
+pub fn words(cmdline: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut in_word = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
+/// The installer's variables, by name.
+const VARIABLES: &[&str] = &[
+    "SERV",
+    "HTTP_PORT",
+    "HTTP_PATH",
+    "HSERV",
+    "HSERV_PORT",
+    "HPATH",
+    "RSERV",
+    "RSERV_PORT",
+    "RPATH",
+    "ONSUCCESS",
+    "ONFAILURE",
+    "VERBOSE",
+    "UPLOAD_LOG",
+    "KEXEC_KERNEL",
+    "IP",
+    "EMBEDDED",
+    "SECTION",
+    "DEBUG",
+    "NOREBOOT",
+];
+
+impl Settings {
+    /// Parses the text of `/proc/cmdline`.
+    pub fn parse(cmdline: &str) -> Result<Settings, CmdlineError> {
+        let mut vars: Vec<(String, String)> = Vec::new();
+        let mut kept = Vec::new();
+        let mut keeping = false;
+        for w in words(cmdline) {
+            if w == "|" {
+                keeping = !keeping;
+                continue;
+            }
+            if keeping {
+                kept.push(w);
+                continue;
+            }
+            if let Some((k, v)) = w.split_once('=') {
+                if VARIABLES.contains(&k) {
+                    // The last one wins, as in the original's shell.
+                    vars.retain(|(n, _)| n != k);
+                    vars.push((k.to_string(), v.to_string()));
+                }
+            }
+        }
+        let get = |name: &str| -> Option<&str> {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let mut s = Settings {
+            kept,
+            ..Settings::default()
+        };
+        let mut errors = Vec::new();
+        let mut check = |r: Result<(), String>| {
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        };
+        if let Some(v) = get("SERV") {
+            check(host("SERV", v).map(|h| s.serv = h));
+        }
+        s.rserv = s.serv.clone();
+        if let Some(v) = get("RSERV") {
+            check(host("RSERV", v).map(|h| s.rserv = h));
+        }
+        if let Some(v) = get("HSERV") {
+            check(host("HSERV", v).map(|h| s.hserv = Some(h)));
+        }
+        for (name, slot) in [
+            ("HTTP_PORT", &mut s.http_port),
+            ("HSERV_PORT", &mut s.hserv_port),
+            ("RSERV_PORT", &mut s.rserv_port),
+        ] {
+            if let Some(v) = get(name) {
+                check(port(name, v).map(|p| *slot = p));
+            }
+        }
+        if let Some(v) = get("HTTP_PATH") {
+            check(url_path("HTTP_PATH", v).map(|p| {
+                s.http_path = if p.is_empty() {
+                    "/".into()
+                } else {
+                    format!("/{p}/")
+                }
+            }));
+        }
+        for (name, slot) in [("HPATH", &mut s.hpath), ("RPATH", &mut s.rpath)] {
+            if let Some(v) = get(name) {
+                check(url_path(name, v).map(|p| *slot = p));
+            }
+        }
+        if get("DEBUG").is_some_and(|v| v != "0") {
+            s.onfailure = OnFailure::Console;
+            s.warnings
+                .push("DEBUG=1 is deprecated: use ONFAILURE=console".into());
+        }
+        if get("NOREBOOT").is_some_and(|v| v != "0") {
+            s.onsuccess = OnSuccess::Kexec;
+            s.warnings
+                .push("NOREBOOT=1 is deprecated: use ONSUCCESS=kexec".into());
+        }
+        if let Some(v) = get("ONSUCCESS") {
+            check(
+                match v {
+                    "kexec" => Ok(OnSuccess::Kexec),
+                    "reboot" => Ok(OnSuccess::Reboot),
+                    "halt" => Ok(OnSuccess::Halt),
+                    "console" => Ok(OnSuccess::Console),
+                    _ => Err(format!(
+                        "ONSUCCESS={v}: expected kexec, reboot, halt or console"
+                    )),
+                }
+                .map(|a| s.onsuccess = a),
+            );
+        }
+        if let Some(v) = get("ONFAILURE") {
+            check(
+                match v {
+                    "reboot" => Ok(OnFailure::Reboot),
+                    "halt" => Ok(OnFailure::Halt),
+                    "console" => Ok(OnFailure::Console),
+                    _ => Err(format!("ONFAILURE={v}: expected reboot, halt or console")),
+                }
+                .map(|a| s.onfailure = a),
+            );
+        }
+        for (name, slot) in [
+            ("VERBOSE", &mut s.verbose),
+            ("UPLOAD_LOG", &mut s.upload_log),
+        ] {
+            if let Some(v) = get(name) {
+                check(flag(name, v).map(|b| *slot = b));
+            }
+        }
+        if let Some(v) = get("KEXEC_KERNEL") {
+            check(name_value("KEXEC_KERNEL", v).map(|n| s.kexec_kernel = Some(n)));
+        }
+        if let Some(v) = get("SECTION") {
+            check(name_value("SECTION", v).map(|n| s.section = Some(n)));
+        }
+        if let Some(v) = get("EMBEDDED") {
+            check(if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
+                s.embedded = Some(v.to_string());
+                Ok(())
+            } else {
+                Err(format!(
+                    "EMBEDDED={v}: expected an absolute path (a device such as /dev/sr0, or a directory)"
+                ))
+            });
+        }
+        if let Some(v) = get("IP") {
+            check(parse_ip(v).map(|ip| s.ip = ip));
+        }
+        if errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(CmdlineError {
+                errors,
+                partial: Box::new(s),
+            })
+        }
+    }
+}
+
+/// A host name or an IPv4/IPv6 address (IPv6 in brackets for URLs).
+fn host(name: &str, v: &str) -> Result<String, String> {
+    let ok = if let Some(inner) = v.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !v.starts_with(['-', '.'])
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    };
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{name}={v}: expected a host name or an IP address (IPv6 in brackets)"
+        ))
+    }
+}
+
+fn port(name: &str, v: &str) -> Result<u16, String> {
+    match v.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{name}={v}: expected a port number (1-65535)")),
+    }
+}
+
+/// A path on a web or rsync server, returned without its outer slashes.
+fn url_path(name: &str, v: &str) -> Result<String, String> {
+    let bad = v
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || "?#%\"'\\".contains(c))
+        || v.split('/').any(|c| c == "..");
+    if bad {
+        return Err(format!(
+            "{name}={v}: expected a plain path (no '..', '?', '#', '%', quotes or spaces)"
+        ));
+    }
+    Ok(v.trim_matches('/').to_string())
+}
+
+fn flag(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ => Err(format!("{name}={v}: expected 0 or 1")),
+    }
+}
+
+/// A kernel version or a section name: one word, no path.
+fn name_value(name: &str, v: &str) -> Result<String, String> {
+    if v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._+-~".contains(c))
+        && v != "."
+        && v != ".."
+    {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{name}={v}: expected a name of letters, digits and '.', '_', '+', '-', '~'"
+        ))
+    }
+}
+
+/// `eth0:dhcp,eth1:10.0.0.5/24,eth2:none,all:dhcp`.
+pub fn parse_ip(v: &str) -> Result<IpConfig, String> {
+    let mut ip = IpConfig {
+        interfaces: Vec::new(),
+        all: IpMode::None,
+    };
+    let mut all_seen = false;
+    for item in v.split(',') {
+        let Some((iface, mode)) = item.split_once(':') else {
+            return Err(format!(
+                "IP={v}: '{item}' is not INTERFACE:MODE (MODE is dhcp, none or ADDRESS/PREFIX)"
+            ));
+        };
+        let valid_name = !iface.is_empty()
+            && iface.len() <= 15
+            && iface
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+        if !valid_name {
+            return Err(format!("IP={v}: '{iface}' is not an interface name"));
+        }
+        let mode = match mode {
+            "dhcp" => IpMode::Dhcp,
+            "none" => IpMode::None,
+            m => {
+                let parsed = m.split_once('/').and_then(|(a, p)| {
+                    let a = a.parse::<std::net::Ipv4Addr>().ok()?;
+                    let p = p.parse::<u8>().ok().filter(|p| (1..=32).contains(p))?;
+                    Some((a, p))
+                });
+                match parsed {
+                    Some((a, p)) => IpMode::Static(a, p),
+                    None => {
+                        return Err(format!(
+                            "IP={v}: '{m}' for {iface} is not dhcp, none or ADDRESS/PREFIX (10.0.0.5/24)"
+                        ))
+                    }
+                }
+            }
+        };
+        if iface == "all" {
+            if matches!(mode, IpMode::Static(..)) {
+                return Err(format!(
+                    "IP={v}: all:{mode} would give one address to every interface"
+                ));
+            }
+            if all_seen {
+                return Err(format!("IP={v}: 'all' is given twice"));
+            }
+            all_seen = true;
+            ip.all = mode;
+        } else {
+            if ip.interfaces.iter().any(|(n, _)| n == iface) {
+                return Err(format!("IP={v}: {iface} is given twice"));
+            }
+            ip.interfaces.push((iface.to_string(), mode));
+        }
+    }
+    Ok(ip)
+}

@@ -1,0 +1,374 @@
+//! Finishing the installed tree: the post-install overlay, the
+//! configuration `edeploy` reads on the host, the kept logs, the boot
+//! loader, and the pxemngr local boot.
+
+use super::cmdline::Settings;
+use super::console::Console;
+use super::Tuning;
+use crate::configure::Role;
+use crate::detect::natural_cmp;
+use crate::exec::{CmdLine, Exec};
+use anyhow::{bail, Context, Result};
+use indexmap::IndexMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Quotes a value for a shell-style `KEY=value` line when it needs it.
+pub fn shell_value(v: &str) -> String {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-:/@+,[]".contains(c))
+    {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
+}
+
+/// The text of `/var/lib/edeploy/conf`.
+pub fn conf_text(s: &Settings, role: &Role) -> String {
+    let items: [(&str, String); 9] = [
+        ("VERS", role.version.clone()),
+        ("ROLE", role.role.clone()),
+        ("SERV", s.serv.clone()),
+        ("RSERV", s.rserv.clone()),
+        ("RSERV_PORT", s.rserv_port.to_string()),
+        ("RPATH", s.rpath.clone()),
+        ("HSERV", s.hserv.clone().unwrap_or_default()),
+        ("HSERV_PORT", s.hserv_port.to_string()),
+        ("HPATH", s.hpath.clone()),
+    ];
+    items
+        .iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                format!("{k}=\n")
+            } else {
+                format!("{k}={}\n", shell_value(v))
+            }
+        })
+        .collect()
+}
+
+/// Writes `target/var/lib/edeploy/conf`.
+pub fn write_conf(target: &Path, s: &Settings, role: &Role) -> Result<()> {
+    let path = target.join("var/lib/edeploy/conf");
+    write_file(&path, conf_text(s, role).as_bytes())
+}
+
+pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The kernel arguments of the installed system: the kept ` | … | ` words,
+/// then cloud-init's datasource when the server gave a metadata URL.
+pub fn kernel_args(kept: &[String], settings: &IndexMap<String, String>) -> Vec<String> {
+    let mut args = kept.to_vec();
+    if let Some(url) = settings.get("METADATA_URL").filter(|u| !u.is_empty()) {
+        args.push(format!("ds=nocloud-net;s={url}"));
+    }
+    args
+}
+
+/// The `GRUB_CMDLINE_LINUX` line. GRUB's own parser reads `;` as the end
+/// of a command, so it is escaped as `\;` in grub.cfg, which `\\;` inside
+/// the shell's double quotes of `/etc/default/grub` gives.
+pub fn grub_cmdline_line(args: &[String]) -> String {
+    let text = args
+        .join(" ")
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "\\$")
+        .replace('`', "\\`")
+        .replace(';', "\\\\;");
+    format!("GRUB_CMDLINE_LINUX=\"{text}\"")
+}
+
+/// `etc/default/grub` with its `GRUB_CMDLINE_LINUX` replaced (or added).
+pub fn edit_default_grub(old: &str, args: &[String]) -> String {
+    let line = grub_cmdline_line(args);
+    let mut out = String::new();
+    let mut done = false;
+    for l in old.lines() {
+        if l.trim_start().starts_with("GRUB_CMDLINE_LINUX=") {
+            if !done {
+                out.push_str(&line);
+                out.push('\n');
+                done = true;
+            }
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !done {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The kernel (`boot/vmlinuz-VERSION`) of the tree: `wanted` when given,
+/// else the highest version. Returns the version.
+pub fn kernel_version(target: &Path, wanted: Option<&str>) -> Result<String> {
+    let boot = target.join("boot");
+    let mut versions: Vec<String> = fs::read_dir(&boot)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_prefix("vmlinuz-"))
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by(|a, b| natural_cmp(a, b));
+    match wanted {
+        Some(w) if versions.iter().any(|v| v == w) => Ok(w.to_string()),
+        Some(w) => bail!(
+            "KEXEC_KERNEL={w}: no /boot/vmlinuz-{w} in the installed tree (it has: {})",
+            if versions.is_empty() {
+                "none".into()
+            } else {
+                versions.join(", ")
+            }
+        ),
+        None => versions
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("the installed tree has no /boot/vmlinuz-*")),
+    }
+}
+
+/// The initrd of kernel `version`, as a path inside the tree.
+pub fn initrd_for(target: &Path, version: &str) -> Option<String> {
+    [
+        format!("boot/initrd.img-{version}"),
+        format!("boot/initramfs-{version}.img"),
+        format!("boot/initrd-{version}"),
+    ]
+    .into_iter()
+    .find(|p| target.join(p).exists())
+    .map(|p| format!("/{p}"))
+}
+
+/// The device mounted on `target`, from `root/proc/mounts`, or the first
+/// partition of `disk` (`/dev/vda` → `/dev/vda1`, `/dev/nvme0n1` →
+/// `/dev/nvme0n1p1`).
+pub fn root_device(root: &Path, target: &Path, disk: &str) -> String {
+    let mounts = fs::read_to_string(root.join("proc/mounts")).unwrap_or_default();
+    let want = target.display().to_string();
+    let found = mounts.lines().rev().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (dev, mp) = (w.next()?, w.next()?);
+        (mp.replace("\\040", " ") == want && dev.starts_with("/dev/")).then(|| dev.to_string())
+    });
+    found.unwrap_or_else(|| {
+        if disk.ends_with(|c: char| c.is_ascii_digit()) {
+            format!("{disk}p1")
+        } else {
+            format!("{disk}1")
+        }
+    })
+}
+
+/// `root=UUID=…` when `blkid` knows the filesystem, else `root=DEVICE`.
+pub fn root_arg(exec: &dyn Exec, dev: &str) -> String {
+    let uuid = exec
+        .output(
+            &CmdLine::argv(["blkid", "-s", "UUID", "-o", "value", dev]),
+            None,
+        )
+        .ok()
+        .filter(|o| o.success())
+        .map(|o| o.stdout.trim().to_string())
+        .filter(|u| !u.is_empty() && u.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    match uuid {
+        Some(u) => format!("root=UUID={u}"),
+        None => format!("root={dev}"),
+    }
+}
+
+/// Bind mounts of the installer's `/dev`, `/proc`, `/sys` into the tree,
+/// undone (in reverse) when dropped.
+pub struct Binds<'a> {
+    exec: &'a dyn Exec,
+    console: &'a Console,
+    mounted: Vec<PathBuf>,
+}
+
+impl<'a> Binds<'a> {
+    pub fn mount(
+        root: &Path,
+        target: &Path,
+        exec: &'a dyn Exec,
+        console: &'a Console,
+    ) -> Result<Binds<'a>> {
+        let mut b = Binds {
+            exec,
+            console,
+            mounted: Vec::new(),
+        };
+        for d in ["dev", "proc", "sys"] {
+            let to = target.join(d);
+            fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+            exec.run(&CmdLine::argv([
+                "mount".to_string(),
+                "-o".into(),
+                "bind".into(),
+                root.join(d).display().to_string(),
+                to.display().to_string(),
+            ]))?;
+            b.mounted.push(to);
+        }
+        Ok(b)
+    }
+}
+
+impl Drop for Binds<'_> {
+    fn drop(&mut self) {
+        while let Some(m) = self.mounted.pop() {
+            let cmd = CmdLine::argv(["umount".to_string(), m.display().to_string()]);
+            if let Err(e) = self.exec.run(&cmd) {
+                self.console.warn(&format!("{e:#}"));
+            }
+        }
+    }
+}
+
+/// Which boot loader the tree gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loader {
+    /// `grub-install` and `grub-mkconfig` (or the `grub2-` names) of the
+    /// tree, and the config file they write.
+    Grub {
+        install: String,
+        mkconfig: String,
+        cfg: String,
+    },
+    Extlinux,
+}
+
+/// GRUB when the tree has `grub-install` (Debian) or `grub2-install`
+/// (Red Hat), else extlinux.
+pub fn loader_of(target: &Path) -> Loader {
+    for (install, mkconfig, cfg) in [
+        ("grub-install", "grub-mkconfig", "/boot/grub/grub.cfg"),
+        ("grub2-install", "grub2-mkconfig", "/boot/grub2/grub.cfg"),
+    ] {
+        for dir in ["usr/sbin", "sbin"] {
+            if target.join(dir).join(install).exists() {
+                return Loader::Grub {
+                    install: install.into(),
+                    mkconfig: mkconfig.into(),
+                    cfg: cfg.into(),
+                };
+            }
+        }
+    }
+    Loader::Extlinux
+}
+
+/// Installs the boot loader of `target` on `disk`.
+pub fn bootloader(
+    root: &Path,
+    target: &Path,
+    exec: &dyn Exec,
+    console: &Console,
+    disk: &str,
+    args: &[String],
+) -> Result<Loader> {
+    let loader = loader_of(target);
+    match &loader {
+        Loader::Grub {
+            install,
+            mkconfig,
+            cfg,
+        } => {
+            let default = target.join("etc/default/grub");
+            let old = fs::read_to_string(&default).unwrap_or_default();
+            write_file(&default, edit_default_grub(&old, args).as_bytes())?;
+            let _binds = Binds::mount(root, target, exec, console)?;
+            let chroot = target.display().to_string();
+            exec.run(&CmdLine::argv([
+                "chroot".to_string(),
+                chroot.clone(),
+                install.clone(),
+                disk.into(),
+            ]))?;
+            exec.run(&CmdLine::argv([
+                "chroot".to_string(),
+                chroot,
+                mkconfig.clone(),
+                "-o".into(),
+                cfg.clone(),
+            ]))?;
+        }
+        Loader::Extlinux => {
+            let version = kernel_version(target, None)?;
+            let dev = root_device(root, target, disk);
+            let mut append = vec![root_arg(exec, &dev), "ro".to_string()];
+            append.extend(args.iter().cloned());
+            let mut conf = format!(
+                "DEFAULT edeploy\nTIMEOUT 0\nPROMPT 0\n\nLABEL edeploy\n    KERNEL /boot/vmlinuz-{version}\n"
+            );
+            if let Some(initrd) = initrd_for(target, &version) {
+                conf.push_str(&format!("    INITRD {initrd}\n"));
+            }
+            conf.push_str(&format!("    APPEND {}\n", append.join(" ")));
+            let dir = target.join("boot/extlinux");
+            write_file(&dir.join("extlinux.conf"), conf.as_bytes())?;
+            exec.run(&CmdLine::argv([
+                "extlinux".to_string(),
+                "--install".into(),
+                dir.display().to_string(),
+            ]))?;
+            // The MBR that jumps to the active partition's boot sector.
+            if let Some(mbr) = [
+                "usr/lib/syslinux/mbr/mbr.bin",
+                "usr/lib/syslinux/mbr.bin",
+                "usr/share/syslinux/mbr.bin",
+            ]
+            .iter()
+            .map(|p| target.join(p))
+            .find(|p| p.exists())
+            {
+                exec.run(&CmdLine::argv([
+                    "dd".to_string(),
+                    "bs=440".into(),
+                    "count=1".into(),
+                    "conv=notrunc".into(),
+                    format!("if={}", mbr.display()),
+                    format!("of={disk}"),
+                ]))?;
+            }
+        }
+    }
+    Ok(loader)
+}
+
+/// Tells pxemngr to boot this node from its disk from now on:
+/// `GET PXEMNGR_URL/localboot/<MAC>`. Returns what happened, for the log.
+pub fn pxemngr_localboot(url: &str, mac: &str, tuning: &Tuning) -> Result<String> {
+    let full = format!("{}/localboot/{mac}", url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(tuning.connect_timeout))
+        .timeout_per_read(Some(tuning.read_timeout))
+        .build()
+        .into();
+    let resp = agent
+        .get(&full)
+        .call()
+        .map_err(|e| anyhow::anyhow!("{full}: {e}"))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        bail!("{full}: HTTP {status}");
+    }
+    Ok(full)
+}

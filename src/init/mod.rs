@@ -1,0 +1,516 @@
+//! The installer, `edeploy-init`: `/init` of the PXE initrd.
+//!
+//! One run: mount the virtual filesystems, read the kernel command line
+//! ([`cmdline`]), load drivers and bring the network up ([`bringup`]),
+//! detect the hardware, ask `upload.cgi` ([`server`]) or decide locally
+//! from a medium ([`embedded`]), run the profile's configure script, fetch
+//! the role's tree into `/chroot` ([`tree`]), copy the `/post_rsync`
+//! overlay, write `/var/lib/edeploy/conf`, keep the logs, install the boot
+//! loader and tell pxemngr ([`install`]), then end per `ONSUCCESS`
+//! ([`finish`]). Any failure is logged, reported (log upload with
+//! `UPLOAD_LOG=1`, `failure=P` when a profile was assigned) and ends per
+//! `ONFAILURE`; the console always shows `edeploy: install failed: <why>`.
+//!
+//! Every path is under [`Installer::root`] (`/` on a node, a temporary
+//! directory in tests), every command goes through the [`Exec`] seam, and
+//! every URL comes from the command line, so the whole flow runs in a test
+//! against a real web server on 127.0.0.1. See `docs/installer.md`.
+
+pub mod bringup;
+pub mod cmdline;
+pub mod console;
+pub mod embedded;
+pub mod finish;
+pub mod install;
+pub mod server;
+pub mod tree;
+
+pub use cmdline::{OnFailure, OnSuccess, Settings};
+pub use console::Console;
+pub use finish::Action;
+
+use crate::configure::{self, Role, ScriptEnv};
+use crate::detect;
+use crate::exec::{CmdLine, Exec};
+use crate::hw::{self, Line};
+use anyhow::{anyhow, bail, Context, Result};
+use console::Traced;
+use server::{Envelope, Part};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Retry counts, pauses and timeouts. The defaults are for real nodes;
+/// tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Hardware uploads before giving up.
+    pub upload_attempts: u32,
+    /// The first pause between uploads; it doubles up to `backoff_max`.
+    pub backoff_first: Duration,
+    pub backoff_max: Duration,
+    /// Tries of a failure report or a log upload.
+    pub report_attempts: u32,
+    pub connect_timeout: Duration,
+    /// Longest silence while reading an answer or a tree.
+    pub read_timeout: Duration,
+    /// `udhcpc` runs per interface, and its `-t` and `-T`.
+    pub dhcp_attempts: u32,
+    pub dhcp_discover: u32,
+    pub dhcp_pause: u32,
+    /// How long links may take to come up after `ip link set up`.
+    pub carrier_wait: Duration,
+    pub poll: Duration,
+    /// How often the progress line is redrawn.
+    pub progress_every: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            upload_attempts: 12,
+            backoff_first: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+            report_attempts: 3,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            dhcp_attempts: 3,
+            dhcp_discover: 5,
+            dhcp_pause: 3,
+            carrier_wait: Duration::from_secs(8),
+            poll: Duration::from_millis(200),
+            progress_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One run of the installer.
+pub struct Installer<'a> {
+    /// The root to work in: `/chroot` is `root/chroot`, the command line is
+    /// `root/proc/cmdline`.
+    pub root: PathBuf,
+    /// The command line to use instead of `root/proc/cmdline`.
+    pub cmdline: Option<String>,
+    pub exec: &'a dyn Exec,
+    pub console: Console,
+    pub tuning: Tuning,
+}
+
+/// What was installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub profile: String,
+    pub role: Role,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The installation, or why it failed.
+    pub result: std::result::Result<Installed, String>,
+    /// What the run ended with.
+    pub action: Action,
+}
+
+/// What is known so far, for reporting a failure.
+#[derive(Default)]
+struct Known {
+    cmdline: String,
+    hw: Option<Vec<Line>>,
+    envelope: Option<Envelope>,
+    medium: Option<embedded::Medium>,
+}
+
+impl Installer<'_> {
+    fn target(&self) -> PathBuf {
+        self.root.join("chroot")
+    }
+
+    /// Runs the installer to its end action.
+    pub fn run(&self) -> Report {
+        let console = &self.console;
+        let traced = Traced {
+            inner: self.exec,
+            console: console.clone(),
+        };
+        console.say("eDeploy installer starting");
+        // /proc is usually not mounted yet; when the command line can be
+        // read already, VERBOSE=1 traces the mounts too.
+        let early = self
+            .cmdline
+            .clone()
+            .or_else(|| std::fs::read_to_string(self.root.join("proc/cmdline")).ok());
+        if let Some(Ok(s)) = early.map(|t| Settings::parse(&t)) {
+            console.set_verbose(s.verbose);
+        }
+        bringup::mount_virtual(&self.root, &traced, console);
+        let text = match &self.cmdline {
+            Some(t) => Ok(t.clone()),
+            None => {
+                let p = self.root.join("proc/cmdline");
+                std::fs::read_to_string(&p).map_err(|e| {
+                    anyhow!("cannot read the kernel command line {}: {e}", p.display())
+                })
+            }
+        };
+        let mut known = Known {
+            cmdline: text.as_deref().unwrap_or_default().trim().to_string(),
+            ..Known::default()
+        };
+        let (settings, early) = match text.map(|t| Settings::parse(&t)) {
+            Ok(Ok(s)) => (s, None),
+            Ok(Err(e)) => (*e.partial.clone(), Some(anyhow!(e))),
+            Err(e) => (Settings::default(), Some(e)),
+        };
+        console.set_verbose(settings.verbose);
+        console.trace(&format!("kernel command line: {}", known.cmdline));
+        for w in &settings.warnings {
+            console.warn(w);
+        }
+        let result = match early {
+            Some(e) => Err(e),
+            None => self.install(&settings, &mut known, &traced),
+        };
+        match result {
+            Ok(installed) => {
+                console.say(&format!(
+                    "installed {} {} (profile {}) on {}",
+                    installed.role.role,
+                    installed.role.version,
+                    installed.profile,
+                    installed.role.disk
+                ));
+                let action = match settings.onsuccess {
+                    OnSuccess::Kexec => Action::Kexec,
+                    OnSuccess::Reboot => Action::Reboot,
+                    OnSuccess::Halt => Action::Halt,
+                    OnSuccess::Console => Action::Console,
+                };
+                let target = self.target();
+                let args = install::kernel_args(
+                    &settings.kept,
+                    known
+                        .envelope
+                        .as_ref()
+                        .map(|e| &e.settings)
+                        .unwrap_or(&Default::default()),
+                );
+                let plan = finish::KexecPlan {
+                    target: &target,
+                    disk: &installed.role.disk,
+                    kernel: settings.kexec_kernel.as_deref(),
+                    args: &args,
+                };
+                finish::end(&self.root, &traced, console, action, Some(&plan), false);
+                Report {
+                    result: Ok(installed),
+                    action,
+                }
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                console.say(&format!("install failed: {reason}"));
+                self.report_failure(&settings, &known, &reason);
+                let action = match settings.onfailure {
+                    OnFailure::Reboot => Action::Reboot,
+                    OnFailure::Halt => Action::Halt,
+                    OnFailure::Console => Action::Console,
+                };
+                finish::end(&self.root, &traced, console, action, None, true);
+                Report {
+                    result: Err(reason),
+                    action,
+                }
+            }
+        }
+    }
+
+    fn install(&self, s: &Settings, known: &mut Known, exec: &dyn Exec) -> Result<Installed> {
+        let console = &self.console;
+        let root = &self.root;
+
+        console.say("loading drivers");
+        let n = bringup::load_drivers(root, exec, console);
+        console.trace(&format!("{n} device aliases given to modprobe"));
+
+        console.say("bringing the network up");
+        match bringup::network(root, exec, console, &s.ip, &self.tuning) {
+            Ok(_) => {}
+            // A medium needs no network.
+            Err(e) if s.embedded.is_some() => console.warn(&format!("{e:#}")),
+            Err(e) => return Err(e.context("network")),
+        }
+
+        console.say("detecting the hardware");
+        let lines = detect::detect(
+            root,
+            exec,
+            &detect::Options {
+                ipmi_fake: false,
+                load_modules: true,
+            },
+        );
+        if lines.is_empty() {
+            bail!("hardware detection found nothing (are /sys and /proc mounted?)");
+        }
+        let hw_json = hw::to_json(&lines);
+        known.hw = Some(lines.clone());
+        console.trace(&format!("{} hardware lines", lines.len()));
+
+        let env = match &s.embedded {
+            Some(m) => {
+                console.say(&format!("deciding locally from the medium {m}"));
+                let medium = embedded::open(root, exec, console, m)?;
+                let env = medium.decide(&lines, console);
+                known.medium = Some(medium);
+                env?
+            }
+            None => {
+                console.say(&format!(
+                    "asking the eDeploy server at {}",
+                    server::upload_url(s)
+                ));
+                server::ask(s, &hw_json, console, &self.tuning)?
+            }
+        };
+        console.say(&format!("profile {} assigned", env.profile));
+        known.envelope = Some(env.clone());
+
+        console.say(&format!("running the configure script of {}", env.profile));
+        let overlay = root.join("post_rsync");
+        if overlay.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&overlay)
+                .with_context(|| format!("cannot empty {}", overlay.display()))?;
+        }
+        let script_name = format!("{}.configure", env.profile);
+        let mut log = console.writer();
+        let outcome = configure::run_script(
+            &env.script,
+            &script_name,
+            ScriptEnv {
+                vars: &env.vars,
+                exec: self.exec,
+                overlay: &overlay,
+                log: &mut log,
+            },
+        )
+        .map_err(|e| anyhow!("configure script: {e}"))?;
+        let role = outcome.role.ok_or_else(|| {
+            anyhow!(
+                "the configure script of {} did not call set_role(role, version, disk)",
+                env.profile
+            )
+        })?;
+
+        let target = self.target();
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        self.fetch(s, known, &role, &target, exec)?;
+
+        if overlay.is_dir() {
+            console.say("copying the configuration files over the tree");
+            let skipped = tree::copy_tree(&overlay, &target)?;
+            for p in skipped {
+                console.warn(&format!("{}: special file not copied", p.display()));
+            }
+        }
+        install::write_conf(&target, s, &role)?;
+
+        let args = install::kernel_args(&s.kept, &env.settings);
+        console.say(&format!("installing the boot loader on {}", role.disk));
+        let loader = install::bootloader(root, &target, exec, console, &role.disk, &args)?;
+        console.trace(&format!("boot loader: {loader:?}"));
+
+        if let Some(url) = env.settings.get("PXEMNGR_URL").filter(|u| !u.is_empty()) {
+            let mac = env
+                .vars
+                .get("mac")
+                .and_then(|v| v.as_str())
+                .map(String::from)
+                .or_else(|| hw::macs(&lines).first().map(|m| m.to_string()));
+            match mac {
+                Some(mac) => match install::pxemngr_localboot(url, &mac, &self.tuning) {
+                    Ok(u) => console.say(&format!("pxemngr: local boot set ({u})")),
+                    Err(e) => console.warn(&format!("pxemngr: {e:#}")),
+                },
+                None => console.warn("pxemngr: this node has no MAC address to name"),
+            }
+        }
+
+        let logdir = target.join("var/log/edeploy");
+        install::write_file(&logdir.join("hw.json"), hw_json.as_bytes())?;
+        install::write_file(&logdir.join(&script_name), env.script.as_bytes())?;
+        let vars = serde_json::to_string_pretty(&serde_json::Value::Object(
+            env.vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        ))
+        .unwrap_or_default();
+        install::write_file(&logdir.join("vars.json"), vars.as_bytes())?;
+        console.say("installation done; the log is kept in /var/log/edeploy/install.log");
+        install::write_file(&logdir.join("install.log"), console.log_text().as_bytes())?;
+        if let Err(e) = exec.run(&CmdLine::argv(["sync"])) {
+            console.warn(&format!("{e:#}"));
+        }
+        Ok(Installed {
+            profile: env.profile,
+            role,
+        })
+    }
+
+    fn fetch(
+        &self,
+        s: &Settings,
+        known: &Known,
+        role: &Role,
+        target: &Path,
+        exec: &dyn Exec,
+    ) -> Result<()> {
+        let console = &self.console;
+        if let Some(medium) = &known.medium {
+            let src = medium.tree(&role.role, &role.version)?;
+            console.say(&format!("copying the tree from {}", src.display()));
+            if src.is_dir() {
+                for p in tree::copy_verified(&src, target)? {
+                    console.warn(&format!("{}: special file not copied", p.display()));
+                }
+            } else {
+                let f = std::fs::File::open(&src)
+                    .with_context(|| format!("cannot open {}", src.display()))?;
+                let len = f.metadata().ok().map(|m| m.len());
+                let name = src
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                tree::unpack_verified(f, len, target, &name, console, &self.tuning)?;
+            }
+            return Ok(());
+        }
+        match &s.hserv {
+            Some(h) => {
+                let url = tree::http_url(h, s.hserv_port, &s.hpath, &role.role, &role.version);
+                console.say(&format!("fetching {url}"));
+                let n = tree::fetch_http(&url, target, console, &self.tuning)?;
+                console.trace(&format!("{n} bytes unpacked from {url}"));
+            }
+            None => {
+                let url =
+                    tree::rsync_url(&s.rserv, s.rserv_port, &s.rpath, &role.role, &role.version);
+                console.say(&format!("fetching {url}"));
+                tree::fetch_rsync(&url, target, exec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The log to upload: the install log, the command line, the script
+    /// and the kernel log.
+    fn failure_log(&self, known: &Known) -> Vec<u8> {
+        let mut text = self.console.log_text();
+        text.push_str("\n===== kernel command line\n");
+        text.push_str(&known.cmdline);
+        text.push_str("\n\n===== configure script\n");
+        match &known.envelope {
+            Some(e) => text.push_str(&e.script),
+            None => text.push_str("(none: no profile was assigned)"),
+        }
+        text.push_str("\n\n===== kernel log (dmesg)\n");
+        match self.exec.output(&CmdLine::argv(["dmesg"]), None) {
+            Ok(o) if o.success() => text.push_str(&o.stdout),
+            Ok(o) => text.push_str(&format!("dmesg: exit status {}: {}", o.status, o.stderr)),
+            Err(e) => text.push_str(&format!("{e:#}")),
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = gz.write_all(text.as_bytes());
+        gz.finish().unwrap_or_default()
+    }
+
+    fn report_failure(&self, s: &Settings, known: &Known, reason: &str) {
+        let console = &self.console;
+        let hw_json = known.hw.as_deref().map(hw::to_json).unwrap_or_default();
+        if s.upload_log {
+            let name = log_name(known.hw.as_deref().unwrap_or_default());
+            let data = self.failure_log(known);
+            let sent = match &known.medium {
+                Some(m) => crate::cgi::logs::save(&m.cfg.logdir, &m.cfg.lockfile, &name, &data)
+                    .map(|_| m.cfg.logdir.join(&name).display().to_string())
+                    .map_err(|e| format!("{e:#}")),
+                None => server::report(
+                    &server::upload_url(s),
+                    &[("file", Part::File(&name, &data))],
+                    &self.tuning,
+                )
+                .map(|_| format!("{} on the server", name)),
+            };
+            match sent {
+                Ok(w) => console.say(&format!("install log uploaded as {w}")),
+                Err(e) => console.warn(&format!("cannot upload the install log: {e}")),
+            }
+        }
+        if let Some(env) = &known.envelope {
+            let sent = match &known.medium {
+                Some(m) => crate::decide::report_failure(&m.cfg, &env.profile)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => server::report(
+                    &server::upload_url(s),
+                    &[
+                        ("file", Part::File("hw.json", hw_json.as_bytes())),
+                        ("failure", Part::Text(&env.profile)),
+                    ],
+                    &self.tuning,
+                )
+                .map(|_| ()),
+            };
+            match sent {
+                Ok(()) => console.say(&format!(
+                    "failure of profile {} reported ({reason})",
+                    env.profile
+                )),
+                Err(e) => console.warn(&format!("cannot report the failure: {e}")),
+            }
+        }
+    }
+}
+
+/// `<vendor>-<product>-<serial>.log.gz`, each part reduced to word
+/// characters; the first MAC stands for a missing serial.
+pub fn log_name(lines: &[Line]) -> String {
+    let word = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut parts = Vec::new();
+    for key in ["vendor", "name"] {
+        if let Some(v) = hw::get(lines, "system", "product", key) {
+            // The SKU lshw appended in parentheses is not part of the name.
+            let v = v.split(" (").next().unwrap_or(v);
+            let w = word(v);
+            if !w.is_empty() {
+                parts.push(w);
+            }
+        }
+    }
+    let serial = hw::get(lines, "system", "product", "serial")
+        .map(word)
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            hw::macs(lines)
+                .first()
+                .map(|m| m.replace(':', "-"))
+                .map(|m| {
+                    m.chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect()
+                })
+        });
+    if let Some(s) = serial {
+        parts.push(s);
+    }
+    if parts.is_empty() {
+        parts.push("unknown-node".into());
+    }
+    format!("{}.log.gz", parts.join("-"))
+}

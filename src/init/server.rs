@@ -1,0 +1,275 @@
+//! Talking to `upload.cgi`: the hardware upload and its answer (the
+//! envelope), failure reports and log uploads.
+//!
+//! Requests are `multipart/form-data` POSTs shaped like `curl -F`'s, built
+//! here (one `file` part and a few text fields do not need a library).
+//! Answers are read with `ureq`. A hardware upload is retried with a
+//! doubling pause when the server cannot be reached or answers 5xx (an
+//! operator may be fixing the configuration while nodes wait); a 4xx is
+//! final. Failure reports and log uploads are tried a few times and never
+//! fail the installer: they are reports about a failure already handled.
+
+use super::cmdline::Settings;
+use super::console::Console;
+use super::Tuning;
+use crate::literal::Value;
+use anyhow::{anyhow, bail, Context, Result};
+use indexmap::IndexMap;
+use std::time::Duration;
+
+/// One part of a form.
+pub enum Part<'a> {
+    Text(&'a str),
+    /// A file: its name and contents.
+    File(&'a str, &'a [u8]),
+}
+
+/// Builds a `multipart/form-data` body; returns the Content-Type (with its
+/// boundary) and the body. The boundary is chosen so it occurs in no part.
+pub fn multipart(parts: &[(&str, Part<'_>)]) -> (String, Vec<u8>) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+        ^ u128::from(std::process::id());
+    let mut n = 0u32;
+    let boundary = loop {
+        let b = format!("------------------------edeploy{:x}{n}", seed);
+        let inside = parts.iter().any(|(_, p)| {
+            let data: &[u8] = match p {
+                Part::Text(t) => t.as_bytes(),
+                Part::File(_, d) => d,
+            };
+            data.windows(b.len()).any(|w| w == b.as_bytes())
+        });
+        if !inside {
+            break b;
+        }
+        n += 1;
+    };
+    let quote = |s: &str| s.replace(['"', '\r', '\n'], "_");
+    let mut body = Vec::new();
+    for (name, part) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match part {
+            Part::Text(t) => {
+                body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{}\"\r\n\r\n",
+                        quote(name)
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(t.as_bytes());
+            }
+            Part::File(filename, data) => {
+                body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
+                         Content-Type: application/octet-stream\r\n\r\n",
+                        quote(name),
+                        quote(filename)
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(data);
+            }
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `http://SERV:HTTP_PORT{HTTP_PATH}upload.cgi`.
+pub fn upload_url(s: &Settings) -> String {
+    format!("http://{}:{}{}upload.cgi", s.serv, s.http_port, s.http_path)
+}
+
+/// The server's answer to a hardware upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub profile: String,
+    pub vars: IndexMap<String, Value>,
+    pub script: String,
+    pub settings: IndexMap<String, String>,
+}
+
+/// A JSON value as a literal value (objects keep their key order).
+pub fn json_to_value(j: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match j {
+        J::Null => Value::None,
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::Int(i128::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Value::Int(i128::from(u))
+            } else {
+                Value::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        J::String(s) => Value::Str(s.clone()),
+        J::Array(items) => Value::List(items.iter().map(json_to_value).collect()),
+        J::Object(map) => Value::Dict(
+            map.iter()
+                .map(|(k, v)| (Value::Str(k.clone()), json_to_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+impl Envelope {
+    /// Reads the JSON answer `{profile, vars, script, settings}`.
+    pub fn parse(text: &str) -> Result<Envelope> {
+        let j: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| anyhow!("the server's answer is not JSON ({e})"))?;
+        let profile = j
+            .get("profile")
+            .and_then(|p| p.as_str())
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| anyhow!("the server's answer has no \"profile\""))?
+            .to_string();
+        let script = j
+            .get("script")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| anyhow!("the server's answer has no \"script\""))?
+            .to_string();
+        let vars = match j.get("vars") {
+            Some(serde_json::Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+            None | Some(serde_json::Value::Null) => IndexMap::new(),
+            Some(_) => bail!("the server's \"vars\" is not an object"),
+        };
+        let settings = match j.get("settings") {
+            Some(serde_json::Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect(),
+            _ => IndexMap::new(),
+        };
+        Ok(Envelope {
+            profile,
+            vars,
+            script,
+            settings,
+        })
+    }
+}
+
+/// What one POST gave.
+pub enum Answer {
+    /// The HTTP status and body.
+    Http(u16, String),
+    /// No HTTP answer: connection refused, timeout, name not found.
+    Unreachable(String),
+}
+
+fn agent(tuning: &Tuning) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(tuning.connect_timeout))
+        .timeout_per_read(Some(tuning.read_timeout))
+        .timeout_per_write(Some(tuning.read_timeout))
+        .build()
+        .into()
+}
+
+/// POSTs a form once.
+pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> Answer {
+    let (ct, body) = multipart(parts);
+    match agent(tuning)
+        .post(url)
+        .header("Content-Type", ct)
+        .send(&body[..])
+    {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            match resp.body_mut().read_to_string() {
+                Ok(text) => Answer::Http(status, text),
+                Err(e) => Answer::Unreachable(format!("the answer was cut off ({e})")),
+            }
+        }
+        Err(e) => Answer::Unreachable(e.to_string()),
+    }
+}
+
+/// The `error` sentence of an error answer, or its text.
+fn sentence(status: u16, body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|j| j.get("error").and_then(|e| e.as_str()).map(String::from))
+        .unwrap_or_else(|| {
+            let t = body.trim();
+            if t.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                t.chars().take(300).collect()
+            }
+        })
+}
+
+/// Uploads the hardware list and returns the envelope.
+pub fn ask(s: &Settings, hw_json: &str, console: &Console, tuning: &Tuning) -> Result<Envelope> {
+    let url = upload_url(s);
+    let mut parts = vec![("file", Part::File("hw.json", hw_json.as_bytes()))];
+    if let Some(sec) = &s.section {
+        parts.push(("section", Part::Text(sec)));
+    }
+    let attempts = tuning.upload_attempts.max(1);
+    let mut pause = tuning.backoff_first;
+    for attempt in 1..=attempts {
+        let reason = match post(&url, &parts, tuning) {
+            Answer::Http(200, body) => {
+                return Envelope::parse(&body).with_context(|| format!("{url} answered"));
+            }
+            Answer::Http(status, body) if (400..500).contains(&status) => {
+                bail!(
+                    "the eDeploy server refused this node (HTTP {status}): {}",
+                    sentence(status, &body)
+                );
+            }
+            Answer::Http(status, body) => {
+                format!("HTTP {status}: {}", sentence(status, &body))
+            }
+            Answer::Unreachable(why) => why,
+        };
+        if attempt == attempts {
+            bail!("the eDeploy server at {url} did not answer after {attempts} attempts: {reason}");
+        }
+        console.say(&format!(
+            "waiting for the eDeploy server at {url}: {reason} (attempt {attempt}/{attempts})"
+        ));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(tuning.backoff_max);
+    }
+    bail!("the eDeploy server at {url} did not answer")
+}
+
+/// A best-effort POST (failure report, log): a few tries, then the reason.
+pub fn report(
+    url: &str,
+    parts: &[(&str, Part<'_>)],
+    tuning: &Tuning,
+) -> std::result::Result<String, String> {
+    let mut last = String::new();
+    for i in 0..tuning.report_attempts.max(1) {
+        if i > 0 {
+            std::thread::sleep(tuning.backoff_first.min(Duration::from_secs(5)));
+        }
+        match post(url, parts, tuning) {
+            Answer::Http(200, body) => return Ok(body),
+            Answer::Http(status, body) if (400..500).contains(&status) => {
+                return Err(format!("HTTP {status}: {}", sentence(status, &body)));
+            }
+            Answer::Http(status, body) => {
+                last = format!("HTTP {status}: {}", sentence(status, &body))
+            }
+            Answer::Unreachable(why) => last = why,
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,335 @@
+//! HTTP delta upgrades against a real lighttpd on 127.0.0.1 serving the
+//! packed `install/` directory as static files: the upgrade itself, an
+//! interrupted apply finished by running it again, rollback to the exact
+//! previous tree, and damaged deltas refused before anything changes.
+
+#[path = "fixtures/host/support.rs"]
+mod support;
+
+use edeploy::exec::{CmdLine, Recorder};
+use edeploy::host;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use support::*;
+
+struct Setup {
+    server: tempfile::TempDir,
+    http: Lighttpd,
+    root: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let server = tempfile::tempdir().unwrap();
+    server_files(server.path());
+    pack_versions(server.path(), false);
+    let http = Lighttpd::start(server.path());
+    let root = host_root(
+        &format!("HSERV=127.0.0.1\nHSERV_PORT={}\nHPATH=install\n", http.port),
+        &server.path().join("install/V1/base"),
+    );
+    Setup { server, http, root }
+}
+
+fn env(s: &Setup) -> Vec<(String, String)> {
+    vec![(
+        "ORDER_LOG".to_string(),
+        order_log(s.server.path()).display().to_string(),
+    )]
+}
+
+fn run(s: &Setup, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
+    let e = env(s);
+    let mut all: Vec<(&str, &str)> = e.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    all.extend_from_slice(extra);
+    edeploy(s.root.path(), args, &all)
+}
+
+fn without_motd(mut snap: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    snap.remove("etc/motd");
+    snap
+}
+
+#[test]
+fn http_upgrade_applies_the_delta_and_verifies_clean() {
+    let s = setup();
+    let r = s.root.path();
+    let delta = s.server.path().join("install/V2/base-V1-V2.delta");
+    assert!(fs::metadata(&delta).unwrap().len() < 4096);
+    let (code, out, err) = run(&s, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("base is now at version V2"), "{out}");
+
+    assert_eq!(read(r, "etc/app.conf"), "version=2\n");
+    assert_eq!(read(r, "etc/ssh/sshd_config"), "Port 2222\n");
+    assert_eq!(read(r, "etc/new.conf"), "brand new\n");
+    assert!(!r.join("etc/old.conf").exists());
+    assert!(!r.join("olddir").exists());
+    assert!(!r.join("usr/lib/libx.so.1").exists());
+    assert_eq!(
+        fs::read_link(r.join("usr/lib/libx.so")).unwrap(),
+        Path::new("libx.so.2")
+    );
+    // Excluded and add_only paths, as over rsync.
+    assert_eq!(read(r, "etc/ssh/ssh_host_key"), "this host's own key\n");
+    assert_eq!(read(r, "var/lib/data/db"), "precious data\n");
+    assert_eq!(read(r, "var/lib/data/journal"), "more data\n");
+    assert_eq!(read(r, "etc/myapp.local"), "customised here\n");
+    assert_eq!(read(r, "etc/added.d/x"), "added when missing\n");
+    assert_eq!(
+        fs::read_to_string(order_log(s.server.path())).unwrap(),
+        "pre V1 V2 version=1\npost V1 V2 version=2\n"
+    );
+    assert!(read(r, "var/lib/edeploy/conf").contains("\nVERS=V2\n"));
+    assert!(read(r, "etc/motd").ends_with("eDeploy role base version V2\n"));
+    assert!(!r.join("var/lib/edeploy/journal").exists());
+    assert!(!r.join("var/lib/edeploy/staging/V2").exists());
+    // Unchanged files keep their V1 bytes but take V2's mtime.
+    let (code, out, err) = run(&s, &["verify"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("base V2: no difference"), "{out}");
+}
+
+#[test]
+fn post_exiting_100_reboots_through_the_seam() {
+    let s = setup();
+    let mut rec = Recorder::new(["reboot"]);
+    rec.real
+        .env
+        .push(("ORDER_LOG".into(), order_log(s.server.path()).into()));
+    rec.real.env.push(("POST_EXIT".into(), "100".into()));
+    let o = host::delta::upgrade(&rec, &mut Vec::new(), s.root.path(), "V2").unwrap();
+    assert!(o.reboot);
+    assert_eq!(rec.commands(), vec![CmdLine::argv(["reboot"])]);
+}
+
+#[test]
+fn an_interrupted_upgrade_completes_when_run_again() {
+    let s = setup();
+    let r = s.root.path();
+    // The reference: the same upgrade on another host, in one go.
+    let other = host_root(
+        &format!("HSERV=127.0.0.1\nHSERV_PORT={}\n", s.http.port),
+        &s.server.path().join("install/V1/base"),
+    );
+    let e = env(&s);
+    let e: Vec<(&str, &str)> = e.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let (code, _, err) = edeploy(other.path(), &["upgrade", "--transport", "http", "V2"], &e);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, _, err) = run(
+        &s,
+        &["upgrade", "--transport", "http", "V2"],
+        &[("EDEPLOY_TEST_ABORT_AFTER", "4")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("stopped by EDEPLOY_TEST_ABORT_AFTER after 4 operations"),
+        "{err}"
+    );
+    assert!(r.join("var/lib/edeploy/journal").is_file());
+    assert!(read(r, "var/lib/edeploy/conf").contains("VERS=V1"));
+    // Half-way: some deletions done, nothing new yet.
+    assert!(!r.join("usr/lib/libx.so.1").exists());
+    assert!(!r.join("etc/new.conf").exists());
+    // Another target or the rsync transport must wait.
+    let (code, _, err) = run(&s, &["upgrade", "--transport", "http", "V3"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("an upgrade of base from V1 to V2 was interrupted"),
+        "{err}"
+    );
+    let (code, _, err) = run(&s, &["upgrade", "V2"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("an HTTP upgrade was interrupted"), "{err}");
+
+    // Even with the server gone, the staged delta finishes the job.
+    drop(s.http);
+    let (code, out, err) = edeploy(r, &["upgrade", "--transport", "http", "V2"], &e);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("finishing the interrupted upgrade of base from V1 to V2"),
+        "{out}"
+    );
+    assert!(!r.join("var/lib/edeploy/journal").exists());
+    assert_eq!(
+        without_motd(snapshot(r)),
+        without_motd(snapshot(other.path()))
+    );
+    let (code, out, _) = edeploy(r, &["verify"], &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn rollback_restores_the_previous_tree_exactly() {
+    let s = setup();
+    let r = s.root.path();
+    put(r, "var/lib/edeploy/V1/exclude", EXCLUDE);
+    put(r, "var/lib/edeploy/V1/add_only", ADD_ONLY);
+    let before = without_motd(snapshot(r));
+    let (code, out, err) = run(&s, &["verify"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, _, err) = run(&s, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(without_motd(snapshot(r)), before);
+    let (code, out, err) = run(&s, &["rollback"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("base is back at version V1"), "{out}");
+    assert_eq!(without_motd(snapshot(r)), before);
+    assert!(read(r, "var/lib/edeploy/conf").contains("VERS=V1"));
+    assert!(read(r, "etc/motd").ends_with("eDeploy role base version V1\n"));
+    let (code, out, _) = run(&s, &["verify"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("base V1: no difference"), "{out}");
+    // Nothing left to roll back.
+    let (code, _, err) = run(&s, &["rollback"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nothing to roll back"), "{err}");
+
+    // An interrupted upgrade rolls back too.
+    let (code, _, _) = run(
+        &s,
+        &["upgrade", "--transport", "http", "V2"],
+        &[("EDEPLOY_TEST_ABORT_AFTER", "6")],
+    );
+    assert_eq!(code, 2);
+    let (code, out, err) = run(&s, &["rollback"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(without_motd(snapshot(r)), before);
+    assert!(!r.join("var/lib/edeploy/journal").exists());
+    let (code, out, _) = run(&s, &["verify"], &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Rewrites a delta with the bytes of one member replaced, as a valid
+/// archive (only edeploy's checks can see it).
+fn tamper(delta: &Path, member: &str, edit: impl Fn(Vec<u8>) -> Vec<u8>) {
+    let mut data = Vec::new();
+    fs::File::open(delta)
+        .unwrap()
+        .read_to_end(&mut data)
+        .unwrap();
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
+    let out = fs::File::create(delta).unwrap();
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        out,
+        flate2::Compression::default(),
+    ));
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        if name == member {
+            body = edit(body);
+        }
+        let mut h = e.header().clone();
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        b.append_data(&mut h, &name, &body[..]).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn a_damaged_delta_is_refused_with_nothing_changed() {
+    let s = setup();
+    let r = s.root.path();
+    let delta = s.server.path().join("install/V2/base-V1-V2.delta");
+    let good = fs::read(&delta).unwrap();
+    let before = snapshot(r);
+    let conf = read(r, "var/lib/edeploy/conf");
+
+    // Same size, valid archive, wrong bytes.
+    tamper(&delta, "files/etc/app.conf", |_| b"version=X\n".to_vec());
+    let (code, _, err) = run(&s, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("refusing the delta; nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/etc/app.conf: its bytes do not have the manifest's SHA-256"),
+        "{err}"
+    );
+
+    // An index naming a path outside the tree.
+    fs::write(&delta, &good).unwrap();
+    tamper(&delta, "delta.json", |b| {
+        String::from_utf8(b)
+            .unwrap()
+            .replacen(
+                "\"deleted\": [",
+                "\"deleted\": [\n    \"../../outside\",",
+                1,
+            )
+            .into_bytes()
+    });
+    let (code, _, err) = run(&s, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a plain path inside the tree"), "{err}");
+
+    // A flipped byte in the compressed stream.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    fs::write(&delta, &bad).unwrap();
+    let (code, _, err) = run(&s, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("refusing the delta; nothing was changed"),
+        "{err}"
+    );
+
+    // Cut short (the server may notice the new size or not: either the
+    // transfer breaks or the archive is refused).
+    fs::write(&delta, &good[..good.len() / 3]).unwrap();
+    let (code, _, err) = run(&s, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("refusing the delta") || err.contains("the transfer"),
+        "{err}"
+    );
+    assert!(!r.join("var/lib/edeploy/download/base-V1-V2.part").exists());
+
+    assert_eq!(snapshot(r), before);
+    assert_eq!(read(r, "var/lib/edeploy/conf"), conf);
+    assert!(!r.join("var/lib/edeploy/journal").exists());
+    assert!(!r.join("var/lib/edeploy/staging/V2").exists());
+    assert!(!order_log(s.server.path()).exists(), "pre must not run");
+
+    // The good delta still works afterwards.
+    fs::write(&delta, &good).unwrap();
+    let (code, out, err) = run(&s, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn missing_delta_and_unreachable_server_are_named() {
+    let s = setup();
+    let r = s.root.path();
+    let before = snapshot(r);
+    let (code, _, err) = run(&s, &["upgrade", "--transport", "http", "V9"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("edeploy: no delta from V1 to V9 for role base on the server"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/install/V9/base-V1-V9.delta: not found on the server (HTTP 404)"),
+        "{err}"
+    );
+    let port = s.http.port;
+    drop(s.http);
+    let (code, _, err) = edeploy(r, &["upgrade", "--transport", "http", "V2"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!(
+            "edeploy: cannot reach the HTTP server for http://127.0.0.1:{port}/install/V2/base-V1-V2.delta"
+        )),
+        "{err}"
+    );
+    assert_eq!(snapshot(r), before);
+}

@@ -1,0 +1,935 @@
+//! The whole installer in a temporary root, against a real lighttpd
+//! running `upload.cgi` (tests/support) and serving the role's tree.
+//!
+//! The node is a fake sysfs/procfs matching the shipped `vm.specs` (a
+//! virtio disk `vda`, an `eth0` with a link and an address in
+//! 10.0.2.0/24). Commands that would touch the machine are recorded by
+//! [`Node`], an [`Exec`] that answers `ip -o -4 addr show` and `dmesg`
+//! with canned text, runs `true`/`false` for real, and reports every other
+//! program as not installed, so the test never depends on the tools of
+//! the machine it runs on.
+
+mod support;
+
+use edeploy::exec::{CmdLine, CmdOutput, Exec};
+use edeploy::init::{Action, Console, Installer, Tuning};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{Kind, Options, Site};
+
+const MAC: &str = "52:54:00:12:34:56";
+const IP_ADDR: &str = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
+2: eth0    inet 10.0.2.15/24 brd 10.0.2.255 scope global eth0\\       valid_lft forever preferred_lft forever\n";
+/// What `log_name` makes of the fake DMI strings.
+const LOG_NAME: &str = "QEMU-StandardPC-VM0001.log.gz";
+/// `hw::sysname` of the fake node.
+const SYSNAME: &str = "StandardPC-QEMU-VM0001";
+
+/// Programs whose calls are recorded and answered with success.
+const RECORDED: &[&str] = &[
+    "mount",
+    "umount",
+    "modprobe",
+    "udhcpc",
+    "ip",
+    "parted",
+    "mkfs.ext4",
+    "mkdir",
+    "chroot",
+    "reboot",
+    "poweroff",
+    "kexec",
+    "extlinux",
+    "dd",
+    "sync",
+    "setsid",
+    "rsync",
+    "dropbear",
+];
+
+/// The node's command runner (see the module doc).
+struct Node {
+    root: PathBuf,
+    log: Mutex<Vec<String>>,
+    /// A directory `rsync` copies into its destination, as the real one
+    /// would from the server.
+    rsync_from: Option<PathBuf>,
+}
+
+impl Node {
+    fn new(root: &Path) -> Node {
+        Node {
+            root: root.to_path_buf(),
+            log: Mutex::new(Vec::new()),
+            rsync_from: None,
+        }
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The recorded commands with the root replaced by `ROOT`.
+    fn shown(&self) -> Vec<String> {
+        let r = self.root.display().to_string();
+        self.commands()
+            .into_iter()
+            .map(|c| c.replace(&r, "ROOT"))
+            .collect()
+    }
+
+    fn ok(stdout: &str) -> CmdOutput {
+        CmdOutput {
+            status: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+}
+
+impl Exec for Node {
+    fn output(&self, cmd: &CmdLine, stdin: Option<&[u8]>) -> anyhow::Result<CmdOutput> {
+        let text = cmd.display();
+        if text == "ip -o -4 addr show" {
+            return Ok(Node::ok(IP_ADDR));
+        }
+        if text == "dmesg" {
+            return Ok(Node::ok(
+                "[    0.000000] Linux version 6.1.0 (canned dmesg)\n",
+            ));
+        }
+        let prog = cmd.program();
+        let base = prog.rsplit('/').next().unwrap_or(prog);
+        if RECORDED.contains(&base) {
+            let mut note = String::new();
+            if base == "chroot" && self.root.join("chroot/bin/hello").exists() {
+                note = " [tree present]".into();
+            }
+            if let Ok(mut l) = self.log.lock() {
+                l.push(format!("{text}{note}"));
+            }
+            if base == "rsync" {
+                if let (Some(src), CmdLine::Argv(v)) = (&self.rsync_from, cmd) {
+                    let dest = v.last().cloned().unwrap_or_default();
+                    let st = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(format!("{}/.", src.display()))
+                        .arg(&dest)
+                        .status()?;
+                    anyhow::ensure!(st.success(), "cp failed");
+                }
+            }
+            return Ok(CmdOutput::default());
+        }
+        if ["true", "false"].contains(&base) {
+            return edeploy::exec::System::default().output(cmd, stdin);
+        }
+        anyhow::bail!("{text}: cannot start: not installed")
+    }
+}
+
+/// A console that keeps what was written.
+#[derive(Clone, Default)]
+struct Screen(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Screen {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(&p, text).expect("write");
+}
+
+fn link(root: &Path, rel: &str, target: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::os::unix::fs::symlink(target, &p).expect("symlink");
+}
+
+/// The fake node: sysfs and procfs matching `vm.specs`.
+fn fake_node(cmdline: &str) -> tempfile::TempDir {
+    let t = tempfile::Builder::new()
+        .prefix("edeploy-node-")
+        .tempdir()
+        .expect("temp dir");
+    let r = t.path();
+    write(r, "proc/cmdline", &format!("{cmdline}\n"));
+    write(r, "proc/sys/kernel/osrelease", "6.1.0-1-amd64\n");
+    write(r, "sys/class/dmi/id/product_name", "Standard PC\n");
+    write(r, "sys/class/dmi/id/sys_vendor", "QEMU\n");
+    write(r, "sys/class/dmi/id/product_serial", "VM0001\n");
+    // 10 GB virtio disk.
+    write(r, "sys/block/vda/size", "20971520\n");
+    write(r, "sys/block/vda/device/vendor", "0x1af4\n");
+    write(
+        r,
+        "sys/devices/pci0000:00/0000:00:04.0/modalias",
+        "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\n",
+    );
+    let nic = "devices/pci0000:00/0000:00:03.0/virtio0";
+    write(
+        r,
+        "sys/devices/pci0000:00/0000:00:03.0/modalias",
+        "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
+    );
+    write(
+        r,
+        &format!("sys/{nic}/modalias"),
+        "virtio:d00000001v00001AF4\n",
+    );
+    write(r, &format!("sys/{nic}/vendor"), "0x1af4\n");
+    write(r, &format!("sys/{nic}/device"), "0x0001\n");
+    link(r, &format!("sys/{nic}/subsystem"), "../../../../bus/virtio");
+    link(
+        r,
+        &format!("sys/{nic}/driver"),
+        "../../../../bus/virtio/drivers/virtio_net",
+    );
+    link(r, "sys/class/net/eth0/device", &format!("../../../{nic}"));
+    write(r, "sys/class/net/eth0/address", &format!("{MAC}\n"));
+    write(r, "sys/class/net/eth0/carrier", "1\n");
+    write(r, "sys/class/net/eth0/operstate", "up\n");
+    t
+}
+
+fn tuning() -> Tuning {
+    Tuning {
+        upload_attempts: 3,
+        backoff_first: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(100),
+        report_attempts: 2,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(20),
+        carrier_wait: Duration::from_millis(300),
+        poll: Duration::from_millis(20),
+        ..Tuning::default()
+    }
+}
+
+struct Run {
+    report: edeploy::init::Report,
+    screen: String,
+    log: String,
+    commands: Vec<String>,
+}
+
+fn run(root: &Path, node: &Node) -> Run {
+    let screen = Screen::default();
+    let console = Console::new(Box::new(screen.clone()));
+    let installer = Installer {
+        root: root.to_path_buf(),
+        cmdline: None,
+        exec: node,
+        console: console.clone(),
+        tuning: tuning(),
+    };
+    let report = installer.run();
+    Run {
+        report,
+        screen: screen.text(),
+        log: console.log_text(),
+        commands: node.shown(),
+    }
+}
+
+// ------------------------------------------------------------- the tree
+
+const GRUB_DEFAULT: &str = "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX=\"\"\n";
+
+/// The role tree as a `.edeploy` file: files, a symlink, a hard link, a
+/// file owned by uid 1234, an extended attribute, GRUB and a kernel.
+fn edeploy_tarball() -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    let dir = |b: &mut tar::Builder<_>, path: &str, mode: u32, uid: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, path, std::io::empty()).expect("dir");
+    };
+    let file = |b: &mut tar::Builder<_>, path: &str, mode: u32, uid: u64, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, path, data).expect("file");
+    };
+    for d in [
+        "bin",
+        "boot",
+        "etc",
+        "etc/default",
+        "etc/network",
+        "home",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "var",
+    ] {
+        dir(&mut b, d, 0o755, 0);
+    }
+    dir(&mut b, "home/user", 0o750, 1234);
+    file(&mut b, "bin/hello", 0o755, 0, b"#!/bin/sh\necho hello\n");
+    file(&mut b, "etc/hostname", 0o644, 0, b"debian\n");
+    file(&mut b, "etc/motd", 0o644, 0, b"the base role\n");
+    file(
+        &mut b,
+        "etc/default/grub",
+        0o644,
+        0,
+        GRUB_DEFAULT.as_bytes(),
+    );
+    file(&mut b, "usr/sbin/grub-install", 0o755, 0, b"#!/bin/sh\n");
+    file(&mut b, "usr/sbin/grub-mkconfig", 0o755, 0, b"#!/bin/sh\n");
+    file(&mut b, "boot/vmlinuz-6.1.0-1-amd64", 0o644, 0, b"kernel");
+    file(&mut b, "boot/initrd.img-6.1.0-1-amd64", 0o644, 0, b"initrd");
+    file(&mut b, "home/user/notes", 0o600, 1234, b"owned by 1234\n");
+    // A setuid file: the mode must survive the owner being set.
+    file(&mut b, "usr/bin/su", 0o4755, 0, b"#!/bin/sh\n");
+    // Extended attributes travel as pax records.
+    b.append_pax_extensions([("SCHILY.xattr.user.edeploy", b"tagged".as_slice())])
+        .expect("pax");
+    file(&mut b, "etc/tagged", 0o644, 0, b"with an xattr\n");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(0);
+    b.append_link(&mut h, "usr/bin/hi", "../../bin/hello")
+        .expect("symlink");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(0);
+    b.append_link(&mut h, "bin/hello2", "bin/hello")
+        .expect("hard link");
+    // Bulk, so the download takes more than one read.
+    let mut noise = Vec::with_capacity(300_000);
+    let mut x: u32 = 12345;
+    for _ in 0..300_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        noise.push((x >> 16) as u8);
+    }
+    file(&mut b, "var/bulk", 0o644, 0, &noise);
+    b.into_inner().expect("tar").finish().expect("gzip")
+}
+
+const TREE: &str = "www/install/D12-1.0.0/base-D12-1.0.0.edeploy";
+
+/// A lighttpd site from the shipped example config serving `tarball`.
+fn site(files: Vec<(String, String)>, tarball: &[u8]) -> Site {
+    let site = Site::start(
+        Kind::Lighttpd,
+        Options {
+            fixtures: Vec::new(),
+            files,
+            ..Options::default()
+        },
+    );
+    let p = site.path(TREE);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(&p, tarball).expect("write tree");
+    site.hand_over();
+    site
+}
+
+fn base_cmdline(site: &Site) -> String {
+    format!(
+        "BOOT_IMAGE=vmlinuz SERV=127.0.0.1 HTTP_PORT={p} HSERV=127.0.0.1 HSERV_PORT={p} \
+         | console=ttyS0,115200 quiet |",
+        p = site.port
+    )
+}
+
+fn position(haystack: &[String], needle: &str) -> usize {
+    haystack
+        .iter()
+        .position(|c| c.contains(needle))
+        .unwrap_or_else(|| panic!("no command with {needle:?} in {haystack:#?}"))
+}
+
+fn text_position(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not on the console:\n{text}"))
+}
+
+fn state_of(site: &Site) -> String {
+    site.read("config/state")
+}
+
+// ------------------------------------------------------------ the tests
+
+#[test]
+fn installs_a_node_end_to_end_over_http() {
+    let site = site(Vec::new(), &edeploy_tarball());
+    // pxemngr: a static file stands for its localboot page.
+    let px = site.path(&format!("www/pxemngr/localboot/{MAC}"));
+    fs::create_dir_all(px.parent().expect("parent")).expect("mkdir");
+    fs::write(&px, "ok\n").expect("pxemngr page");
+    let conf = site.read("edeploy.conf").replace(
+        "[SERVER]\n",
+        &format!(
+            "[SERVER]\nPXEMNGRURL = http://127.0.0.1:{p}/pxemngr/\nMETADATAURL = http://127.0.0.1:{p}/meta/\n",
+            p = site.port
+        ),
+    );
+    site.write("edeploy.conf", &conf);
+
+    let node = fake_node(&base_cmdline(&site));
+    let root = node.path();
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    assert_eq!(r.report.action, Action::Reboot);
+    let installed = r.report.result.as_ref().expect("installed");
+    assert_eq!(installed.profile, "vm");
+    assert_eq!(installed.role.role, "base");
+    assert_eq!(installed.role.version, "D12-1.0.0");
+    assert_eq!(installed.role.disk, "/dev/vda");
+
+    // The order of the steps, in the commands...
+    let c = &r.commands;
+    assert_eq!(c[0], "mount -t proc proc ROOT/proc");
+    assert_eq!(c[1], "mount -t sysfs sysfs ROOT/sys");
+    assert_eq!(c[2], "mount -t devtmpfs devtmpfs ROOT/dev");
+    assert_eq!(c[3], "mount -t tmpfs tmpfs ROOT/run");
+    assert_eq!(
+        c[4],
+        "modprobe -abq pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00 \
+         pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00 virtio:d00000001v00001AF4"
+    );
+    let dhcp = position(c, "udhcpc -i eth0 -n -q");
+    assert!(position(c, "ip link set eth0 up") < dhcp);
+    let parted = position(c, "parted -s /dev/vda mklabel msdos");
+    assert!(dhcp < parted);
+    assert!(parted < position(c, "mkfs.ext4 -q -F /dev/vda1"));
+    let mount_chroot = position(c, "mkdir -p /chroot && mount /dev/vda1 /chroot");
+    let bind = position(c, "mount -o bind ROOT/dev ROOT/chroot/dev");
+    assert!(mount_chroot < bind);
+    let grub = position(c, "chroot ROOT/chroot grub-install /dev/vda");
+    assert!(bind < grub);
+    assert!(
+        c[grub].ends_with("[tree present]"),
+        "grub-install ran before the tree was there: {c:#?}"
+    );
+    let mkconfig = position(c, "chroot ROOT/chroot grub-mkconfig -o /boot/grub/grub.cfg");
+    assert!(grub < mkconfig);
+    let umount = position(c, "umount ROOT/chroot/dev");
+    assert!(mkconfig < umount);
+    assert!(position(c, "umount ROOT/chroot/sys") < umount);
+    assert_eq!(c.last().map(String::as_str), Some("reboot -f"));
+
+    // ...and on the console.
+    let s = &r.screen;
+    let steps = [
+        "edeploy: eDeploy installer starting",
+        "edeploy: loading drivers",
+        "edeploy: asking for DHCP leases on eth0",
+        "edeploy: detecting the hardware",
+        &format!(
+            "edeploy: asking the eDeploy server at http://127.0.0.1:{}/cgi-bin/upload.cgi",
+            site.port
+        ),
+        "edeploy: profile vm assigned",
+        "+ parted -s /dev/vda mklabel msdos",
+        "set_role: base D12-1.0.0 on /dev/vda",
+        &format!(
+            "edeploy: fetching http://127.0.0.1:{}/install/D12-1.0.0/base-D12-1.0.0.edeploy",
+            site.port
+        ),
+        "base-D12-1.0.0.edeploy [####################] 100%",
+        "edeploy: copying the configuration files over the tree",
+        "edeploy: installing the boot loader on /dev/vda",
+        "edeploy: pxemngr: local boot set",
+        "edeploy: installed base D12-1.0.0 (profile vm) on /dev/vda",
+        "edeploy: rebooting",
+    ];
+    let mut last = 0;
+    for step in steps {
+        let at = text_position(s, step);
+        assert!(at >= last, "{step:?} out of order on the console:\n{s}");
+        last = at;
+    }
+    assert!(!s.contains("install failed"), "{s}");
+    // Without VERBOSE the device commands are not echoed, but logged.
+    assert!(!s.contains("+ mount -t proc"), "{s}");
+    assert!(r.log.contains("+ mount -t proc proc"), "{}", r.log);
+
+    let t = root.join("chroot");
+    // conf
+    assert_eq!(
+        fs::read_to_string(t.join("var/lib/edeploy/conf")).expect("conf"),
+        format!(
+            "VERS=D12-1.0.0\nROLE=base\nSERV=127.0.0.1\nRSERV=127.0.0.1\nRSERV_PORT=873\n\
+             RPATH=install\nHSERV=127.0.0.1\nHSERV_PORT={}\nHPATH=install\n",
+            site.port
+        )
+    );
+    // The overlay won over the tree's own files.
+    assert_eq!(
+        fs::read_to_string(t.join("etc/hostname")).expect("hostname"),
+        "vm01\n"
+    );
+    let interfaces = fs::read_to_string(t.join("etc/network/interfaces")).expect("interfaces");
+    assert!(interfaces.contains("auto eth0\n"), "{interfaces}");
+    assert!(interfaces.contains("address 10.0.2.15\n"), "{interfaces}");
+    assert!(
+        interfaces.contains(&format!("hwaddress {MAC}\n")),
+        "{interfaces}"
+    );
+    assert_eq!(
+        fs::read_to_string(t.join("etc/resolv.conf")).expect("resolv"),
+        "nameserver 10.0.2.3\n"
+    );
+    // The tree: files, symlink, hard link, owners, modes, xattr.
+    assert_eq!(
+        fs::read_to_string(t.join("etc/motd")).expect("motd"),
+        "the base role\n"
+    );
+    assert_eq!(
+        fs::read_link(t.join("usr/bin/hi")).expect("symlink"),
+        PathBuf::from("../../bin/hello")
+    );
+    let a = fs::metadata(t.join("bin/hello")).expect("hello");
+    let b = fs::metadata(t.join("bin/hello2")).expect("hello2");
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "not a hard link");
+    assert_eq!(a.mode() & 0o7777, 0o755);
+    let notes = fs::metadata(t.join("home/user/notes")).expect("notes");
+    assert_eq!(
+        (notes.uid(), notes.gid(), notes.mode() & 0o7777),
+        (1234, 1234, 0o600)
+    );
+    let home = fs::metadata(t.join("home/user")).expect("home");
+    assert_eq!((home.uid(), home.mode() & 0o7777), (1234, 0o750));
+    assert_eq!(
+        fs::metadata(t.join("usr/bin/su")).expect("su").mode() & 0o7777,
+        0o4755
+    );
+    assert_eq!(
+        fs::metadata(t.join("var/bulk")).expect("bulk").len(),
+        300_000
+    );
+    assert_eq!(
+        xattr(&t.join("etc/tagged"), "user.edeploy").as_deref(),
+        Some(&b"tagged"[..])
+    );
+    assert!(!t.join(".edeploy-partial").exists());
+    // GRUB's kernel command line: the kept words and cloud-init's source.
+    let grub = fs::read_to_string(t.join("etc/default/grub")).expect("grub");
+    assert_eq!(
+        grub,
+        format!(
+            "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX=\"console=ttyS0,115200 quiet \
+             ds=nocloud-net\\\\;s=http://127.0.0.1:{}/meta/\"\n",
+            site.port
+        )
+    );
+    // The logs kept on the installed system.
+    let logdir = t.join("var/log/edeploy");
+    let log = fs::read_to_string(logdir.join("install.log")).expect("install.log");
+    assert!(log.contains("edeploy: profile vm assigned"), "{log}");
+    assert!(log.contains("+ mkfs.ext4 -q -F /dev/vda1"), "{log}");
+    let hw = fs::read_to_string(logdir.join("hw.json")).expect("hw.json");
+    assert!(
+        hw.contains("[\"disk\",\"vda\",\"vendor\",\"0x1af4\"]"),
+        "{hw}"
+    );
+    assert_eq!(
+        fs::read_to_string(logdir.join("vm.configure")).expect("script"),
+        fs::read_to_string(Path::new(support::ROOT).join("share/examples/config/vm.configure"))
+            .expect("example")
+    );
+
+    // The server kept the hardware list and handed out the first entry.
+    let kept = site.read(&format!("hw/{SYSNAME}.hw"));
+    assert!(
+        kept.contains("('network', 'eth0', 'ipv4', '10.0.2.15')"),
+        "{kept}"
+    );
+    let cmdb = site.read("config/vm.cmdb");
+    let first = cmdb
+        .lines()
+        .find(|l| l.contains("vm01"))
+        .unwrap_or_else(|| panic!("{cmdb}"));
+    assert!(first.contains("'used': 1"), "{cmdb}");
+    assert!(cmdb.contains(MAC), "{cmdb}");
+    assert!(state_of(&site).contains("('vm', 9)"), "{}", state_of(&site));
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let n = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated and buf is as long as given.
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return None;
+    }
+    buf.truncate(len as usize);
+    Some(buf)
+}
+
+/// A profile whose script fails, ahead of `vm` in the state file.
+fn broken_profile() -> Vec<(String, String)> {
+    vec![
+        ("state".into(), "[('broken', 3), ('vm', 10)]\n".into()),
+        (
+            "broken.specs".into(),
+            "[('disk', '$disk', 'vendor', '0x1af4')]\n".into(),
+        ),
+        (
+            "broken.configure".into(),
+            "log(\"about to fail\");\nrun(\"false\");\nset_role(\"base\", \"D12-1.0.0\", \"/dev/\" + var.disk);\n".into(),
+        ),
+    ]
+}
+
+#[test]
+fn a_failing_script_uploads_the_log_and_gives_the_install_back() {
+    let site = site(broken_profile(), &edeploy_tarball());
+    let node = fake_node(&format!("{} UPLOAD_LOG=1", base_cmdline(&site)));
+    let root = node.path();
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must fail");
+    assert!(reason.contains("false"), "{reason}");
+    assert_eq!(r.report.action, Action::Halt);
+    assert_eq!(r.commands.last().map(String::as_str), Some("poweroff -f"));
+    assert!(
+        r.screen
+            .contains(&format!("edeploy: install failed: {reason}\n")),
+        "{}",
+        r.screen
+    );
+    assert!(r.screen.contains("about to fail"), "{}", r.screen);
+    assert!(
+        r.screen.contains(&format!(
+            "edeploy: install log uploaded as {LOG_NAME} on the server"
+        )),
+        "{}",
+        r.screen
+    );
+    assert!(
+        r.screen
+            .contains("edeploy: failure of profile broken reported"),
+        "{}",
+        r.screen
+    );
+    // Nothing was fetched or installed.
+    assert!(!r.commands.iter().any(|c| c.contains("grub-install")));
+    assert!(!root.join("chroot").exists());
+
+    // The log reached LOGDIR, with the command line, script and dmesg.
+    let gz = fs::read(site.path(&format!("logs/{LOG_NAME}"))).expect("log in LOGDIR");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    assert!(text.contains("edeploy: install failed: "), "{text}");
+    assert!(text.contains("+ false"), "{text}");
+    assert!(
+        text.contains("===== kernel command line\nBOOT_IMAGE=vmlinuz SERV=127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("===== configure script\nlog(\"about to fail\");"),
+        "{text}"
+    );
+    assert!(text.contains("(canned dmesg)"), "{text}");
+    // The install was given back: 3 → 2 → 3.
+    assert!(
+        state_of(&site).contains("('broken', 3)"),
+        "{}",
+        state_of(&site)
+    );
+}
+
+#[test]
+fn a_cut_download_fails_and_leaves_nothing_half_installed() {
+    let full = edeploy_tarball();
+    let site = site(Vec::new(), &full[..full.len() / 2]);
+    let node = fake_node(&base_cmdline(&site));
+    let root = node.path();
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must fail");
+    assert!(reason.contains("cut or corrupt"), "{reason}");
+    assert_eq!(r.report.action, Action::Halt);
+    assert_eq!(r.commands.last().map(String::as_str), Some("poweroff -f"));
+    assert!(!r.commands.iter().any(|c| c.contains("grub-install")));
+    // /chroot is as the script left it: empty.
+    let left: Vec<_> = fs::read_dir(root.join("chroot"))
+        .expect("chroot")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in /chroot: {left:?}");
+    assert!(
+        r.screen.contains("edeploy: install failed: "),
+        "{}",
+        r.screen
+    );
+    assert!(
+        r.screen.contains("edeploy: failure of profile vm reported"),
+        "{}",
+        r.screen
+    );
+    assert!(
+        state_of(&site).contains("('vm', 10)"),
+        "{}",
+        state_of(&site)
+    );
+}
+
+#[test]
+fn a_refusal_is_final_and_shows_the_servers_sentence() {
+    let site = site(
+        vec![(
+            "vm.specs".into(),
+            "[('disk', '$disk', 'vendor', 'NOPE')]\n".into(),
+        )],
+        &edeploy_tarball(),
+    );
+    let node = fake_node(&format!("{} ONFAILURE=reboot", base_cmdline(&site)));
+    let root = node.path();
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must fail");
+    assert!(
+        reason.starts_with(&format!(
+            "the eDeploy server refused this node (HTTP 404): {SYSNAME}: no profile matches this hardware (vm: "
+        )),
+        "{reason}"
+    );
+    assert!(!r.screen.contains("waiting for"), "{}", r.screen);
+    assert!(!r.screen.contains("failure of profile"), "{}", r.screen);
+    assert_eq!(r.report.action, Action::Reboot);
+    assert_eq!(r.commands.last().map(String::as_str), Some("reboot -f"));
+}
+
+#[test]
+fn an_unreachable_server_is_retried_then_the_console_opens() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    // Nothing listens there any more.
+    let node = fake_node(&format!(
+        "SERV=127.0.0.1 HTTP_PORT={closed} DEBUG=1 VERBOSE=1"
+    ));
+    let root = node.path();
+    write(root, "usr/sbin/dropbear", "");
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must fail");
+    let url = format!("http://127.0.0.1:{closed}/cgi-bin/upload.cgi");
+    assert!(
+        reason.starts_with(&format!(
+            "the eDeploy server at {url} did not answer after 3 attempts"
+        )),
+        "{reason}"
+    );
+    for n in 1..=2 {
+        assert!(
+            r.screen.contains(&format!(
+                "edeploy: waiting for the eDeploy server at {url}: "
+            )),
+            "{}",
+            r.screen
+        );
+        assert!(
+            r.screen.contains(&format!("(attempt {n}/3)\n")),
+            "{}",
+            r.screen
+        );
+    }
+    assert!(!r.screen.contains("(attempt 3/3)"), "{}", r.screen);
+    assert!(
+        r.screen
+            .contains("edeploy: warning: DEBUG=1 is deprecated: use ONFAILURE=console"),
+        "{}",
+        r.screen
+    );
+    // VERBOSE=1 shows the commands.
+    assert!(r.screen.contains("+ mount -t proc proc "), "{}", r.screen);
+    assert_eq!(r.report.action, Action::Console);
+    let n = r.commands.len();
+    assert!(n >= 3, "{:?}", r.commands);
+    assert_eq!(
+        r.commands[n - 3..],
+        [
+            "dropbear -R -p 2222 </dev/null >/dev/null 2>&1".to_string(),
+            "setsid sh -c 'exec sh -i <ROOT/dev/console >ROOT/dev/console 2>&1'".to_string(),
+            "reboot -f".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn rsync_extlinux_and_kexec() {
+    let site = site(Vec::new(), b"");
+    let conf = site.read("edeploy.conf").replace(
+        "[SERVER]\n",
+        "[SERVER]\nMETADATAURL = http://127.0.0.1/meta/\n",
+    );
+    site.write("edeploy.conf", &conf);
+    let node = fake_node(&format!(
+        "SERV=127.0.0.1 HTTP_PORT={} RSERV_PORT=8873 RPATH=/trees/ ONSUCCESS=kexec | console=ttyS0 |",
+        site.port
+    ));
+    let root = node.path();
+    // What the rsync server holds: a tree without GRUB.
+    let src = tempfile::tempdir().expect("tmp");
+    write(src.path(), "boot/vmlinuz-6.1.0-9-amd64", "kernel");
+    write(src.path(), "boot/vmlinuz-6.1.0-10-amd64", "kernel");
+    write(src.path(), "boot/initrd.img-6.1.0-10-amd64", "initrd");
+    write(src.path(), "bin/hello", "hello");
+    write(src.path(), "usr/lib/syslinux/mbr/mbr.bin", "mbr");
+    let mut exec = Node::new(root);
+    exec.rsync_from = Some(src.path().to_path_buf());
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    let c = &r.commands;
+    let rsync = position(
+        c,
+        "rsync -aHAX --numeric-ids rsync://127.0.0.1:8873/trees/D12-1.0.0/base/ ROOT/chroot/",
+    );
+    let ext = position(c, "extlinux --install ROOT/chroot/boot/extlinux");
+    assert!(rsync < ext);
+    assert!(ext < position(c, "dd bs=440 count=1 conv=notrunc if=ROOT/chroot/usr/lib/syslinux/mbr/mbr.bin of=/dev/vda"));
+    assert!(!c.iter().any(|x| x.contains("grub")));
+    let conf = fs::read_to_string(root.join("chroot/boot/extlinux/extlinux.conf")).expect("conf");
+    assert_eq!(
+        conf,
+        "DEFAULT edeploy\nTIMEOUT 0\nPROMPT 0\n\nLABEL edeploy\n    KERNEL /boot/vmlinuz-6.1.0-10-amd64\n\
+         \x20   INITRD /boot/initrd.img-6.1.0-10-amd64\n\
+         \x20   APPEND root=/dev/vda1 ro console=ttyS0 ds=nocloud-net;s=http://127.0.0.1/meta/\n"
+    );
+    assert_eq!(r.report.action, Action::Kexec);
+    let n = c.len();
+    assert_eq!(
+        c[n - 2..],
+        [
+            "kexec -l ROOT/chroot/boot/vmlinuz-6.1.0-10-amd64 \
+             --initrd=ROOT/chroot/boot/initrd.img-6.1.0-10-amd64 \
+             '--append=root=/dev/vda1 ro console=ttyS0 ds=nocloud-net;s=http://127.0.0.1/meta/'"
+                .to_string(),
+            "kexec -e".to_string(),
+        ]
+    );
+    let conf = fs::read_to_string(root.join("chroot/var/lib/edeploy/conf")).expect("conf");
+    assert!(
+        conf.contains("RSERV_PORT=8873\nRPATH=trees\nHSERV=\n"),
+        "{conf}"
+    );
+}
+
+#[test]
+fn embedded_installs_from_a_medium_without_a_server() {
+    let node = fake_node("EMBEDDED=/media/key IP=all:none ONSUCCESS=halt");
+    let root = node.path();
+    let medium = root.join("media/key");
+    let example = Path::new(support::ROOT).join("share/examples/config");
+    fs::create_dir_all(medium.join("config")).expect("mkdir");
+    for e in fs::read_dir(&example).expect("example").flatten() {
+        fs::copy(e.path(), medium.join("config").join(e.file_name())).expect("copy");
+    }
+    let tree = medium.join("install/D12-1.0.0/base-D12-1.0.0.edeploy");
+    fs::create_dir_all(tree.parent().expect("parent")).expect("mkdir");
+    fs::write(&tree, edeploy_tarball()).expect("tree");
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    assert!(
+        r.screen
+            .contains("edeploy: deciding locally from the medium /media/key"),
+        "{}",
+        r.screen
+    );
+    assert!(
+        !r.commands.iter().any(|c| c.contains("udhcpc")),
+        "{:?}",
+        r.commands
+    );
+    assert_eq!(r.commands.last().map(String::as_str), Some("poweroff -f"));
+    let t = root.join("chroot");
+    assert_eq!(
+        fs::read_to_string(t.join("etc/hostname")).expect("hostname"),
+        "vm01\n"
+    );
+    assert_eq!(
+        fs::metadata(t.join("home/user/notes"))
+            .expect("notes")
+            .uid(),
+        1234
+    );
+    // The decision was committed on the medium, like upload.cgi -f.
+    let cmdb = fs::read_to_string(medium.join("config/vm.cmdb")).expect("cmdb");
+    assert!(cmdb.contains("'used': 1"), "{cmdb}");
+    let state = fs::read_to_string(medium.join("config/state")).expect("state");
+    assert!(state.contains("('vm', 9)"), "{state}");
+    assert!(medium.join(format!("config/{SYSNAME}.hw")).exists());
+    let mode = fs::metadata(t.join("bin/hello"))
+        .expect("hello")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+}
+
+#[test]
+fn a_bad_command_line_fails_with_the_variable_named() {
+    let node = fake_node("SERV=10.0.0.1 HTTP_PORT=eighty ONFAILURE=console");
+    let root = node.path();
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must fail");
+    assert_eq!(
+        reason,
+        "bad kernel command line: HTTP_PORT=eighty: expected a port number (1-65535)"
+    );
+    assert!(
+        r.screen
+            .contains(&format!("edeploy: install failed: {reason}\n")),
+        "{}",
+        r.screen
+    );
+    // The valid ONFAILURE still applies.
+    assert_eq!(r.report.action, Action::Console);
+}
