@@ -356,12 +356,7 @@ pub fn bootloader(
 /// `GET PXEMNGR_URL/localboot/<MAC>`. Returns what happened, for the log.
 pub fn pxemngr_localboot(url: &str, mac: &str, tuning: &Tuning) -> Result<String> {
     let full = format!("{}/localboot/{mac}", url.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(tuning.connect_timeout))
-        .timeout_per_read(Some(tuning.read_timeout))
-        .build()
-        .into();
+    let agent = super::server::agent(tuning);
     let resp = agent
         .get(&full)
         .call()

@@ -168,7 +168,9 @@ pub enum Answer {
     Unreachable(String),
 }
 
-fn agent(tuning: &Tuning) -> ureq::Agent {
+/// The HTTP client every installer request uses: statuses are answers,
+/// not errors, and every wait is bounded by `tuning`.
+pub(crate) fn agent(tuning: &Tuning) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(tuning.connect_timeout))

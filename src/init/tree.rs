@@ -200,12 +200,7 @@ pub fn http_url(hserv: &str, port: u16, hpath: &str, role: &str, vers: &str) -> 
 
 /// Streams the tree from `url` into `dest`.
 pub fn fetch_http(url: &str, dest: &Path, console: &Console, tuning: &Tuning) -> Result<u64> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(tuning.connect_timeout))
-        .timeout_per_read(Some(tuning.read_timeout))
-        .build()
-        .into();
+    let agent = super::server::agent(tuning);
     let resp = agent
         .get(url)
         .call()
