@@ -286,15 +286,9 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
     let sync = rsync(exec, &server, sync_args(&server, &meta, &role, to, root))
         .context("syncing the tree")?;
     let mut outcome = Outcome {
-        changes: parse_itemized(&sync.stdout)
-            .into_iter()
-            .filter(|c| !(c.is_dir && c.times_only()))
-            .collect(),
+        changes: report_changes(out, &sync.stdout)?,
         ..Outcome::default()
     };
-    for c in &outcome.changes {
-        writeln!(out, "{}", describe(c))?;
-    }
     let missing = missing_add_only(root, &meta);
     if !missing.is_empty() {
         // One source per path, with `/./` marking where the path to
@@ -389,15 +383,9 @@ pub fn test_upgrade(
     args.extend(sync_args(&server, &meta, &role, to, root));
     let sync = rsync(exec, &server, args)?;
     let mut outcome = Outcome {
-        changes: parse_itemized(&sync.stdout)
-            .into_iter()
-            .filter(|c| !(c.is_dir && c.times_only()))
-            .collect(),
+        changes: report_changes(out, &sync.stdout)?,
         ..Outcome::default()
     };
-    for c in &outcome.changes {
-        writeln!(out, "{}", describe(c))?;
-    }
     outcome.added = missing_add_only(root, &meta);
     for p in &outcome.added {
         writeln!(out, "add       /{p} (add_only, missing here)")?;
@@ -458,4 +446,17 @@ pub fn verify(exec: &dyn Exec, root: &Path) -> Result<super::verify::Report> {
         differences,
         role,
     })
+}
+
+/// The changes rsync itemized (directories whose only change is their
+/// time left out), each written to `out` as it will be shown.
+fn report_changes(out: &mut dyn Write, itemized: &str) -> Result<Vec<Change>> {
+    let changes: Vec<Change> = parse_itemized(itemized)
+        .into_iter()
+        .filter(|c| !(c.is_dir && c.times_only()))
+        .collect();
+    for c in &changes {
+        writeln!(out, "{}", describe(c))?;
+    }
+    Ok(changes)
 }
