@@ -819,9 +819,10 @@ fn ensure_dir(full: &Path) -> Result<()> {
     }
 }
 
-/// Puts `full` in place with `bytes` (a file to copy) and `e`'s attributes,
-/// replacing what is there by a rename.
-fn place_file(full: &Path, bytes: &Path, e: &Entry) -> Result<()> {
+/// Makes way for a file or link at `full` (an empty directory there is
+/// removed; a non-empty one is an error) and returns a fresh temporary
+/// name beside it, to be renamed over `full`.
+fn prepare_replace(full: &Path) -> Result<PathBuf> {
     if let Some(md) = lstat(full) {
         if md.is_dir() {
             fs::remove_dir(full).with_context(|| {
@@ -831,6 +832,13 @@ fn place_file(full: &Path, bytes: &Path, e: &Entry) -> Result<()> {
     }
     let tmp = tmp_beside(full);
     let _ = fs::remove_file(&tmp);
+    Ok(tmp)
+}
+
+/// Puts `full` in place with `bytes` (a file to copy) and `e`'s attributes,
+/// replacing what is there by a rename.
+fn place_file(full: &Path, bytes: &Path, e: &Entry) -> Result<()> {
+    let tmp = prepare_replace(full)?;
     fs::copy(bytes, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
     File::open(&tmp)
         .and_then(|f| f.sync_all())
@@ -840,15 +848,7 @@ fn place_file(full: &Path, bytes: &Path, e: &Entry) -> Result<()> {
 }
 
 fn place_symlink(full: &Path, e: &Entry) -> Result<()> {
-    if let Some(md) = lstat(full) {
-        if md.is_dir() {
-            fs::remove_dir(full).with_context(|| {
-                format!("{}: cannot replace a non-empty directory", full.display())
-            })?;
-        }
-    }
-    let tmp = tmp_beside(full);
-    let _ = fs::remove_file(&tmp);
+    let tmp = prepare_replace(full)?;
     let target = e.target.as_deref().unwrap_or("");
     std::os::unix::fs::symlink(target, &tmp)
         .with_context(|| format!("{}: cannot create the link", tmp.display()))?;
