@@ -1,6 +1,7 @@
 //! Manifests written by the packer, and `edeploy verify` offline against
 //! them: modified, missing, extra, metadata changes, the version's
-//! exclude, JSON output, tampered manifests.
+//! exclude, JSON output, tampered manifests; device nodes, fifos and hard
+//! links packed as such.
 
 #[path = "fixtures/host/support.rs"]
 mod support;
@@ -101,6 +102,23 @@ fn verify_offline_is_clean_on_a_fresh_host() {
     assert!(out.starts_with("base V1: no difference ("), "{out}");
     assert!(out.contains("entries checked against"), "{out}");
     assert!(out.contains("base-V1.manifest"), "{out}");
+}
+
+#[test]
+fn verify_leaves_out_what_the_role_says_belongs_to_each_host() {
+    let (_dir, root) = packed();
+    // A freshly installed host: no upgrade brought it to V1, so only the
+    // role's own list (shipped in the tree) says what is the host's.
+    put(root.path(), "var/lib/edeploy/exclude", EXCLUDE);
+    let (code, out, err) = edeploy(root.path(), &["verify"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("/etc/ssh/ssh_host_key"), "{out}");
+    assert!(!out.contains("/var/lib/data"), "{out}");
+    assert!(
+        out.contains("modified  /etc/myapp.local: content differs"),
+        "not excluded, still shown: {out}"
+    );
+    assert!(out.contains("base V1: 1 difference ("), "{out}");
 }
 
 #[test]
@@ -218,4 +236,90 @@ fn rsync_upgrade_fetches_the_manifest_for_offline_verify() {
     let (code, out, _) = edeploy(root.path(), &["verify"], &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("modified  /etc/new.conf"), "{out}");
+}
+
+#[test]
+fn pack_archives_device_nodes_fifos_and_hard_links() {
+    // A debootstrap tree has /dev/console, /dev/null and hard-linked
+    // files: `edeploy pack` archives them as such (numbers, link entries)
+    // and the manifest lists them.
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    put(&tree, "usr/bin/a", "same\n");
+    fs::hard_link(tree.join("usr/bin/a"), tree.join("usr/bin/b")).unwrap();
+    fs::create_dir_all(tree.join("dev")).unwrap();
+    for (name, kind, major, minor) in [
+        ("dev/console", libc::S_IFCHR, 5, 1),
+        ("dev/initctl", libc::S_IFIFO, 0, 0),
+    ] {
+        let c = std::ffi::CString::new(tree.join(name).to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        let r = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, libc::makedev(major, minor)) };
+        assert_eq!(r, 0, "mknod {name} (the tests run as root)");
+    }
+    let install = dir.path().join("install");
+    let (code, out, err) = edeploy(
+        dir.path(),
+        &[
+            "pack",
+            tree.to_str().unwrap(),
+            "--role",
+            "base",
+            "--version",
+            "V1",
+            "--install",
+            install.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let m = Manifest::load(&install.join("V1/base-V1.manifest")).unwrap();
+    let console = m.get("dev/console").unwrap();
+    assert_eq!(
+        (console.kind, console.rdev),
+        (Kind::Char, Some(libc::makedev(5, 1)))
+    );
+    assert_eq!(m.get("dev/initctl").unwrap().kind, Kind::Fifo);
+    let f = fs::File::open(install.join("V1/base-V1.edeploy")).unwrap();
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut seen = Vec::new();
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        let h = e.header();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
+        seen.push((
+            path,
+            h.entry_type(),
+            h.device_major().unwrap(),
+            h.device_minor().unwrap(),
+            link,
+        ));
+    }
+    let get = |p: &str| seen.iter().find(|s| s.0 == p).cloned().unwrap();
+    assert_eq!(
+        get("dev/console"),
+        (
+            "dev/console".into(),
+            tar::EntryType::Char,
+            Some(5),
+            Some(1),
+            None
+        )
+    );
+    assert_eq!(get("dev/initctl").1, tar::EntryType::Fifo);
+    assert_eq!(get("usr/bin/a").1, tar::EntryType::Regular);
+    assert_eq!(
+        get("usr/bin/b"),
+        (
+            "usr/bin/b".into(),
+            tar::EntryType::Link,
+            Some(0),
+            Some(0),
+            Some("usr/bin/a".into())
+        )
+    );
 }

@@ -166,11 +166,17 @@ impl Report {
 }
 
 /// What verify leaves out on a host at `version`: the built-in list,
-/// `/etc/motd`, and the `add_only` and `exclude` of
-/// `ROOT/var/lib/edeploy/VERSION/` when the host was upgraded there.
+/// `/etc/motd`, the role's own list of what belongs to each host
+/// (`ROOT/var/lib/edeploy/exclude`, shipped in the tree: a freshly
+/// installed host has no upgrade's `exclude` yet), and the `add_only` and
+/// `exclude` of `ROOT/var/lib/edeploy/VERSION/` when the host was
+/// upgraded there.
 pub fn skip_rules(root: &Path, version: &str) -> Rules {
     let mut rules = Rules::excluding(BUILTIN);
     rules.extend(&Rules::excluding(VERIFY_IGNORED));
+    if let Ok(text) = std::fs::read_to_string(meta::state_dir(root).join("exclude")) {
+        rules.extend(&Rules::parse(&text));
+    }
     let dir = meta::state_dir(root).join(version);
     if let Ok(text) = std::fs::read_to_string(dir.join("add_only")) {
         let add: Vec<String> = meta::parse_add_only(&text)
