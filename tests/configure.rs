@@ -889,11 +889,16 @@ fn the_example_vm_configure_runs() {
         [
             "/etc/hostname",
             "/etc/network/interfaces",
-            "/etc/resolv.conf"
+            "/etc/resolv.conf",
+            "/etc/fstab"
         ]
         .map(PathBuf::from)
     );
     assert_eq!(r.file("/etc/hostname"), "vm01\n");
+    assert_eq!(
+        r.file("/etc/fstab"),
+        "/dev/vda1 / ext4 errors=remount-ro 0 1\n"
+    );
     assert_eq!(r.file("/etc/resolv.conf"), "nameserver 10.0.2.3\n");
     let interfaces = r.file("/etc/network/interfaces");
     assert!(

@@ -433,6 +433,7 @@ fn installs_a_node_end_to_end_over_http() {
         "modprobe -abq pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00 \
          pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00 virtio:d00000001v00001AF4"
     );
+    assert_eq!(c[5], "modprobe -aq ext4 xfs vfat");
     let dhcp = position(c, "udhcpc -i eth0 -n -q");
     assert!(position(c, "ip link set eth0 up") < dhcp);
     let parted = position(c, "parted -s /dev/vda mklabel msdos");

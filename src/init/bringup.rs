@@ -71,24 +71,55 @@ pub fn modaliases(root: &Path) -> Vec<String> {
     found.into_iter().collect()
 }
 
-/// Loads the drivers of the present devices with one
+/// Loads the drivers of the present devices with
 /// `modprobe -abq ALIAS…` (`-a` all, `-b` honour blacklists, `-q` quiet
-/// about aliases no module claims). Returns how many aliases were given.
+/// about aliases no module claims), in rounds: a bus driver (virtio_pci,
+/// a SAS HBA) brings up devices of its own, with modaliases that were not
+/// there before. A round runs for the new aliases only, until none
+/// appear (at most [`DRIVER_ROUNDS`] rounds). Returns how many aliases
+/// were given in all.
 pub fn load_drivers(root: &Path, exec: &dyn Exec, console: &Console) -> usize {
-    let aliases = modaliases(root);
-    if aliases.is_empty() {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for _ in 0..DRIVER_ROUNDS {
+        let new: Vec<String> = modaliases(root)
+            .into_iter()
+            .filter(|a| !seen.contains(a))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        let mut argv = vec!["modprobe".to_string(), "-abq".into()];
+        argv.extend(new.iter().cloned());
+        // modprobe exits non-zero when one module of many fails to load;
+        // the others are loaded, and detection shows what is missing.
+        if let Err(e) = exec.run(&CmdLine::Argv(argv)) {
+            console.warn(&format!("{e:#}"));
+        }
+        seen.extend(new);
+    }
+    if seen.is_empty() {
         console.warn("no device reports a modalias: no driver loaded");
-        return 0;
     }
-    let mut argv = vec!["modprobe".to_string(), "-abq".into()];
-    argv.extend(aliases.iter().cloned());
-    // modprobe exits non-zero when one module of many fails to load; the
-    // others are loaded, and detection shows what is missing.
-    if let Err(e) = exec.run(&CmdLine::Argv(argv)) {
-        console.warn(&format!("{e:#}"));
-    }
-    aliases.len()
+    seen.len()
 }
+
+/// The filesystems loaded once the drivers are: busybox `mount` without
+/// `-t` tries only those the kernel already knows (`/proc/filesystems`),
+/// so a configure script's `mount /dev/sda1 /chroot` needs them loaded.
+pub const FILESYSTEMS: [&str; 3] = ["ext4", "xfs", "vfat"];
+
+/// Loads [`FILESYSTEMS`] with one `modprobe -aq`. One that the initrd
+/// lacks (or that is built into the kernel) is no failure: it is traced.
+pub fn load_filesystems(exec: &dyn Exec, console: &Console) {
+    let mut argv = vec!["modprobe".to_string(), "-aq".into()];
+    argv.extend(FILESYSTEMS.iter().map(|f| f.to_string()));
+    if let Err(e) = exec.run(&CmdLine::Argv(argv)) {
+        console.trace(&format!("{e:#}"));
+    }
+}
+
+/// How many rounds of driver loading at most (PCI → virtio → …).
+pub const DRIVER_ROUNDS: usize = 4;
 
 /// The physical interfaces (those with a `device` link), natural order.
 pub fn physical_interfaces(root: &Path) -> Vec<String> {

@@ -232,6 +232,7 @@ impl Installer<'_> {
         console.say("loading drivers");
         let n = bringup::load_drivers(root, exec, console);
         console.trace(&format!("{n} device aliases given to modprobe"));
+        bringup::load_filesystems(exec, console);
 
         console.say("bringing the network up");
         match bringup::network(root, exec, console, &s.ip, &self.tuning) {
