@@ -20,8 +20,8 @@
 use crate::cmdb::{self, CmdbError};
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
-use crate::literal::{self, Dialect, Options, Value};
-use crate::matcher::Specs;
+use crate::literal::{self, Dialect, Document, Options, Value};
+use crate::matcher::{Hardware, Specs};
 use crate::persist::{self, Lock, Transaction};
 use crate::state::{Count, State};
 use indexmap::IndexMap;
@@ -128,6 +128,7 @@ pub fn decide_only(
     let state_path = dir.join("state");
     let mut state = State::load(&state_path).map_err(|e| config(format!("{e:#}")))?;
     let mut tried = Vec::new();
+    let hw_index = Hardware::new(hw);
 
     if let Some(p) = only {
         if state.get(p).is_none() {
@@ -144,29 +145,42 @@ pub fn decide_only(
         }
         let count = state.entries[i].count;
         let specs_path = dir.join(format!("{profile}.specs"));
-        if !specs_path.exists() {
-            warn(format!(
-                "{}: missing, profile {profile} skipped",
-                specs_path.display()
-            ));
-            tried.push(Tried {
-                profile,
-                reason: "no .specs file".into(),
-            });
-            continue;
-        }
+        // Read at once rather than tested first: one system call less per
+        // profile. A file that cannot be read but exists is an error, and
+        // only once the count below has been looked at.
+        let specs_bytes = match std::fs::read(&specs_path) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound && specs_path.exists() => Err(e),
+            Err(_) => {
+                warn(format!(
+                    "{}: missing, profile {profile} skipped",
+                    specs_path.display()
+                ));
+                tried.push(Tried {
+                    profile,
+                    reason: "no .specs file".into(),
+                });
+                continue;
+            }
+        };
         let cmdb_path = dir.join(format!("{profile}.cmdb"));
-        let has_cmdb = cmdb_path.exists();
-        if count == Count::Left(0) && !has_cmdb {
-            // Nothing could let this node in: skip the match.
-            tried.push(Tried {
-                profile,
-                reason: "no installs left".into(),
-            });
-            continue;
+        // Whether the profile has a CMDB, looked up only when needed.
+        let mut has_cmdb = None;
+        if count == Count::Left(0) {
+            if !cmdb_path.exists() {
+                // Nothing could let this node in: skip the match.
+                tried.push(Tried {
+                    profile,
+                    reason: "no installs left".into(),
+                });
+                continue;
+            }
+            has_cmdb = Some(true);
         }
-        let specs = load_specs(&specs_path)?;
-        let m = match specs.find(hw) {
+        let specs_bytes = specs_bytes
+            .map_err(|e| config(format!("{}: cannot read: {e}", specs_path.display())))?;
+        let specs = specs_from_bytes(&specs_path, &specs_bytes)?;
+        let m = match specs.find_in(&hw_index) {
             Ok(m) => m,
             Err(no) => {
                 tried.push(Tried {
@@ -184,7 +198,7 @@ pub fn decide_only(
         let mut txn = Transaction::new();
         let mut cmdb_entry = None;
         let mut reused = false;
-        if has_cmdb {
+        if has_cmdb.unwrap_or_else(|| cmdb_path.exists()) {
             let mut db = Cmdb::load(&cmdb_path)?;
             let owner = cmdb::find_owner(&db.entries, &m.vars, &m.forced);
             if owner.is_none() && count == Count::Left(0) {
@@ -194,14 +208,14 @@ pub fn decide_only(
                 });
                 continue;
             }
-            let before = db.entries.clone();
             let alloc = cmdb::allocate(&profile, &mut db.entries, &m.vars, &m.forced)?;
             reused = owner == Some(alloc.index);
             cmdb_entry = Some(alloc.index);
             vars = alloc.vars;
-            if db.entries != before || db.orig.is_some() {
-                if let Some(orig) = &db.orig {
-                    txn.write(orig_path(&cmdb_path), orig.clone());
+            // Without `commit` nothing is written: the texts are not built.
+            if commit && (alloc.changed || db.orig.is_some()) {
+                if let Some(orig) = db.orig.take() {
+                    txn.write(orig_path(&cmdb_path), orig);
                 }
                 txn.write(&cmdb_path, db.to_text());
             }
@@ -214,7 +228,7 @@ pub fn decide_only(
                 });
                 continue;
             }
-            if count != Count::Unlimited {
+            if commit && count != Count::Unlimited {
                 txn.write(&state_path, state.to_text());
             }
         }
@@ -275,12 +289,53 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str) -> Result<bool, DecideE
 pub fn load_specs(path: &Path) -> Result<Specs, DecideError> {
     let doc =
         literal::parse_file(path, Options::default()).map_err(|e| config(format!("{e:#}")))?;
+    specs_from_document(doc, path)
+}
+
+/// [`load_specs`] of a file already read.
+fn specs_from_bytes(path: &Path, bytes: &[u8]) -> Result<Specs, DecideError> {
     let name = path.display().to_string();
-    let lines = hw::from_document(&doc, &name).map_err(config)?;
-    Specs::compile(&lines).map_err(|e| {
+    let doc = literal::parse_bytes(bytes, &name, Options::default())
+        .map_err(|e| config(format!("{e:#}")))?;
+    specs_from_document(doc, path)
+}
+
+fn specs_from_document(mut doc: Document, path: &Path) -> Result<Specs, DecideError> {
+    let name = path.display().to_string();
+    let lines = spec_lines(&mut doc, &name)?;
+    Specs::compile_owned(lines).map_err(|e| {
         let line = doc.pos_of(e.line.saturating_sub(1)).line;
         config(format!("{name}:{line}: {e}"))
     })
+}
+
+/// The lines of a specs document, as [`hw::from_document`] gives them.
+/// When every field is already a string (the usual case) the strings are
+/// moved out of the document instead of copied.
+fn spec_lines(doc: &mut Document, name: &str) -> Result<Vec<Line>, DecideError> {
+    let is_text_line = |item: &Value| {
+        item.as_seq()
+            .is_some_and(|f| f.len() == 4 && f.iter().all(|v| matches!(v, Value::Str(_))))
+    };
+    if let Value::List(items) | Value::Tuple(items) = &mut doc.value {
+        if items.iter().all(is_text_line) {
+            return Ok(items.iter_mut().map(take_line).collect());
+        }
+    }
+    hw::from_document(doc, name).map_err(config)
+}
+
+/// Moves the four strings out of a 4-tuple of strings.
+fn take_line(item: &mut Value) -> Line {
+    let mut line = Line::default();
+    if let Value::List(fields) | Value::Tuple(fields) = item {
+        for (slot, field) in line.iter_mut().zip(fields.iter_mut()) {
+            if let Value::Str(s) = field {
+                *slot = std::mem::take(s);
+            }
+        }
+    }
+    line
 }
 
 /// `P.cmdb.orig`, where the file as the operator wrote it is kept.
@@ -306,21 +361,22 @@ impl Cmdb {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| config(format!("{name}: the file is not valid UTF-8")))?;
         let doc = literal::parse_named(text, &name, Options { calls: true }).map_err(config)?;
-        let entries = cmdb::expand(&doc.value).map_err(|e| config(format!("{name}: {e}")))?;
         let generated = cmdb::uses_generate(&doc.value);
+        let dialect = if generated {
+            Dialect::Python
+        } else {
+            doc.dialect
+        };
+        let entries = cmdb::expand_owned(doc.value).map_err(|e| config(format!("{name}: {e}")))?;
         Ok(Cmdb {
             entries,
-            dialect: if generated {
-                Dialect::Python
-            } else {
-                doc.dialect
-            },
+            dialect,
             orig: generated.then_some(bytes),
         })
     }
 
     pub fn to_text(&self) -> String {
-        literal::print(&Value::List(self.entries.clone()), self.dialect)
+        literal::print_list(&self.entries, self.dialect)
     }
 }
 

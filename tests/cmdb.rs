@@ -1,7 +1,7 @@
 //! CMDB expansion, allocation and checks, on values built in Rust.
 
 use edeploy::cmdb::{
-    allocate, check, expand, find_owner, generate, to_json, uses_generate, CmdbError,
+    allocate, check, expand, expand_owned, find_owner, generate, to_json, uses_generate, CmdbError,
     DuplicateKind, MAX_GENERATED,
 };
 use edeploy::literal::Value;
@@ -746,5 +746,53 @@ proptest! {
         if let (Some(first), Some((a, _))) = (entries.first(), ranges.first()) {
             prop_assert_eq!(first.get("r0"), Some(&s(&format!("{prefix}{a:02}"))));
         }
+    }
+}
+
+#[test]
+fn allocation_says_whether_the_entry_changed() {
+    let mut entries = seed_cmdb();
+    let none = IndexMap::new();
+    let vars = seed_vars("52:54:00:88:17:3c");
+    let first = allocate("kvm", &mut entries, &vars, &none).expect("an entry");
+    assert!(first.changed);
+    let after = entries.clone();
+    // The same node again: the entry already holds everything.
+    let again = allocate("kvm", &mut entries, &vars, &none).expect("the same entry");
+    assert!(again.reused && !again.changed);
+    assert_eq!(entries, after);
+    // An entry marked used by hand with another value: `used` becomes 1.
+    let mut entries = vec![dict(&[
+        ("ip", s("10.0.0.1")),
+        ("mac", s("m1")),
+        ("used", s("yes")),
+    ])];
+    let got =
+        allocate("kvm", &mut entries, &map(&[("mac", "m1")]), &none).expect("the node's entry");
+    assert!(got.reused && got.changed);
+    assert_eq!(entries[0].get("used"), Some(&int(1)));
+}
+
+#[test]
+fn expand_owned_is_expand() {
+    let cases = [
+        list(&[
+            dict(&[("ip", s("10.0.0.1"))]),
+            dict(&[("ip", s("10.0.0.2"))]),
+        ]),
+        tuple(&[dict(&[("ip", s("10.0.0.1"))])]),
+        Value::Generate(Box::new(dict(&[("ip", s("10.0.0.1-3"))]))),
+        Value::Concat(vec![
+            list(&[dict(&[("a", s("1"))])]),
+            Value::Generate(Box::new(dict(&[("ip", s("10.0.0.1-2"))]))),
+        ]),
+        list(&[dict(&[("ip", s("x"))]), s("not a dict")]),
+        list(&[Value::Dict(vec![(int(1), s("x"))])]),
+        s("not a list"),
+    ];
+    for v in cases {
+        let by_ref = expand(&v).map_err(|e| e.to_string());
+        let owned = expand_owned(v.clone()).map_err(|e| e.to_string());
+        assert_eq!(owned, by_ref, "{v:?}");
     }
 }

@@ -484,3 +484,79 @@ fn sysname_matches_the_original() {
     assert_eq!(hw::sysname(&evil), "etcx");
     assert_eq!(hw::sysname(&[]), "unknown");
 }
+
+#[test]
+fn unreadable_specs_is_an_error_only_when_the_profile_is_tried() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('broken', 0), ('vm', 1)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+    ]);
+    // A directory where the specs file belongs exists but cannot be read.
+    fs::create_dir(dir.path().join("broken.specs")).unwrap();
+    // No install left and no CMDB: the profile is passed over unread.
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(d.profile, "vm");
+    fs::write(dir.path().join("state"), "[('broken', 1), ('vm', 1)]").unwrap();
+    let e = decide(&cfg, &kvm_hw()).unwrap_err();
+    assert_eq!(e.http_status(), 500);
+    let msg = e.to_string();
+    assert!(msg.contains("broken.specs: cannot read"), "{msg}");
+}
+
+#[test]
+fn specs_with_numbers_and_shared_regexps() {
+    // Numbers in specs compare by their text; two profiles share a regexp.
+    let (_dir, cfg) = setup(&[
+        ("state", "[('first', 1), ('second', 1)]"),
+        (
+            "first.specs",
+            "[('system', 'product', 'vendor', 'regexp(^k.m$)'),\n ('disk', 'vda', 'size', 999)]",
+        ),
+        ("first.configure", ""),
+        (
+            "second.specs",
+            "[('system', 'product', 'vendor', 'regexp(^k.m$)'),\n ('disk', '$disk', 'size', 'gt(1)')]",
+        ),
+        ("second.configure", ""),
+    ]);
+    let d = decide::decide(&cfg, &kvm_hw(), false, &mut |_| {}).unwrap();
+    assert_eq!(d.profile, "second");
+    let size = hw::get(&kvm_hw(), "disk", "vda", "size")
+        .unwrap()
+        .to_string();
+    let (_dir, cfg) = setup(&[
+        ("state", "[('first', 1)]"),
+        (
+            "first.specs",
+            &format!("[('system', 'product', 'vendor', 'regexp(^k.m$)'),\n ('disk', 'vda', 'size', {size})]"),
+        ),
+        ("first.configure", ""),
+    ]);
+    let d = decide::decide(&cfg, &kvm_hw(), false, &mut |_| {}).unwrap();
+    assert_eq!(d.profile, "first");
+}
+
+#[test]
+fn an_unchanged_cmdb_is_not_rewritten() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 1)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'ip': '10.0.2.3'}, {'ip': '10.0.2.4'}]"),
+    ]);
+    let inode = |name: &str| fs::metadata(dir.path().join(name)).unwrap().ino();
+    let original = inode("vm.cmdb");
+    let first = decide(&cfg, &kvm_hw()).unwrap();
+    assert!(!first.reused);
+    // The entry was handed out: the CMDB was replaced.
+    let written = inode("vm.cmdb");
+    assert_ne!(written, original);
+    let text = read(dir.path(), "vm.cmdb");
+    // The same node again: its entry is already complete, nothing changes.
+    let again = decide(&cfg, &kvm_hw()).unwrap();
+    assert!(again.reused);
+    assert_eq!(inode("vm.cmdb"), written);
+    assert_eq!(read(dir.path(), "vm.cmdb"), text);
+}

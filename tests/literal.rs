@@ -252,3 +252,56 @@ fn floats_beyond_range_are_refused() {
         assert!(e.msg.contains("out of range"), "{text}: {e}");
     }
 }
+
+#[test]
+fn plain_strings_next_to_other_tokens() {
+    // Empty strings, triple quotes and adjacent literals around the
+    // separators a plain string may be followed by.
+    assert_eq!(p("['', \"\"]"), Value::List(vec![s(""), s("")]));
+    assert_eq!(p("'''a'''"), s("a"));
+    assert_eq!(p(r#"("'",)"#), Value::Tuple(vec![s("'")]));
+    assert_eq!(
+        p("['a''b', 'c' \"d\"]"),
+        Value::List(vec![s("ab"), s("cd")])
+    );
+    assert_eq!(p("{'k':'v'}"), Value::Dict(vec![(s("k"), s("v"))]));
+    assert_eq!(p("('x')"), s("x"));
+    assert_eq!(p("'é'"), s("é"));
+    // Columns count characters, not bytes, after a plain string.
+    let e = perr("['é€', 'ü' x]");
+    assert_eq!((e.pos.line, e.pos.col), (1, 12), "{e}");
+    let e = perr("# é\n['ab', 'çd'");
+    assert_eq!((e.pos.line, e.pos.col), (2, 12), "{e}");
+}
+
+#[test]
+fn long_lists_keep_every_item_and_position() {
+    let mut text = String::from("[");
+    for i in 0..300 {
+        if i > 0 {
+            text.push_str(",\n ");
+        }
+        // Items of varied length, the first one the longest.
+        let pad = if i == 0 {
+            "x".repeat(40)
+        } else {
+            "y".repeat(i % 7)
+        };
+        text.push_str(&format!("{{'ip': '10.0.{i}', 'pad': '{pad}'}}"));
+    }
+    text.push(']');
+    let doc = parse(&text, Options::default()).expect("parses");
+    let items = doc.value.as_seq().expect("a list");
+    assert_eq!(items.len(), 300);
+    assert_eq!(doc.item_pos.len(), 300);
+    assert_eq!(doc.pos_of(299).line, 300);
+    assert_eq!(items[299].get("ip"), Some(&s("10.0.299")));
+    assert_eq!(
+        literal::print(&doc.value, Dialect::Python),
+        format!("{text}\n")
+    );
+    assert_eq!(
+        literal::print_list(items, Dialect::Python),
+        format!("{text}\n")
+    );
+}

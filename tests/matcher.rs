@@ -2,7 +2,7 @@
 //! fixture, adversarial disk lists and an independent brute-force reference.
 
 use edeploy::hw::Line;
-use edeploy::matcher::{format_line, Match, NoMatch, Specs};
+use edeploy::matcher::{format_line, Hardware, Match, NoMatch, Specs};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -758,6 +758,8 @@ fn derived_case() -> impl Strategy<Value = (Vec<Line>, Vec<Line>)> {
 fn check_against_brute_force(specs: &[Line], hw: &[Line]) -> Result<(), TestCaseError> {
     let compiled = Specs::compile(specs).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let reference = brute_force(specs, hw);
+    // The indexed search gives the same answer, failures included.
+    prop_assert_eq!(compiled.find_in(&Hardware::new(hw)), compiled.find(hw));
     match compiled.find(hw) {
         Ok(m) => {
             let bound = verify(specs, hw, &m.pairing);
@@ -830,8 +832,63 @@ proptest! {
         ].boxed()), 0..=6),
     ) {
         if let Ok(compiled) = Specs::compile(&specs) {
-            let _ = compiled.find(&hw);
+            let found = compiled.find(&hw);
+            prop_assert_eq!(compiled.find_in(&Hardware::new(&hw)), found);
             let _ = compiled.find_explained(&hw, 20);
         }
     }
+
+    #[test]
+    fn regexp_without_special_characters_is_a_substring_search(
+        pattern in "[a-cé .+*?()|^$#&~\\-]{1,6}",
+        value in "[a-cé .+*?()|^$#&~\\-]{0,8}",
+    ) {
+        // Patterns without special characters skip the regex engine: the
+        // answers must be the engine's.
+        let pattern = pattern.trim();
+        prop_assume!(!pattern.is_empty());
+        let text = format!("regexp({pattern})");
+        let spec = [["c", "n", "k", text.as_str()]];
+        let hw = [line("c", "n", "k", &value)];
+        match regex::Regex::new(pattern) {
+            Ok(re) => {
+                let specs = Specs::compile(&lines(&spec))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(specs.find(&hw).is_ok(), re.is_match(&value));
+                // Compiled again (from the cache when it is a regex).
+                let again = Specs::compile(&lines(&spec))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(again.find(&hw).is_ok(), re.is_match(&value));
+            }
+            Err(_) => prop_assert!(Specs::compile(&lines(&spec)).is_err()),
+        }
+    }
+}
+
+#[test]
+fn indexed_search_on_the_kvm_example() {
+    let hw = read_hw_fixture("kvm-test-vm.hw");
+    let specs = kvm_specs();
+    let index = Hardware::new(&hw);
+    assert_eq!(index.lines().len(), hw.len());
+    assert_eq!(specs.find_in(&index), specs.find(&hw));
+    // A class absent from the list, and a class given by a variable.
+    let absent = compile(&[["tape", "$t", "size", "gt(1)"]]);
+    assert_eq!(absent.find_in(&index), absent.find(&hw));
+    let any_class = compile(&[["$c", "$n", "size", "gt(1)"]]);
+    assert_eq!(any_class.find_in(&index), any_class.find(&hw));
+    assert!(any_class.find_in(&index).is_ok());
+}
+
+#[test]
+fn plain_and_regex_patterns_side_by_side() {
+    let specs = compile(&[
+        ["system", "product", "name", "regexp(Standard PC)"],
+        ["system", "product", "name", "regexp(^Standard PC)"],
+    ]);
+    let hw = lines(&[
+        ["system", "product", "name", "Standard PC (i440FX)"],
+        ["system", "product", "name", "Not a Standard PC"],
+    ]);
+    assert_eq!(found(&specs, &hw).pairing, vec![1, 0]);
 }

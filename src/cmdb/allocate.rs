@@ -16,6 +16,8 @@ pub struct Allocation {
     pub vars: IndexMap<String, Value>,
     /// The entry was already `used`: the node was seen before.
     pub reused: bool,
+    /// The entry differs from what it was before: the CMDB must be saved.
+    pub changed: bool,
 }
 
 /// Finds the entry for a node and marks it `used`.
@@ -66,17 +68,22 @@ pub fn allocate(
     }
     // `insert` keeps the position of an existing `used` key.
     merged.insert("used".to_string(), Value::Int(1));
-    entries[index] = Value::Dict(
+    let entry = Value::Dict(
         merged
             .iter()
             .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
             .collect(),
     );
+    // Only this entry is replaced, so comparing it tells whether the CMDB
+    // changed.
+    let changed = entries[index] != entry;
+    entries[index] = entry;
     merged.shift_remove("used");
     Ok(Allocation {
         index,
         vars: merged,
         reused,
+        changed,
     })
 }
 

@@ -64,6 +64,19 @@ pub fn expand(v: &Value) -> Result<Vec<Value>, CmdbError> {
     Ok(entries)
 }
 
+/// [`expand`] taking the value, so that a plain list's entries are moved
+/// rather than copied.
+pub fn expand_owned(v: Value) -> Result<Vec<Value>, CmdbError> {
+    let entries = match v {
+        Value::List(items) | Value::Tuple(items) => items,
+        other => evaluate(&other)?,
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        check_entry(i + 1, entry)?;
+    }
+    Ok(entries)
+}
+
 /// Whether the value holds a `generate()` call anywhere. Such a file is
 /// written back expanded once entries are handed out, so the caller keeps
 /// the original next to it.

@@ -38,7 +38,7 @@ mod generate;
 
 pub use allocate::{allocate, find_owner, Allocation};
 pub use check::{check, to_json, CheckReport, Duplicate, DuplicateKind};
-pub use generate::{expand, generate, uses_generate, MAX_GENERATED};
+pub use generate::{expand, expand_owned, generate, uses_generate, MAX_GENERATED};
 
 use indexmap::IndexMap;
 

@@ -9,8 +9,8 @@
 mod parser;
 mod printer;
 
-pub use parser::{parse, parse_file, parse_named, Document, ParseError, Pos};
-pub use printer::{print, py_float_repr, py_repr, to_inline, write_py_str};
+pub use parser::{parse, parse_bytes, parse_file, parse_named, Document, ParseError, Pos};
+pub use printer::{print, print_list, py_float_repr, py_repr, to_inline, write_py_str};
 
 /// One literal value. Dicts keep their key order; tuples and lists stay
 /// distinct so a file can be written back the way it was read.

@@ -9,6 +9,9 @@ use std::path::Path;
 /// exhaust the stack.
 const MAX_DEPTH: usize = 128;
 
+/// The most top-level items reserved in advance from the first one's size.
+const MAX_ITEMS_HINT: usize = 1 << 16;
+
 /// A position in a file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
@@ -92,13 +95,27 @@ pub fn parse_named(text: &str, name: &str, opts: Options) -> Result<Document, Pa
 pub fn parse_file(path: &Path, opts: Options) -> anyhow::Result<Document> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    let name = path.display().to_string();
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
+    parse_bytes(&bytes, &path.display().to_string(), opts)
+}
+
+/// Parses the bytes of a file already read, naming it `name` in errors
+/// (the same errors as [`parse_file`] once the file is read).
+pub fn parse_bytes(bytes: &[u8], name: &str, opts: Options) -> anyhow::Result<Document> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         let before = &bytes[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         anyhow::anyhow!("{name}:{line}: the file is not valid UTF-8")
     })?;
-    Ok(parse_named(text, &name, opts)?)
+    Ok(parse_named(text, name, opts)?)
+}
+
+/// A number's text without its `_` separators.
+fn without_underscores(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('_') {
+        std::borrow::Cow::Owned(text.replace('_', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 fn describe(c: char) -> String {
@@ -140,8 +157,13 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     fn peek(&self) -> Option<char> {
-        self.src[self.pos..].chars().next()
+        match self.src.as_bytes().get(self.pos) {
+            Some(&b) if b.is_ascii() => Some(char::from(b)),
+            Some(_) => self.src[self.pos..].chars().next(),
+            None => None,
+        }
     }
 
     fn peek2(&self) -> Option<char> {
@@ -150,6 +172,7 @@ impl<'a> Parser<'a> {
         it.next()
     }
 
+    #[inline]
     fn bump(&mut self) -> Option<char> {
         let c = self.peek()?;
         self.pos += c.len_utf8();
@@ -166,7 +189,46 @@ impl<'a> Parser<'a> {
         &self.src[self.pos..]
     }
 
+    #[inline]
     fn skip_ws(&mut self) {
+        // Most calls find a token right away.
+        match self.src.as_bytes().get(self.pos) {
+            Some(&b) if b.is_ascii_graphic() && b != b'#' && b != b'\\' => {}
+            None => {}
+            Some(_) => self.skip_ws_run(),
+        }
+    }
+
+    #[inline(never)]
+    fn skip_ws_run(&mut self) {
+        // ASCII blanks and comments byte by byte; anything else (Unicode
+        // spaces, the byte order mark) through the general loop below.
+        let bytes = self.src.as_bytes();
+        loop {
+            match bytes.get(self.pos) {
+                Some(b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c') => {
+                    self.pos += 1;
+                    self.col += 1;
+                }
+                Some(b'\n') => {
+                    self.pos += 1;
+                    self.line += 1;
+                    self.col = 1;
+                }
+                Some(b'#') => {
+                    let rest = &bytes[self.pos..];
+                    let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                    let chars = rest[..len].iter().filter(|&&b| b & 0xc0 != 0x80).count();
+                    self.pos += len;
+                    self.col = self
+                        .col
+                        .saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
+                }
+                Some(&b) if b.is_ascii() && b != b'\\' => return,
+                None => return,
+                Some(_) => break,
+            }
+        }
         while let Some(c) = self.peek() {
             if c == '#' {
                 while let Some(c) = self.peek() {
@@ -193,6 +255,18 @@ impl<'a> Parser<'a> {
             return Err(self.err(format!("values nested deeper than {MAX_DEPTH} levels")));
         }
         Ok(())
+    }
+
+    /// An item of a list, tuple or dict: [`Parser::expr`], with the plain
+    /// string taken directly.
+    #[inline]
+    fn item(&mut self) -> Result<Value, ParseError> {
+        // A plain string is followed by `,`, `:` or a closing bracket, so
+        // `expr` would return it as it is.
+        if let Some(s) = self.plain_string() {
+            return Ok(Value::Str(s));
+        }
+        self.expr(false)
     }
 
     /// expr := primary ('+' primary)*, the `+` only for CMDB files.
@@ -343,7 +417,18 @@ impl<'a> Parser<'a> {
             if top {
                 self.item_pos.push(self.here());
             }
-            items.push(self.expr(false)?);
+            let start = self.pos;
+            items.push(self.item()?);
+            if top && items.len() == 1 {
+                // The items of a file (CMDB entries, spec lines) are much
+                // alike: sizing the list from the first one spares the
+                // copies of a long list grown step by step.
+                let first = (self.pos - start).max(1);
+                let hint = (self.src.len() - self.pos) / first;
+                let hint = hint.min(MAX_ITEMS_HINT);
+                items.reserve(hint);
+                self.item_pos.reserve(hint);
+            }
             self.sep(close, what)?;
         }
     }
@@ -395,7 +480,7 @@ impl<'a> Parser<'a> {
             if top {
                 self.item_pos.push(self.here());
             }
-            items.push(self.expr(false)?);
+            items.push(self.item()?);
             self.skip_ws();
             trailing_comma = self.peek() == Some(',');
             self.sep(')', "tuple")?;
@@ -424,7 +509,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => {}
             }
-            let key = self.expr(false)?;
+            let key = self.item()?;
             if matches!(
                 key,
                 Value::List(_) | Value::Dict(_) | Value::Generate(_) | Value::Concat(_)
@@ -446,7 +531,7 @@ impl<'a> Parser<'a> {
                     return Err(self.err("expected ':' after a dict key, found the end of the file"))
                 }
             }
-            let value = self.expr(false)?;
+            let value = self.item()?;
             items.push((key, value));
             self.sep('}', "dict")?;
         }
@@ -454,6 +539,9 @@ impl<'a> Parser<'a> {
 
     /// One or more adjacent string literals, concatenated.
     fn strings(&mut self) -> Result<Value, ParseError> {
+        if let Some(s) = self.plain_string() {
+            return Ok(Value::Str(s));
+        }
         let mut out = String::new();
         loop {
             self.one_string(&mut out)?;
@@ -497,7 +585,11 @@ impl<'a> Parser<'a> {
             self.bump();
             self.bump();
         }
+        let quote_byte = u8::try_from(q).ok().filter(u8::is_ascii);
         loop {
+            if let Some(qb) = quote_byte {
+                self.plain_run(qb, out);
+            }
             let Some(c) = self.peek() else {
                 return Err(self.err_at(
                     start,
@@ -542,6 +634,73 @@ impl<'a> Parser<'a> {
             self.bump();
             out.push(c);
         }
+    }
+
+    /// The common string literal in one step: `'text'` or `"text"` without
+    /// prefix, escape or line break, directly followed by `,`, `:` or a
+    /// closing bracket (so not by another literal to concatenate). `None`
+    /// (with nothing consumed) for anything else.
+    fn plain_string(&mut self) -> Option<String> {
+        let bytes = self.src.as_bytes();
+        let quote = *bytes.get(self.pos)?;
+        if quote != b'\'' && quote != b'"' {
+            return None;
+        }
+        let body = &bytes[self.pos + 1..];
+        let len = body
+            .iter()
+            .position(|&b| b == quote || b == b'\\' || b == b'\n')?;
+        if body[len] != quote || (len == 0 && body.get(1) == Some(&quote)) {
+            // An escape, a line break, or the opening of a triple quote.
+            return None;
+        }
+        let end = self.pos + len + 2;
+        if !matches!(
+            bytes.get(end),
+            None | Some(b',' | b':' | b')' | b']' | b'}')
+        ) {
+            return None;
+        }
+        let text = &body[..len];
+        // Columns count characters: UTF-8 continuation bytes do not.
+        let chars = if text.is_ascii() {
+            len
+        } else {
+            text.iter().filter(|&&b| b & 0xc0 != 0x80).count()
+        };
+        // Both ends of the text are ASCII bytes: character boundaries.
+        let s = self.src[self.pos + 1..self.pos + 1 + len].to_owned();
+        self.pos = end;
+        self.col = self
+            .col
+            .saturating_add(u32::try_from(chars + 2).unwrap_or(u32::MAX));
+        Some(s)
+    }
+
+    /// Copies the string text up to the next `quote`, backslash or line
+    /// break (or the end of the input) to `out` in one step.
+    fn plain_run(&mut self, quote: u8, out: &mut String) {
+        let rest = &self.src.as_bytes()[self.pos..];
+        let len = rest
+            .iter()
+            .position(|&b| b == quote || b == b'\\' || b == b'\n')
+            .unwrap_or(rest.len());
+        if len == 0 {
+            return;
+        }
+        let run = &rest[..len];
+        // Columns count characters: UTF-8 continuation bytes do not.
+        let chars = if run.is_ascii() {
+            len
+        } else {
+            run.iter().filter(|&&b| b & 0xc0 != 0x80).count()
+        };
+        // The run stops at an ASCII byte or the end: a character boundary.
+        out.push_str(&self.src[self.pos..self.pos + len]);
+        self.pos += len;
+        self.col = self
+            .col
+            .saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
     }
 
     fn escape(&mut self, out: &mut String) -> Result<(), ParseError> {
@@ -660,10 +819,7 @@ impl<'a> Parser<'a> {
             while self.peek().is_some_and(|c| c.is_digit(radix) || c == '_') {
                 self.bump();
             }
-            let digits: String = self.src[ds..self.pos]
-                .chars()
-                .filter(|&c| c != '_')
-                .collect();
+            let digits = without_underscores(&self.src[ds..self.pos]);
             if matches!(self.peek(), Some('l' | 'L')) {
                 self.bump();
             }
@@ -690,10 +846,7 @@ impl<'a> Parser<'a> {
             }
             self.bump();
         }
-        let text: String = self.src[body_start..self.pos]
-            .chars()
-            .filter(|&c| c != '_')
-            .collect();
+        let text = without_underscores(&self.src[body_start..self.pos]);
         if !saw_digit {
             return Err(self.err_at(start, "expected a value, found a lone sign or dot"));
         }

@@ -6,29 +6,59 @@
 use super::{Dialect, Value};
 use std::fmt::Write;
 
+/// The most bytes reserved in advance for a file's text.
+const MAX_RESERVE: usize = 1 << 24;
+
 /// The text of a whole file holding `v`, ending with a newline.
 pub fn print(v: &Value, dialect: Dialect) -> String {
-    let mut out = String::new();
     match v {
-        Value::List(items) | Value::Tuple(items) if !items.is_empty() => {
-            let (open, close) = match (v, dialect) {
-                (Value::Tuple(_), Dialect::Python) => ('(', ')'),
-                _ => ('[', ']'),
-            };
-            out.push(open);
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(",\n ");
-                }
-                write_value(&mut out, item, dialect);
-            }
-            if matches!(v, Value::Tuple(_)) && items.len() == 1 && dialect == Dialect::Python {
-                out.push(',');
-            }
-            out.push(close);
+        Value::List(items) if !items.is_empty() => print_seq(items, false, dialect),
+        Value::Tuple(items) if !items.is_empty() => print_seq(items, true, dialect),
+        _ => {
+            let mut out = String::new();
+            write_value(&mut out, v, dialect);
+            out.push('\n');
+            out
         }
-        _ => write_value(&mut out, v, dialect),
     }
+}
+
+/// The text of a whole file holding the list `items`, ending with a
+/// newline: the same as [`print`] of `Value::List(items)`, without building
+/// that value.
+pub fn print_list(items: &[Value], dialect: Dialect) -> String {
+    if items.is_empty() {
+        return "[]\n".into();
+    }
+    print_seq(items, false, dialect)
+}
+
+/// A non-empty top-level list or tuple, one item per line.
+fn print_seq(items: &[Value], tuple: bool, dialect: Dialect) -> String {
+    let (open, close) = if tuple && dialect == Dialect::Python {
+        ('(', ')')
+    } else {
+        ('[', ']')
+    };
+    let mut out = String::new();
+    out.push(open);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(",\n ");
+        }
+        write_value(&mut out, item, dialect);
+        if i == 0 {
+            // The items of a file are much alike (CMDB entries, state
+            // pairs): sizing the text from the first one spares most of the
+            // copies of a growing string.
+            let guess = out.len().saturating_add(3).saturating_mul(items.len());
+            out.reserve(guess.min(MAX_RESERVE));
+        }
+    }
+    if tuple && items.len() == 1 && dialect == Dialect::Python {
+        out.push(',');
+    }
+    out.push(close);
     out.push('\n');
     out
 }
@@ -49,9 +79,7 @@ fn write_value(out: &mut String, v: &Value, d: Dialect) {
             (true, Dialect::Python) => "True",
             (false, Dialect::Python) => "False",
         }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Value::Int(i) => write_int(out, *i),
         Value::Float(f) => {
             if d == Dialect::Json && !f.is_finite() {
                 out.push_str("null");
@@ -60,7 +88,7 @@ fn write_value(out: &mut String, v: &Value, d: Dialect) {
             }
         }
         Value::Str(s) => match d {
-            Dialect::Json => out.push_str(&serde_json::Value::String(s.clone()).to_string()),
+            Dialect::Json => write_json_str(out, s),
             Dialect::Python => write_py_str(out, s),
         },
         Value::List(items) => write_seq(out, items, '[', ']', false, d),
@@ -120,22 +148,53 @@ fn write_seq(out: &mut String, items: &[Value], open: char, close: char, one: bo
     out.push(close);
 }
 
-/// Appends Python's `repr()` of a string to `out`.
-pub fn write_py_str(out: &mut String, s: &str) {
-    out.push_str(&py_repr(s));
+/// Appends an integer's decimal text.
+fn write_int(out: &mut String, i: i128) {
+    // Formatting an i128 is several times slower than an i64, and CMDB and
+    // state numbers fit in 64 bits.
+    let _ = match i64::try_from(i) {
+        Ok(small) => write!(out, "{small}"),
+        Err(_) => write!(out, "{i}"),
+    };
 }
 
-/// Python's `repr` of a string: single quotes unless the text contains `'`
-/// and no `"`, with backslash escapes for the quote, `\` and unprintable
-/// characters.
-pub fn py_repr(s: &str) -> String {
-    use std::fmt::Write;
+/// Appends a JSON string (the escapes of `serde_json`).
+fn write_json_str(out: &mut String, s: &str) {
+    // serde_json escapes `"`, `\` and the control characters below 0x20
+    // only: text without them is written as it is.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    match serde_json::to_string(s) {
+        Ok(text) => out.push_str(&text),
+        // Serializing a string cannot fail; keep the output well formed.
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// Appends Python's `repr()` of a string to `out`.
+pub fn write_py_str(out: &mut String, s: &str) {
+    // Printable ASCII without `'` or `\` is written as it is, in single
+    // quotes.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'\'' && b != b'\\')
+    {
+        out.reserve(s.len() + 2);
+        out.push('\'');
+        out.push_str(s);
+        out.push('\'');
+        return;
+    }
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
         '\''
     };
-    let mut out = String::with_capacity(s.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -162,6 +221,14 @@ pub fn py_repr(s: &str) -> String {
         }
     }
     out.push(quote);
+}
+
+/// Python's `repr` of a string: single quotes unless the text contains `'`
+/// and no `"`, with backslash escapes for the quote, `\` and unprintable
+/// characters.
+pub fn py_repr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    write_py_str(&mut out, s);
     out
 }
 

@@ -2,7 +2,9 @@
 //! `regexp(^sd)`, `in(a, b)`, `range(1, 4)`, `not(…)`, `and(…)`, `or(…)`.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ipnet::Ipv4Net;
 use regex::Regex;
@@ -22,7 +24,12 @@ pub(crate) enum Func {
     Compare(CmpOp, Num),
     Range(Num, Num),
     Network(Ipv4Net),
-    Regexp(Regex),
+    /// Shared, so that the copies of a cached pattern also share the
+    /// regex's search cache (a cloned [`Regex`] starts with an empty one).
+    Regexp(Arc<Regex>),
+    /// A `regexp` whose pattern has no special character: a plain
+    /// substring search, with the same answers.
+    Contains(String),
     In(Vec<String>),
     Not(Box<Func>),
     And(Vec<Func>),
@@ -93,6 +100,7 @@ impl Func {
                 .parse::<Ipv4Addr>()
                 .is_ok_and(|addr| net.contains(&addr)),
             Func::Regexp(re) => re.is_match(value),
+            Func::Contains(text) => value.contains(text.as_str()),
             Func::In(items) => items.iter().any(|item| item == value),
             Func::Not(inner) => !inner.eval(value),
             Func::And(all) => all.iter().all(|f| f.eval(value)),
@@ -130,13 +138,7 @@ fn parse_nested(text: &str, depth: usize) -> Result<Option<Func>, String> {
     if name == "regexp" {
         // The whole text is the pattern so that commas and parentheses
         // inside it need no escaping.
-        let pattern = unquote(inner);
-        return Regex::new(pattern)
-            .map(|re| Some(Func::Regexp(re)))
-            .map_err(|e| {
-                let reason = e.to_string().replace('\n', " ");
-                format!("invalid regular expression {pattern:?}: {reason}")
-            });
+        return compile_regexp(unquote(inner)).map(Some);
     }
     let Some(args) = split_args(inner) else {
         return Ok(None);
@@ -184,6 +186,49 @@ fn parse_nested(text: &str, depth: usize) -> Result<Option<Func>, String> {
         }
     };
     Ok(Some(func))
+}
+
+/// Longest pattern taken as a plain substring: far below the size where
+/// the regex crate refuses a pattern, so no error is lost that way.
+const MAX_PLAIN_PATTERN: usize = 256;
+
+/// The characters [`regex::escape`] escapes: every character with a
+/// meaning in a pattern. A pattern without any is a plain text.
+const REGEX_META: &[u8] = b"\\.+*?()|[]{}^$#&-~";
+
+/// Compiled regular expressions still held for reuse, at most.
+const MAX_CACHED_REGEXES: usize = 256;
+
+/// Patterns already compiled in this process. Profiles often repeat the
+/// same `regexp(...)` lines, and building a regex's automata (and the
+/// lazy DFA states its searches fill in) costs more than matching with it.
+static REGEX_CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
+
+/// `regexp(pattern)`: a substring test when the pattern has no special
+/// character, else a regex (reused when the same pattern was compiled
+/// before).
+fn compile_regexp(pattern: &str) -> Result<Func, String> {
+    if pattern.len() <= MAX_PLAIN_PATTERN && !pattern.bytes().any(|b| REGEX_META.contains(&b)) {
+        return Ok(Func::Contains(pattern.to_owned()));
+    }
+    let cache = REGEX_CACHE.get_or_init(Default::default);
+    let cached = {
+        let map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(pattern).cloned()
+    };
+    if let Some(re) = cached {
+        return Ok(Func::Regexp(re));
+    }
+    let re = Arc::new(Regex::new(pattern).map_err(|e| {
+        let reason = e.to_string().replace('\n', " ");
+        format!("invalid regular expression {pattern:?}: {reason}")
+    })?);
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_CACHED_REGEXES {
+        map.clear();
+    }
+    map.insert(pattern.to_owned(), re.clone());
+    Ok(Func::Regexp(re))
 }
 
 fn expect_count(name: &str, args: &[&str], count: usize) -> Result<(), String> {

@@ -59,6 +59,8 @@
 mod func;
 mod search;
 
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
 
 use crate::hw::Line;
@@ -69,7 +71,8 @@ const FIELD_NAMES: [&str; 4] = ["class", "name", "key", "value"];
 /// One compiled spec position.
 #[derive(Debug, Clone)]
 enum Pattern {
-    Literal(String),
+    /// Equal to the spec line's text at this position.
+    Literal,
     Var(usize),
     Func(Func),
     VarFunc(usize, Func),
@@ -79,7 +82,7 @@ impl Pattern {
     fn var(&self) -> Option<usize> {
         match self {
             Pattern::Var(v) | Pattern::VarFunc(v, _) => Some(*v),
-            Pattern::Literal(_) | Pattern::Func(_) => None,
+            Pattern::Literal | Pattern::Func(_) => None,
         }
     }
 }
@@ -94,13 +97,23 @@ struct CompiledLine {
 }
 
 impl CompiledLine {
+    /// The literal text at position `p` of `spec` (this line's text), if
+    /// that position is a literal.
+    fn literal<'s>(&self, spec: &'s Line, p: usize) -> Option<&'s str> {
+        match self.patterns[p] {
+            Pattern::Literal => Some(&spec[p]),
+            _ => None,
+        }
+    }
+
     /// Whether the hardware line fits, ignoring bindings made by other spec
     /// lines.
-    fn fits_statically(&self, hw: &Line) -> bool {
+    /// `spec` is the text this line was compiled from.
+    fn fits_statically(&self, spec: &Line, hw: &Line) -> bool {
         // Cheapest checks first: most hardware lines fail on the class.
         for (p, pattern) in self.patterns.iter().enumerate() {
-            if let Pattern::Literal(s) = pattern {
-                if *s != hw[p] {
+            if let Pattern::Literal = pattern {
+                if spec[p] != hw[p] {
                     return false;
                 }
             }
@@ -113,7 +126,7 @@ impl CompiledLine {
             .enumerate()
             .all(|(p, pattern)| match pattern {
                 Pattern::Func(f) | Pattern::VarFunc(_, f) => f.eval(&hw[p]),
-                Pattern::Literal(_) | Pattern::Var(_) => true,
+                Pattern::Literal | Pattern::Var(_) => true,
             })
     }
 }
@@ -194,11 +207,15 @@ impl Specs {
     /// Compiles spec lines. Errors name the 1-based spec line index, the
     /// position (class/name/key/value) and what is wrong.
     pub fn compile(lines: &[Line]) -> Result<Specs, SpecError> {
+        Specs::compile_owned(lines.to_vec())
+    }
+
+    /// [`Specs::compile`] keeping the lines it is given.
+    pub fn compile_owned(lines: Vec<Line>) -> Result<Specs, SpecError> {
         let mut vars = VarTable::default();
         let mut compiled = Vec::with_capacity(lines.len());
         for (index, line) in lines.iter().enumerate() {
-            let mut patterns: [Pattern; 4] =
-                std::array::from_fn(|_| Pattern::Literal(String::new()));
+            let mut patterns: [Pattern; 4] = std::array::from_fn(|_| Pattern::Literal);
             for (p, text) in line.iter().enumerate() {
                 patterns[p] = compile_position(text, &mut vars).map_err(|message| SpecError {
                     line: index + 1,
@@ -228,7 +245,7 @@ impl Specs {
             });
         }
         Ok(Specs {
-            lines: lines.to_vec(),
+            lines,
             compiled,
             vars: vars.vars,
         })
@@ -241,7 +258,14 @@ impl Specs {
 
     /// The first solution in search order, or why not.
     pub fn find(&self, hw: &[Line]) -> Result<Match, NoMatch> {
-        search::run(self, hw, &mut search::Silent)
+        search::run(self, hw, None, &mut search::Silent)
+    }
+
+    /// [`Specs::find`] on a hardware list indexed once for several specs:
+    /// the same answer, without testing every spec line against every
+    /// hardware line.
+    pub fn find_in(&self, hw: &Hardware<'_>) -> Result<Match, NoMatch> {
+        search::run(self, hw.lines, Some(hw), &mut search::Silent)
     }
 
     /// Same as [`Specs::find`], also describing the search for humans: every
@@ -254,8 +278,54 @@ impl Specs {
         max_events: usize,
     ) -> (Result<Match, NoMatch>, Vec<String>) {
         let mut recorder = search::Recorder::new(max_events);
-        let result = search::run(self, hw, &mut recorder);
+        let result = search::run(self, hw, None, &mut recorder);
         (result, recorder.finish())
+    }
+}
+
+/// A hardware list with its lines grouped by class and by (class, key),
+/// for matching several specs against it ([`Specs::find_in`]).
+#[derive(Debug, Clone)]
+pub struct Hardware<'h> {
+    lines: &'h [Line],
+    classes: HashMap<&'h str, ClassIndex<'h>>,
+}
+
+/// The lines of one class.
+#[derive(Debug, Clone, Default)]
+struct ClassIndex<'h> {
+    /// Line indexes in list order.
+    all: Vec<usize>,
+    /// Line indexes in list order, per key.
+    by_key: HashMap<&'h str, Vec<usize>>,
+}
+
+impl<'h> Hardware<'h> {
+    pub fn new(lines: &'h [Line]) -> Hardware<'h> {
+        let mut classes: HashMap<&'h str, ClassIndex<'h>> = HashMap::new();
+        for (j, line) in lines.iter().enumerate() {
+            let class = classes.entry(line[0].as_str()).or_default();
+            class.all.push(j);
+            class.by_key.entry(line[2].as_str()).or_default().push(j);
+        }
+        Hardware { lines, classes }
+    }
+
+    pub fn lines(&self) -> &'h [Line] {
+        self.lines
+    }
+
+    /// Indexes, in list order, of the lines whose class is `class` and,
+    /// when given, whose key is `key`; `None` when the index cannot narrow
+    /// the search (no literal class).
+    fn narrow(&self, class: Option<&str>, key: Option<&str>) -> Option<&[usize]> {
+        let Some(found) = self.classes.get(class?) else {
+            return Some(&[]);
+        };
+        Some(match key {
+            Some(key) => found.by_key.get(key).map_or(&[], Vec::as_slice),
+            None => &found.all,
+        })
     }
 }
 
@@ -301,7 +371,7 @@ fn compile_position(text: &str, vars: &mut VarTable) -> Result<Pattern, String> 
     }
     Ok(match parse_call(text)? {
         Some(f) => Pattern::Func(f),
-        None => Pattern::Literal(text.to_owned()),
+        None => Pattern::Literal,
     })
 }
 
@@ -326,14 +396,14 @@ mod tests {
 
     #[test]
     fn position_kinds() {
-        assert!(matches!(patterns("sda"), Pattern::Literal(s) if s == "sda"));
+        assert!(matches!(patterns("sda"), Pattern::Literal));
         assert!(matches!(patterns("$disk"), Pattern::Var(0)));
         assert!(matches!(patterns("gt(1)"), Pattern::Func(_)));
         assert!(matches!(patterns("$v=gt(1)"), Pattern::VarFunc(0, _)));
         assert!(matches!(patterns("$v=foo(1)"), Pattern::Var(_)));
         assert!(matches!(patterns("$v(x)=gt(1)"), Pattern::Var(_)));
-        assert!(matches!(patterns("foo(1)"), Pattern::Literal(_)));
-        assert!(matches!(patterns("gt()"), Pattern::Literal(_)));
+        assert!(matches!(patterns("foo(1)"), Pattern::Literal));
+        assert!(matches!(patterns("gt()"), Pattern::Literal));
     }
 
     #[test]

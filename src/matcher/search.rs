@@ -10,7 +10,7 @@
 
 use indexmap::IndexMap;
 
-use super::{format_line, repr_str, Match, NoMatch, Specs};
+use super::{format_line, repr_str, Hardware, Match, NoMatch, Specs};
 use crate::hw::Line;
 
 const NONE: usize = usize::MAX;
@@ -115,18 +115,35 @@ struct Search<'a, 'h, T: Tracer> {
     deepest: Option<(usize, Block)>,
 }
 
-pub(super) fn run<T: Tracer>(specs: &Specs, hw: &[Line], tracer: &mut T) -> Result<Match, NoMatch> {
+pub(super) fn run<T: Tracer>(
+    specs: &Specs,
+    hw: &[Line],
+    index: Option<&Hardware<'_>>,
+    tracer: &mut T,
+) -> Result<Match, NoMatch> {
     let n = specs.compiled.len();
     let mut cand_data = Vec::new();
     let mut cand_start = Vec::with_capacity(n + 1);
     cand_start.push(0);
-    for line in &specs.compiled {
-        cand_data.extend(
-            hw.iter()
-                .enumerate()
-                .filter(|(_, h)| line.fits_statically(h))
-                .map(|(j, _)| j),
-        );
+    for (line, text) in specs.compiled.iter().zip(&specs.lines) {
+        // The index only skips lines whose class or key differ from the
+        // spec line's literal ones, which could not fit anyway; the order
+        // of the candidates stays the list order.
+        let narrowed = index.and_then(|ix| ix.narrow(line.literal(text, 0), line.literal(text, 2)));
+        match narrowed {
+            Some(subset) => cand_data.extend(
+                subset
+                    .iter()
+                    .copied()
+                    .filter(|&j| line.fits_statically(text, &hw[j])),
+            ),
+            None => cand_data.extend(
+                hw.iter()
+                    .enumerate()
+                    .filter(|(_, h)| line.fits_statically(text, h))
+                    .map(|(j, _)| j),
+            ),
+        }
         cand_start.push(cand_data.len());
     }
     let mut search = Search {
