@@ -23,7 +23,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const CGI: &str = env!("CARGO_BIN_EXE_upload-cgi");
+/// The CGIs a site serves: (binary, name under `/cgi-bin/`).
+const CGIS: [(&str, &str); 3] = [
+    (env!("CARGO_BIN_EXE_upload-cgi"), "upload.cgi"),
+    (env!("CARGO_BIN_EXE_upload-health-cgi"), "upload-health.cgi"),
+    (env!("CARGO_BIN_EXE_status-cgi"), "status.cgi"),
+];
 
 /// Which web server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +157,7 @@ impl Site {
             .expect("temp dir");
         let root = dir.path().to_path_buf();
         for d in [
-            "config", "hw", "logs", "cgi-bin", "run", "www", "errors", "lab",
+            "config", "hw", "logs", "health", "cgi-bin", "run", "www", "errors", "lab",
         ] {
             fs::create_dir_all(root.join(d)).expect("site dirs");
         }
@@ -177,16 +182,18 @@ impl Site {
             root.join("edeploy.conf"),
             format!(
                 "# Written by the test harness.\n[SERVER]\nCONFIGDIR = {r}/config\n\
-                 HWDIR = {r}/hw\nLOGDIR = {r}/logs\nLOCKFILE = {r}/run/edeploy.lock\n\
+                 HWDIR = {r}/hw\nLOGDIR = {r}/logs\nHEALTHDIR = {r}/health\nLOCKFILE = {r}/run/edeploy.lock\n\
                  MAXUPLOAD = {}\n{}\n\n[lab]\nCONFIGDIR = {r}/lab\n",
                 opts.max_upload,
                 opts.conf.replace("{root}", &r)
             ),
         )
         .expect("edeploy.conf");
-        let cgi = root.join("cgi-bin/upload.cgi");
-        fs::copy(CGI, &cgi).expect("copy upload.cgi");
-        fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).expect("chmod cgi");
+        for (binary, name) in CGIS {
+            let cgi = root.join("cgi-bin").join(name);
+            fs::copy(binary, &cgi).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+            fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).expect("chmod cgi");
+        }
         fs::copy(
             Path::new(ROOT).join("etc/apache2/413.json"),
             root.join("errors/413.json"),
@@ -299,7 +306,13 @@ impl Site {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/cgi-bin/upload.cgi", self.port)
+        self.url_of("upload.cgi")
+    }
+
+    /// The URL of one of the site's CGIs (`upload.cgi`, `upload-health.cgi`,
+    /// `status.cgi`).
+    pub fn url_of(&self, cgi: &str) -> String {
+        format!("http://127.0.0.1:{}/cgi-bin/{cgi}", self.port)
     }
 
     /// Runs `curl -s -S <args> URL` and returns the status and body.
@@ -459,7 +472,7 @@ fn apache_conf(root: &Path, port: u16, opts: &Options) -> String {
          DocumentRoot {r}/www\n\
          <Directory />\n    Require all denied\n</Directory>\n\
          {site}\n\
-         <Location /cgi-bin/upload.cgi>\n{env}</Location>\n",
+         <LocationMatch \"^/cgi-bin/\">\n{env}</LocationMatch>\n",
         site = shipped("apache2", root, opts),
     )
 }
