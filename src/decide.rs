@@ -193,7 +193,7 @@ pub fn decide_only(
         let mut vars: IndexMap<String, Value> = m
             .vars
             .iter()
-            .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+            .map(|(k, v)| (k.clone(), Value::Str(v.as_str().into())))
             .collect();
         let mut txn = Transaction::new();
         let mut cmdb_entry = None;
@@ -232,7 +232,7 @@ pub fn decide_only(
                 txn.write(&state_path, state.to_text());
             }
         }
-        vars.insert("edeploy-profile".into(), Value::Str(profile.clone()));
+        vars.insert("edeploy-profile".into(), Value::Str(profile.as_str().into()));
         let script_path = dir.join(format!("{profile}.configure"));
         let script = std::fs::read_to_string(&script_path).map_err(|e| {
             config(format!(
@@ -280,7 +280,9 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str) -> Result<bool, DecideE
         .give_back(profile)
         .map_err(|e| DecideError::Config(e.to_string()))?;
     if changed {
-        persist::write_atomic(&path, state.to_text().as_bytes()).map_err(io)?;
+        let mut txn = Transaction::new();
+        txn.write(&path, state.to_text());
+        txn.commit(&cfg.configdir).map_err(io)?;
     }
     Ok(changed)
 }
@@ -331,7 +333,7 @@ fn take_line(item: &mut Value) -> Line {
     if let Value::List(fields) | Value::Tuple(fields) = item {
         for (slot, field) in line.iter_mut().zip(fields.iter_mut()) {
             if let Value::Str(s) = field {
-                *slot = std::mem::take(s);
+                *slot = std::mem::take(s).into_string();
             }
         }
     }

@@ -695,7 +695,10 @@ fn killed_uploads_leave_consistent_files() {
                     _ => Some(pids[(rng.next() % pids.len() as u64) as usize]),
                 };
                 if let Some(pid) = target {
-                    let mid_commit = site.path("config/.edeploy-journal").exists();
+                    // A record committed and not yet applied: the holder
+                    // is between its commit point and its last rename.
+                    let mid_commit =
+                        edeploy::persist::pending(&site.path("config")).unwrap_or(false);
                     // SAFETY: kill(2) on a pid just read from /proc whose
                     // executable is this site's upload.cgi.
                     if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
@@ -743,9 +746,9 @@ fn killed_uploads_leave_consistent_files() {
         hw::parse(&text, &name).unwrap_or_else(|err| panic!("{name}: {err}"));
     }
 
-    // A request killed between its renames leaves the journal for the
+    // A request killed between its renames leaves its record for the
     // next one to finish.
-    let interrupted = site.path("config/.edeploy-journal").exists();
+    let interrupted = edeploy::persist::pending(&site.path("config")).unwrap_or(false);
 
     // No stale lock: a node never seen before is served at once (and its
     // request finishes what a killed one left half done).
@@ -785,7 +788,7 @@ fn killed_uploads_leave_consistent_files() {
     let ok = answers.iter().filter(|(_, a)| a.status == 200).count();
     eprintln!(
         "crash storm: {kills} kills ({in_commit} of the lock holder mid-commit), {} requests ({ok} answered 200), {} entries used, \
-         journal left behind: {interrupted}",
+         update left unfinished: {interrupted}",
         answers.len(),
         used.len()
     );

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use proptest::prelude::*;
 
 fn s(text: &str) -> Value {
-    Value::Str(text.to_string())
+    Value::Str(text.into())
 }
 
 fn int(n: i128) -> Value {

@@ -1,15 +1,20 @@
 //! Crash-safe replacement of the server's files (CMDB, state, `.orig`).
 //!
 //! One decision changes several files, and they must change together or
-//! not at all. A [`Transaction`] writes every new file to a temporary name
-//! in the target's directory and fsyncs it, then records the planned
-//! renames in a journal (itself written to a temporary name, fsynced and
-//! renamed into place), then renames each file and fsyncs the directory,
-//! then removes the journal. [`recover`], run by the next request under the
-//! same lock, finishes the renames of a journal left by a crash (roll
-//! forward) and deletes temporary files no journal speaks for (roll back).
-//! So after a crash at any instant each file is wholly old or wholly new,
-//! and the set of files is either all old or all new.
+//! not at all. A [`Transaction`] first appends all the new contents, as
+//! one record, to the directory's write-ahead log and makes that durable
+//! with a single `fdatasync` (the commit point), then replaces each file
+//! (temporary file, rename). [`recover`], run by the next request under
+//! the same lock, finishes a record a crash left unapplied (roll forward)
+//! and deletes temporary files; after a reboot it replays the records not
+//! yet checkpointed. So after a crash at any instant, once the next
+//! request has run, each file is wholly old or wholly new, and the set of
+//! files is either all old or all new. See [`log`] for the format and the
+//! argument.
+//!
+//! Single files that need no partner ([`write_atomic`]: HWDIR, logs, the
+//! host client's files) are replaced with temporary file, fsync, rename
+//! and directory fsync.
 //!
 //! Everything here must run under the exclusive lock of [`Lock`].
 
@@ -19,7 +24,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The journal's name inside the directory it protects.
+pub mod log;
+
+use log::Log;
+pub use log::LOG;
+
+/// The journal of the format before the log ([`log`]), still finished
+/// when found.
 pub const JOURNAL: &str = ".edeploy-journal";
 /// Temporary files are named `.NAME.edeploy-tmp`.
 const TMP_SUFFIX: &str = ".edeploy-tmp";
@@ -92,7 +103,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     sync_dir(parent(path))
 }
 
-/// New contents for several files of one directory, applied all together.
+/// New contents for several files, applied all together.
 #[derive(Default)]
 pub struct Transaction {
     writes: Vec<(PathBuf, Vec<u8>)>,
@@ -122,42 +133,59 @@ impl Transaction {
         self.writes.is_empty()
     }
 
-    /// Applies every write, journaled in `dir` (all paths must be in `dir`).
+    /// Applies every write, through the log of `dir` (see [`log`]).
     pub fn commit(self, dir: &Path) -> Result<()> {
-        match self.writes.len() {
-            0 => return Ok(()),
-            1 => return write_atomic(&self.writes[0].0, &self.writes[0].1),
-            _ => {}
+        if self.writes.is_empty() {
+            return Ok(());
         }
-        let mut renames = Vec::with_capacity(self.writes.len());
-        for (path, data) in &self.writes {
-            let tmp = tmp_name(path)?;
-            write_synced(&tmp, data)?;
-            renames.push((tmp, path.clone()));
-        }
-        let journal = dir.join(JOURNAL);
-        let listed: Vec<(String, String)> = renames
-            .iter()
-            .map(|(t, p)| (t.display().to_string(), p.display().to_string()))
-            .collect();
-        let body = serde_json::to_vec(&listed).context("cannot encode the journal")?;
-        write_atomic(&journal, &body)?;
-        for (i, (tmp, path)) in renames.iter().enumerate() {
-            if i > 0 {
-                test_delay();
-            }
-            fs::rename(tmp, path).with_context(|| format!("{}: cannot replace", path.display()))?;
-        }
-        sync_dir(dir)?;
-        fs::remove_file(&journal)
-            .with_context(|| format!("{}: cannot remove the journal", journal.display()))?;
-        sync_dir(dir)
+        let writes = self
+            .writes
+            .into_iter()
+            .map(|(p, d)| log::Write1::new(p, d))
+            .collect::<Result<Vec<_>>>()?;
+        let room = writes.iter().map(|w| w.size()).sum::<u64>();
+        let mut log = Log::open_recovered(dir, room)?;
+        log.commit(&writes)
     }
 }
 
-/// Finishes or undoes what a crashed request left in `dir`. Returns the
-/// number of files it completed.
+/// Finishes or undoes what a crashed request left in `dir`: the log's
+/// unfinished records (see [`log`]), a journal of the older format, and
+/// temporary files. Returns the number of files it completed.
 pub fn recover(dir: &Path) -> Result<usize> {
+    let mut done = match Log::open(dir)? {
+        Some(mut log) => log.recover()?,
+        None => 0,
+    };
+    done += recover_journal(dir)?;
+    // Temporary files of a request that died before its record was
+    // written, or between writing one and renaming it.
+    let entries = fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(done)
+}
+
+/// Whether a committed update of `dir` is not applied yet, so that its
+/// files may disagree until the next request finishes it. Read-only.
+pub fn pending(dir: &Path) -> Result<bool> {
+    if dir.join(JOURNAL).exists() {
+        return Ok(true);
+    }
+    match Log::open_readonly(dir)? {
+        Some(log) => log.pending(),
+        None => Ok(false),
+    }
+}
+
+/// The roll-forward of a journal of the format before the log: a list of
+/// renames, written whole before the first of them.
+fn recover_journal(dir: &Path) -> Result<usize> {
     let journal = dir.join(JOURNAL);
     let mut done = 0;
     match fs::read(&journal) {
@@ -180,15 +208,6 @@ pub fn recover(dir: &Path) -> Result<usize> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(e).with_context(|| format!("{}: cannot read", journal.display()));
-        }
-    }
-    // Temporary files of a request that died before its journal existed.
-    let entries = fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
-            let _ = fs::remove_file(entry.path());
         }
     }
     Ok(done)
