@@ -117,13 +117,46 @@ pub fn decide_only(
     only: Option<&str>,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    let _lock = if commit {
-        let lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
-        persist::recover(&cfg.configdir).map_err(io)?;
-        Some(lock)
-    } else {
-        None
-    };
+    if !commit {
+        return decide_locked(cfg, hw, false, only, &mut None, warn);
+    }
+    decide_keeping(cfg, hw, only, None, warn)
+}
+
+/// [`decide_only`], committing, that also writes `keep` (a path and its
+/// new contents: `upload.cgi`'s `HWDIR/<sysname>.hw`) under the same lock,
+/// whatever the outcome: with the decision's files in one commit when
+/// the node gets a profile, alone otherwise.
+pub fn decide_keeping(
+    cfg: &ServerConfig,
+    hw: &[Line],
+    only: Option<&str>,
+    keep: Option<(PathBuf, Vec<u8>)>,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
+    let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
+    persist::recover(&cfg.configdir).map_err(io)?;
+    let mut keep = keep;
+    let result = decide_locked(cfg, hw, true, only, &mut keep, warn);
+    if let Some((path, data)) = keep {
+        // Not taken into the decision's commit: no profile, or an error.
+        let mut txn = Transaction::new();
+        txn.write(path, data);
+        txn.commit(&cfg.configdir).map_err(io)?;
+    }
+    result
+}
+
+/// The decision, under the lock when `commit` is set. `keep` is taken
+/// into the decision's commit when there is one.
+fn decide_locked(
+    cfg: &ServerConfig,
+    hw: &[Line],
+    commit: bool,
+    only: Option<&str>,
+    keep: &mut Option<(PathBuf, Vec<u8>)>,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
     let dir = &cfg.configdir;
     let state_path = dir.join("state");
     let mut state = State::load(&state_path).map_err(|e| config(format!("{e:#}")))?;
@@ -232,7 +265,10 @@ pub fn decide_only(
                 txn.write(&state_path, state.to_text());
             }
         }
-        vars.insert("edeploy-profile".into(), Value::Str(profile.as_str().into()));
+        vars.insert(
+            "edeploy-profile".into(),
+            Value::Str(profile.as_str().into()),
+        );
         let script_path = dir.join(format!("{profile}.configure"));
         let script = std::fs::read_to_string(&script_path).map_err(|e| {
             config(format!(
@@ -241,6 +277,9 @@ pub fn decide_only(
             ))
         })?;
         if commit {
+            if let Some((path, data)) = keep.take() {
+                txn.write(path, data);
+            }
             txn.commit(dir).map_err(io)?;
         }
         let left = state.entries[i].count;

@@ -560,3 +560,47 @@ fn an_unchanged_cmdb_is_not_rewritten() {
     assert_eq!(inode("vm.cmdb"), written);
     assert_eq!(read(dir.path(), "vm.cmdb"), text);
 }
+
+#[test]
+fn the_kept_file_lands_with_the_decision_or_alone() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 1)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'ip': '10.0.0.1'}]"),
+    ]);
+    let kept = dir.path().join("node.hw");
+    let d = edeploy::decide::decide_keeping(
+        &cfg,
+        &kvm_hw(),
+        None,
+        Some((kept.clone(), b"first\n".to_vec())),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(d.profile, "vm");
+    assert_eq!(read(dir.path(), "node.hw"), "first\n");
+    assert_eq!(read(dir.path(), "state"), "[('vm', 0)]\n");
+    // One commit held the three files.
+    let records = persist::log::records(dir.path()).unwrap();
+    assert_eq!(records.last().map(|r| r.1.len()), Some(3), "{records:?}");
+
+    // No installs left: no decision to commit, the file is kept anyway.
+    let mut other = kvm_hw();
+    for l in other.iter_mut() {
+        for f in l.iter_mut() {
+            *f = f.replace("52:54:12:34:00:", "52:54:99:34:00:");
+        }
+    }
+    let e = edeploy::decide::decide_keeping(
+        &cfg,
+        &other,
+        None,
+        Some((kept.clone(), b"second\n".to_vec())),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(e.http_status(), 404, "{e}");
+    assert_eq!(read(dir.path(), "node.hw"), "second\n");
+    assert_eq!(read(dir.path(), "state"), "[('vm', 0)]\n");
+}

@@ -29,7 +29,6 @@ use crate::config::{ConfFile, ServerConfig};
 use crate::decide::{self, DecideError, Decision};
 use crate::exec::{CmdLine, Exec, System};
 use crate::hw::{self, Line};
-use crate::persist::{self, Lock};
 use crate::state::{self, Count, State};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -280,10 +279,14 @@ pub fn provision(
     log: &mut Log<'_>,
 ) -> Result<Provisioned, Reject> {
     let sysname = hw::sysname(lines);
-    save_hw(cfg, &sysname, lines)
-        .map_err(|e| Reject::server(format!("cannot keep the hardware list: {e:#}")))?;
+    // `HWDIR/<sysname>.hw` is written in the decision's commit (or alone,
+    // under the same lock, when there is no decision to commit).
+    let keep = (
+        cfg.hwdir.join(format!("{sysname}.hw")),
+        hw::to_literal(lines).into_bytes(),
+    );
     let mut warnings = Vec::new();
-    let result = decide::decide_only(cfg, lines, true, only, &mut |w| warnings.push(w));
+    let result = decide::decide_keeping(cfg, lines, only, Some(keep), &mut |w| warnings.push(w));
     for w in &warnings {
         log.warning(w);
     }
@@ -316,15 +319,6 @@ pub fn provision(
         sysname,
         reason,
     })
-}
-
-/// Writes `HWDIR/<sysname>.hw` in the literal dialect, atomically. Under
-/// the lock: HWDIR is CONFIGDIR by default, where a request's recovery
-/// sweeps temporary files, and two uploads of one node must not mix.
-fn save_hw(cfg: &ServerConfig, sysname: &str, lines: &[Line]) -> anyhow::Result<()> {
-    let _lock = Lock::exclusive(&cfg.lockfile)?;
-    let path = cfg.hwdir.join(format!("{sysname}.hw"));
-    persist::write_atomic(&path, hw::to_literal(lines).as_bytes())
 }
 
 /// `<PXEMNGR> addsystem <sysname> <MAC>…`
