@@ -1,7 +1,7 @@
 //! `edeploy-admin`: the operator's debugging tool. Its outputs and exit
 //! codes are stable contracts that scripts and tests rely on:
-//! 0 success, 1 "no" (no match, nothing to hand out, duplicates found),
-//! 2 bad input or usage.
+//! 0 success, 1 "no" (no match, nothing to hand out, duplicates found,
+//! health outliers found), 2 bad input or usage.
 
 use clap::{Parser, Subcommand};
 use edeploy::admin;
@@ -13,7 +13,7 @@ use std::process::ExitCode;
     name = "edeploy-admin",
     version,
     about = "Debug eDeploy specs, profiles and CMDBs",
-    long_about = "Debug eDeploy specs, profiles and CMDBs.\n\nExit status: 0 success, 1 no match / nothing to hand out / duplicates, 2 bad input."
+    long_about = "Debug eDeploy specs, profiles and CMDBs.\n\nExit status: 0 success, 1 no match / nothing to hand out / duplicates / health outliers, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,6 +46,39 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CmdbCmd,
     },
+    /// Compare health-check results.
+    Health {
+        #[command(subcommand)]
+        cmd: HealthCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum HealthCmd {
+    /// Group results by model and flag figures far from the group's median
+    /// (exit 1 when there are outliers, 2 when a result cannot be read).
+    Compare {
+        /// Directory of results, <sysname>-<YYYYmmddHHMMSS>.hw (HEALTHDIR).
+        dir: PathBuf,
+        /// Flag a figure more than this fraction away from its model's median.
+        #[arg(long, default_value_t = edeploy::health::DEFAULT_THRESHOLD, value_parser = threshold)]
+        threshold: f64,
+        /// Print the groups, figures and outliers as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write one PNG per model and metric into OUTDIR.
+        #[arg(long, value_name = "OUTDIR")]
+        plot: Option<PathBuf>,
+    },
+}
+
+fn threshold(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        _ => Err(format!(
+            "{s:?} is not a fraction above 0 (0.15 flags figures more than 15% from the median)"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -76,6 +109,15 @@ fn main() -> ExitCode {
         Cmd::Cmdb {
             cmd: CmdbCmd::Check { file },
         } => admin::cmdb_check(&file),
+        Cmd::Health {
+            cmd:
+                HealthCmd::Compare {
+                    dir,
+                    threshold,
+                    json,
+                    plot,
+                },
+        } => admin::health_compare(&dir, threshold, json, plot.as_deref()),
     };
     match out {
         Ok(report) => {

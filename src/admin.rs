@@ -136,3 +136,52 @@ pub fn cmdb_check(file: &Path) -> Result<Report> {
         ..Report::default()
     })
 }
+
+/// `health compare DIR [--threshold T] [--json] [--plot OUTDIR]`: exit 0
+/// without outliers, 1 with outliers, 2 when a result cannot be read (the
+/// others are still compared and printed) or DIR holds no result.
+pub fn health_compare(
+    dir: &Path,
+    threshold: f64,
+    json: bool,
+    plot: Option<&Path>,
+) -> Result<Report> {
+    use crate::health;
+    let mut found = health::compare(dir, &health::Options { threshold })?;
+    if found.files == 0 {
+        anyhow::bail!(
+            "{}: no health-check results (*.hw files) in this directory",
+            dir.display()
+        );
+    }
+    if let Some(outdir) = plot {
+        found.plots = health::plot::write_plots(&found, outdir)?;
+    }
+    let mut report = Report {
+        stdout: if json {
+            format!("{}\n", serde_json::to_string_pretty(&found)?)
+        } else {
+            found.to_text()
+        },
+        ..Report::default()
+    };
+    let mut errors = String::new();
+    for p in &found.problems {
+        errors.push_str(&format!("edeploy-admin: {}\n", p.error));
+    }
+    report.code = if found.problems.is_empty() {
+        u8::from(!found.outliers.is_empty())
+    } else if found.problems.len() == found.files {
+        errors.push_str("edeploy-admin: no result could be read\n");
+        2
+    } else {
+        errors.push_str(&format!(
+            "edeploy-admin: {} of {} result files could not be read; the others are compared\n",
+            found.problems.len(),
+            found.files
+        ));
+        2
+    };
+    report.stderr = errors;
+    Ok(report)
+}

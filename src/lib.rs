@@ -15,6 +15,7 @@ pub mod configure;
 pub mod decide;
 pub mod detect;
 pub mod exec;
+pub mod health;
 pub mod host;
 pub mod hw;
 pub mod init;

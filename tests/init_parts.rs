@@ -101,6 +101,31 @@ fn every_variable_is_read() {
         }),
         // Quoted values.
         ("SECTION=\"lab\"", |s| s.section.as_deref() == Some("lab")),
+        // The health check: it powers off by default, as it installs
+        // nothing to boot into.
+        ("HEALTH=1", |s| {
+            s.health && s.health_time == 5 && s.onsuccess == OnSuccess::Halt
+        }),
+        ("HEALTH=1 ONSUCCESS=reboot", |s| {
+            s.health && s.onsuccess == OnSuccess::Reboot
+        }),
+        ("ONSUCCESS=console HEALTH=1", |s| {
+            s.health && s.onsuccess == OnSuccess::Console
+        }),
+        ("HEALTH=1 NOREBOOT=1", |s| s.onsuccess == OnSuccess::Kexec),
+        ("HEALTH=1 NOREBOOT=0", |s| s.onsuccess == OnSuccess::Halt),
+        ("HEALTH=0", |s| {
+            !s.health && s.onsuccess == OnSuccess::Reboot
+        }),
+        ("HEALTH=1 HEALTH=0", |s| !s.health),
+        ("HEALTH=", |s| !s.health),
+        ("HEALTH=1 HEALTH_TIME=30", |s| {
+            s.health && s.health_time == 30
+        }),
+        ("HEALTH_TIME=3600", |s| !s.health && s.health_time == 3600),
+        ("| HEALTH=1 |", |s| {
+            !s.health && s.onsuccess == OnSuccess::Reboot
+        }),
     ];
     for (line, check) in table {
         let s = Settings::parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -179,6 +204,11 @@ fn bad_values_name_the_variable() {
         ("IP=eth0:dhcp,eth0:none", "IP=eth0:dhcp,eth0:none: eth0 is given twice"),
         ("IP=all:dhcp,all:none", "IP=all:dhcp,all:none: 'all' is given twice"),
         ("IP=e/0:dhcp", "IP=e/0:dhcp: 'e/0' is not an interface name"),
+        ("HEALTH=yes", "HEALTH=yes: expected 0 or 1"),
+        ("HEALTH_TIME=0", "HEALTH_TIME=0: expected a number of seconds (1-3600)"),
+        ("HEALTH_TIME=3601", "HEALTH_TIME=3601: expected a number of seconds (1-3600)"),
+        ("HEALTH_TIME=5s", "HEALTH_TIME=5s: expected a number of seconds (1-3600)"),
+        ("HEALTH_TIME=-1", "HEALTH_TIME=-1: expected a number of seconds (1-3600)"),
     ];
     for (line, want) in table {
         match Settings::parse(line) {
@@ -195,6 +225,23 @@ fn bad_values_name_the_variable() {
     assert_eq!(e.partial.onfailure, OnFailure::Console);
     assert_eq!(e.partial.serv, "s");
     assert_eq!(e.partial.http_port, 80);
+}
+
+#[test]
+fn a_health_check_with_a_bad_value_still_knows_it_is_one() {
+    // The run must fail as a health check (ONFAILURE, no install), and
+    // power off by default once done.
+    let e = Settings::parse("HEALTH=1 HEALTH_TIME=soon HTTP_PORT=x").expect_err("bad");
+    assert_eq!(
+        e.errors,
+        [
+            "HTTP_PORT=x: expected a port number (1-65535)",
+            "HEALTH_TIME=soon: expected a number of seconds (1-3600)"
+        ]
+    );
+    assert!(e.partial.health);
+    assert_eq!(e.partial.health_time, 5);
+    assert_eq!(e.partial.onsuccess, OnSuccess::Halt);
 }
 
 #[test]

@@ -17,8 +17,9 @@
 //! checked against `CONTENT_LENGTH` before a byte of the body is read, and
 //! again while reading, in case the length is absent or wrong.
 
-mod clock;
+pub mod clock;
 pub mod form;
+pub mod health;
 pub mod logs;
 pub mod response;
 

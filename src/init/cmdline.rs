@@ -104,6 +104,11 @@ pub struct Settings {
     pub ip: IpConfig,
     pub embedded: Option<String>,
     pub section: Option<String>,
+    /// `HEALTH=1`: run the health check (benchmarks, results to
+    /// `upload-health.cgi`) instead of installing.
+    pub health: bool,
+    /// `HEALTH_TIME`: seconds each benchmark of the health check runs.
+    pub health_time: u32,
     /// The words between `|` markers, for the installed system.
     pub kept: Vec<String>,
     /// Deprecated variables that were translated, one sentence each.
@@ -130,6 +135,8 @@ impl Default for Settings {
             ip: IpConfig::default(),
             embedded: None,
             section: None,
+            health: false,
+            health_time: DEFAULT_HEALTH_TIME,
             kept: Vec::new(),
             warnings: Vec::new(),
         }
@@ -205,7 +212,14 @@ const VARIABLES: &[&str] = &[
     "SECTION",
     "DEBUG",
     "NOREBOOT",
+    "HEALTH",
+    "HEALTH_TIME",
 ];
+
+/// Seconds each health-check benchmark runs unless `HEALTH_TIME` says.
+pub const DEFAULT_HEALTH_TIME: u32 = 5;
+/// The longest `HEALTH_TIME` accepted: an hour per benchmark.
+pub const MAX_HEALTH_TIME: u32 = 3600;
 
 impl Settings {
     /// Parses the text of `/proc/cmdline`.
@@ -317,6 +331,7 @@ impl Settings {
         for (name, slot) in [
             ("VERBOSE", &mut s.verbose),
             ("UPLOAD_LOG", &mut s.upload_log),
+            ("HEALTH", &mut s.health),
         ] {
             if let Some(v) = get(name) {
                 check(flag(name, v).map(|b| *slot = b));
@@ -340,6 +355,23 @@ impl Settings {
         }
         if let Some(v) = get("IP") {
             check(parse_ip(v).map(|ip| s.ip = ip));
+        }
+        if let Some(v) = get("HEALTH_TIME") {
+            check(match v.parse::<u32>() {
+                Ok(n) if (1..=MAX_HEALTH_TIME).contains(&n) => {
+                    s.health_time = n;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "HEALTH_TIME={v}: expected a number of seconds (1-{MAX_HEALTH_TIME})"
+                )),
+            });
+        }
+        // A health check installs nothing to start or reboot into: unless
+        // told otherwise, the node powers off once its results are kept
+        // (a reboot would boot the health check again from PXE).
+        if s.health && get("ONSUCCESS").is_none() && get("NOREBOOT").is_none_or(|v| v == "0") {
+            s.onsuccess = OnSuccess::Halt;
         }
         if errors.is_empty() {
             Ok(s)

@@ -11,6 +11,10 @@
 //! `UPLOAD_LOG=1`, `failure=P` when a profile was assigned) and ends per
 //! `ONFAILURE`; the console always shows `edeploy: install failed: <why>`.
 //!
+//! With `HEALTH=1` the same start (drivers, network, detection) leads to
+//! the health check instead ([`health`]): benchmarks, the results sent to
+//! `upload-health.cgi`, nothing installed.
+//!
 //! Every path is under [`Installer::root`] (`/` on a node, a temporary
 //! directory in tests), every command goes through the [`Exec`] seam, and
 //! every URL comes from the command line, so the whole flow runs in a test
@@ -21,6 +25,7 @@ pub mod cmdline;
 pub mod console;
 pub mod embedded;
 pub mod finish;
+pub mod health;
 pub mod install;
 pub mod server;
 pub mod tree;
@@ -103,6 +108,21 @@ pub struct Installed {
     pub role: Role,
 }
 
+impl Installed {
+    /// What a health check (`HEALTH=1`) reports: it installs nothing, so
+    /// no profile and an empty role; its results are [`Report::health`].
+    pub fn nothing() -> Installed {
+        Installed {
+            profile: String::new(),
+            role: Role {
+                role: String::new(),
+                version: String::new(),
+                disk: String::new(),
+            },
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -110,6 +130,9 @@ pub struct Report {
     pub result: std::result::Result<Installed, String>,
     /// What the run ended with.
     pub action: Action,
+    /// A health check that succeeded: its results and where the server
+    /// keeps them (`result` is then [`Installed::nothing`]).
+    pub health: Option<health::Checked>,
 }
 
 /// What is known so far, for reporting a failure.
@@ -167,6 +190,9 @@ impl Installer<'_> {
         for w in &settings.warnings {
             console.warn(w);
         }
+        if settings.health {
+            return health::run(self, &settings, early, &mut known, &traced);
+        }
         let result = match early {
             Some(e) => Err(e),
             None => self.install(&settings, &mut known, &traced),
@@ -205,6 +231,7 @@ impl Installer<'_> {
                 Report {
                     result: Ok(installed),
                     action,
+                    health: None,
                 }
             }
             Err(e) => {
@@ -220,12 +247,22 @@ impl Installer<'_> {
                 Report {
                     result: Err(reason),
                     action,
+                    health: None,
                 }
             }
         }
     }
 
-    fn install(&self, s: &Settings, known: &mut Known, exec: &dyn Exec) -> Result<Installed> {
+    /// Drivers, network, detection: how an install and a health check
+    /// both begin. A network that does not come up is a warning only when
+    /// `network_optional` (an install from a medium).
+    fn bring_up(
+        &self,
+        s: &Settings,
+        known: &mut Known,
+        exec: &dyn Exec,
+        network_optional: bool,
+    ) -> Result<Vec<Line>> {
         let console = &self.console;
         let root = &self.root;
 
@@ -238,7 +275,7 @@ impl Installer<'_> {
         match bringup::network(root, exec, console, &s.ip, &self.tuning) {
             Ok(_) => {}
             // A medium needs no network.
-            Err(e) if s.embedded.is_some() => console.warn(&format!("{e:#}")),
+            Err(e) if network_optional => console.warn(&format!("{e:#}")),
             Err(e) => return Err(e.context("network")),
         }
 
@@ -254,9 +291,16 @@ impl Installer<'_> {
         if lines.is_empty() {
             bail!("hardware detection found nothing (are /sys and /proc mounted?)");
         }
-        let hw_json = hw::to_json(&lines);
         known.hw = Some(lines.clone());
         console.trace(&format!("{} hardware lines", lines.len()));
+        Ok(lines)
+    }
+
+    fn install(&self, s: &Settings, known: &mut Known, exec: &dyn Exec) -> Result<Installed> {
+        let console = &self.console;
+        let root = &self.root;
+        let lines = self.bring_up(s, known, exec, s.embedded.is_some())?;
+        let hw_json = hw::to_json(&lines);
 
         let env = match &s.embedded {
             Some(m) => {

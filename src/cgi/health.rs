@@ -1,0 +1,317 @@
+//! `upload-health.cgi`: where a node in health-check mode (`HEALTH=1`)
+//! sends its results. A CGI/1.1 script beside `upload.cgi`, run by the same
+//! web servers with the same configuration file.
+//!
+//! A request is a `multipart/form-data` POST with a `file` field: the
+//! node's hardware list with its benchmark lines (JSON or the literal
+//! dialect), and optionally `section`, which picks the configuration
+//! section whose HEALTHDIR is used. The list must parse, must hold at least
+//! one benchmark line, and every benchmark figure must be a whole decimal
+//! number (docs/health.md). It is kept, in the literal dialect, as
+//! `HEALTHDIR/<sysname>-<YYYYmmddHHMMSS>.hw` (the server's UTC time; a
+//! second result of the same node within the same second gets `-1`, `-2`,
+//! … before `.hw` rather than replacing the first), written atomically
+//! under LOCKFILE. The answer is `{"stored": "<file name>"}`.
+//!
+//! Nothing else is read or written: not CONFIGDIR, the state, the CMDB or
+//! HWDIR. Errors are answered as `upload.cgi` answers them (400, 405, 413,
+//! 500 with `{"error": "<sentence>"}`, same size limit), and each request
+//! writes one line to stderr, `upload-health.cgi[<pid>] <time> <address>:
+//! <status> <reason>`.
+
+use super::clock::Utc;
+use super::{content_length, drain, form, parse_hw, CgiEnv, Reject, Response};
+use crate::config::{ConfFile, ServerConfig};
+use crate::hw::{self, Line};
+use crate::persist::{self, Lock};
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// The program name in the log lines.
+pub const NAME: &str = "upload-health.cgi";
+
+/// The health CGI's log: one line per request on stderr (the web server's
+/// error log), shaped like `upload.cgi`'s.
+pub struct HealthLog<'a> {
+    pid: u32,
+    remote: String,
+    out: &'a mut dyn Write,
+}
+
+impl<'a> HealthLog<'a> {
+    pub fn new(remote: &str, out: &'a mut dyn Write) -> HealthLog<'a> {
+        HealthLog {
+            pid: std::process::id(),
+            remote: one_line(if remote.is_empty() { "-" } else { remote }),
+            out,
+        }
+    }
+
+    /// `upload-health.cgi[<pid>] <RFC 3339 UTC time> <address>: <status> <reason>`.
+    pub fn status(&mut self, status: u16, reason: &str) {
+        let line = format!(
+            "{NAME}[{}] {} {}: {status} {}\n",
+            self.pid,
+            Utc::now().rfc3339(),
+            self.remote,
+            one_line(reason)
+        );
+        // Nowhere to report a failing error log: the answer still goes out.
+        let _ = self.out.write_all(line.as_bytes());
+        let _ = self.out.flush();
+    }
+}
+
+/// Control characters would forge extra log lines: show them escaped.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// Answers one CGI request whose body is `body`, with the configuration
+/// file at `conf_path`; logs one line to `log`.
+pub fn serve<R: Read + Send + Unpin>(
+    env: &CgiEnv,
+    mut body: R,
+    conf_path: &Path,
+    log: &mut HealthLog<'_>,
+) -> Response {
+    match handle(env, &mut body, conf_path) {
+        Ok((response, reason)) => {
+            log.status(response.status, &reason);
+            response
+        }
+        Err(r) => {
+            log.status(r.status, &r.sentence);
+            if r.status != 413 {
+                // As upload.cgi: read what is left so the node gets its answer.
+                drain(&mut body, env.content_length.as_deref());
+            }
+            let response = Response::error(r.status, &r.sentence);
+            if r.status == 405 {
+                response.with_header("Allow", "POST")
+            } else {
+                response
+            }
+        }
+    }
+}
+
+fn handle<R: Read + Send + Unpin>(
+    env: &CgiEnv,
+    body: &mut R,
+    conf_path: &Path,
+) -> Result<(Response, String), Reject> {
+    let method = env.method.as_deref().unwrap_or("");
+    if method != "POST" {
+        return Err(Reject::new(
+            405,
+            format!("only POST uploads are accepted, not {method:?}"),
+        ));
+    }
+    if let Some(name) = env.not_utf8 {
+        return Err(Reject::bad(format!("{name} is not valid UTF-8")));
+    }
+    let conf = ConfFile::load(conf_path).map_err(|e| Reject::server(format!("{e:#}")))?;
+    let base = conf
+        .server(None)
+        .map_err(|e| Reject::server(format!("{e:#}")))?;
+    let boundary = form::boundary(env.content_type.as_deref().unwrap_or(""))?;
+    let declared = content_length(env.content_length.as_deref())?;
+    if let Some(n) = declared {
+        if n > base.max_upload {
+            return Err(Reject::new(
+                413,
+                format!(
+                    "the upload is {n} bytes, larger than the {} bytes the server accepts",
+                    base.max_upload
+                ),
+            ));
+        }
+    }
+    let form = form::read_form(body, &boundary, declared, base.max_upload)?;
+    let cfg = match form.section.as_deref() {
+        None => base,
+        Some(section) => {
+            if !conf.section_names().any(|s| s == section) {
+                return Err(Reject::bad(format!(
+                    "there is no configuration section [{section}]"
+                )));
+            }
+            let cfg = conf
+                .server(Some(section))
+                .map_err(|e| Reject::server(format!("{e:#}")))?;
+            if form.body_len > cfg.max_upload {
+                return Err(Reject::new(
+                    413,
+                    format!(
+                        "the upload is {} bytes, larger than the {} bytes section [{section}] accepts",
+                        form.body_len, cfg.max_upload
+                    ),
+                ));
+            }
+            cfg
+        }
+    };
+    let Some(file) = form.file else {
+        return Err(Reject::bad("the upload has no \"file\" field"));
+    };
+    let lines = parse_hw(&file.data)?;
+    let figures = check_figures(&lines).map_err(Reject::bad)?;
+    let sysname = hw::sysname(&lines);
+    let name = store(&cfg, &sysname, &lines, &Utc::now().compact())
+        .map_err(|e| Reject::server(format!("cannot keep the health check: {e:#}")))?;
+    Ok((
+        Response::ok(serde_json::json!({ "stored": name })),
+        format!("{sysname}: health check with {figures} figures kept as {name}"),
+    ))
+}
+
+/// Whether a line is a benchmark figure: CPU and memory figures on `cpu`
+/// lines (`loops_per_sec`, `…bandwidth_…`), disk figures on `disk` lines
+/// (`…_KBps`, `…_IOps`).
+pub fn is_figure(l: &Line) -> bool {
+    match l[0].as_str() {
+        "cpu" => l[2] == "loops_per_sec" || l[2].contains("bandwidth_"),
+        "disk" => l[2].ends_with("_KBps") || l[2].ends_with("_IOps"),
+        _ => false,
+    }
+}
+
+/// Checks the benchmark figures of a result; returns how many there are.
+/// Refused: a list without any, or a figure that is not a whole decimal
+/// number (named with its position in the list).
+pub fn check_figures(lines: &[Line]) -> Result<usize, String> {
+    let mut n = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if !is_figure(l) {
+            continue;
+        }
+        let v = &l[3];
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "item {} of the hardware list, {}: a benchmark figure must be a whole decimal number",
+                i + 1,
+                hw::format_line(l)
+            ));
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Err(
+            "the hardware list has no benchmark lines (('cpu', 'logical', 'loops_per_sec', N), \
+             …): it is not a health-check result (hardware lists go to upload.cgi)"
+                .into(),
+        );
+    }
+    Ok(n)
+}
+
+/// Keeps `lines` as `HEALTHDIR/<sysname>-<stamp>.hw` (or `-<stamp>-N.hw`
+/// when taken), atomically and under the lock; returns the file name.
+pub fn store(
+    cfg: &ServerConfig,
+    sysname: &str,
+    lines: &[Line],
+    stamp: &str,
+) -> anyhow::Result<String> {
+    let _lock = Lock::exclusive(&cfg.lockfile)?;
+    let dir = &cfg.healthdir;
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "HEALTHDIR {} is not a directory (create it, owned by the web server's user)",
+            dir.display()
+        );
+    }
+    let mut name = format!("{sysname}-{stamp}.hw");
+    let mut n = 0u32;
+    while dir.join(&name).symlink_metadata().is_ok() {
+        n += 1;
+        name = format!("{sysname}-{stamp}-{n}.hw");
+    }
+    persist::write_atomic(&dir.join(&name), hw::to_literal(lines).as_bytes())?;
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(a: &str, b: &str, c: &str, d: &str) -> Line {
+        [a.into(), b.into(), c.into(), d.into()]
+    }
+
+    #[test]
+    fn figures_are_whole_numbers() {
+        let good = vec![
+            line("system", "product", "name", "x"),
+            line("cpu", "logical", "number", "2"),
+            line("cpu", "logical_0", "loops_per_sec", "1618"),
+            line("disk", "sda", "standalone_randread_4k_IOps", "68456"),
+        ];
+        assert_eq!(check_figures(&good), Ok(2));
+        let mut bad = good.clone();
+        bad.push(line("cpu", "logical", "threaded_bandwidth_1M", "27059.96"));
+        assert_eq!(
+            check_figures(&bad).unwrap_err(),
+            "item 5 of the hardware list, ('cpu', 'logical', 'threaded_bandwidth_1M', '27059.96'): \
+             a benchmark figure must be a whole decimal number"
+        );
+        let e = check_figures(&good[..2]).unwrap_err();
+        assert!(e.contains("no benchmark lines"), "{e}");
+    }
+
+    #[test]
+    fn a_second_result_in_the_same_second_gets_a_suffix() {
+        let t = tempfile::tempdir().unwrap();
+        let mut cfg = ServerConfig::with_configdir(t.path().join("config"));
+        cfg.healthdir = t.path().join("health");
+        cfg.lockfile = t.path().join("lock");
+        let lines = vec![line("cpu", "logical", "loops_per_sec", "5")];
+        let e = store(&cfg, "node", &lines, "20261125100000").unwrap_err();
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+        std::fs::create_dir(&cfg.healthdir).unwrap();
+        let names: Vec<String> = (0..3)
+            .map(|_| store(&cfg, "node", &lines, "20261125100000").unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "node-20261125100000.hw",
+                "node-20261125100000-1.hw",
+                "node-20261125100000-2.hw"
+            ]
+        );
+        let text = std::fs::read_to_string(cfg.healthdir.join(&names[2])).unwrap();
+        assert_eq!(hw::parse(&text, "stored").unwrap(), lines);
+        // Only the results: no temporary file left, nothing else written.
+        let mut all: Vec<String> = std::fs::read_dir(&cfg.healthdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        all.sort();
+        let mut want = names.clone();
+        want.sort();
+        assert_eq!(all, want);
+        assert!(!cfg.configdir.exists());
+    }
+
+    #[test]
+    fn log_lines_name_the_program() {
+        let mut out = Vec::new();
+        HealthLog::new("10.0.0.7", &mut out).status(400, "bad\nlist");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(&format!("upload-health.cgi[{}] ", std::process::id())),
+            "{text}"
+        );
+        assert!(text.ends_with("Z 10.0.0.7: 400 bad\\nlist\n"), "{text}");
+    }
+}
