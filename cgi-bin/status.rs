@@ -1,4 +1,38 @@
-//! Placeholder until the status CGI lands: answers 501.
-fn main() {
-    print!("Status: 501 Not Implemented\r\nContent-Type: application/json\r\n\r\n{{\"error\": \"not implemented\"}}\n");
+//! `status.cgi`: the read-only status page of the provisioning server,
+//! run by Apache or lighttpd as a CGI script (see docs/status.md).
+//!
+//! It answers GET and HEAD only and never writes a file. The configuration
+//! is `EDEPLOY_CONF` or `/etc/edeploy.conf`. Answers other than a clean
+//! page (errors, pages listing problems) write one line to stderr, which
+//! the web server keeps in its error log.
+
+use edeploy::status::cgi::{self, StatusEnv};
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let env = StatusEnv::from_process();
+    if env.method.is_none() {
+        eprintln!(
+            "status.cgi is run by a web server (REQUEST_METHOD unset); see docs/status.md.\n\
+             To see the page from a shell: REQUEST_METHOD=GET QUERY_STRING=format=json status.cgi"
+        );
+        return ExitCode::from(2);
+    }
+    let answer = cgi::serve(&env, &edeploy::config::conf_path());
+    if let Some(reason) = &answer.log {
+        let line = cgi::log_line(
+            env.remote_addr.as_deref().unwrap_or(""),
+            answer.status,
+            reason,
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    let head = env.method.as_deref() == Some("HEAD");
+    let mut stdout = std::io::stdout().lock();
+    match answer.write_cgi(&mut stdout, head) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The web server went away: nobody is left to answer.
+        Err(_) => ExitCode::from(1),
+    }
 }

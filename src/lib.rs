@@ -23,3 +23,4 @@ pub mod literal;
 pub mod matcher;
 pub mod persist;
 pub mod state;
+pub mod status;
