@@ -226,7 +226,7 @@ fn decide_locked(
         let mut vars: IndexMap<String, Value> = m
             .vars
             .iter()
-            .map(|(k, v)| (k.clone(), Value::Str(v.as_str().into())))
+            .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
             .collect();
         let mut txn = Transaction::new();
         let mut cmdb_entry = None;
@@ -265,10 +265,7 @@ fn decide_locked(
                 txn.write(&state_path, state.to_text());
             }
         }
-        vars.insert(
-            "edeploy-profile".into(),
-            Value::Str(profile.as_str().into()),
-        );
+        vars.insert("edeploy-profile".into(), Value::Str(profile.clone()));
         let script_path = dir.join(format!("{profile}.configure"));
         let script = std::fs::read_to_string(&script_path).map_err(|e| {
             config(format!(
@@ -372,7 +369,7 @@ fn take_line(item: &mut Value) -> Line {
     if let Value::List(fields) | Value::Tuple(fields) = item {
         for (slot, field) in line.iter_mut().zip(fields.iter_mut()) {
             if let Value::Str(s) = field {
-                *slot = std::mem::take(s).into_string();
+                *slot = std::mem::take(s);
             }
         }
     }

@@ -87,7 +87,7 @@ pub fn to_literal(lines: &[Line]) -> String {
     let v = Value::List(
         lines
             .iter()
-            .map(|l| Value::Tuple(l.iter().map(|s| Value::Str(s.as_str().into())).collect()))
+            .map(|l| Value::Tuple(l.iter().map(|s| Value::Str(s.clone())).collect()))
             .collect(),
     );
     literal::print(&v, Dialect::Python)

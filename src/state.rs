@@ -109,10 +109,10 @@ impl State {
             .map(|e| {
                 let count = match (e.count, e.quoted) {
                     (Count::Unlimited, _) => Value::Str("*".into()),
-                    (Count::Left(n), true) => Value::Str(n.to_string().into()),
+                    (Count::Left(n), true) => Value::Str(n.to_string()),
                     (Count::Left(n), false) => Value::Int(n as i128),
                 };
-                let pair = vec![Value::Str(e.profile.as_str().into()), count];
+                let pair = vec![Value::Str(e.profile.clone()), count];
                 if e.list {
                     Value::List(pair)
                 } else {

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use proptest::prelude::*;
 
 fn s(text: &str) -> Value {
-    Value::Str(text.into())
+    Value::Str(text.to_string())
 }
 
 fn int(n: i128) -> Value {

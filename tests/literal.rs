@@ -201,13 +201,13 @@ fn arb_value() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::Float),
-        any::<String>().prop_map(|s| Value::Str(s.into())),
+        any::<String>().prop_map(Value::Str),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::List),
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Tuple),
-            prop::collection::vec((any::<String>().prop_map(|s| Value::Str(s.into())), inner), 0..5)
+            prop::collection::vec((any::<String>().prop_map(Value::Str), inner), 0..5)
                 .prop_map(Value::Dict),
         ]
     })

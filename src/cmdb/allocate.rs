@@ -64,14 +64,14 @@ pub fn allocate(
     for (k, v) in vars {
         merged
             .entry(k.clone())
-            .or_insert_with(|| Value::Str(v.as_str().into()));
+            .or_insert_with(|| Value::Str(v.clone()));
     }
     // `insert` keeps the position of an existing `used` key.
     merged.insert("used".to_string(), Value::Int(1));
     let entry = Value::Dict(
         merged
             .iter()
-            .map(|(k, v)| (Value::Str(k.as_str().into()), v.clone()))
+            .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
             .collect(),
     );
     // Only this entry is replaced, so comparing it tells whether the CMDB

@@ -126,7 +126,7 @@ pub fn check(entries: &[Value]) -> CheckReport {
             let Some(key) = key.as_str() else { continue };
             let Some(kind) = kind_of(key) else { continue };
             let text = match value {
-                Value::Str(s) => s.to_string(),
+                Value::Str(s) => s.clone(),
                 Value::Int(_) | Value::Float(_) => value.scalar_text().unwrap_or_default(),
                 _ => continue,
             };

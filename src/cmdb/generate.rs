@@ -267,7 +267,7 @@ impl Gen {
                 .and_then(|i| items.get(i))
                 .cloned()
                 .unwrap_or(Value::None),
-            Gen::Range { head, chain, tail } => Value::Str(format!("{head}{}{tail}", chain.nth(i)).into()),
+            Gen::Range { head, chain, tail } => Value::Str(format!("{head}{}{tail}", chain.nth(i))),
             Gen::Ipv4(octets) => {
                 // Mixed radix, last octet fastest.
                 let mut rest = i;
@@ -285,7 +285,7 @@ impl Gen {
                     })
                     .collect();
                 parts.reverse();
-                Value::Str(parts.join(".").into())
+                Value::Str(parts.join("."))
             }
             Gen::Dict(fields) => dict_nth(fields, i),
         }
@@ -362,11 +362,11 @@ fn build_str(path: &str, text: &str) -> Result<Gen, CmdbError> {
         return Ok(Gen::Ipv4(octets));
     }
     let Some(caps) = range_regex().captures(text) else {
-        return Ok(Gen::Repeat(Value::Str(text.into())));
+        return Ok(Gen::Repeat(Value::Str(text.to_string())));
     };
     let part = |i| caps.get(i).map_or("", |m| m.as_str());
     let Some(bounds) = split_chain(part(2)) else {
-        return Ok(Gen::Repeat(Value::Str(text.into())));
+        return Ok(Gen::Repeat(Value::Str(text.to_string())));
     };
     Ok(Gen::Range {
         head: part(1).to_string(),

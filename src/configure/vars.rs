@@ -17,7 +17,7 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
             Err(_) => Dynamic::from(i.to_string()),
         },
         Value::Float(f) => Dynamic::from_float(*f),
-        Value::Str(s) => Dynamic::from(s.to_string()),
+        Value::Str(s) => Dynamic::from(s.clone()),
         Value::List(items) | Value::Tuple(items) => {
             Dynamic::from_array(items.iter().map(to_dynamic).collect::<Array>())
         }

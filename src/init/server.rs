@@ -110,11 +110,11 @@ pub fn json_to_value(j: &serde_json::Value) -> Value {
                 Value::Float(n.as_f64().unwrap_or(f64::NAN))
             }
         }
-        J::String(s) => Value::Str(s.as_str().into()),
+        J::String(s) => Value::Str(s.clone()),
         J::Array(items) => Value::List(items.iter().map(json_to_value).collect()),
         J::Object(map) => Value::Dict(
             map.iter()
-                .map(|(k, v)| (Value::Str(k.as_str().into()), json_to_value(v)))
+                .map(|(k, v)| (Value::Str(k.clone()), json_to_value(v)))
                 .collect(),
         ),
     }

@@ -9,8 +9,6 @@
 mod parser;
 mod printer;
 
-/// The string type of [`Value::Str`].
-pub use compact_str::CompactString;
 pub use parser::{parse, parse_bytes, parse_file, parse_named, Document, ParseError, Pos};
 pub use printer::{print, print_list, py_float_repr, py_repr, to_inline, write_py_str};
 
@@ -22,7 +20,7 @@ pub enum Value {
     Bool(bool),
     Int(i128),
     Float(f64),
-    Str(CompactString),
+    Str(String),
     List(Vec<Value>),
     Tuple(Vec<Value>),
     Dict(Vec<(Value, Value)>),
@@ -82,7 +80,7 @@ impl Value {
     /// `None`.
     pub fn scalar_text(&self) -> Option<String> {
         match self {
-            Value::Str(s) => Some(s.to_string()),
+            Value::Str(s) => Some(s.clone()),
             Value::Int(i) => Some(i.to_string()),
             Value::Float(f) => Some(py_float_repr(*f)),
             Value::Bool(true) => Some("True".into()),
@@ -111,7 +109,7 @@ impl Value {
                 }
             }
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-            Value::Str(s) => J::String(s.to_string()),
+            Value::Str(s) => J::String(s.clone()),
             Value::List(items) | Value::Tuple(items) => {
                 J::Array(items.iter().map(Value::to_json).collect())
             }

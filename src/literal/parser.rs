@@ -2,7 +2,7 @@
 //! literal syntax (and, for CMDB files, `generate(...)` and `+`), so a file
 //! can never make the reader run anything.
 
-use super::{CompactString, Dialect, Options, Value};
+use super::{Dialect, Options, Value};
 use std::path::Path;
 
 /// Containers nested deeper than this are refused, so a hostile upload cannot
@@ -559,7 +559,7 @@ impl<'a> Parser<'a> {
             };
             if !next_is_string {
                 (self.pos, self.line, self.col) = save;
-                return Ok(Value::Str(out.into()));
+                return Ok(Value::Str(out));
             }
         }
     }
@@ -640,7 +640,7 @@ impl<'a> Parser<'a> {
     /// prefix, escape or line break, directly followed by `,`, `:` or a
     /// closing bracket (so not by another literal to concatenate). `None`
     /// (with nothing consumed) for anything else.
-    fn plain_string(&mut self) -> Option<CompactString> {
+    fn plain_string(&mut self) -> Option<String> {
         let bytes = self.src.as_bytes();
         let quote = *bytes.get(self.pos)?;
         if quote != b'\'' && quote != b'"' {
@@ -669,7 +669,7 @@ impl<'a> Parser<'a> {
             text.iter().filter(|&&b| b & 0xc0 != 0x80).count()
         };
         // Both ends of the text are ASCII bytes: character boundaries.
-        let s = CompactString::from(&self.src[self.pos + 1..self.pos + 1 + len]);
+        let s = self.src[self.pos + 1..self.pos + 1 + len].to_owned();
         self.pos = end;
         self.col = self
             .col

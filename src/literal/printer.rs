@@ -108,11 +108,9 @@ fn write_value(out: &mut String, v: &Value, d: Dialect) {
                 match (d, k) {
                     // JSON keys must be strings.
                     (Dialect::Json, Value::Str(_)) => write_value(out, k, d),
-                    (Dialect::Json, other) => write_value(
-                        out,
-                        &Value::Str(other.scalar_text().unwrap_or_default().into()),
-                        d,
-                    ),
+                    (Dialect::Json, other) => {
+                        write_value(out, &Value::Str(other.scalar_text().unwrap_or_default()), d)
+                    }
                     _ => write_value(out, k, d),
                 }
                 out.push_str(": ");

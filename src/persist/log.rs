@@ -573,14 +573,49 @@ fn apply(writes: &[Write1], guarded: bool) -> Result<usize> {
     Ok(changed)
 }
 
-/// Temporary file and rename, without fsync: the log holds the data.
+/// Temporary file and atomic swap, without fsync: the log holds the data.
+///
+/// The new file is swapped with the old one (`renameat2` with
+/// `RENAME_EXCHANGE`), and the old one, now under the temporary name, is
+/// removed. A plain rename over an existing file would make ext4 start
+/// writing the new file's data out at once (its `auto_da_alloc`
+/// safeguard against empty files after a crash): 0.2 ms of a 46 KB CMDB,
+/// against 0.03 ms for the swap. The log is what guards against a crash
+/// here (see the module's documentation: an empty or zero-filled file is
+/// rewritten by the replay). Where the swap is not supported, or there is
+/// no old file yet, it is a plain rename.
 fn replace(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = tmp_name(path)?;
     let mut f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     f.write_all(data)
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     drop(f);
+    if exchange(&tmp, path) {
+        return fs::remove_file(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()));
+    }
     fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))
+}
+
+/// Swaps two paths atomically; false when the kernel or the file system
+/// cannot (or `b` does not exist), and nothing was changed.
+fn exchange(a: &Path, b: &Path) -> bool {
+    let (Ok(a), Ok(b)) = (
+        std::ffi::CString::new(a.as_os_str().as_bytes()),
+        std::ffi::CString::new(b.as_os_str().as_bytes()),
+    ) else {
+        return false;
+    };
+    // SAFETY: two NUL-terminated paths that live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    r == 0
 }
 
 /// Recovers `dir` as the first request after a reboot does: every record
