@@ -20,6 +20,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let answer = cgi::serve(&env, &edeploy::config::conf_path());
+    // A body (POST, PUT: answered 405) is read and dropped first, or
+    // Apache's mod_cgid may drop the answer.
+    edeploy::cgi::drain(
+        &mut std::io::stdin().lock(),
+        std::env::var("CONTENT_LENGTH").ok().as_deref(),
+    );
     if let Some(reason) = &answer.log {
         let line = cgi::log_line(
             env.remote_addr.as_deref().unwrap_or(""),

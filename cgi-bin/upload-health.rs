@@ -7,7 +7,7 @@
 //! in the answer). Run by hand it only says what it is (exit 2).
 
 use clap::Parser;
-use edeploy::cgi::health::{self, HealthLog};
+use edeploy::cgi::health;
 use edeploy::cgi::CgiEnv;
 use std::process::ExitCode;
 
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             &env,
             std::io::stdin(),
             &edeploy::config::conf_path(),
-            &mut HealthLog::new(&remote, &mut stderr),
+            &mut health::health_log(&remote, &mut stderr),
         );
         let mut stdout = std::io::stdout().lock();
         return match response.write_cgi(&mut stdout) {

@@ -506,39 +506,6 @@ fn write_nodes(site: &Site, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Starts one `curl` upload per file, all at once, and collects the answers
-/// (`None` for a request that got no HTTP answer).
-fn upload_all(site: &Site, files: &[PathBuf]) -> Vec<Option<Answer>> {
-    let children: Vec<_> = files
-        .iter()
-        .map(|f| {
-            Command::new("curl")
-                .args(["-s", "-S", "--max-time", "120", "-w", "\n%{http_code}"])
-                .arg("-F")
-                .arg(format!("file=@{}", f.display()))
-                .arg(site.url())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start curl")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().expect("wait for curl");
-            let text = String::from_utf8_lossy(&out.stdout);
-            let (body, code) = text.rsplit_once('\n')?;
-            let status = code.trim().parse().ok().filter(|s| *s != 0)?;
-            Some(Answer {
-                status,
-                body: body.to_string(),
-            })
-        })
-        .collect()
-}
-
 fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
     v["vars"][key].as_str().unwrap_or("")
 }
@@ -576,7 +543,7 @@ fn boot_storm_through_lighttpd() {
     let site = Site::start(Kind::Lighttpd, storm_options(Vec::new()));
     let nodes = write_nodes(&site, NODES);
     let started = Instant::now();
-    let answers = upload_all(&site, &nodes);
+    let answers = site.upload_all(&nodes);
     let took = started.elapsed();
     let mut rack = Vec::new();
     let mut spare = 0;
@@ -720,7 +687,7 @@ fn killed_uploads_leave_consistent_files() {
             let wave: Vec<usize> = (0..40).map(|k| (next + k) % NODES).collect();
             next += 40;
             let files: Vec<PathBuf> = wave.iter().map(|&i| nodes[i].clone()).collect();
-            for (i, a) in wave.into_iter().zip(upload_all(&site, &files)) {
+            for (i, a) in wave.into_iter().zip(site.upload_all(&files)) {
                 if let Some(a) = a {
                     answers.push((i, a));
                 }

@@ -80,32 +80,6 @@ fn scratch(site: &Site, name: &str, data: &[u8]) -> PathBuf {
     p
 }
 
-/// One `curl` per file, all at once.
-fn upload_all(site: &Site, files: &[PathBuf]) -> Vec<Answer> {
-    let children: Vec<_> = files
-        .iter()
-        .map(|f| {
-            Command::new("curl")
-                .args(["-s", "-S", "--max-time", "60", "-w", "\n%{http_code}"])
-                .arg("-F")
-                .arg(format!("file=@{}", f.display()))
-                .arg(site.url())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start curl")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().expect("wait for curl");
-            parse_curl(&out.stdout, &out.stderr)
-        })
-        .collect()
-}
-
 /// `curl` on a URL of the site, with extra arguments.
 fn get(url: &str, args: &[&str]) -> Answer {
     let out = Command::new("curl")
@@ -508,7 +482,11 @@ fn storm(site: &Site) -> Storm {
     let files: Vec<PathBuf> = (0..NODES)
         .map(|i| scratch(site, &format!("node{i}.hw"), kvm_node(i).as_bytes()))
         .collect();
-    let answers = upload_all(site, &files);
+    let answers: Vec<Answer> = site
+        .upload_all(&files)
+        .into_iter()
+        .map(|a| a.expect("an HTTP answer"))
+        .collect();
     let mut nodes = BTreeMap::new();
     let mut first_vm = None;
     for (i, a) in answers.iter().enumerate() {

@@ -20,8 +20,8 @@
 //! <status> <reason>`.
 
 use super::clock::Utc;
-use super::{content_length, drain, form, parse_hw, CgiEnv, Reject, Response};
-use crate::config::{ConfFile, ServerConfig};
+use super::{drain, parse_hw, CgiEnv, Reject, Response};
+use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::persist::{self, Lock};
 use std::io::{Read, Write};
@@ -31,48 +31,12 @@ use std::path::Path;
 pub const NAME: &str = "upload-health.cgi";
 
 /// The health CGI's log: one line per request on stderr (the web server's
-/// error log), shaped like `upload.cgi`'s.
-pub struct HealthLog<'a> {
-    pid: u32,
-    remote: String,
-    out: &'a mut dyn Write,
-}
+/// error log), `upload-health.cgi[<pid>] <time> <address>: <status> <reason>`.
+pub type HealthLog<'a> = super::response::Log<'a>;
 
-impl<'a> HealthLog<'a> {
-    pub fn new(remote: &str, out: &'a mut dyn Write) -> HealthLog<'a> {
-        HealthLog {
-            pid: std::process::id(),
-            remote: one_line(if remote.is_empty() { "-" } else { remote }),
-            out,
-        }
-    }
-
-    /// `upload-health.cgi[<pid>] <RFC 3339 UTC time> <address>: <status> <reason>`.
-    pub fn status(&mut self, status: u16, reason: &str) {
-        let line = format!(
-            "{NAME}[{}] {} {}: {status} {}\n",
-            self.pid,
-            Utc::now().rfc3339(),
-            self.remote,
-            one_line(reason)
-        );
-        // Nowhere to report a failing error log: the answer still goes out.
-        let _ = self.out.write_all(line.as_bytes());
-        let _ = self.out.flush();
-    }
-}
-
-/// Control characters would forge extra log lines: show them escaped.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+/// [`HealthLog`] writing to `out`.
+pub fn health_log<'a>(remote: &str, out: &'a mut dyn Write) -> HealthLog<'a> {
+    super::response::Log::named(NAME, remote, out)
 }
 
 /// Answers one CGI request whose body is `body`, with the configuration
@@ -109,57 +73,7 @@ fn handle<R: Read + Send + Unpin>(
     body: &mut R,
     conf_path: &Path,
 ) -> Result<(Response, String), Reject> {
-    let method = env.method.as_deref().unwrap_or("");
-    if method != "POST" {
-        return Err(Reject::new(
-            405,
-            format!("only POST uploads are accepted, not {method:?}"),
-        ));
-    }
-    if let Some(name) = env.not_utf8 {
-        return Err(Reject::bad(format!("{name} is not valid UTF-8")));
-    }
-    let conf = ConfFile::load(conf_path).map_err(|e| Reject::server(format!("{e:#}")))?;
-    let base = conf
-        .server(None)
-        .map_err(|e| Reject::server(format!("{e:#}")))?;
-    let boundary = form::boundary(env.content_type.as_deref().unwrap_or(""))?;
-    let declared = content_length(env.content_length.as_deref())?;
-    if let Some(n) = declared {
-        if n > base.max_upload {
-            return Err(Reject::new(
-                413,
-                format!(
-                    "the upload is {n} bytes, larger than the {} bytes the server accepts",
-                    base.max_upload
-                ),
-            ));
-        }
-    }
-    let form = form::read_form(body, &boundary, declared, base.max_upload)?;
-    let cfg = match form.section.as_deref() {
-        None => base,
-        Some(section) => {
-            if !conf.section_names().any(|s| s == section) {
-                return Err(Reject::bad(format!(
-                    "there is no configuration section [{section}]"
-                )));
-            }
-            let cfg = conf
-                .server(Some(section))
-                .map_err(|e| Reject::server(format!("{e:#}")))?;
-            if form.body_len > cfg.max_upload {
-                return Err(Reject::new(
-                    413,
-                    format!(
-                        "the upload is {} bytes, larger than the {} bytes section [{section}] accepts",
-                        form.body_len, cfg.max_upload
-                    ),
-                ));
-            }
-            cfg
-        }
-    };
+    let (cfg, form) = super::read_upload(env, body, conf_path)?;
     let Some(file) = form.file else {
         return Err(Reject::bad("the upload has no \"file\" field"));
     };
@@ -306,7 +220,7 @@ mod tests {
     #[test]
     fn log_lines_name_the_program() {
         let mut out = Vec::new();
-        HealthLog::new("10.0.0.7", &mut out).status(400, "bad\nlist");
+        health_log("10.0.0.7", &mut out).status(400, "bad\nlist");
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with(&format!("upload-health.cgi[{}] ", std::process::id())),

@@ -152,7 +152,10 @@ pub fn serve<R: Read + Send + Unpin>(
 
 /// Reads and drops the rest of a body whose declared length is within the
 /// default upload limit; an oversized or unknown length is left unread.
-fn drain<R: Read>(body: &mut R, declared: Option<&str>) {
+/// A CGI that answers without reading a body it was sent can make the web
+/// server (Apache's mod_cgid) drop the answer: every CGI here calls this
+/// before answering.
+pub fn drain<R: Read>(body: &mut R, declared: Option<&str>) {
     let Some(n) = declared.and_then(|v| v.trim().parse::<u64>().ok()) else {
         return;
     };
@@ -161,12 +164,16 @@ fn drain<R: Read>(body: &mut R, declared: Option<&str>) {
     }
 }
 
-fn handle<R: Read + Send + Unpin>(
+/// What every upload CGI does first: only POST, the environment's values
+/// UTF-8, the configuration read, the body's declared length checked
+/// against MAXUPLOAD before a byte of it is read, the form read, and the
+/// `section` field applied (with that section's own limit). Returns the
+/// configuration to use and the form.
+pub(crate) fn read_upload<R: Read + Send + Unpin>(
     env: &CgiEnv,
     body: &mut R,
     conf_path: &Path,
-    log: &mut Log<'_>,
-) -> Result<(Response, String), Reject> {
+) -> Result<(ServerConfig, form::Form), Reject> {
     let method = env.method.as_deref().unwrap_or("");
     if method != "POST" {
         return Err(Reject::new(
@@ -220,6 +227,16 @@ fn handle<R: Read + Send + Unpin>(
             cfg
         }
     };
+    Ok((cfg, form))
+}
+
+fn handle<R: Read + Send + Unpin>(
+    env: &CgiEnv,
+    body: &mut R,
+    conf_path: &Path,
+    log: &mut Log<'_>,
+) -> Result<(Response, String), Reject> {
+    let (cfg, form) = read_upload(env, body, conf_path)?;
     let Some(file) = form.file else {
         return Err(Reject::bad("the upload has no \"file\" field"));
     };

@@ -79,6 +79,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// `upload.cgi[<pid>] <RFC 3339 UTC time> <REMOTE_ADDR>: <text>`. Under a
 /// web server this is the CGI's stderr, which lands in its error log.
 pub struct Log<'a> {
+    name: &'static str,
     pid: u32,
     remote: String,
     out: &'a mut dyn Write,
@@ -86,7 +87,13 @@ pub struct Log<'a> {
 
 impl<'a> Log<'a> {
     pub fn new(remote: &str, out: &'a mut dyn Write) -> Log<'a> {
+        Log::named("upload.cgi", remote, out)
+    }
+
+    /// The log of another CGI, whose lines start with `name[<pid>]`.
+    pub fn named(name: &'static str, remote: &str, out: &'a mut dyn Write) -> Log<'a> {
         Log {
+            name,
             pid: std::process::id(),
             // The address comes from the web server, but keep the line one
             // line whatever it holds.
@@ -97,7 +104,8 @@ impl<'a> Log<'a> {
 
     pub fn line(&mut self, text: &str) {
         let line = format!(
-            "upload.cgi[{}] {} {}: {}\n",
+            "{}[{}] {} {}: {}\n",
+            self.name,
             self.pid,
             Utc::now().rfc3339(),
             self.remote,

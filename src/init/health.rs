@@ -27,7 +27,7 @@
 use super::cmdline::{OnFailure, OnSuccess, Settings};
 use super::console::Console;
 use super::finish::{self, Action};
-use super::server::{self, Answer, Part};
+use super::server::{self, Part};
 use super::{Installed, Installer, Known, Report, Tuning};
 use crate::cgi::clock::Utc;
 use crate::detect::disk::is_disk;
@@ -370,21 +370,6 @@ pub fn upload_url(s: &Settings) -> String {
     )
 }
 
-/// The `error` sentence of an error answer, or its text.
-fn sentence(status: u16, body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|j| j.get("error").and_then(|e| e.as_str()).map(String::from))
-        .unwrap_or_else(|| {
-            let t = body.trim();
-            if t.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                t.chars().take(300).collect()
-            }
-        })
-}
-
 /// Sends the results and returns the name the server keeps them under.
 /// Retried like the hardware upload of an install (unreachable or 5xx:
 /// up to `tuning.upload_attempts` times, the pause doubling); a 4xx is
@@ -395,39 +380,14 @@ pub fn upload(s: &Settings, hw_json: &str, console: &Console, tuning: &Tuning) -
     if let Some(sec) = &s.section {
         parts.push(("section", Part::Text(sec)));
     }
-    let attempts = tuning.upload_attempts.max(1);
-    let mut pause = tuning.backoff_first;
-    for attempt in 1..=attempts {
-        let reason = match server::post(&url, &parts, tuning) {
-            Answer::Http(200, body) => {
-                let j: serde_json::Value = serde_json::from_str(&body)
-                    .map_err(|e| anyhow!("{url} answered something that is not JSON ({e})"))?;
-                return j
-                    .get("stored")
-                    .and_then(|v| v.as_str())
-                    .filter(|v| !v.is_empty())
-                    .map(String::from)
-                    .ok_or_else(|| anyhow!("{url} answered without \"stored\": {body}"));
-            }
-            Answer::Http(status, body) if (400..500).contains(&status) => {
-                bail!(
-                    "the eDeploy server refused the results (HTTP {status}): {}",
-                    sentence(status, &body)
-                );
-            }
-            Answer::Http(status, body) => format!("HTTP {status}: {}", sentence(status, &body)),
-            Answer::Unreachable(why) => why,
-        };
-        if attempt == attempts {
-            bail!("the eDeploy server at {url} did not answer after {attempts} attempts: {reason}");
-        }
-        console.say(&format!(
-            "waiting for the eDeploy server at {url}: {reason} (attempt {attempt}/{attempts})"
-        ));
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(tuning.backoff_max);
-    }
-    bail!("the eDeploy server at {url} did not answer")
+    let body = server::post_retried(&url, &parts, "the results", console, tuning)?;
+    let j: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| anyhow!("{url} answered something that is not JSON ({e})"))?;
+    j.get("stored")
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .ok_or_else(|| anyhow!("{url} answered without \"stored\": {body}"))
 }
 
 /// The console's summary: one line per figure, aligned.

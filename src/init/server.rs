@@ -221,16 +221,29 @@ pub fn ask(s: &Settings, hw_json: &str, console: &Console, tuning: &Tuning) -> R
     if let Some(sec) = &s.section {
         parts.push(("section", Part::Text(sec)));
     }
+    let body = post_retried(&url, &parts, "this node", console, tuning)?;
+    Envelope::parse(&body).with_context(|| format!("{url} answered"))
+}
+
+/// POSTs until the server answers 200 and returns the answer's body: an
+/// unreachable server or a 5xx is retried up to `tuning.upload_attempts`
+/// times, the pause doubling up to `tuning.backoff_max`; a 4xx is final
+/// ("the eDeploy server refused `what`").
+pub fn post_retried(
+    url: &str,
+    parts: &[(&str, Part<'_>)],
+    what: &str,
+    console: &Console,
+    tuning: &Tuning,
+) -> Result<String> {
     let attempts = tuning.upload_attempts.max(1);
     let mut pause = tuning.backoff_first;
     for attempt in 1..=attempts {
-        let reason = match post(&url, &parts, tuning) {
-            Answer::Http(200, body) => {
-                return Envelope::parse(&body).with_context(|| format!("{url} answered"));
-            }
+        let reason = match post(url, parts, tuning) {
+            Answer::Http(200, body) => return Ok(body),
             Answer::Http(status, body) if (400..500).contains(&status) => {
                 bail!(
-                    "the eDeploy server refused this node (HTTP {status}): {}",
+                    "the eDeploy server refused {what} (HTTP {status}): {}",
                     sentence(status, &body)
                 );
             }

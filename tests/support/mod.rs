@@ -338,6 +338,39 @@ impl Site {
         self.curl(&args)
     }
 
+    /// Starts one `curl` upload per file, all at once, and collects the answers
+    /// (`None` for a request that got no HTTP answer).
+    pub fn upload_all(&self, files: &[PathBuf]) -> Vec<Option<Answer>> {
+        let children: Vec<_> = files
+            .iter()
+            .map(|f| {
+                Command::new("curl")
+                    .args(["-s", "-S", "--max-time", "120", "-w", "\n%{http_code}"])
+                    .arg("-F")
+                    .arg(format!("file=@{}", f.display()))
+                    .arg(self.url())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start curl")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().expect("wait for curl");
+                let text = String::from_utf8_lossy(&out.stdout);
+                let (body, code) = text.rsplit_once('\n')?;
+                let status = code.trim().parse().ok().filter(|s| *s != 0)?;
+                Some(Answer {
+                    status,
+                    body: body.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// The web server's error log and where the CGI's stderr goes
     /// (Apache: the error log; lighttpd: `server.breakagelog`, which must
     /// be another file than its error log).
