@@ -20,7 +20,7 @@
 //! <status> <reason>`.
 
 use super::clock::Utc;
-use super::{drain, parse_hw, CgiEnv, Reject, Response};
+use super::{parse_hw, CgiEnv, Reject, Response};
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::persist::{self, Lock};
@@ -47,25 +47,8 @@ pub fn serve<R: Read + Send + Unpin>(
     conf_path: &Path,
     log: &mut HealthLog<'_>,
 ) -> Response {
-    match handle(env, &mut body, conf_path) {
-        Ok((response, reason)) => {
-            log.status(response.status, &reason);
-            response
-        }
-        Err(r) => {
-            log.status(r.status, &r.sentence);
-            if r.status != 413 {
-                // As upload.cgi: read what is left so the node gets its answer.
-                drain(&mut body, env.content_length.as_deref());
-            }
-            let response = Response::error(r.status, &r.sentence);
-            if r.status == 405 {
-                response.with_header("Allow", "POST")
-            } else {
-                response
-            }
-        }
-    }
+    let result = handle(env, &mut body, conf_path);
+    super::close(result, &mut body, env, log)
 }
 
 fn handle<R: Read + Send + Unpin>(

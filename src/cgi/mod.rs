@@ -126,7 +126,19 @@ pub fn serve<R: Read + Send + Unpin>(
     conf_path: &Path,
     log: &mut Log<'_>,
 ) -> Response {
-    match handle(env, &mut body, conf_path, log) {
+    let result = handle(env, &mut body, conf_path, log);
+    close(result, &mut body, env, log)
+}
+
+/// A request's answer and its closing log line; after an error the rest of
+/// the body is read first. Shared by the upload CGIs.
+pub(crate) fn close<R: Read>(
+    result: Result<(Response, String), Reject>,
+    body: &mut R,
+    env: &CgiEnv,
+    log: &mut Log<'_>,
+) -> Response {
+    match result {
         Ok((response, reason)) => {
             log.status(response.status, &reason);
             response
@@ -138,7 +150,7 @@ pub fn serve<R: Read + Send + Unpin>(
                 // exits drops the connection (Apache's mod_cgid answers
                 // nothing at all): read what is left, within the limit, so
                 // the node gets its error.
-                drain(&mut body, env.content_length.as_deref());
+                drain(body, env.content_length.as_deref());
             }
             let response = Response::error(r.status, &r.sentence);
             if r.status == 405 {
