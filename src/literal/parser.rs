@@ -262,7 +262,9 @@ impl<'a> Parser<'a> {
     #[inline]
     fn item(&mut self) -> Result<Value, ParseError> {
         // A plain string is followed by `,`, `:` or a closing bracket, so
-        // `expr` would return it as it is.
+        // `expr` would return it as it is. (Blanks first: a dict's value
+        // follows `: `.)
+        self.skip_ws();
         if let Some(s) = self.plain_string() {
             return Ok(Value::Str(s));
         }
