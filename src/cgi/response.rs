@@ -42,24 +42,30 @@ impl Response {
     /// Writes the CGI response: `Status:` (left out for 200, which is the
     /// CGI default), `Content-Type:`, other headers, a blank line, the body.
     pub fn write_cgi(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut text = String::new();
-        if self.status != 200 {
-            text.push_str(&format!(
-                "Status: {} {}\r\n",
-                self.status,
-                reason_phrase(self.status)
-            ));
-        }
-        text.push_str("Content-Type: application/json\r\n");
-        for (k, v) in &self.headers {
-            text.push_str(&format!("{k}: {v}\r\n"));
-        }
-        text.push_str("\r\n");
+        let json = [("Content-Type", "application/json")];
+        let headers = json
+            .into_iter()
+            .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut text = cgi_head(self.status, headers);
         text.push_str(&self.body.to_string());
         text.push('\n');
         out.write_all(text.as_bytes())?;
         out.flush()
     }
+}
+
+/// The head of a CGI answer: `Status:` (left out for 200, the CGI
+/// default), the headers, the blank line.
+pub fn cgi_head<'a>(status: u16, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut text = String::new();
+    if status != 200 {
+        text.push_str(&format!("Status: {status} {}\r\n", reason_phrase(status)));
+    }
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    text
 }
 
 pub fn reason_phrase(status: u16) -> &'static str {

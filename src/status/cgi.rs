@@ -18,7 +18,7 @@
 use super::{gather, html, Gather, Status};
 use crate::cgi::clock::Utc;
 use crate::cgi::logs;
-use crate::cgi::response::reason_phrase;
+use crate::cgi::response::{cgi_head, reason_phrase};
 use crate::config::{ConfFile, ServerConfig};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -85,19 +85,8 @@ impl Answer {
 
     /// Writes the CGI response; `head` leaves the body out.
     pub fn write_cgi(&self, out: &mut dyn Write, head: bool) -> std::io::Result<()> {
-        let mut text = String::new();
-        if self.status != 200 {
-            text.push_str(&format!(
-                "Status: {} {}\r\n",
-                self.status,
-                reason_phrase(self.status)
-            ));
-        }
-        for (k, v) in &self.headers {
-            text.push_str(&format!("{k}: {v}\r\n"));
-        }
-        text.push_str("\r\n");
-        out.write_all(text.as_bytes())?;
+        let headers = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        out.write_all(cgi_head(self.status, headers).as_bytes())?;
         if !head {
             out.write_all(&self.body)?;
         }
