@@ -6,6 +6,7 @@
 //! Apache and lighttpd must be installed (`.ci/run` installs them): a
 //! missing server fails these tests, it does not skip them.
 
+#[macro_use]
 mod support;
 
 use edeploy::decide::Cmdb;
@@ -427,17 +428,6 @@ fn curl_os(site: &Site, args: Vec<OsString>) -> Answer {
         .output()
         .expect("run curl");
     support::parse_curl(&out.stdout, &out.stderr)
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod apache {
-            $(#[test] fn $name() { super::$name(super::Kind::Apache) })*
-        }
-        mod lighttpd {
-            $(#[test] fn $name() { super::$name(super::Kind::Lighttpd) })*
-        }
-    };
 }
 
 suite!(

@@ -7,6 +7,7 @@
 //! Needs `apache2`, `lighttpd`, `curl`, `sysbench` and `fio` (`.ci/run`
 //! installs them); fails, rather than skips, without them.
 
+#[macro_use]
 mod support;
 
 use edeploy::cgi::clock::Utc;
@@ -274,17 +275,6 @@ fn errors_are_answered_like_upload_cgi(kind: Kind) {
     );
     assert_eq!(snapshot(&site.path("config")), config);
     assert!(names_in(&site.path("hw")).is_empty());
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod apache {
-            $(#[test] fn $name() { super::$name(super::Kind::Apache) })*
-        }
-        mod lighttpd {
-            $(#[test] fn $name() { super::$name(super::Kind::Lighttpd) })*
-        }
-    };
 }
 
 suite!(

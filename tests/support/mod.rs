@@ -22,6 +22,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `suite!(a, b)`: tests `apache::a`, `lighttpd::a`, … running the
+/// functions `a(Kind)`, `b(Kind)` of the including file on each server.
+#[allow(unused_macros)]
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod apache {
+            $(#[test] fn $name() { super::$name(super::Kind::Apache) })*
+        }
+        mod lighttpd {
+            $(#[test] fn $name() { super::$name(super::Kind::Lighttpd) })*
+        }
+    };
+}
+
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The CGIs a site serves: (binary, name under `/cgi-bin/`).
 const CGIS: [(&str, &str); 3] = [
