@@ -369,7 +369,8 @@ impl Log {
     }
 
     /// Makes every file of the lap durable, then empties the log (making
-    /// a larger one when `room` bytes would not fit).
+    /// a larger one when it would hold fewer than [`RECORDS_PER_LAP`]
+    /// records of `room` bytes).
     fn checkpoint(&mut self, room: Option<u64>) -> Result<()> {
         let tail = self.tail.context("checkpoint without a tail")?;
         let mut paths = BTreeSet::new();
@@ -400,8 +401,10 @@ impl Log {
         for d in &dirs {
             sync_dir(d)?;
         }
-        let needed = room.map(|r| RECORDS_AT + r).unwrap_or(0);
-        if needed > self.capacity {
+        // A log that holds fewer than RECORDS_PER_LAP records of this size
+        // is made larger: checkpoints stay rare when the files grow.
+        let wanted = room.map(capacity_for).unwrap_or(0);
+        if wanted > self.capacity {
             *self = Log::create(&self.dir, capacity_for(room.unwrap_or(0)), tail.next_seq)?;
             return Ok(());
         }
