@@ -17,7 +17,7 @@
 //! CMDB (with its `.orig` backup on first expansion) and the state change
 //! together through one [`Transaction`], or not at all.
 
-use crate::cmdb::{self, CmdbError};
+use crate::cmdb::{self, CmdbError, CmdbFile};
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::literal::{self, Dialect, Document, Options, Value};
@@ -232,25 +232,27 @@ fn decide_locked(
         let mut cmdb_entry = None;
         let mut reused = false;
         if has_cmdb.unwrap_or_else(|| cmdb_path.exists()) {
-            let mut db = Cmdb::load(&cmdb_path)?;
-            let owner = cmdb::find_owner(&db.entries, &m.vars, &m.forced);
-            if owner.is_none() && count == Count::Left(0) {
+            let name = cmdb_path.display().to_string();
+            let bytes = std::fs::read(&cmdb_path)
+                .map_err(|e| config(format!("{name}: cannot read: {e}")))?;
+            let db = CmdbFile::read(&name, bytes).map_err(config)?;
+            let may_take_new = count != Count::Left(0);
+            let Some(alloc) = db.allocate(&profile, &m.vars, &m.forced, may_take_new, commit)?
+            else {
                 tried.push(Tried {
                     profile,
                     reason: "no installs left".into(),
                 });
                 continue;
-            }
-            let alloc = cmdb::allocate(&profile, &mut db.entries, &m.vars, &m.forced)?;
-            reused = owner == Some(alloc.index);
+            };
+            reused = alloc.reused;
             cmdb_entry = Some(alloc.index);
             vars = alloc.vars;
-            // Without `commit` nothing is written: the texts are not built.
-            if commit && (alloc.changed || db.orig.is_some()) {
-                if let Some(orig) = db.orig.take() {
-                    txn.write(orig_path(&cmdb_path), orig);
-                }
-                txn.write(&cmdb_path, db.to_text());
+            if let Some(orig) = alloc.orig {
+                txn.write(orig_path(&cmdb_path), orig);
+            }
+            if let Some(text) = alloc.text {
+                txn.write(&cmdb_path, text);
             }
         }
         if !reused {

@@ -20,6 +20,36 @@ pub struct Allocation {
     pub changed: bool,
 }
 
+/// What allocation needs to know of an entry: the parsed [`Value`] of a
+/// dict, or a [`super::skim::EntryView`] of a file not parsed.
+pub trait Entry {
+    /// Whether the entry has a `used` key.
+    fn is_used(&self) -> bool;
+    /// Whether the entry's value of `key` equals the variable `text`
+    /// (numbers compare by their text).
+    fn equals(&self, key: &str, text: &str) -> bool;
+}
+
+impl Entry for Value {
+    fn is_used(&self) -> bool {
+        self.get("used").is_some()
+    }
+
+    fn equals(&self, key: &str, text: &str) -> bool {
+        self.get(key).is_some_and(|v| equals_var(v, text))
+    }
+}
+
+impl Entry for super::skim::EntryView<'_> {
+    fn is_used(&self) -> bool {
+        self.get("used").is_some()
+    }
+
+    fn equals(&self, key: &str, text: &str) -> bool {
+        self.get(key).is_some_and(|v| v.text() == text)
+    }
+}
+
 /// Finds the entry for a node and marks it `used`.
 ///
 /// The entry is looked up with `forced` when it is not empty, else with
@@ -35,26 +65,99 @@ pub fn allocate(
     for (i, entry) in entries.iter().enumerate() {
         check_entry(i + 1, entry)?;
     }
-    let pref = preference(vars, forced);
-    let index = match entries.iter().position(|e| holds(e, pref)) {
-        Some(index) => index,
-        None if !forced.is_empty() => {
-            return Err(CmdbError::NoForcedEntry {
+    let index = choose(profile, entries, vars, forced)?;
+    let reused = entries[index].is_used();
+    let (entry, merged) = merge(&entries[index], vars);
+    // Only this entry is replaced, so comparing it tells whether the CMDB
+    // changed.
+    let changed = entries[index] != entry;
+    entries[index] = entry;
+    Ok(Allocation {
+        index,
+        vars: merged,
+        reused,
+        changed,
+    })
+}
+
+/// The index of the entry [`allocate`] hands out, changing nothing.
+pub fn choose<E: Entry>(
+    profile: &str,
+    entries: &[E],
+    vars: &IndexMap<String, String>,
+    forced: &IndexMap<String, String>,
+) -> Result<usize, CmdbError> {
+    locate(entries, vars, forced).choice(profile, forced)
+}
+
+/// Where the node's entries are, found in one pass over the CMDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// The first entry that holds the node's variables.
+    pub holding: Option<usize>,
+    /// The first `used` entry that holds them: [`find_owner`].
+    pub owner: Option<usize>,
+    /// The first entry not `used`.
+    pub free: Option<usize>,
+}
+
+impl Located {
+    /// The entry to hand out: [`choose`].
+    pub fn choice(
+        &self,
+        profile: &str,
+        forced: &IndexMap<String, String>,
+    ) -> Result<usize, CmdbError> {
+        match self.holding {
+            Some(index) => Ok(index),
+            None if !forced.is_empty() => Err(CmdbError::NoForcedEntry {
                 profile: profile.to_string(),
                 forced: forced.clone(),
-            })
-        }
-        None => entries
-            .iter()
-            .position(|e| !is_used(e))
-            .ok_or_else(|| CmdbError::Exhausted {
+            }),
+            None => self.free.ok_or_else(|| CmdbError::Exhausted {
                 profile: profile.to_string(),
-            })?,
-    };
-    let reused = is_used(&entries[index]);
+            }),
+        }
+    }
+}
 
+/// [`find_owner`] and [`choose`] at once.
+pub fn locate<E: Entry>(
+    entries: &[E],
+    vars: &IndexMap<String, String>,
+    forced: &IndexMap<String, String>,
+) -> Located {
+    let pref = preference(vars, forced);
+    let mut found = Located {
+        holding: None,
+        owner: None,
+        free: None,
+    };
+    for (i, e) in entries.iter().enumerate() {
+        let used = e.is_used();
+        if !used && found.free.is_none() {
+            found.free = Some(i);
+        }
+        if found.owner.is_none() && holds(e, pref) {
+            found.holding.get_or_insert(i);
+            if used {
+                found.owner = Some(i);
+            }
+        }
+        // Then `holding` is known too, and `free` no longer matters.
+        if found.owner.is_some() {
+            break;
+        }
+    }
+    found
+}
+
+/// The entry `entry` (a dict) becomes once handed out with `vars`: its
+/// keys, then the variables it lacks, and `used: 1`. Also returns the
+/// node's variables: the same without `used`.
+pub fn merge(entry: &Value, vars: &IndexMap<String, String>) -> (Value, IndexMap<String, Value>) {
     let mut merged: IndexMap<String, Value> = IndexMap::new();
-    if let Value::Dict(items) = &entries[index] {
+    if let Value::Dict(items) = entry {
         for (k, v) in items {
             if let Some(k) = k.as_str() {
                 merged.insert(k.to_string(), v.clone());
@@ -74,28 +177,18 @@ pub fn allocate(
             .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
             .collect(),
     );
-    // Only this entry is replaced, so comparing it tells whether the CMDB
-    // changed.
-    let changed = entries[index] != entry;
-    entries[index] = entry;
     merged.shift_remove("used");
-    Ok(Allocation {
-        index,
-        vars: merged,
-        reused,
-        changed,
-    })
+    (entry, merged)
 }
 
 /// The `used` entry that already belongs to the node, if any: lets the
 /// caller re-provision a known node without counting it again.
-pub fn find_owner(
-    entries: &[Value],
+pub fn find_owner<E: Entry>(
+    entries: &[E],
     vars: &IndexMap<String, String>,
     forced: &IndexMap<String, String>,
 ) -> Option<usize> {
-    let pref = preference(vars, forced);
-    entries.iter().position(|e| is_used(e) && holds(e, pref))
+    locate(entries, vars, forced).owner
 }
 
 fn preference<'a>(
@@ -109,17 +202,10 @@ fn preference<'a>(
     }
 }
 
-fn is_used(entry: &Value) -> bool {
-    entry.get("used").is_some()
-}
-
 /// Whether `entry` holds every key/value of `pref`. An empty `pref`
 /// identifies no node, so it holds nowhere.
-fn holds(entry: &Value, pref: &IndexMap<String, String>) -> bool {
-    !pref.is_empty()
-        && pref
-            .iter()
-            .all(|(k, text)| entry.get(k).is_some_and(|v| equals_var(v, text)))
+fn holds<E: Entry>(entry: &E, pref: &IndexMap<String, String>) -> bool {
+    !pref.is_empty() && pref.iter().all(|(k, text)| entry.equals(k, text))
 }
 
 /// A variable is a string; numbers in the CMDB compare by their text.

@@ -34,10 +34,13 @@
 
 mod allocate;
 mod check;
+mod file;
 mod generate;
+pub mod skim;
 
-pub use allocate::{allocate, find_owner, Allocation};
+pub use allocate::{allocate, choose, find_owner, locate, merge, Allocation, Entry, Located};
 pub use check::{check, to_json, CheckReport, Duplicate, DuplicateKind};
+pub use file::{CmdbFile, FileAllocation};
 pub use generate::{expand, expand_owned, generate, uses_generate, MAX_GENERATED};
 
 use indexmap::IndexMap;

@@ -27,6 +27,8 @@ pub struct Document {
     pub value: Value,
     pub dialect: Dialect,
     pub item_pos: Vec<Pos>,
+    /// The byte range of each item of a top-level list or tuple.
+    pub item_span: Vec<std::ops::Range<usize>>,
 }
 
 impl Document {
@@ -64,6 +66,8 @@ pub fn parse_named(text: &str, name: &str, opts: Options) -> Result<Document, Pa
         file: name,
         depth: 0,
         item_pos: Vec::new(),
+        item_span: Vec::new(),
+        value_end: 0,
     };
     p.skip_ws();
     if p.peek().is_none() {
@@ -88,6 +92,7 @@ pub fn parse_named(text: &str, name: &str, opts: Options) -> Result<Document, Pa
         value,
         dialect,
         item_pos: p.item_pos,
+        item_span: p.item_span,
     })
 }
 
@@ -135,6 +140,9 @@ struct Parser<'a> {
     file: &'a str,
     depth: usize,
     item_pos: Vec<Pos>,
+    item_span: Vec<std::ops::Range<usize>>,
+    /// Where the last item's text ended, before the blanks after it.
+    value_end: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -266,6 +274,7 @@ impl<'a> Parser<'a> {
         // follows `: `.)
         self.skip_ws();
         if let Some(s) = self.plain_string() {
+            self.value_end = self.pos;
             return Ok(Value::Str(s));
         }
         self.expr(false)
@@ -274,6 +283,7 @@ impl<'a> Parser<'a> {
     /// expr := primary ('+' primary)*, the `+` only for CMDB files.
     fn expr(&mut self, top: bool) -> Result<Value, ParseError> {
         let first = self.primary(top)?;
+        self.value_end = self.pos;
         self.skip_ws();
         if self.peek() != Some('+') {
             return Ok(first);
@@ -286,6 +296,7 @@ impl<'a> Parser<'a> {
             self.bump();
             self.skip_ws();
             parts.push(self.primary(false)?);
+            self.value_end = self.pos;
             self.skip_ws();
         }
         Ok(Value::Concat(parts))
@@ -421,6 +432,9 @@ impl<'a> Parser<'a> {
             }
             let start = self.pos;
             items.push(self.item()?);
+            if top {
+                self.item_span.push(start..self.value_end);
+            }
             if top && items.len() == 1 {
                 // The items of a file (CMDB entries, spec lines) are much
                 // alike: sizing the list from the first one spares the
@@ -430,6 +444,7 @@ impl<'a> Parser<'a> {
                 let hint = hint.min(MAX_ITEMS_HINT);
                 items.reserve(hint);
                 self.item_pos.reserve(hint);
+                self.item_span.reserve(hint);
             }
             self.sep(close, what)?;
         }
@@ -482,7 +497,11 @@ impl<'a> Parser<'a> {
             if top {
                 self.item_pos.push(self.here());
             }
+            let start = self.pos;
             items.push(self.item()?);
+            if top {
+                self.item_span.push(start..self.value_end);
+            }
             self.skip_ws();
             trailing_comma = self.peek() == Some(',');
             self.sep(')', "tuple")?;
@@ -490,6 +509,7 @@ impl<'a> Parser<'a> {
         if items.len() == 1 && !trailing_comma {
             if top {
                 self.item_pos.clear();
+                self.item_span.clear();
             }
             return Ok(items.pop().unwrap_or(Value::None));
         }

@@ -1,0 +1,350 @@
+//! Reading a CMDB file for one allocation without building its values.
+//!
+//! A decision needs, of every entry, only whether it is `used` and whether
+//! it holds the node's variables; then the one entry it hands out. The
+//! files this module's callers write (and most files operators write) are
+//! a list of flat dicts of plain strings and integers. [`skim`] reads
+//! exactly that shape, recording where each entry, key and value is in
+//! the text, and gives up (`None`) on anything else: the caller then
+//! reads the file with the full reader. So the shape it accepts is a
+//! subset of the literal dialect, and for that subset it must agree with
+//! the full reader on every entry, key, value and on the dialect
+//! (tests/cmdb_skim.rs checks that on random files).
+//!
+//! The subset:
+//!
+//! ```text
+//! file   := ws '[' ws (entry ws (',' ws entry ws)* (',' ws)?)? ']' ws
+//! entry  := '{' ws (pair ws (',' ws pair ws)* (',' ws)?)? '}'
+//! pair   := string ws ':' ws (string | int)
+//! string := "'" text "'" | '"' text '"'   (no backslash, no line break)
+//! int    := '-'? ('0' | [1-9][0-9]{0,17})  (not -0)
+//! ws     := (' ' | '\t' | '\r' | '\n' | '#' comment)*
+//! ```
+//!
+//! A token must be followed by blanks or by the next punctuation, so that
+//! `'a' 'b'` (two literals that concatenate), `'''x'''`, `1.5` or `0x10`
+//! all leave the subset.
+
+use std::ops::Range;
+
+/// Where a key or value is in the text (byte offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// One `key: value` of an entry.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    key: Span,
+    value: Span,
+}
+
+/// A CMDB file read by [`skim`].
+#[derive(Debug, Clone)]
+pub struct Skim {
+    /// Each entry's text, braces included.
+    entries: Vec<Span>,
+    /// Where each entry's pairs end in `pairs` (they start where the
+    /// previous entry's end).
+    pair_ends: Vec<u32>,
+    pairs: Vec<Pair>,
+    /// The whole file is strict JSON (double quotes only, no comment, no
+    /// trailing comma, no control character in a string).
+    pub json: bool,
+}
+
+/// A value of a skimmed entry: a string's text or an integer's digits,
+/// both exactly as the full reader's value would print with `str()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    Str(&'a str),
+    Int(&'a str),
+}
+
+impl<'a> Scalar<'a> {
+    /// The text a variable must equal: numbers compare by their text.
+    pub fn text(self) -> &'a str {
+        match self {
+            Scalar::Str(s) | Scalar::Int(s) => s,
+        }
+    }
+}
+
+/// One entry of a skimmed file, borrowed from its text.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryView<'a> {
+    text: &'a str,
+    pairs: &'a [Pair],
+}
+
+impl<'a> EntryView<'a> {
+    /// The value of `key`: the first pair with that key, as
+    /// [`crate::literal::Value::get`] finds it.
+    pub fn get(&self, key: &str) -> Option<Scalar<'a>> {
+        let text = self.text;
+        let key = key.as_bytes();
+        self.pairs
+            .iter()
+            // Lengths first: most keys differ in length.
+            .find(|p| {
+                (p.key.end - p.key.start) as usize == key.len()
+                    && &text.as_bytes()[p.key.range()] == key
+            })
+            .map(|p| scalar(text, p.value))
+    }
+
+    /// The keys and values in the order written.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a str, Scalar<'a>)> + 'a {
+        let text = self.text;
+        self.pairs
+            .iter()
+            .map(move |p| (&text[p.key.range()], scalar(text, p.value)))
+    }
+}
+
+/// The value at `span`: a string's span includes its quotes, an
+/// integer's starts on a digit or its sign.
+fn scalar(text: &str, span: Span) -> Scalar<'_> {
+    let (start, end) = (span.start as usize, span.end as usize);
+    if matches!(text.as_bytes().get(start), Some(b'\'' | b'"')) {
+        Scalar::Str(&text[start + 1..end - 1])
+    } else {
+        Scalar::Int(&text[start..end])
+    }
+}
+
+impl Skim {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Byte range of entry `i`'s text (from `{` to `}`).
+    pub fn span(&self, i: usize) -> Range<usize> {
+        self.entries[i].range()
+    }
+
+    /// Views of every entry over `text`, the text [`skim`] read.
+    pub fn views<'a>(&'a self, text: &'a str) -> Vec<EntryView<'a>> {
+        let mut start = 0;
+        self.pair_ends
+            .iter()
+            .map(|&end| {
+                let view = EntryView {
+                    text,
+                    pairs: &self.pairs[start..end as usize],
+                };
+                start = end as usize;
+                view
+            })
+            .collect()
+    }
+}
+
+/// Reads `text` if it is in the subset described in the module doc.
+pub fn skim(text: &str) -> Option<Skim> {
+    // Offsets are kept in 32 bits.
+    if u32::try_from(text.len()).is_err() {
+        return None;
+    }
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        i: 0,
+        json: true,
+    };
+    // Entries look alike: a guess from the size spares regrowing.
+    let guess = text.len() / 64;
+    let mut out = Skim {
+        entries: Vec::with_capacity(guess),
+        pair_ends: Vec::with_capacity(guess),
+        pairs: Vec::with_capacity(guess * 3),
+        json: true,
+    };
+    s.ws();
+    s.eat(b'[')?;
+    s.ws();
+    if !s.eat_if(b']') {
+        loop {
+            let start = s.i;
+            s.entry(&mut out.pairs)?;
+            out.entries.push(Span {
+                start: start as u32,
+                end: s.i as u32,
+            });
+            out.pair_ends.push(out.pairs.len() as u32);
+            s.ws();
+            if s.eat_if(b']') {
+                break;
+            }
+            s.eat(b',')?;
+            s.ws();
+            if s.eat_if(b']') {
+                s.json = false;
+                break;
+            }
+        }
+    }
+    s.ws();
+    if s.i != s.b.len() {
+        return None;
+    }
+    out.json = s.json;
+    Some(out)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    json: bool,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn eat_if(&mut self, c: u8) -> bool {
+        self.eat(c).is_some()
+    }
+
+    /// Blanks and comments.
+    fn ws(&mut self) {
+        while let Some(c) = self.peek() {
+            match c {
+                b' ' | b'\t' | b'\r' | b'\n' => self.i += 1,
+                b'#' => {
+                    self.json = false;
+                    self.i = memchr::memchr(b'\n', &self.b[self.i..])
+                        .map_or(self.b.len(), |n| self.i + n);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// `{ pair, ... }`, its pairs appended to `pairs`.
+    fn entry(&mut self, pairs: &mut Vec<Pair>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat_if(b'}') {
+            return Some(());
+        }
+        loop {
+            let key = self.key()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            let value = match self.peek()? {
+                b'\'' | b'"' => self.string()?,
+                _ => self.int()?,
+            };
+            pairs.push(Pair { key, value });
+            self.ws();
+            if self.eat_if(b'}') {
+                return Some(());
+            }
+            self.eat(b',')?;
+            self.ws();
+            if self.eat_if(b'}') {
+                self.json = false;
+                return Some(());
+            }
+        }
+    }
+
+    /// A quoted string without escape or line break, quotes included.
+    fn string(&mut self) -> Option<Span> {
+        let q = self.peek()?;
+        if q != b'\'' && q != b'"' {
+            return None;
+        }
+        let body = self.i + 1;
+        // Keys and values are short: a plain loop beats a vector search.
+        let len = self.b[body..]
+            .iter()
+            .position(|&c| c == q || c == b'\\' || c == b'\n')?;
+        if self.b[body + len] != q {
+            return None;
+        }
+        if len == 0 && self.b.get(body + 1) == Some(&q) {
+            // The opening of a triple-quoted string.
+            return None;
+        }
+        if q == b'\'' || (self.json && self.b[body..body + len].iter().any(|&c| c < 0x20)) {
+            self.json = false;
+        }
+        self.i = body + len + 1;
+        self.end_of_token()?;
+        Some(Span {
+            start: (body - 1) as u32,
+            end: self.i as u32,
+        })
+    }
+
+    /// A key: a string's text, without the quotes.
+    fn key(&mut self) -> Option<Span> {
+        let s = self.string()?;
+        Some(Span {
+            start: s.start + 1,
+            end: s.end - 1,
+        })
+    }
+
+    /// A decimal integer the full reader reads as the same text.
+    fn int(&mut self) -> Option<Span> {
+        let start = self.i;
+        let neg = self.eat_if(b'-');
+        let digits = self.i;
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    self.i += 1;
+                }
+            }
+            _ => return None,
+        }
+        let n = self.i - digits;
+        if n > 18 || (neg && self.b[digits] == b'0') {
+            return None;
+        }
+        self.end_of_token()?;
+        Some(Span {
+            start: start as u32,
+            end: self.i as u32,
+        })
+    }
+
+    /// A token ends before blanks, a comment or punctuation; anything else
+    /// (a letter, a digit after `0`, a dot, a quote) leaves the subset.
+    fn end_of_token(&self) -> Option<()> {
+        match self.peek() {
+            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b'#' | b',' | b':' | b'}' | b']') => {
+                Some(())
+            }
+            Some(_) => None,
+        }
+    }
+}
