@@ -583,7 +583,11 @@ fn the_kept_file_lands_with_the_decision_or_alone() {
     assert_eq!(read(dir.path(), "state"), "[('vm', 0)]\n");
     // One commit held the three files.
     let records = persist::log::records(dir.path()).unwrap();
-    assert_eq!(records.last().map(|r| r.1.len()), Some(3), "{records:?}");
+    assert_eq!(
+        records.last().map(|r| r.paths.len()),
+        Some(3),
+        "{records:?}"
+    );
 
     // No installs left: no decision to commit, the file is kept anyway.
     let mut other = kvm_hw();

@@ -39,8 +39,8 @@ fn a_commit_replaces_every_file_and_logs_one_record() {
     commit(d, &[("state", "[('vm', 1)]\n")]);
     let records = log::records(d).unwrap();
     assert_eq!(records.len(), 2, "{records:?}");
-    assert_eq!(records[0].1, vec![d.join("state"), d.join("vm.cmdb")]);
-    assert_eq!(records[1].0, records[0].0 + 1);
+    assert_eq!(records[0].paths, vec![d.join("state"), d.join("vm.cmdb")]);
+    assert_eq!(records[1].seq, records[0].seq + 1);
     assert!(!persist::pending(d).unwrap());
     // No temporary file is left.
     let names: Vec<String> = fs::read_dir(d)
@@ -91,13 +91,13 @@ fn a_torn_record_is_not_a_commit() {
     log::commit_record_only(d, vec![(d.join("state"), b"[('vm', 1)]\n".to_vec())]).unwrap();
     assert!(persist::pending(d).unwrap());
     // What a request killed while writing its record leaves: one byte of
-    // the record is not what it wrote. The tail (at 512: "EDJT", the
+    // the record is not what it wrote. The tail (at 512: "EDJU", the
     // 36-byte boot id, then the offset) says where the record starts.
     let mut bytes = fs::read(d.join(persist::LOG)).unwrap();
     let mut off = [0u8; 8];
     off.copy_from_slice(&bytes[552..560]);
     let at = u64::from_le_bytes(off) as usize;
-    assert_eq!(&bytes[at..at + 4], b"EDJR");
+    assert_eq!(&bytes[at..at + 4], b"EDJS");
     bytes[at + 40] ^= 0xff;
     fs::write(d.join(persist::LOG), &bytes).unwrap();
     assert!(!persist::pending(d).unwrap());
@@ -208,4 +208,122 @@ fn commits_from_many_processes_under_the_lock_keep_every_count() {
         }
     });
     assert_eq!(read(&d, "counter"), "200");
+}
+
+/// A CMDB of `n` entries, the first `used` of them handed out.
+fn cmdb(n: usize, used: usize) -> String {
+    let entries: Vec<String> = (0..n)
+        .map(|i| {
+            if i < used {
+                format!(
+                    "{{'ip': '10.0.{}.{}', 'mac': 'm{i}', 'used': 1}}",
+                    i / 250,
+                    i % 250
+                )
+            } else {
+                format!("{{'ip': '10.0.{}.{}'}}", i / 250, i % 250)
+            }
+        })
+        .collect();
+    format!("[{}]\n", entries.join(",\n "))
+}
+
+#[test]
+fn a_large_file_changed_in_one_place_is_logged_as_a_splice() {
+    let dir = setup();
+    let d = dir.path();
+    commit(d, &[("vm.cmdb", &cmdb(400, 0)), ("state", "[('vm', 9)]\n")]);
+    commit(d, &[("vm.cmdb", &cmdb(400, 1)), ("state", "[('vm', 8)]\n")]);
+    commit(d, &[("vm.cmdb", &cmdb(400, 2)), ("state", "[('vm', 7)]\n")]);
+    assert_eq!(read(d, "vm.cmdb"), cmdb(400, 2));
+    assert_eq!(read(d, "state"), "[('vm', 7)]\n");
+    let records = log::records(d).unwrap();
+    let size = cmdb(400, 2).len() as u64;
+    // The first write of the lap is whole; later ones only carry the
+    // entry that changed. A small file is always whole.
+    let flags: Vec<Vec<bool>> = records.iter().map(|r| r.spliced.clone()).collect();
+    assert_eq!(
+        flags[flags.len() - 3..],
+        [vec![false, false], vec![true, false], vec![true, false]],
+        "{records:?}"
+    );
+    let last = records.last().unwrap();
+    assert!(last.len < 600, "a splice record of {} bytes", last.len);
+    assert!(records[records.len() - 3].len > size, "{records:?}");
+}
+
+#[test]
+fn a_spliced_record_left_by_a_killed_request_is_finished() {
+    let dir = setup();
+    let d = dir.path();
+    commit(d, &[("vm.cmdb", &cmdb(400, 0))]);
+    commit(d, &[("vm.cmdb", &cmdb(400, 1))]);
+    log::commit_record_only(
+        d,
+        vec![
+            (d.join("vm.cmdb"), cmdb(400, 2).into_bytes()),
+            (d.join("state"), b"[('vm', 1)]\n".to_vec()),
+        ],
+    )
+    .unwrap();
+    assert!(log::records(d).unwrap().last().unwrap().spliced[0]);
+    assert_eq!(read(d, "vm.cmdb"), cmdb(400, 1));
+    assert_eq!(persist::recover(d).unwrap(), 2);
+    assert_eq!(read(d, "vm.cmdb"), cmdb(400, 2));
+    assert_eq!(read(d, "state"), "[('vm', 1)]\n");
+    // Already applied: finishing again changes nothing.
+    assert_eq!(persist::recover(d).unwrap(), 0);
+}
+
+#[test]
+fn after_a_reboot_splices_replay_from_the_whole_version() {
+    for lost in ["empty", "zeros", "old", "middle"] {
+        let dir = setup();
+        let d = dir.path();
+        for used in 0..=4 {
+            commit(d, &[("vm.cmdb", &cmdb(400, used))]);
+        }
+        let flags: Vec<bool> = log::records(d)
+            .unwrap()
+            .iter()
+            .map(|r| r.spliced[0])
+            .collect();
+        assert_eq!(flags, [false, true, true, true, true], "{lost}");
+        // What a power cut can leave of the file.
+        let left = match lost {
+            "empty" => String::new(),
+            "zeros" => "\0".repeat(4096),
+            "old" => "[{'ip': '10.0.0.1'}]\n".into(),
+            _ => cmdb(400, 2),
+        };
+        fs::write(d.join("vm.cmdb"), left).unwrap();
+        log::recover_after_reboot(d).unwrap();
+        assert_eq!(read(d, "vm.cmdb"), cmdb(400, 4), "{lost}");
+        assert!(log::records(d).unwrap().is_empty());
+        // The replay ended the lap: the next lap starts whole again.
+        commit(d, &[("vm.cmdb", &cmdb(400, 5))]);
+        commit(d, &[("vm.cmdb", &cmdb(400, 6))]);
+        let flags: Vec<bool> = log::records(d)
+            .unwrap()
+            .iter()
+            .map(|r| r.spliced[0])
+            .collect();
+        assert_eq!(flags, [false, true], "{lost}");
+    }
+}
+
+#[test]
+fn a_splice_never_lands_on_a_file_edited_since() {
+    let dir = setup();
+    let d = dir.path();
+    commit(d, &[("vm.cmdb", &cmdb(400, 0))]);
+    commit(d, &[("vm.cmdb", &cmdb(400, 1))]);
+    log::commit_record_only(d, vec![(d.join("vm.cmdb"), cmdb(400, 2).into_bytes())]).unwrap();
+    // An operator's edit of the same size and shape at the same place.
+    let edited = cmdb(400, 1).replacen("10.0.0.5", "10.0.0.6", 1);
+    fs::write(d.join("vm.cmdb"), &edited).unwrap();
+    assert_eq!(persist::recover(d).unwrap(), 0);
+    assert_eq!(read(d, "vm.cmdb"), edited);
+    assert_eq!(log::recover_after_reboot(d).unwrap(), 0);
+    assert_eq!(read(d, "vm.cmdb"), edited);
 }

@@ -7,13 +7,20 @@
 //!
 //! ```text
 //! 0      header  "EDJH" start_seq capacity crc32        (synced at checkpoints)
-//! 512    tail    "EDJT" boot_id next_off next_seq crc32  (never synced)
-//! 4096   record  "EDJR" seq len crc32 payload            (one per commit)
+//! 512    tail    "EDJU" boot_id next_off next_seq lap crc32 (never synced)
+//! 4096   record  "EDJS" seq len crc32 payload            (one per commit)
 //!        record  …
 //! ```
 //!
-//! A record holds every new file of one commit in full: its path, the
-//! length and CRC-32 of what the file held before, and the new bytes.
+//! A record holds every new file of one commit: its path, the length and
+//! CRC-32 of what the file held before, and the new bytes, in full or as a
+//! splice. A splice (the bytes that differ from the old content, between
+//! a common prefix and a common suffix, with the new length and CRC-32)
+//! stands for a file of at least [`SPLICE_MIN`] bytes whose write is mostly
+//! unchanged, such as a CMDB with one entry handed out. It is only used
+//! for a file the current lap already holds in full (the tail lists
+//! those), so that a replay after a power cut, which may find the file
+//! empty, always meets the full version first.
 //! Commit: append the record at `next_off` and `fdatasync` (the commit
 //! point), then replace each file (temporary file and rename, no fsync),
 //! then advance the tail. The files themselves are made durable in
@@ -24,10 +31,13 @@
 //! Recovery, by the next request under the lock:
 //! - same boot (the tail's boot id is the kernel's): the page cache holds
 //!   every completed rename, so only the record at `next_off` can be
-//!   unfinished; if it is whole and carries `next_seq`, it is finished;
+//!   unfinished; if it is whole and carries `next_seq`, it is finished
+//!   (a splice is applied to the old content, which the page cache still
+//!   holds);
 //! - another boot (a power cut or a crash of the machine), or no valid
 //!   tail: every record from `start_seq` on is applied again in order,
-//!   then a checkpoint makes the result durable.
+//!   then a checkpoint makes the result durable. A splice applies to the
+//!   content the replay has just written from an earlier record.
 //!
 //! Applying a record to a file is guarded by the file's content: a file
 //! that already holds the new bytes is left alone; one that holds what
@@ -35,7 +45,8 @@
 //! NUL bytes (data lost in a power cut on a file system that does not
 //! order renames after data) is replaced; anything else was changed since
 //! by someone else (an operator's edit, made durable by their editor) and
-//! is kept, with a warning. So replaying never undoes a later change.
+//! is kept, with a warning. So replaying never undoes a later change. A
+//! splice applies only to a file that holds exactly what it held before.
 
 use super::{parent, sync_dir, tmp_name};
 use anyhow::{bail, Context, Result};
@@ -55,6 +66,14 @@ const MIN_CAPACITY: u64 = 1 << 20;
 /// How many records of the largest size a new log is made to hold.
 const RECORDS_PER_LAP: u64 = 16;
 const RECORD_HEAD: usize = 4 + 8 + 4 + 4;
+/// Records of the current format; `EDJR` records (full writes only, from
+/// before splices) are still read.
+const RECORD_MAGIC: &[u8; 4] = b"EDJS";
+const TAIL_MAGIC: &[u8; 4] = b"EDJU";
+/// The smallest file written as a splice.
+pub const SPLICE_MIN: usize = 4096;
+/// Room for the lap's paths in the tail block (512..4096).
+const LAP_ROOM: usize = 3000;
 const BOOT_LEN: usize = 36;
 
 /// What a file holds, as far as recovery needs to know.
@@ -73,13 +92,37 @@ impl Identity {
     }
 }
 
-/// One file of a record.
+/// One file of a commit.
 #[derive(Debug)]
 pub(super) struct Write1 {
     path: PathBuf,
     /// What the file held before (`None`: it did not exist).
     old: Option<Identity>,
     data: Vec<u8>,
+    /// The lengths of the prefix and suffix `data` shares with the old
+    /// content, when a splice would be much smaller than `data`.
+    splice: Option<(usize, usize)>,
+}
+
+/// One file of a record read back from the log.
+#[derive(Debug)]
+struct Stored {
+    path: PathBuf,
+    old: Option<Identity>,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    Full(Vec<u8>),
+    /// The new content is the old one's first `prefix` bytes, `mid`, then
+    /// its last `suffix` bytes; `new` is what that gives.
+    Splice {
+        prefix: u64,
+        suffix: u64,
+        new: Identity,
+        mid: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,27 +165,68 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// How many bytes `a` and `b` share at their start.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    // Blocks first: most of a CMDB is unchanged.
+    while i + 64 <= n && a[i..i + 64] == b[i..i + 64] {
+        i += 64;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// How many bytes `a` and `b` share at their end, at most `max`.
+fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
+    let n = a.len().min(b.len()).min(max);
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut i = 0;
+    while i + 64 <= n && a[n - i - 64..n - i] == b[n - i - 64..n - i] {
+        i += 64;
+    }
+    while i < n && a[n - i - 1] == b[n - i - 1] {
+        i += 1;
+    }
+    i
+}
+
 impl Write1 {
     pub(super) fn new(path: PathBuf, data: Vec<u8>) -> Result<Write1> {
-        let old = read_opt(&path)?.map(|d| Identity::of(&d));
-        Ok(Write1 { path, old, data })
+        let before = read_opt(&path)?;
+        let old = before.as_deref().map(Identity::of);
+        let splice = before.filter(|_| data.len() >= SPLICE_MIN).and_then(|b| {
+            let prefix = common_prefix(&b, &data);
+            let suffix = common_suffix(&b, &data, b.len().min(data.len()) - prefix);
+            let mid = data.len() - prefix - suffix;
+            (mid + 64 < data.len() / 2).then_some((prefix, suffix))
+        });
+        Ok(Write1 {
+            path,
+            old,
+            data,
+            splice,
+        })
     }
 
     /// Bytes this write takes in a record.
     pub(super) fn size(&self) -> u64 {
-        4 + self.path.as_os_str().len() as u64 + 13 + 8 + self.data.len() as u64
+        4 + self.path.as_os_str().len() as u64 + 13 + 1 + 8 + self.data.len() as u64
     }
 }
 
-/// Encodes a record's payload.
-fn encode(seq: u64, writes: &[Write1]) -> Result<Vec<u8>> {
+/// Encodes a record. A write is a splice when it can be one and `lap`
+/// (the paths the lap holds in full) has its path.
+fn encode(seq: u64, writes: &[Write1], lap: &[Vec<u8>]) -> Result<Vec<u8>> {
     let mut p = Vec::with_capacity(
         64 + writes
             .iter()
-            .map(|w| w.data.len() + w.path.as_os_str().len() + 32)
+            .map(|w| w.data.len() + w.path.as_os_str().len() + 64)
             .sum::<usize>(),
     );
-    p.extend_from_slice(b"EDJR");
+    p.extend_from_slice(RECORD_MAGIC);
     p.extend_from_slice(&seq.to_le_bytes());
     p.extend_from_slice(&[0; 8]); // length and CRC, below
     p.extend_from_slice(&(writes.len() as u32).to_le_bytes());
@@ -158,8 +242,24 @@ fn encode(seq: u64, writes: &[Write1]) -> Result<Vec<u8>> {
             }
             None => p.extend_from_slice(&[0; 13]),
         }
-        p.extend_from_slice(&(w.data.len() as u64).to_le_bytes());
-        p.extend_from_slice(&w.data);
+        match w.splice.filter(|_| lap.iter().any(|l| l == path)) {
+            Some((prefix, suffix)) => {
+                let new = Identity::of(&w.data);
+                let mid = &w.data[prefix..w.data.len() - suffix];
+                p.push(1);
+                p.extend_from_slice(&(prefix as u64).to_le_bytes());
+                p.extend_from_slice(&(suffix as u64).to_le_bytes());
+                p.extend_from_slice(&new.len.to_le_bytes());
+                p.extend_from_slice(&new.crc.to_le_bytes());
+                p.extend_from_slice(&(mid.len() as u64).to_le_bytes());
+                p.extend_from_slice(mid);
+            }
+            None => {
+                p.push(0);
+                p.extend_from_slice(&(w.data.len() as u64).to_le_bytes());
+                p.extend_from_slice(&w.data);
+            }
+        }
     }
     let len = u32::try_from(p.len() - RECORD_HEAD).context("a commit of more than 4 GiB")?;
     let crc = crc32fast::hash(&p[RECORD_HEAD..]) ^ crc32fast::hash(&seq.to_le_bytes());
@@ -168,8 +268,9 @@ fn encode(seq: u64, writes: &[Write1]) -> Result<Vec<u8>> {
     Ok(p)
 }
 
-/// Decodes a record's payload (already checked by its CRC).
-fn decode(payload: &[u8]) -> Option<Vec<Write1>> {
+/// Decodes a record's payload (already checked by its CRC); `splices`:
+/// the current format, where each write says whether it is a splice.
+fn decode(payload: &[u8], splices: bool) -> Option<Vec<Stored>> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Option<&[u8]> {
         let s = payload.get(at..at.checked_add(n)?)?;
@@ -188,9 +289,26 @@ fn decode(payload: &[u8]) -> Option<Vec<Write1>> {
             len: olen,
             crc: ocrc,
         });
-        let dlen = usize::try_from(le64(take(8)?)).ok()?;
-        let data = take(dlen)?.to_vec();
-        writes.push(Write1 { path, old, data });
+        let splice = splices && take(1)?[0] == 1;
+        let body = if splice {
+            let prefix = le64(take(8)?);
+            let suffix = le64(take(8)?);
+            let new = Identity {
+                len: le64(take(8)?),
+                crc: le32(take(4)?),
+            };
+            let mlen = usize::try_from(le64(take(8)?)).ok()?;
+            Body::Splice {
+                prefix,
+                suffix,
+                new,
+                mid: take(mlen)?.to_vec(),
+            }
+        } else {
+            let dlen = usize::try_from(le64(take(8)?)).ok()?;
+            Body::Full(take(dlen)?.to_vec())
+        };
+        writes.push(Stored { path, old, body });
     }
     Some(writes)
 }
@@ -204,6 +322,9 @@ pub(super) struct Log {
     capacity: u64,
     tail: Option<Tail>,
     boot: [u8; BOOT_LEN],
+    /// The paths the lap holds a full record of (see [`encode`]); kept
+    /// in the tail, so only trusted within the boot that wrote it.
+    lap: Vec<Vec<u8>>,
 }
 
 impl Log {
@@ -228,7 +349,7 @@ impl Log {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("{}: cannot open", path.display())),
         };
-        let mut head = [0u8; 1024];
+        let mut head = [0u8; RECORDS_AT as usize];
         file.read_exact_at(&mut head, 0)
             .with_context(|| format!("{}: cannot read the log's header", path.display()))?;
         let boot = boot_id();
@@ -242,7 +363,7 @@ impl Log {
                     .with_context(|| format!("{}: cannot stat", path.display()))?
                     .len();
                 let first = read_record_at(&file, RECORDS_AT, capacity)?
-                    .map(|(seq, _)| seq)
+                    .map(|r| r.seq)
                     .unwrap_or(0);
                 eprintln!(
                     "edeploy: {}: the log's header is damaged; replaying from record {first}",
@@ -251,9 +372,22 @@ impl Log {
                 (first, capacity)
             }
         };
-        let tail = parse_tail(&head[512..1024])
-            .filter(|(b, _)| *b == boot && boot != [0; BOOT_LEN])
-            .map(|(_, t)| t);
+        let (tail, lap) = match parse_tail(&head[TAIL_AT as usize..]) {
+            Some((b, t, lap)) if b == boot && boot != [0; BOOT_LEN] => {
+                if t.next_seq == start_seq && t.next_off != RECORDS_AT {
+                    // A checkpoint that wrote its header but died before
+                    // its tail: the lap it started is empty.
+                    let t = Tail {
+                        next_off: RECORDS_AT,
+                        next_seq: start_seq,
+                    };
+                    (Some(t), Vec::new())
+                } else {
+                    (Some(t), lap)
+                }
+            }
+            _ => (None, Vec::new()),
+        };
         Ok(Some(Log {
             file,
             path,
@@ -262,6 +396,7 @@ impl Log {
             capacity,
             tail,
             boot,
+            lap,
         }))
     }
 
@@ -286,7 +421,7 @@ impl Log {
             next_seq: start_seq,
         };
         f.write_all_at(&header_bytes(start_seq, capacity), HEADER_AT)
-            .and_then(|_| f.write_all_at(&tail_bytes(&boot, tail), TAIL_AT))
+            .and_then(|_| f.write_all_at(&tail_bytes(&boot, tail, &[]), TAIL_AT))
             .and_then(|_| f.sync_all())
             .with_context(|| format!("{}: cannot write", tmp.display()))?;
         drop(f);
@@ -305,6 +440,7 @@ impl Log {
             capacity,
             tail: Some(tail),
             boot,
+            lap: Vec::new(),
         })
     }
 
@@ -324,11 +460,10 @@ impl Log {
     pub(super) fn recover(&mut self) -> Result<usize> {
         match self.tail {
             Some(tail) => {
-                let Some((seq, writes)) = read_record_at(&self.file, tail.next_off, self.capacity)?
-                else {
+                let Some(record) = read_record_at(&self.file, tail.next_off, self.capacity)? else {
                     return Ok(0);
                 };
-                if seq != tail.next_seq {
+                if record.seq != tail.next_seq {
                     return Ok(0);
                 }
                 // A record of this boot, whole, not marked done: make it
@@ -337,11 +472,14 @@ impl Log {
                 self.file
                     .sync_data()
                     .with_context(|| format!("{}: cannot sync", self.path.display()))?;
-                let changed = apply(&writes, true)?;
-                let len = record_len(&writes);
+                let changed = apply_guarded(&record.writes)?;
+                self.note_full(record.writes.iter().filter_map(|w| match &w.body {
+                    Body::Full(data) => Some((&w.path, data.len())),
+                    Body::Splice { .. } => None,
+                }));
                 self.set_tail(Tail {
-                    next_off: tail.next_off + len,
-                    next_seq: seq + 1,
+                    next_off: tail.next_off + record.len,
+                    next_seq: record.seq + 1,
                 })?;
                 Ok(changed)
             }
@@ -350,12 +488,12 @@ impl Log {
                 let mut off = RECORDS_AT;
                 let mut expect = self.start_seq;
                 let mut changed = 0;
-                while let Some((seq, writes)) = read_record_at(&self.file, off, self.capacity)? {
-                    if seq != expect {
+                while let Some(record) = read_record_at(&self.file, off, self.capacity)? {
+                    if record.seq != expect {
                         break;
                     }
-                    changed += apply(&writes, true)?;
-                    off += record_len(&writes);
+                    changed += apply_guarded(&record.writes)?;
+                    off += record.len;
                     expect += 1;
                 }
                 self.tail = Some(Tail {
@@ -377,15 +515,15 @@ impl Log {
         let mut off = RECORDS_AT;
         let mut expect = self.start_seq;
         while off < tail.next_off {
-            let Some((seq, writes)) = read_record_at(&self.file, off, self.capacity)? else {
+            let Some(record) = read_record_at(&self.file, off, self.capacity)? else {
                 break;
             };
-            if seq != expect {
+            if record.seq != expect {
                 break;
             }
-            off += record_len(&writes);
+            off += record.len;
             expect += 1;
-            paths.extend(writes.into_iter().map(|w| w.path));
+            paths.extend(record.writes.into_iter().map(|w| w.path));
         }
         let mut dirs = BTreeSet::new();
         for p in &paths {
@@ -413,6 +551,7 @@ impl Log {
             .and_then(|_| self.file.sync_data())
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
         self.start_seq = tail.next_seq;
+        self.lap.clear();
         self.set_tail(Tail {
             next_off: RECORDS_AT,
             next_seq: tail.next_seq,
@@ -421,7 +560,7 @@ impl Log {
 
     fn set_tail(&mut self, tail: Tail) -> Result<()> {
         self.file
-            .write_all_at(&tail_bytes(&self.boot, tail), TAIL_AT)
+            .write_all_at(&tail_bytes(&self.boot, tail, &self.lap), TAIL_AT)
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
         self.tail = Some(tail);
         Ok(())
@@ -432,17 +571,22 @@ impl Log {
         let tail = self
             .tail
             .context("commit on a log that was not recovered")?;
-        let record = encode(tail.next_seq, writes)?;
-        let len = record.len() as u64;
-        if tail.next_off + len > self.capacity {
-            self.checkpoint(Some(len))?;
+        let mut record = encode(tail.next_seq, writes, &self.lap)?;
+        if tail.next_off + record.len() as u64 > self.capacity {
+            // Splices were relative to the lap the checkpoint ends: the
+            // record becomes the first of a new lap, in full.
+            let full = encode(tail.next_seq, writes, &[])?;
+            self.checkpoint(Some(full.len() as u64))?;
+            record = full;
         }
+        let len = record.len() as u64;
         let tail = self.tail.context("no tail after a checkpoint")?;
         self.file
             .write_all_at(&record, tail.next_off)
             .and_then(|_| self.file.sync_data())
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        apply(writes, false)?;
+        apply(writes)?;
+        self.note_full(writes.iter().map(|w| (&w.path, w.data.len())));
         self.set_tail(Tail {
             next_off: tail.next_off + len,
             next_seq: tail.next_seq + 1,
@@ -455,7 +599,22 @@ impl Log {
             Some(t) => (t.next_off, t.next_seq),
             None => (RECORDS_AT, self.start_seq),
         };
-        Ok(matches!(read_record_at(&self.file, off, self.capacity)?, Some((s, _)) if s == seq))
+        Ok(matches!(read_record_at(&self.file, off, self.capacity)?, Some(r) if r.seq == seq))
+    }
+
+    /// Adds to the lap the paths just written in full that a later write
+    /// could splice, while the tail has room for them.
+    fn note_full<'a>(&mut self, written: impl Iterator<Item = (&'a PathBuf, usize)>) {
+        for (path, len) in written {
+            let path = path.as_os_str().as_bytes();
+            if len < SPLICE_MIN || self.lap.iter().any(|l| l == path) {
+                continue;
+            }
+            let used: usize = self.lap.iter().map(|l| 2 + l.len()).sum();
+            if used + 2 + path.len() <= LAP_ROOM {
+                self.lap.push(path.to_vec());
+            }
+        }
     }
 }
 
@@ -463,11 +622,6 @@ fn capacity_for(record: u64) -> u64 {
     (RECORDS_AT + RECORDS_PER_LAP * record)
         .max(MIN_CAPACITY)
         .next_power_of_two()
-}
-
-/// The length of a record's encoding ([`encode`]).
-fn record_len(writes: &[Write1]) -> u64 {
-    RECORD_HEAD as u64 + 4 + writes.iter().map(Write1::size).sum::<u64>()
 }
 
 fn header_bytes(start_seq: u64, capacity: u64) -> Vec<u8> {
@@ -487,20 +641,38 @@ fn parse_header(b: &[u8]) -> Option<(u64, u64)> {
     Some((le64(&b[4..12]), le64(&b[12..20])))
 }
 
-fn tail_bytes(boot: &[u8; BOOT_LEN], t: Tail) -> Vec<u8> {
-    let mut h = Vec::with_capacity(4 + BOOT_LEN + 20);
-    h.extend_from_slice(b"EDJT");
+fn tail_bytes(boot: &[u8; BOOT_LEN], t: Tail, lap: &[Vec<u8>]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(4 + BOOT_LEN + 24 + LAP_ROOM);
+    h.extend_from_slice(TAIL_MAGIC);
     h.extend_from_slice(boot);
     h.extend_from_slice(&t.next_off.to_le_bytes());
     h.extend_from_slice(&t.next_seq.to_le_bytes());
+    h.extend_from_slice(&(lap.len() as u16).to_le_bytes());
+    for path in lap {
+        h.extend_from_slice(&(path.len() as u16).to_le_bytes());
+        h.extend_from_slice(path);
+    }
     let crc = crc32fast::hash(&h);
     h.extend_from_slice(&crc.to_le_bytes());
     h
 }
 
-fn parse_tail(b: &[u8]) -> Option<([u8; BOOT_LEN], Tail)> {
-    let end = 4 + BOOT_LEN + 16;
-    if &b[..4] != b"EDJT" || crc32fast::hash(&b[..end]) != le32(&b[end..end + 4]) {
+type TailRead = ([u8; BOOT_LEN], Tail, Vec<Vec<u8>>);
+
+fn parse_tail(b: &[u8]) -> Option<TailRead> {
+    if b.get(..4)? != TAIL_MAGIC {
+        return None;
+    }
+    let mut at = 4 + BOOT_LEN + 16;
+    let count = u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?);
+    at += 2;
+    let mut lap = Vec::new();
+    for _ in 0..count {
+        let n = usize::from(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?));
+        lap.push(b.get(at + 2..at + 2 + n)?.to_vec());
+        at += 2 + n;
+    }
+    if crc32fast::hash(&b[..at]) != le32(b.get(at..at + 4)?) {
         return None;
     }
     let mut boot = [0u8; BOOT_LEN];
@@ -511,20 +683,31 @@ fn parse_tail(b: &[u8]) -> Option<([u8; BOOT_LEN], Tail)> {
             next_off: le64(&b[4 + BOOT_LEN..]),
             next_seq: le64(&b[12 + BOOT_LEN..]),
         },
+        lap,
     ))
 }
 
+/// A record read back: its sequence number, its writes and its length in
+/// the log.
+struct Record {
+    seq: u64,
+    writes: Vec<Stored>,
+    len: u64,
+}
+
 /// The whole, intact record at `off`, if there is one.
-fn read_record_at(file: &File, off: u64, capacity: u64) -> Result<Option<(u64, Vec<Write1>)>> {
+fn read_record_at(file: &File, off: u64, capacity: u64) -> Result<Option<Record>> {
     if off + RECORD_HEAD as u64 > capacity {
         return Ok(None);
     }
     let mut head = [0u8; RECORD_HEAD];
     file.read_exact_at(&mut head, off)
         .context("cannot read the log")?;
-    if &head[..4] != b"EDJR" {
-        return Ok(None);
-    }
+    let splices = match &head[..4] {
+        m if m == RECORD_MAGIC => true,
+        b"EDJR" => false,
+        _ => return Ok(None),
+    };
     let seq = le64(&head[4..12]);
     let len = u64::from(le32(&head[12..16]));
     let crc = le32(&head[16..20]);
@@ -537,43 +720,100 @@ fn read_record_at(file: &File, off: u64, capacity: u64) -> Result<Option<(u64, V
     if crc32fast::hash(&payload) ^ crc32fast::hash(&seq.to_le_bytes()) != crc {
         return Ok(None);
     }
-    Ok(decode(&payload).map(|w| (seq, w)))
+    Ok(decode(&payload, splices).map(|writes| Record {
+        seq,
+        writes,
+        len: RECORD_HEAD as u64 + len,
+    }))
 }
 
-/// Brings each file of a record to its new content. With `guarded`
-/// (recovery), what the file holds decides (see the module's
-/// documentation); without (a commit, under the lock that read the old
-/// contents), every file is written. Returns the number of files written.
-fn apply(writes: &[Write1], guarded: bool) -> Result<usize> {
+/// Writes each file of a commit, under the lock that read the old
+/// contents. Returns the number of files written.
+fn apply(writes: &[Write1]) -> Result<usize> {
+    for (i, w) in writes.iter().enumerate() {
+        if i > 0 {
+            super::test_delay();
+        }
+        replace(&w.path, &w.data)?;
+    }
+    Ok(writes.len())
+}
+
+/// Brings each file of a record read back to its new content, guarded
+/// by what the file holds (see the module's documentation). Returns the
+/// number of files written.
+fn apply_guarded(writes: &[Stored]) -> Result<usize> {
     let mut changed = 0;
     for (i, w) in writes.iter().enumerate() {
         if i > 0 {
             super::test_delay();
         }
-        if guarded {
-            let now = read_opt(&w.path)?;
-            let keep = match &now {
-                None => w.old.is_some(),
-                Some(d) if d.is_empty() || d.contains(&0) => false,
-                Some(d) => {
-                    let id = Identity::of(d);
-                    id == Identity::of(&w.data) || Some(id) != w.old
+        let now = read_opt(&w.path)?;
+        let now_id = now.as_deref().map(Identity::of);
+        let new = match &w.body {
+            Body::Full(data) => {
+                let keep = match &now {
+                    None => w.old.is_some(),
+                    Some(d) if d.is_empty() || d.contains(&0) => false,
+                    Some(_) => now_id == Some(Identity::of(data)) || now_id != w.old,
+                };
+                if keep {
+                    if now_id != Some(Identity::of(data)) {
+                        kept(&w.path);
+                    }
+                    continue;
                 }
-            };
-            if keep {
-                if now.as_deref().map(Identity::of) != Some(Identity::of(&w.data)) {
-                    eprintln!(
-                        "edeploy: {}: changed since an interrupted update; kept as it is",
-                        w.path.display()
-                    );
-                }
-                continue;
+                std::borrow::Cow::Borrowed(data)
             }
-        }
-        replace(&w.path, &w.data)?;
+            Body::Splice {
+                prefix,
+                suffix,
+                new,
+                mid,
+            } => {
+                if now_id == Some(*new) {
+                    continue;
+                }
+                match now.as_deref().filter(|_| now_id == w.old) {
+                    Some(d) => match splice(d, *prefix, *suffix, mid) {
+                        Some(data) if Identity::of(&data) == *new => std::borrow::Cow::Owned(data),
+                        _ => {
+                            kept(&w.path);
+                            continue;
+                        }
+                    },
+                    None => {
+                        kept(&w.path);
+                        continue;
+                    }
+                }
+            }
+        };
+        replace(&w.path, &new)?;
         changed += 1;
     }
     Ok(changed)
+}
+
+/// `old`'s first `prefix` bytes, `mid`, then `old`'s last `suffix` bytes.
+fn splice(old: &[u8], prefix: u64, suffix: u64, mid: &[u8]) -> Option<Vec<u8>> {
+    let prefix = usize::try_from(prefix).ok()?;
+    let suffix = usize::try_from(suffix).ok()?;
+    if prefix.checked_add(suffix)? > old.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(prefix + mid.len() + suffix);
+    out.extend_from_slice(&old[..prefix]);
+    out.extend_from_slice(mid);
+    out.extend_from_slice(&old[old.len() - suffix..]);
+    Some(out)
+}
+
+fn kept(path: &Path) {
+    eprintln!(
+        "edeploy: {}: changed since an interrupted update; kept as it is",
+        path.display()
+    );
 }
 
 /// Temporary file and atomic swap, without fsync: the log holds the data.
@@ -645,7 +885,7 @@ pub fn commit_record_only(dir: &Path, writes: Vec<(PathBuf, Vec<u8>)>) -> Result
     let room = writes.iter().map(Write1::size).sum::<u64>();
     let log = Log::open_recovered(dir, room)?;
     let tail = log.tail.context("no tail")?;
-    let record = encode(tail.next_seq, &writes)?;
+    let record = encode(tail.next_seq, &writes, &log.lap)?;
     if tail.next_off + record.len() as u64 > log.capacity {
         bail!("the log is full");
     }
@@ -655,9 +895,20 @@ pub fn commit_record_only(dir: &Path, writes: Vec<(PathBuf, Vec<u8>)>) -> Result
         .context("cannot write the log")
 }
 
-/// The records of the current lap: sequence number and paths, for tests
-/// and diagnostics.
-pub fn records(dir: &Path) -> Result<Vec<(u64, Vec<PathBuf>)>> {
+/// A record of the current lap, for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordInfo {
+    pub seq: u64,
+    /// The files it writes, in order.
+    pub paths: Vec<PathBuf>,
+    /// For each file, whether it is written as a splice.
+    pub spliced: Vec<bool>,
+    /// Bytes the record takes in the log.
+    pub len: u64,
+}
+
+/// The records of the current lap.
+pub fn records(dir: &Path) -> Result<Vec<RecordInfo>> {
     let path = dir.join(LOG);
     let mut f = File::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut head = [0u8; 512];
@@ -669,13 +920,22 @@ pub fn records(dir: &Path) -> Result<Vec<(u64, Vec<PathBuf>)>> {
     let mut out = Vec::new();
     let mut off = RECORDS_AT;
     let mut expect = start;
-    while let Some((seq, writes)) = read_record_at(&f, off, capacity)? {
-        if seq != expect {
+    while let Some(record) = read_record_at(&f, off, capacity)? {
+        if record.seq != expect {
             break;
         }
-        off += record_len(&writes);
+        off += record.len;
         expect += 1;
-        out.push((seq, writes.into_iter().map(|w| w.path).collect()));
+        out.push(RecordInfo {
+            seq: record.seq,
+            spliced: record
+                .writes
+                .iter()
+                .map(|w| matches!(w.body, Body::Splice { .. }))
+                .collect(),
+            paths: record.writes.into_iter().map(|w| w.path).collect(),
+            len: record.len,
+        });
     }
     Ok(out)
 }
