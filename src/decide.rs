@@ -252,7 +252,7 @@ fn decide_locked(
                 txn.write(orig_path(&cmdb_path), orig);
             }
             if let Some(text) = alloc.text {
-                txn.write(&cmdb_path, text);
+                txn.write_over(&cmdb_path, text, db.source().as_bytes());
             }
         }
         if !reused {

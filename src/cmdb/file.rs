@@ -93,6 +93,11 @@ impl CmdbFile {
         })
     }
 
+    /// The file's text as read.
+    pub fn source(&self) -> &str {
+        &self.text
+    }
+
     /// Hands an entry to the node with these variables (the rules are in
     /// the module doc of [`crate::cmdb`]). With `may_take_new` false (the
     /// profile has no installs left) only an entry the node already owns

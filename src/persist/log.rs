@@ -196,19 +196,25 @@ fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
 impl Write1 {
     pub(super) fn new(path: PathBuf, data: Vec<u8>) -> Result<Write1> {
         let before = read_opt(&path)?;
-        let old = before.as_deref().map(Identity::of);
+        Ok(Write1::over(path, data, before.as_deref()))
+    }
+
+    /// [`Write1::new`] when the caller has read what the file holds now
+    /// (`None`: it does not exist), under the same lock.
+    pub(super) fn over(path: PathBuf, data: Vec<u8>, before: Option<&[u8]>) -> Write1 {
+        let old = before.map(Identity::of);
         let splice = before.filter(|_| data.len() >= SPLICE_MIN).and_then(|b| {
-            let prefix = common_prefix(&b, &data);
-            let suffix = common_suffix(&b, &data, b.len().min(data.len()) - prefix);
+            let prefix = common_prefix(b, &data);
+            let suffix = common_suffix(b, &data, b.len().min(data.len()) - prefix);
             let mid = data.len() - prefix - suffix;
             (mid + 64 < data.len() / 2).then_some((prefix, suffix))
         });
-        Ok(Write1 {
+        Write1 {
             path,
             old,
             data,
             splice,
-        })
+        }
     }
 
     /// Bytes this write takes in a record.

@@ -106,7 +106,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// New contents for several files, applied all together.
 #[derive(Default)]
 pub struct Transaction {
-    writes: Vec<(PathBuf, Vec<u8>)>,
+    writes: Vec<Planned>,
+}
+
+enum Planned {
+    /// The old content is read at commit.
+    Write(PathBuf, Vec<u8>),
+    /// The caller gave the old content.
+    Ready(log::Write1),
 }
 
 /// A pause between the renames, for tests that kill the process there.
@@ -126,7 +133,15 @@ impl Transaction {
 
     /// Plans `path` to hold `data` once [`commit`](Self::commit) runs.
     pub fn write(&mut self, path: impl Into<PathBuf>, data: impl Into<Vec<u8>>) {
-        self.writes.push((path.into(), data.into()));
+        self.writes.push(Planned::Write(path.into(), data.into()));
+    }
+
+    /// [`write`](Self::write) of a file whose current content `old` the
+    /// caller read under the lock it commits under: spares reading it
+    /// again.
+    pub fn write_over(&mut self, path: impl Into<PathBuf>, data: impl Into<Vec<u8>>, old: &[u8]) {
+        let w = log::Write1::over(path.into(), data.into(), Some(old));
+        self.writes.push(Planned::Ready(w));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,7 +156,10 @@ impl Transaction {
         let writes = self
             .writes
             .into_iter()
-            .map(|(p, d)| log::Write1::new(p, d))
+            .map(|w| match w {
+                Planned::Write(p, d) => log::Write1::new(p, d),
+                Planned::Ready(w) => Ok(w),
+            })
             .collect::<Result<Vec<_>>>()?;
         let room = writes.iter().map(|w| w.size()).sum::<u64>();
         let mut log = Log::open_recovered(dir, room)?;
