@@ -228,6 +228,23 @@ fn cmdb(n: usize, used: usize) -> String {
     format!("[{}]\n", entries.join(",\n "))
 }
 
+/// Whether each record of the lap writes its first file as a splice.
+fn first_spliced(d: &Path) -> Vec<bool> {
+    log::records(d)
+        .unwrap()
+        .iter()
+        .map(|r| r.spliced[0])
+        .collect()
+}
+
+/// Two commits of a 400-entry CMDB: the lap holds it whole, the second
+/// is a splice.
+fn cmdb_held_whole(d: &Path) {
+    commit(d, &[("vm.cmdb", &cmdb(400, 0))]);
+    commit(d, &[("vm.cmdb", &cmdb(400, 1))]);
+    assert_eq!(first_spliced(d)[1..], [true]);
+}
+
 #[test]
 fn a_large_file_changed_in_one_place_is_logged_as_a_splice() {
     let dir = setup();
@@ -256,8 +273,7 @@ fn a_large_file_changed_in_one_place_is_logged_as_a_splice() {
 fn a_spliced_record_left_by_a_killed_request_is_finished() {
     let dir = setup();
     let d = dir.path();
-    commit(d, &[("vm.cmdb", &cmdb(400, 0))]);
-    commit(d, &[("vm.cmdb", &cmdb(400, 1))]);
+    cmdb_held_whole(d);
     log::commit_record_only(
         d,
         vec![
@@ -283,11 +299,7 @@ fn after_a_reboot_splices_replay_from_the_whole_version() {
         for used in 0..=4 {
             commit(d, &[("vm.cmdb", &cmdb(400, used))]);
         }
-        let flags: Vec<bool> = log::records(d)
-            .unwrap()
-            .iter()
-            .map(|r| r.spliced[0])
-            .collect();
+        let flags = first_spliced(d);
         assert_eq!(flags, [false, true, true, true, true], "{lost}");
         // What a power cut can leave of the file.
         let left = match lost {
@@ -303,11 +315,7 @@ fn after_a_reboot_splices_replay_from_the_whole_version() {
         // The replay ended the lap: the next lap starts whole again.
         commit(d, &[("vm.cmdb", &cmdb(400, 5))]);
         commit(d, &[("vm.cmdb", &cmdb(400, 6))]);
-        let flags: Vec<bool> = log::records(d)
-            .unwrap()
-            .iter()
-            .map(|r| r.spliced[0])
-            .collect();
+        let flags = first_spliced(d);
         assert_eq!(flags, [false, true], "{lost}");
     }
 }
@@ -316,8 +324,7 @@ fn after_a_reboot_splices_replay_from_the_whole_version() {
 fn a_splice_never_lands_on_a_file_edited_since() {
     let dir = setup();
     let d = dir.path();
-    commit(d, &[("vm.cmdb", &cmdb(400, 0))]);
-    commit(d, &[("vm.cmdb", &cmdb(400, 1))]);
+    cmdb_held_whole(d);
     log::commit_record_only(d, vec![(d.join("vm.cmdb"), cmdb(400, 2).into_bytes())]).unwrap();
     // An operator's edit of the same size and shape at the same place.
     let edited = cmdb(400, 1).replacen("10.0.0.5", "10.0.0.6", 1);
