@@ -334,6 +334,14 @@ pub fn load_specs(path: &Path) -> Result<Specs, DecideError> {
 
 /// [`load_specs`] of a file already read.
 fn specs_from_bytes(path: &Path, bytes: &[u8]) -> Result<Specs, DecideError> {
+    // The usual file, plain strings in 4-tuples, read without building
+    // values; anything else, or a line that does not compile, goes through
+    // the full reader, which also names the line of an error.
+    if let Some(lines) = std::str::from_utf8(bytes).ok().and_then(cmdb::skim::lines) {
+        if let Ok(specs) = Specs::compile_owned(lines) {
+            return Ok(specs);
+        }
+    }
     let name = path.display().to_string();
     let doc = literal::parse_bytes(bytes, &name, Options::default())
         .map_err(|e| config(format!("{e:#}")))?;

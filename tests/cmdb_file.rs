@@ -188,6 +188,86 @@ proptest! {
     }
 }
 
+/// A `.specs`-like text: lines of 2 to 5 fields, as tuples or lists,
+/// with the same blanks and strings as the CMDB texts above.
+fn arb_specs_file() -> impl Strategy<Value = String> {
+    let field = prop_oneof![8 => arb_string(), 1 => arb_scalar()];
+    let count = prop_oneof![8 => Just(4usize), 1 => 2..6usize];
+    let line = (
+        count.prop_flat_map(move |n| prop::collection::vec((field.clone(), arb_blank()), n)),
+        any::<bool>(),
+        0..8u8,
+    )
+        .prop_map(|(fields, trailing, form)| {
+            let items: Vec<String> = fields.into_iter().map(|(f, b)| format!("{f}{b}")).collect();
+            let comma = if trailing { "," } else { "" };
+            let (open, close) = match form {
+                0..=4 => ("(", ")"),
+                5 | 6 => ("[", "]"),
+                _ => ("(", "]"),
+            };
+            format!("{open}{}{comma}{close}", items.join(", "))
+        });
+    (
+        prop::collection::vec((line, arb_blank()), 0..4),
+        arb_blank(),
+        any::<bool>(),
+    )
+        .prop_map(|(lines, before, trailing)| {
+            let items: Vec<String> = lines.into_iter().map(|(l, b)| format!("{l}{b}")).collect();
+            let comma = if trailing && !items.is_empty() {
+                ","
+            } else {
+                ""
+            };
+            format!("{before}[{}{comma}]\n", items.join(",\n "))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The quick reader of spec lines gives what the full reader and
+    /// `hw::from_document` give, for every text it accepts.
+    #[test]
+    fn skimmed_lines_agree_with_the_full_reader(text in arb_specs_file()) {
+        if let Some(lines) = cmdb::skim::lines(&text) {
+            let doc = literal::parse_named(&text, "t.specs", Options::default());
+            prop_assert!(doc.is_ok(), "skimmed but refused by the full reader: {:?}", text);
+            let full = edeploy::hw::from_document(&doc.unwrap(), "t.specs");
+            prop_assert_eq!(Some(lines), full.ok(), "{:?}", text);
+        }
+    }
+}
+
+#[test]
+fn random_specs_reach_both_readers() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut skimmed, mut full_only) = (0, 0);
+    for _ in 0..500 {
+        let text = arb_specs_file()
+            .new_tree(&mut runner)
+            .expect("a random file")
+            .current();
+        if cmdb::skim::lines(&text).is_some() {
+            skimmed += 1;
+        } else if literal::parse_named(&text, "t", Options::default())
+            .ok()
+            .and_then(|d| edeploy::hw::from_document(&d, "t").ok())
+            .is_some()
+        {
+            full_only += 1;
+        }
+    }
+    assert!(skimmed >= 50, "only {skimmed} of 500 files skimmed");
+    assert!(
+        full_only >= 50,
+        "only {full_only} of 500 files left to the full reader"
+    );
+}
+
 /// The generator above reaches both readers; otherwise the property would
 /// prove nothing.
 #[test]

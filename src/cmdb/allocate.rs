@@ -127,7 +127,14 @@ pub fn locate<E: Entry>(
     vars: &IndexMap<String, String>,
     forced: &IndexMap<String, String>,
 ) -> Located {
-    let pref = preference(vars, forced);
+    // Longest values first: they tell nodes apart (a MAC, a serial) where
+    // short ones (`sda`) are shared, so most entries fail on the first
+    // test. The order of the tests does not change the answer.
+    let mut pref: Vec<(&str, &str)> = preference(vars, forced)
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pref.sort_by_key(|&(_, v)| std::cmp::Reverse(v.len()));
     let mut found = Located {
         holding: None,
         owner: None,
@@ -138,7 +145,7 @@ pub fn locate<E: Entry>(
         if !used && found.free.is_none() {
             found.free = Some(i);
         }
-        if found.owner.is_none() && holds(e, pref) {
+        if found.owner.is_none() && holds(e, &pref) {
             found.holding.get_or_insert(i);
             if used {
                 found.owner = Some(i);
@@ -204,8 +211,8 @@ fn preference<'a>(
 
 /// Whether `entry` holds every key/value of `pref`. An empty `pref`
 /// identifies no node, so it holds nowhere.
-fn holds<E: Entry>(entry: &E, pref: &IndexMap<String, String>) -> bool {
-    !pref.is_empty() && pref.iter().all(|(k, text)| entry.equals(k, text))
+fn holds<E: Entry>(entry: &E, pref: &[(&str, &str)]) -> bool {
+    !pref.is_empty() && pref.iter().all(|&(k, text)| entry.equals(k, text))
 }
 
 /// A variable is a string; numbers in the CMDB compare by their text.

@@ -205,6 +205,76 @@ pub fn skim(text: &str) -> Option<Skim> {
     Some(out)
 }
 
+/// Reads `text` if it is a list of 4-tuples (or 4-lists) of strings in the
+/// subset of the module doc: a `.specs` or `.hw` file as operators write
+/// them. Gives up (`None`) on anything else, for the full reader to answer
+/// (and to name the place of an error). For the files it accepts it gives
+/// the lines [`crate::hw::from_document`] gives.
+///
+/// ```text
+/// file := ws '[' ws (line ws (',' ws line ws)* (',' ws)?)? ']' ws
+/// line := ('(' | '[') ws string ws (',' ws string ws){3} (',' ws)? (')' | ']')
+/// ```
+///
+/// A line opened with `(` closes with `)`, with `[` with `]`.
+pub fn lines(text: &str) -> Option<Vec<crate::hw::Line>> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        i: 0,
+        json: false,
+    };
+    let mut out = Vec::with_capacity(text.len() / 40);
+    s.ws();
+    s.eat(b'[')?;
+    s.ws();
+    if !s.eat_if(b']') {
+        loop {
+            out.push(s.line(text)?);
+            s.ws();
+            if s.eat_if(b']') {
+                break;
+            }
+            s.eat(b',')?;
+            s.ws();
+            if s.eat_if(b']') {
+                break;
+            }
+        }
+    }
+    s.ws();
+    (s.i == s.b.len()).then_some(out)
+}
+
+/// The position of the first `q`, backslash or line feed in `b`: where a
+/// plain string's text stops. Keys and values are short, so rather than
+/// a vector search (whose set-up costs more than such a string) this
+/// tests eight bytes at a time: in `x ^ c*0x01..01` a byte equal to `c`
+/// is zero, and `(y - 0x01..01) & !y & 0x80..80` marks zero bytes; the
+/// lowest mark is exact, as borrows only run upwards from a zero byte.
+fn string_end(b: &[u8], q: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |y: u64| y.wrapping_sub(LO) & !y & HI;
+    let (mq, mb, mn) = (
+        LO * u64::from(q),
+        LO * u64::from(b'\\'),
+        LO * u64::from(b'\n'),
+    );
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        let x = u64::from_le_bytes(*chunk);
+        let hit = zero(x ^ mq) | zero(x ^ mb) | zero(x ^ mn);
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .position(|&c| c == q || c == b'\\' || c == b'\n')
+        .map(|n| i + n)
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -281,10 +351,7 @@ impl Scanner<'_> {
             return None;
         }
         let body = self.i + 1;
-        // Keys and values are short: a plain loop beats a vector search.
-        let len = self.b[body..]
-            .iter()
-            .position(|&c| c == q || c == b'\\' || c == b'\n')?;
+        let len = string_end(&self.b[body..], q)?;
         if self.b[body + len] != q {
             return None;
         }
@@ -301,6 +368,32 @@ impl Scanner<'_> {
             start: (body - 1) as u32,
             end: self.i as u32,
         })
+    }
+
+    /// A 4-tuple or 4-list of strings: [`lines`].
+    fn line(&mut self, text: &str) -> Option<crate::hw::Line> {
+        let close = match self.peek()? {
+            b'(' => b')',
+            b'[' => b']',
+            _ => return None,
+        };
+        self.i += 1;
+        let mut line = crate::hw::Line::default();
+        for (n, field) in line.iter_mut().enumerate() {
+            self.ws();
+            if n > 0 {
+                self.eat(b',')?;
+                self.ws();
+            }
+            let s = self.key()?;
+            *field = text[s.range()].to_string();
+        }
+        self.ws();
+        if self.eat_if(b',') {
+            self.ws();
+        }
+        self.eat(close)?;
+        Some(line)
     }
 
     /// A key: a string's text, without the quotes.
@@ -341,10 +434,60 @@ impl Scanner<'_> {
     /// (a letter, a digit after `0`, a dot, a quote) leaves the subset.
     fn end_of_token(&self) -> Option<()> {
         match self.peek() {
-            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b'#' | b',' | b':' | b'}' | b']') => {
+            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b'#' | b',' | b':' | b'}' | b']' | b')') => {
                 Some(())
             }
             Some(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The eight-bytes-at-a-time search finds what a byte loop finds,
+        /// wherever the stops fall and whatever bytes surround them.
+        #[test]
+        fn string_end_is_the_first_stop(
+            bytes in prop::collection::vec(
+                prop_oneof![
+                    4 => any::<u8>(),
+                    1 => prop::sample::select(vec![b'\'', b'"', b'\\', b'\n', 0, 1, 0x80, 0xff]),
+                ],
+                0..40,
+            ),
+            start in 0usize..9,
+            double in any::<bool>(),
+        ) {
+            let q = if double { b'"' } else { b'\'' };
+            let b = &bytes[start.min(bytes.len())..];
+            let naive = b.iter().position(|&c| c == q || c == b'\\' || c == b'\n');
+            prop_assert_eq!(string_end(b, q), naive);
+        }
+    }
+
+    #[test]
+    fn lines_reads_specs_and_leaves_the_rest() {
+        let text = "# c\n[('disk', '$d', 'size', 'gt(100)'),\n ['a', \"b\", 'c', 'd',],]\n";
+        let got = lines(text).expect("in the subset");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], ["disk", "$d", "size", "gt(100)"].map(String::from));
+        assert_eq!(got[1], ["a", "b", "c", "d"].map(String::from));
+        for outside in [
+            "[('a', 'b', 'c')]",                           // three fields
+            "[('a', 'b', 'c', 'd', 'e')]",                 // five
+            "[('a', 'b', 'c', 'd']",                       // a tuple closed as a list
+            "[('a', 'b', 'c', 1)]",                        // a number
+            "[('a', 'b', 'c', 'd' 'e')]",                  // concatenated literals
+            "[('a', 'b', 'c', 'd\\n')]",                   // an escape
+            "[('a', 'b', 'c', u'd')]",                     // a prefix
+            "[('a', 'b', 'c', 'd') ('e', 'f', 'g', 'h')]", // a missing comma
+            "(('a', 'b', 'c', 'd'),)",                     // a tuple of lines
+        ] {
+            assert!(lines(outside).is_none(), "{outside:?} was read");
         }
     }
 }
