@@ -38,10 +38,12 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use edeploy::cmdb::CmdbFile;
 use edeploy::config::ServerConfig;
 use edeploy::decide::{decide, Decision};
 use edeploy::hw::{self, format_line, Line};
 use edeploy::matcher::Specs;
+use indexmap::IndexMap;
 
 /// Shortest batch.
 const MIN_BATCH: Duration = Duration::from_millis(500);
@@ -90,6 +92,9 @@ fn main() {
     }
     if wanted("decision") || wanted("decision-nowrite") {
         bench_decision(&wanted);
+    }
+    if wanted("cmdb-allocate") {
+        bench_cmdb_allocate();
     }
 }
 
@@ -558,6 +563,48 @@ fn bench_decision(wanted: &dyn Fn(&str) -> bool) {
         });
     }
     drop(bench.root);
+}
+
+/// The CMDB part of a decision alone: reading the decision's CMDB, once
+/// half its entries are handed out, and choosing an entry for a new node.
+fn bench_cmdb_allocate() {
+    let mut bench = DecisionBench::new();
+    let mut last = None;
+    for _ in 0..CMDB_ENTRIES / 2 {
+        last = Some(bench.decide_new_node(true).1);
+    }
+    let last = last.expect("decisions were made");
+    let path = bench
+        .cfg
+        .configdir
+        .join(format!("{}.cmdb", profile_name(PROFILES - 1)));
+    let bytes = std::fs::read(&path).expect("read the CMDB");
+    // The match variables of a node not seen yet.
+    let vars: IndexMap<String, String> = last
+        .vars
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "ip" | "hostname" | "edeploy-profile"))
+        .map(|(k, v)| {
+            let v = if k == "mac" {
+                node_mac(bench.node + 1)
+            } else {
+                v.as_str().expect("string variables").to_string()
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let forced = IndexMap::new();
+    let allocate = || {
+        let db = CmdbFile::read("bench.cmdb", bytes.clone()).expect("the CMDB reads");
+        db.allocate("p19", &vars, &forced, true, true)
+            .expect("an entry is free")
+            .expect("an entry is handed out")
+    };
+    let a = allocate();
+    assert_eq!(a.index, CMDB_ENTRIES / 2, "the first free entry");
+    assert!(!a.reused);
+    eprintln!("cmdb-allocate: a CMDB of {} bytes", bytes.len());
+    measure_pure("cmdb-allocate", allocate);
 }
 
 // ---------------------------------------------------------------------------

@@ -64,6 +64,21 @@ pub enum DecideError {
     Io(anyhow::Error),
 }
 
+/// Why a profile was passed over, before it is written out.
+enum Passed {
+    Because(&'static str),
+    Unmatched(crate::matcher::NoMatch),
+}
+
+impl std::fmt::Display for Passed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Passed::Because(why) => f.write_str(why),
+            Passed::Unmatched(no) => no.fmt(f),
+        }
+    }
+}
+
 fn tried_list(tried: &[Tried]) -> String {
     if tried.is_empty() {
         return "the state file lists no profile".into();
@@ -160,15 +175,14 @@ fn decide_locked(
     let dir = &cfg.configdir;
     let state_path = dir.join("state");
     let mut state = State::load(&state_path).map_err(|e| config(format!("{e:#}")))?;
-    let mut tried = Vec::new();
+    // Why each profile was passed over, formatted only when no profile
+    // matches: a matching node does not pay for the others' reasons.
+    let mut tried: Vec<(String, Passed)> = Vec::new();
     let hw_index = Hardware::new(hw);
 
     if let Some(p) = only {
         if state.get(p).is_none() {
-            tried.push(Tried {
-                profile: p.to_string(),
-                reason: "not in the state file".into(),
-            });
+            tried.push((p.to_string(), Passed::Because("not in the state file")));
         }
     }
     for i in 0..state.entries.len() {
@@ -181,7 +195,7 @@ fn decide_locked(
         // Read at once rather than tested first: one system call less per
         // profile. A file that cannot be read but exists is an error, and
         // only once the count below has been looked at.
-        let specs_bytes = match std::fs::read(&specs_path) {
+        let specs_bytes = match read_small(&specs_path) {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() != std::io::ErrorKind::NotFound && specs_path.exists() => Err(e),
             Err(_) => {
@@ -189,10 +203,7 @@ fn decide_locked(
                     "{}: missing, profile {profile} skipped",
                     specs_path.display()
                 ));
-                tried.push(Tried {
-                    profile,
-                    reason: "no .specs file".into(),
-                });
+                tried.push((profile, Passed::Because("no .specs file")));
                 continue;
             }
         };
@@ -202,10 +213,7 @@ fn decide_locked(
         if count == Count::Left(0) {
             if !cmdb_path.exists() {
                 // Nothing could let this node in: skip the match.
-                tried.push(Tried {
-                    profile,
-                    reason: "no installs left".into(),
-                });
+                tried.push((profile, Passed::Because("no installs left")));
                 continue;
             }
             has_cmdb = Some(true);
@@ -216,10 +224,7 @@ fn decide_locked(
         let m = match specs.find_in(&hw_index) {
             Ok(m) => m,
             Err(no) => {
-                tried.push(Tried {
-                    profile,
-                    reason: no.to_string(),
-                });
+                tried.push((profile, Passed::Unmatched(no)));
                 continue;
             }
         };
@@ -239,10 +244,7 @@ fn decide_locked(
             let may_take_new = count != Count::Left(0);
             let Some(alloc) = db.allocate(&profile, &m.vars, &m.forced, may_take_new, commit)?
             else {
-                tried.push(Tried {
-                    profile,
-                    reason: "no installs left".into(),
-                });
+                tried.push((profile, Passed::Because("no installs left")));
                 continue;
             };
             reused = alloc.reused;
@@ -257,10 +259,7 @@ fn decide_locked(
         }
         if !reused {
             if !state.consume(&profile) {
-                tried.push(Tried {
-                    profile,
-                    reason: "no installs left".into(),
-                });
+                tried.push((profile, Passed::Because("no installs left")));
                 continue;
             }
             if commit && count != Count::Unlimited {
@@ -269,12 +268,17 @@ fn decide_locked(
         }
         vars.insert("edeploy-profile".into(), Value::Str(profile.clone()));
         let script_path = dir.join(format!("{profile}.configure"));
-        let script = std::fs::read_to_string(&script_path).map_err(|e| {
-            config(format!(
-                "{}: cannot read the configure script of profile {profile}: {e}",
-                script_path.display()
-            ))
-        })?;
+        let script = read_small(&script_path)
+            .and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+            .map_err(|e| {
+                config(format!(
+                    "{}: cannot read the configure script of profile {profile}: {e}",
+                    script_path.display()
+                ))
+            })?;
         if commit {
             if let Some((path, data)) = keep.take() {
                 txn.write(path, data);
@@ -292,7 +296,25 @@ fn decide_locked(
             left,
         });
     }
-    Err(DecideError::NoMatch(tried))
+    Err(DecideError::NoMatch(
+        tried
+            .into_iter()
+            .map(|(profile, why)| Tried {
+                profile,
+                reason: why.to_string(),
+            })
+            .collect(),
+    ))
+}
+
+/// Reads a small file (a `.specs`, a script) without first asking its
+/// size, as `std::fs::read` does: one system call less per file, and a
+/// decision reads one file per profile.
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(8192);
+    std::fs::File::open(path)?.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// `PXEMNGR_URL` and `METADATA_URL` for the node, when configured.

@@ -364,17 +364,30 @@ proptest! {
     #[test]
     fn file_allocation_equals_value_allocation(
         rows in prop::collection::vec(
-            (0..4u8, prop::option::of(0..3u8), any::<bool>(), prop::option::of(-3i64..3)),
+            (
+                0..4u8,
+                prop::option::of(0..3u8),
+                any::<bool>(),
+                prop::option::of(-1i64..2),
+                prop::option::of(0..4u8),
+            ),
             0..8,
         ),
         mac in 0..4u8,
+        n_var in prop::sample::select(vec!["1", "-1", "100"]),
         tag in prop::option::of(0..3u8),
         outside in any::<bool>(),
     ) {
+        // Variables' texts also appear where they identify nothing: in
+        // other values (`xm1y`) and in comments between entries, which
+        // the quick reader's search must see through.
         let entries: Vec<String> = rows
             .iter()
-            .map(|(m, t, used, n)| {
+            .map(|(m, t, used, n, noise)| {
                 let mut e = format!("{{'ip': '10.0.0.{m}'");
+                if let Some(k) = noise {
+                    e.push_str(&format!(", 'alias': 'xm{k}y'"));
+                }
                 if *m > 0 {
                     e.push_str(&format!(", 'mac': 'm{m}'"));
                 }
@@ -388,6 +401,9 @@ proptest! {
                     e.push_str(", 'used': 1");
                 }
                 e.push('}');
+                if let Some(k) = noise {
+                    e.push_str(&format!("  # m{k} T{k} 100\n"));
+                }
                 e
             })
             .collect();
@@ -395,7 +411,7 @@ proptest! {
         let lead = if outside { "\x0c" } else { "" };
         let text = format!("{lead}[{}]\n", entries.join(",\n "));
         prop_assert_eq!(skim(&text).is_some(), !outside);
-        let vars = map(&[("mac", &format!("m{mac}")), ("n", "1")]);
+        let vars = map(&[("mac", &format!("m{mac}")), ("n", n_var)]);
         let forced = match tag {
             Some(t) => map(&[("tag", &format!("T{t}"))]),
             None => IndexMap::new(),

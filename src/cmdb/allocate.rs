@@ -127,14 +127,7 @@ pub fn locate<E: Entry>(
     vars: &IndexMap<String, String>,
     forced: &IndexMap<String, String>,
 ) -> Located {
-    // Longest values first: they tell nodes apart (a MAC, a serial) where
-    // short ones (`sda`) are shared, so most entries fail on the first
-    // test. The order of the tests does not change the answer.
-    let mut pref: Vec<(&str, &str)> = preference(vars, forced)
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    pref.sort_by_key(|&(_, v)| std::cmp::Reverse(v.len()));
+    let pref = ordered_preference(vars, forced);
     let mut found = Located {
         holding: None,
         owner: None,
@@ -157,6 +150,78 @@ pub fn locate<E: Entry>(
         }
     }
     found
+}
+
+/// [`locate`] on a file read by [`skim`](super::skim::skim), with the
+/// same answer. An entry holds the node's variables only if the text of
+/// the longest one appears in the entry's text (a skimmed string has no
+/// escapes, and an integer is written as it compares), so the text is
+/// searched for it, and only the entries where it appears are read into
+/// pairs and compared.
+pub fn locate_skimmed(
+    skim: &super::skim::Skim,
+    text: &str,
+    vars: &IndexMap<String, String>,
+    forced: &IndexMap<String, String>,
+) -> Located {
+    let pref = ordered_preference(vars, forced);
+    let first_free = skim.first_free();
+    let mut found = Located {
+        holding: None,
+        owner: None,
+        free: first_free,
+    };
+    let Some(&(_, needle)) = pref.first() else {
+        return found;
+    };
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    let mut from = 0;
+    while let Some(at) = text
+        .get(from..)
+        .and_then(|rest| finder.find(rest.as_bytes()))
+    {
+        let at = from + at;
+        let i = match skim.entry_at(at) {
+            Ok(i) => i,
+            // Between entries (a comment): search on from the next one,
+            // whose text may hold it.
+            Err(next) if next < skim.len() => {
+                from = skim.span(next).start;
+                continue;
+            }
+            Err(_) => break,
+        };
+        if holds(&skim.view(text, i), &pref) {
+            found.holding.get_or_insert(i);
+            if skim.is_used(i) {
+                found.owner = Some(i);
+                // As [`locate`] stops there: a free entry after the
+                // owner is not seen.
+                found.free = first_free.filter(|&f| f < i);
+                break;
+            }
+        }
+        // An occurrence that starts in this entry and ends in the next
+        // is not one of the next entry's values: search on from its start.
+        from = skim.span(i).end;
+    }
+    found
+}
+
+/// The variables that identify the node (`forced` if any, else `vars`),
+/// longest values first: they tell nodes apart (a MAC, a serial) where
+/// short ones (`sda`) are shared, so most entries fail on the first test.
+/// The order of the tests does not change the answer.
+fn ordered_preference<'a>(
+    vars: &'a IndexMap<String, String>,
+    forced: &'a IndexMap<String, String>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut pref: Vec<(&str, &str)> = preference(vars, forced)
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pref.sort_by_key(|&(_, v)| std::cmp::Reverse(v.len()));
+    pref
 }
 
 /// The entry `entry` (a dict) becomes once handed out with `vars`: its

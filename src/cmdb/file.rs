@@ -14,6 +14,7 @@
 use indexmap::IndexMap;
 use std::ops::Range;
 
+use super::allocate::locate_skimmed;
 use super::skim::{self, Skim};
 use super::{expand_owned, locate, merge, uses_generate, CmdbError};
 use crate::literal::{self, Dialect, Options, Value};
@@ -113,7 +114,7 @@ impl CmdbFile {
     ) -> Result<Option<FileAllocation>, CmdbError> {
         let (owner, index, old, dialect) = match &self.form {
             Form::Skimmed(skim) => {
-                let found = locate(&skim.views(&self.text), vars, forced);
+                let found = locate_skimmed(skim, &self.text, vars, forced);
                 let owner = found.owner;
                 if owner.is_none() && !may_take_new {
                     return Ok(None);

@@ -48,15 +48,16 @@ struct Pair {
     value: Span,
 }
 
-/// A CMDB file read by [`skim`].
+/// A CMDB file read by [`skim`]: where its entries are, and which are
+/// `used`. An entry's pairs are read again when asked for
+/// ([`Skim::view`]): a decision looks into few entries (see
+/// [`crate::cmdb::allocate::locate_skimmed`]).
 #[derive(Debug, Clone)]
 pub struct Skim {
     /// Each entry's text, braces included.
     entries: Vec<Span>,
-    /// Where each entry's pairs end in `pairs` (they start where the
-    /// previous entry's end).
-    pair_ends: Vec<u32>,
-    pairs: Vec<Pair>,
+    /// Whether each entry has a `used` key.
+    used: Vec<bool>,
     /// The whole file is strict JSON (double quotes only, no comment, no
     /// trailing comma, no control character in a string).
     pub json: bool,
@@ -79,11 +80,11 @@ impl<'a> Scalar<'a> {
     }
 }
 
-/// One entry of a skimmed file, borrowed from its text.
-#[derive(Debug, Clone, Copy)]
+/// One entry of a skimmed file, borrowing its text.
+#[derive(Debug, Clone)]
 pub struct EntryView<'a> {
     text: &'a str,
-    pairs: &'a [Pair],
+    pairs: Vec<Pair>,
 }
 
 impl<'a> EntryView<'a> {
@@ -103,7 +104,7 @@ impl<'a> EntryView<'a> {
     }
 
     /// The keys and values in the order written.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'a str, Scalar<'a>)> + 'a {
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a str, Scalar<'a>)> + '_ {
         let text = self.text;
         self.pairs
             .iter()
@@ -137,19 +138,44 @@ impl Skim {
         self.entries[i].range()
     }
 
+    /// Whether entry `i` has a `used` key.
+    pub fn is_used(&self, i: usize) -> bool {
+        self.used[i]
+    }
+
+    /// The first entry without a `used` key.
+    pub fn first_free(&self) -> Option<usize> {
+        self.used.iter().position(|&u| !u)
+    }
+
+    /// The entry whose text holds byte `at`, and otherwise the first
+    /// entry after `at` (`Err`), as positions in the file.
+    pub fn entry_at(&self, at: usize) -> Result<usize, usize> {
+        let i = self.entries.partition_point(|e| (e.end as usize) <= at);
+        match self.entries.get(i) {
+            Some(e) if (e.start as usize) <= at => Ok(i),
+            _ => Err(i),
+        }
+    }
+
+    /// Entry `i` of `text`, the text [`skim`] read, with its pairs.
+    pub fn view<'a>(&self, text: &'a str, i: usize) -> EntryView<'a> {
+        let span = self.entries[i];
+        let mut s = Scanner {
+            b: &text.as_bytes()[..span.end as usize],
+            i: span.start as usize,
+            json: false,
+        };
+        let mut pairs = Vec::new();
+        // [`skim`] read this entry already: it reads again.
+        let _ = s.entry(|key, value| pairs.push(Pair { key, value }));
+        EntryView { text, pairs }
+    }
+
     /// Views of every entry over `text`, the text [`skim`] read.
-    pub fn views<'a>(&'a self, text: &'a str) -> Vec<EntryView<'a>> {
-        let mut start = 0;
-        self.pair_ends
-            .iter()
-            .map(|&end| {
-                let view = EntryView {
-                    text,
-                    pairs: &self.pairs[start..end as usize],
-                };
-                start = end as usize;
-                view
-            })
+    pub fn views<'a>(&self, text: &'a str) -> Vec<EntryView<'a>> {
+        (0..self.entries.len())
+            .map(|i| self.view(text, i))
             .collect()
     }
 }
@@ -169,8 +195,7 @@ pub fn skim(text: &str) -> Option<Skim> {
     let guess = text.len() / 64;
     let mut out = Skim {
         entries: Vec::with_capacity(guess),
-        pair_ends: Vec::with_capacity(guess),
-        pairs: Vec::with_capacity(guess * 3),
+        used: Vec::with_capacity(guess),
         json: true,
     };
     s.ws();
@@ -179,12 +204,14 @@ pub fn skim(text: &str) -> Option<Skim> {
     if !s.eat_if(b']') {
         loop {
             let start = s.i;
-            s.entry(&mut out.pairs)?;
+            let mut used = false;
+            let b = s.b;
+            s.entry(|key, _| used |= &b[key.range()] == b"used")?;
             out.entries.push(Span {
                 start: start as u32,
                 end: s.i as u32,
             });
-            out.pair_ends.push(out.pairs.len() as u32);
+            out.used.push(used);
             s.ws();
             if s.eat_if(b']') {
                 break;
@@ -314,8 +341,10 @@ impl Scanner<'_> {
         }
     }
 
-    /// `{ pair, ... }`, its pairs appended to `pairs`.
-    fn entry(&mut self, pairs: &mut Vec<Pair>) -> Option<()> {
+    /// `{ key: value, ... }`, each pair given to `pair` (the key's span
+    /// without its quotes, the value's).
+    #[inline(always)]
+    fn entry(&mut self, mut pair: impl FnMut(Span, Span)) -> Option<()> {
         self.eat(b'{')?;
         self.ws();
         if self.eat_if(b'}') {
@@ -330,7 +359,7 @@ impl Scanner<'_> {
                 b'\'' | b'"' => self.string()?,
                 _ => self.int()?,
             };
-            pairs.push(Pair { key, value });
+            pair(key, value);
             self.ws();
             if self.eat_if(b'}') {
                 return Some(());
@@ -345,6 +374,7 @@ impl Scanner<'_> {
     }
 
     /// A quoted string without escape or line break, quotes included.
+    #[inline(always)]
     fn string(&mut self) -> Option<Span> {
         let q = self.peek()?;
         if q != b'\'' && q != b'"' {

@@ -133,15 +133,19 @@ struct Tail {
 
 /// The kernel's boot id: a page cache that survived since the last
 /// request belongs to the same boot.
+/// Read once per process: it cannot change while the process runs.
 fn boot_id() -> [u8; BOOT_LEN] {
-    let mut id = [0u8; BOOT_LEN];
-    if let Ok(text) = fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-        let t = text.trim().as_bytes();
-        if t.len() == BOOT_LEN {
-            id.copy_from_slice(t);
+    static ID: std::sync::OnceLock<[u8; BOOT_LEN]> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        let mut id = [0u8; BOOT_LEN];
+        if let Ok(text) = fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+            let t = text.trim().as_bytes();
+            if t.len() == BOOT_LEN {
+                id.copy_from_slice(t);
+            }
         }
-    }
-    id
+        id
+    })
 }
 
 fn le64(b: &[u8]) -> u64 {
