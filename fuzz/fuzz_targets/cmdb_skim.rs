@@ -1,12 +1,15 @@
 //! The quick CMDB reader (`src/cmdb/skim.rs`) against the full literal
 //! reader: whatever text the quick one accepts, the full one reads the
-//! same entries, keys, values (as text), entry texts and dialect. Then an
-//! allocation on the file must not panic, and the text it writes must read
-//! back as the same entries with the handed-out one changed.
+//! same entries, keys, values (as text), entry texts and dialect, and the
+//! allocation on the file picks what the allocation on the values picks.
+//! Then an allocation on any file must not panic, and the text it writes
+//! must read back as the same entries with the handed-out one changed.
+//! The quick reader of spec lines (`skim::lines`) must agree with the
+//! full reader and `hw::from_document` on every text it accepts.
 
 #![no_main]
 
-use edeploy::cmdb::{expand_owned, skim::skim, CmdbFile};
+use edeploy::cmdb::{self, expand_owned, skim::skim, CmdbFile};
 use edeploy::literal::{parse_named, Dialect, Options, Value};
 use indexmap::IndexMap;
 use libfuzzer_sys::fuzz_target;
@@ -26,6 +29,13 @@ fn rows(entries: &[Value]) -> Vec<Vec<(String, String)>> {
                 .collect(),
             _ => Vec::new(),
         })
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> IndexMap<String, String> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
@@ -61,6 +71,31 @@ fuzz_target!(|data: &[u8]| {
                 .ok();
             assert_eq!(part.as_ref(), Some(entry), "entry {i} of {text:?}");
         }
+        // The same entry as the allocation on values, for a node whose
+        // variables the input may hold anywhere (values, comments).
+        let vars = pairs(&[("mac", "m1"), ("n", "1")]);
+        for forced in [IndexMap::new(), pairs(&[("tag", "t1")])] {
+            let mut values = entries.clone();
+            let by_values = cmdb::allocate("p", &mut values, &vars, &forced);
+            let file = CmdbFile::read("fuzz", data.to_vec()).expect("skimmed, so read");
+            let by_file = file.allocate("p", &vars, &forced, true, true);
+            match (by_values, by_file) {
+                (Ok(v), Ok(Some(f))) => {
+                    assert_eq!((f.index, f.reused), (v.index, v.reused), "{text:?}");
+                    assert_eq!(f.vars, v.vars, "{text:?}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text:?}"),
+                (a, b) => panic!("values gave {a:?}, the file {b:?}\n{text:?}"),
+            }
+        }
+    }
+    if let Some(lines) = cmdb::skim::lines(text) {
+        let doc = match parse_named(text, "fuzz", Options::default()) {
+            Ok(d) => d,
+            Err(e) => panic!("lines skimmed but not read: {e}\n{text:?}"),
+        };
+        let full = edeploy::hw::from_document(&doc, "fuzz");
+        assert_eq!(Some(lines), full.ok(), "{text:?}");
     }
     // Allocation on any file the reader accepts.
     let Ok(file) = CmdbFile::read("fuzz", data.to_vec()) else {
