@@ -334,7 +334,7 @@ def pct(values, p):
 # P1: one CGI execution at a time
 
 
-def p1(ours, python, ours_site, py_site, runs, out_path, tmpfs_site=None):
+def p1(ours, python, ours_site, py_site, runs, out_path, tmpfs_site="", baseline="", baseline_site=""):
     runs = int(runs)
     bodies = [multipart(node_hw(1, i)) for i in range(runs + WARMUP)]
     spool = os.path.join(os.path.dirname(ours_site), "p1-body")
@@ -350,6 +350,10 @@ def p1(ours, python, ours_site, py_site, runs, out_path, tmpfs_site=None):
         # Ours again with its site on tmpfs: the same work without the
         # cost of the fsyncs.
         sides["ours-tmpfs"] = ([ours], tmpfs_site)
+    if baseline:
+        # Another build of upload.cgi (BASELINE_CGI), on a site of its own
+        # made like ours, in the same rounds.
+        sides["baseline"] = ([baseline], baseline_site)
     times = {k: [] for k in sides}
     answers = {k: [] for k in sides}
     errors = {k: 0 for k in sides}
@@ -387,6 +391,8 @@ def p1(ours, python, ours_site, py_site, runs, out_path, tmpfs_site=None):
     n = min(len(answers["ours"]), len(answers["python"]))
     same = sum(1 for a, b in zip(answers["ours"], answers["python"]) if a is not None and a == b)
     result = {"runs": runs, "warmup": WARMUP, "stopped_early": stopped, "same_ip": same, "compared": n}
+    if baseline:
+        result["baseline_name"] = os.path.basename(baseline)
     for side in sides:
         t = times[side]
         result[side] = {
@@ -607,6 +613,7 @@ def table(p1_path, machine_path, *p2_paths):
         ("/bin/true (spawn floor of the harness)", "true"),
         ("upload.cgi (ours) answering a GET with 405 (start-up only)", "ours-get"),
         ("upload.cgi (ours), site on tmpfs (no fsync cost)", "ours-tmpfs"),
+        ("upload.cgi, baseline build (BASELINE_CGI=%s)" % r1.get("baseline_name", ""), "baseline"),
     ]
     for name, key in rows:
         if key not in r1:
@@ -620,6 +627,8 @@ def table(p1_path, machine_path, *p2_paths):
     print("Median ratio Python / ours: **%.1f×**. Goals: ours ≤ 2 ms median: %s; ≥ 20×: %s." % (
         ratio, "met" if o["median_ms"] <= 2 else "missed", "met" if ratio >= 20 else "missed"))
     print("Same IP handed to the same node on both sides: %d of %d." % (r1["same_ip"], r1["compared"]))
+    if "baseline" in r1:
+        print("Median ratio baseline build / ours: %.2f×." % (r1["baseline"]["median_ms"] / o["median_ms"]))
     if r1.get("stopped_early"):
         print("Stopped early (time budget): %s." % r1["stopped_early"])
     print()

@@ -42,15 +42,55 @@ fn a_commit_replaces_every_file_and_logs_one_record() {
     assert_eq!(records[0].paths, vec![d.join("state"), d.join("vm.cmdb")]);
     assert_eq!(records[1].seq, records[0].seq + 1);
     assert!(!persist::pending(d).unwrap());
-    // No temporary file is left.
-    let names: Vec<String> = fs::read_dir(d)
+    // The file replaced is now the spare, holding the previous version;
+    // nothing else is left beside the files and the log.
+    assert_eq!(read(d, ".state.edeploy-tmp"), "[('vm', 2)]\n");
+    let mut names: Vec<String> = fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".edeploy-tmp"))
         .collect();
-    assert!(
-        names.iter().all(|n| !n.ends_with(".edeploy-tmp")),
-        "{names:?}"
+    names.sort();
+    assert_eq!(names, [".state.edeploy-tmp", ".vm.cmdb.edeploy-tmp"]);
+    // The spares are reused: same inodes, whatever lengths come.
+    use std::os::unix::fs::MetadataExt;
+    let inodes =
+        |d: &Path| ["state", ".state.edeploy-tmp"].map(|n| fs::metadata(d.join(n)).unwrap().ino());
+    let before = inodes(d);
+    commit(d, &[("state", "[('vm', 12345678901234567890)]\n")]);
+    commit(d, &[("state", "[]\n")]);
+    assert_eq!(read(d, "state"), "[]\n");
+    assert_eq!(
+        read(d, ".state.edeploy-tmp"),
+        "[('vm', 12345678901234567890)]\n"
     );
+    let mut after = inodes(d);
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(after, before, "no inode created");
+}
+
+#[test]
+fn a_spare_left_garbled_or_replaced_by_a_link_is_not_trusted() {
+    let dir = setup();
+    let d = dir.path();
+    commit(d, &[("state", "[('vm', 2)]\n")]);
+    // Half-written by a request that died: overwritten and cut.
+    fs::write(d.join(".state.edeploy-tmp"), "x".repeat(5000)).unwrap();
+    commit(d, &[("state", "[('vm', 1)]\n")]);
+    assert_eq!(read(d, "state"), "[('vm', 1)]\n");
+    // A symlink in the spare's place is removed, not written through.
+    let target = d.join("elsewhere");
+    fs::write(&target, "keep").unwrap();
+    fs::remove_file(d.join(".state.edeploy-tmp")).unwrap();
+    std::os::unix::fs::symlink(&target, d.join(".state.edeploy-tmp")).unwrap();
+    commit(d, &[("state", "[('vm', 0)]\n")]);
+    assert_eq!(read(d, "state"), "[('vm', 0)]\n");
+    assert_eq!(read(d, "elsewhere"), "keep");
+    let spare = fs::symlink_metadata(d.join(".state.edeploy-tmp")).unwrap();
+    assert!(spare.is_file(), "the spare is a file again");
+    assert!(!persist::pending(d).unwrap());
 }
 
 #[test]

@@ -4,10 +4,11 @@
 //! not at all. A [`Transaction`] first appends all the new contents, as
 //! one record, to the directory's write-ahead log and makes that durable
 //! with a single `fdatasync` (the commit point), then replaces each file
-//! (temporary file, rename). [`recover`], run by the next request under
-//! the same lock, finishes a record a crash left unapplied (roll forward)
-//! and deletes temporary files; after a reboot it replays the records not
-//! yet checkpointed. So after a crash at any instant, once the next
+//! (its spare file `.NAME.edeploy-tmp` rewritten, then swapped with it;
+//! the old file becomes the next spare). [`recover`], run by the next
+//! request under the same lock, finishes a record a crash left unapplied
+//! (roll forward); after a reboot it replays the records not yet
+//! checkpointed. So after a crash at any instant, once the next
 //! request has run, each file is wholly old or wholly new, and the set of
 //! files is either all old or all new. See [`log`] for the format and the
 //! argument.
@@ -32,7 +33,7 @@ pub use log::LOG;
 /// The journal of the format before the log ([`log`]), still finished
 /// when found.
 pub const JOURNAL: &str = ".edeploy-journal";
-/// Temporary files are named `.NAME.edeploy-tmp`.
+/// Temporary and spare files are named `.NAME.edeploy-tmp`.
 const TMP_SUFFIX: &str = ".edeploy-tmp";
 
 /// An exclusive `flock` on LOCKFILE. The kernel drops it when the process
@@ -167,25 +168,21 @@ impl Transaction {
     }
 }
 
-/// Finishes or undoes what a crashed request left in `dir`: the log's
-/// unfinished records (see [`log`]), a journal of the older format, and
-/// temporary files. Returns the number of files it completed.
+/// Finishes what a crashed request left in `dir`: the log's unfinished
+/// records (see [`log`]) and a journal of the older format. Returns the
+/// number of files it completed.
+///
+/// Spare files (`.NAME.edeploy-tmp`) stay: each holds the previous
+/// version of its file and takes the next one ([`log`]'s `replace`), and
+/// one a crash left half-written is overwritten by the next write. Not
+/// listing the directory also keeps each request's cost independent of
+/// how many files it holds (HWDIR is CONFIGDIR by default).
 pub fn recover(dir: &Path) -> Result<usize> {
     let mut done = match Log::open(dir)? {
         Some(mut log) => log.recover()?,
         None => 0,
     };
     done += recover_journal(dir)?;
-    // Temporary files of a request that died before its record was
-    // written, or between writing one and renaming it.
-    let entries = fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
     Ok(done)
 }
 
