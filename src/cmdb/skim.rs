@@ -204,9 +204,18 @@ pub fn skim(text: &str) -> Option<Skim> {
     if !s.eat_if(b']') {
         loop {
             let start = s.i;
-            let mut used = false;
-            let b = s.b;
-            s.entry(|key, _| used |= &b[key.range()] == b"used")?;
+            let used = match s.printed_entry() {
+                Some(used) => used,
+                None => {
+                    // Not in the printer's layout: the general reading,
+                    // from the entry's start.
+                    s.i = start;
+                    let mut used = false;
+                    let b = s.b;
+                    s.entry(|key, _| used |= is_used_key(&b[key.range()]))?;
+                    used
+                }
+            };
             out.entries.push(Span {
                 start: start as u32,
                 end: s.i as u32,
@@ -270,6 +279,12 @@ pub fn lines(text: &str) -> Option<Vec<crate::hw::Line>> {
     }
     s.ws();
     (s.i == s.b.len()).then_some(out)
+}
+
+/// Whether a key's text is `used`.
+#[inline(always)]
+fn is_used_key(key: &[u8]) -> bool {
+    key.len() == 4 && key == b"used"
 }
 
 /// The position of the first `q`, backslash or line feed in `b`: where a
@@ -341,6 +356,76 @@ impl Scanner<'_> {
         }
     }
 
+    /// An entry exactly as the printer writes one, `{'k': 'v', 'n': 1}`
+    /// (or with double quotes): the usual file, read with fewer tests than
+    /// [`Scanner::entry`]. Returns whether it has a `used` key; `None` at
+    /// the first byte that differs from that layout (blanks, a comment, a
+    /// trailing comma, an empty entry, anything outside the subset), and
+    /// the caller reads the entry again with [`Scanner::entry`]. What it
+    /// accepts, that one accepts the same way (same spans, same `json`).
+    fn printed_entry(&mut self) -> Option<bool> {
+        let b = self.b;
+        let mut i = self.i;
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i += 1;
+        let mut used = false;
+        loop {
+            // The key: a string, then `: `.
+            let q = *b.get(i)?;
+            if q != b'\'' && q != b'"' {
+                return None;
+            }
+            let len = string_end(&b[i + 1..], q)?;
+            let (start, end) = (i + 1, i + 1 + len);
+            if b[end] != q
+                || len == 0
+                || b.get(end + 1) != Some(&b':')
+                || b.get(end + 2) != Some(&b' ')
+            {
+                return None;
+            }
+            self.note_string(q, &b[start..end]);
+            used |= is_used_key(&b[start..end]);
+            i = end + 3;
+            // The value: a string or an integer.
+            match *b.get(i)? {
+                q @ (b'\'' | b'"') => {
+                    let len = string_end(&b[i + 1..], q)?;
+                    let end = i + 1 + len;
+                    if b[end] != q || (len == 0 && b.get(end + 1) == Some(&q)) {
+                        return None;
+                    }
+                    self.note_string(q, &b[i + 1..end]);
+                    i = end + 1;
+                }
+                _ => {
+                    self.i = i;
+                    self.int_digits()?;
+                    i = self.i;
+                }
+            }
+            // `, ` and the next pair, or `}`.
+            match b.get(i) {
+                Some(b'}') => {
+                    self.i = i + 1;
+                    return Some(used);
+                }
+                Some(b',') if b.get(i + 1) == Some(&b' ') => i += 2,
+                _ => return None,
+            }
+        }
+    }
+
+    /// What a string's quote and text say of the file's dialect.
+    #[inline(always)]
+    fn note_string(&mut self, q: u8, text: &[u8]) {
+        if q == b'\'' || (self.json && text.iter().any(|&c| c < 0x20)) {
+            self.json = false;
+        }
+    }
+
     /// `{ key: value, ... }`, each pair given to `pair` (the key's span
     /// without its quotes, the value's).
     #[inline(always)]
@@ -389,9 +474,8 @@ impl Scanner<'_> {
             // The opening of a triple-quoted string.
             return None;
         }
-        if q == b'\'' || (self.json && self.b[body..body + len].iter().any(|&c| c < 0x20)) {
-            self.json = false;
-        }
+        let b = self.b;
+        self.note_string(q, &b[body..body + len]);
         self.i = body + len + 1;
         self.end_of_token()?;
         Some(Span {
@@ -438,6 +522,17 @@ impl Scanner<'_> {
     /// A decimal integer the full reader reads as the same text.
     fn int(&mut self) -> Option<Span> {
         let start = self.i;
+        self.int_digits()?;
+        self.end_of_token()?;
+        Some(Span {
+            start: start as u32,
+            end: self.i as u32,
+        })
+    }
+
+    /// The sign and digits of [`Scanner::int`], without what follows.
+    #[inline(always)]
+    fn int_digits(&mut self) -> Option<()> {
         let neg = self.eat_if(b'-');
         let digits = self.i;
         match self.peek()? {
@@ -453,11 +548,7 @@ impl Scanner<'_> {
         if n > 18 || (neg && self.b[digits] == b'0') {
             return None;
         }
-        self.end_of_token()?;
-        Some(Span {
-            start: start as u32,
-            end: self.i as u32,
-        })
+        Some(())
     }
 
     /// A token ends before blanks, a comment or punctuation; anything else
