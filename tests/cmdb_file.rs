@@ -240,24 +240,26 @@ proptest! {
     }
 }
 
-#[test]
-fn random_specs_reach_both_readers() {
+/// Of 500 texts from `files`, at least 50 are read by the quick reader
+/// and 50 only by the full one; otherwise a property over them would
+/// prove little.
+fn reaches_both_readers(
+    files: impl Strategy<Value = String>,
+    quick: impl Fn(&str) -> bool,
+    full: impl Fn(&str) -> bool,
+) {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let (mut skimmed, mut full_only) = (0, 0);
     for _ in 0..500 {
-        let text = arb_specs_file()
+        let text = files
             .new_tree(&mut runner)
             .expect("a random file")
             .current();
-        if cmdb::skim::lines(&text).is_some() {
+        if quick(&text) {
             skimmed += 1;
-        } else if literal::parse_named(&text, "t", Options::default())
-            .ok()
-            .and_then(|d| edeploy::hw::from_document(&d, "t").ok())
-            .is_some()
-        {
+        } else if full(&text) {
             full_only += 1;
         }
     }
@@ -268,29 +270,26 @@ fn random_specs_reach_both_readers() {
     );
 }
 
-/// The generator above reaches both readers; otherwise the property would
-/// prove nothing.
+#[test]
+fn random_specs_reach_both_readers() {
+    reaches_both_readers(
+        arb_specs_file(),
+        |text| cmdb::skim::lines(text).is_some(),
+        |text| {
+            literal::parse_named(text, "t", Options::default())
+                .ok()
+                .and_then(|d| edeploy::hw::from_document(&d, "t").ok())
+                .is_some()
+        },
+    );
+}
+
 #[test]
 fn random_files_reach_both_readers() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
-    let mut runner = TestRunner::deterministic();
-    let (mut skimmed, mut full_only) = (0, 0);
-    for _ in 0..500 {
-        let text = arb_file()
-            .new_tree(&mut runner)
-            .expect("a random file")
-            .current();
-        if skim(&text).is_some() {
-            skimmed += 1;
-        } else if full_reading(&text).is_some() {
-            full_only += 1;
-        }
-    }
-    assert!(skimmed >= 50, "only {skimmed} of 500 files skimmed");
-    assert!(
-        full_only >= 50,
-        "only {full_only} of 500 files left to the full reader"
+    reaches_both_readers(
+        arb_file(),
+        |text| skim(text).is_some(),
+        |text| full_reading(text).is_some(),
     );
 }
 

@@ -198,45 +198,27 @@ pub fn skim(text: &str) -> Option<Skim> {
         used: Vec::with_capacity(guess),
         json: true,
     };
-    s.ws();
-    s.eat(b'[')?;
-    s.ws();
-    if !s.eat_if(b']') {
-        loop {
-            let start = s.i;
-            let used = match s.printed_entry() {
-                Some(used) => used,
-                None => {
-                    // Not in the printer's layout: the general reading,
-                    // from the entry's start.
-                    s.i = start;
-                    let mut used = false;
-                    let b = s.b;
-                    s.entry(|key, _| used |= is_used_key(&b[key.range()]))?;
-                    used
-                }
-            };
-            out.entries.push(Span {
-                start: start as u32,
-                end: s.i as u32,
-            });
-            out.used.push(used);
-            s.ws();
-            if s.eat_if(b']') {
-                break;
+    s.list(|s| {
+        let start = s.i;
+        let used = match s.printed_entry() {
+            Some(used) => used,
+            None => {
+                // Not in the printer's layout: the general reading, from
+                // the entry's start.
+                s.i = start;
+                let mut used = false;
+                let b = s.b;
+                s.entry(|key, _| used |= is_used_key(&b[key.range()]))?;
+                used
             }
-            s.eat(b',')?;
-            s.ws();
-            if s.eat_if(b']') {
-                s.json = false;
-                break;
-            }
-        }
-    }
-    s.ws();
-    if s.i != s.b.len() {
-        return None;
-    }
+        };
+        out.entries.push(Span {
+            start: start as u32,
+            end: s.i as u32,
+        });
+        out.used.push(used);
+        Some(())
+    })?;
     out.json = s.json;
     Some(out)
 }
@@ -260,25 +242,11 @@ pub fn lines(text: &str) -> Option<Vec<crate::hw::Line>> {
         json: false,
     };
     let mut out = Vec::with_capacity(text.len() / 40);
-    s.ws();
-    s.eat(b'[')?;
-    s.ws();
-    if !s.eat_if(b']') {
-        loop {
-            out.push(s.line(text)?);
-            s.ws();
-            if s.eat_if(b']') {
-                break;
-            }
-            s.eat(b',')?;
-            s.ws();
-            if s.eat_if(b']') {
-                break;
-            }
-        }
-    }
-    s.ws();
-    (s.i == s.b.len()).then_some(out)
+    s.list(|s| {
+        out.push(s.line(text)?);
+        Some(())
+    })?;
+    Some(out)
 }
 
 /// Whether a key's text is `used`.
@@ -354,6 +322,31 @@ impl Scanner<'_> {
                 _ => return,
             }
         }
+    }
+
+    /// `[ item, ... ]` and nothing else in the text but blanks and
+    /// comments; `item` reads one item. A trailing comma is not JSON.
+    fn list(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.ws();
+        self.eat(b'[')?;
+        self.ws();
+        if !self.eat_if(b']') {
+            loop {
+                item(self)?;
+                self.ws();
+                if self.eat_if(b']') {
+                    break;
+                }
+                self.eat(b',')?;
+                self.ws();
+                if self.eat_if(b']') {
+                    self.json = false;
+                    break;
+                }
+            }
+        }
+        self.ws();
+        (self.i == self.b.len()).then_some(())
     }
 
     /// An entry exactly as the printer writes one, `{'k': 'v', 'n': 1}`
