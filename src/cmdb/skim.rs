@@ -366,33 +366,15 @@ impl Scanner<'_> {
         let mut used = false;
         loop {
             // The key: a string, then `: `.
-            let q = *b.get(i)?;
-            if q != b'\'' && q != b'"' {
+            let (start, end) = self.quoted_at(i)?;
+            if b.get(end + 1) != Some(&b':') || b.get(end + 2) != Some(&b' ') {
                 return None;
             }
-            let len = string_end(&b[i + 1..], q)?;
-            let (start, end) = (i + 1, i + 1 + len);
-            if b[end] != q
-                || len == 0
-                || b.get(end + 1) != Some(&b':')
-                || b.get(end + 2) != Some(&b' ')
-            {
-                return None;
-            }
-            self.note_string(q, &b[start..end]);
             used |= is_used_key(&b[start..end]);
             i = end + 3;
             // The value: a string or an integer.
             match *b.get(i)? {
-                q @ (b'\'' | b'"') => {
-                    let len = string_end(&b[i + 1..], q)?;
-                    let end = i + 1 + len;
-                    if b[end] != q || (len == 0 && b.get(end + 1) == Some(&q)) {
-                        return None;
-                    }
-                    self.note_string(q, &b[i + 1..end]);
-                    i = end + 1;
-                }
+                b'\'' | b'"' => i = self.quoted_at(i)?.1 + 1,
                 _ => {
                     self.i = i;
                     self.int_digits()?;
@@ -451,28 +433,35 @@ impl Scanner<'_> {
         }
     }
 
-    /// A quoted string without escape or line break, quotes included.
+    /// The quoted string without escape or line break that starts at
+    /// byte `i`: where its text starts and ends (the closing quote's
+    /// position). Notes what it says of the dialect; does not move.
     #[inline(always)]
-    fn string(&mut self) -> Option<Span> {
-        let q = self.peek()?;
+    fn quoted_at(&mut self, i: usize) -> Option<(usize, usize)> {
+        let b = self.b;
+        let q = *b.get(i)?;
         if q != b'\'' && q != b'"' {
             return None;
         }
-        let body = self.i + 1;
-        let len = string_end(&self.b[body..], q)?;
-        if self.b[body + len] != q {
+        let start = i + 1;
+        let end = start + string_end(&b[start..], q)?;
+        if b[end] != q || (end == start && b.get(end + 1) == Some(&q)) {
+            // An escape or a line break, or the opening of a
+            // triple-quoted string.
             return None;
         }
-        if len == 0 && self.b.get(body + 1) == Some(&q) {
-            // The opening of a triple-quoted string.
-            return None;
-        }
-        let b = self.b;
-        self.note_string(q, &b[body..body + len]);
-        self.i = body + len + 1;
+        self.note_string(q, &b[start..end]);
+        Some((start, end))
+    }
+
+    /// A quoted string without escape or line break, quotes included.
+    #[inline(always)]
+    fn string(&mut self) -> Option<Span> {
+        let (start, end) = self.quoted_at(self.i)?;
+        self.i = end + 1;
         self.end_of_token()?;
         Some(Span {
-            start: (body - 1) as u32,
+            start: (start - 1) as u32,
             end: self.i as u32,
         })
     }
