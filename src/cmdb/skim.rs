@@ -1,15 +1,17 @@
-//! Reading a CMDB file for one allocation without building its values.
+//! Reading the files of a decision without building their values.
 //!
-//! A decision needs, of every entry, only whether it is `used` and whether
-//! it holds the node's variables; then the one entry it hands out. The
-//! files this module's callers write (and most files operators write) are
-//! a list of flat dicts of plain strings and integers. [`skim`] reads
-//! exactly that shape, recording where each entry, key and value is in
-//! the text, and gives up (`None`) on anything else: the caller then
-//! reads the file with the full reader. So the shape it accepts is a
-//! subset of the literal dialect, and for that subset it must agree with
-//! the full reader on every entry, key, value and on the dialect
-//! (tests/cmdb_skim.rs checks that on random files).
+//! A decision needs, of every CMDB entry, only whether it is `used` and
+//! whether it holds the node's variables; then the one entry it hands out.
+//! The files this module's callers write (and most files operators write)
+//! are a list of flat dicts of plain strings and integers. [`skim`] reads
+//! exactly that shape, recording where each entry is in the text and
+//! whether it is `used` (an entry's pairs are read again when asked for),
+//! and gives up (`None`) on anything else: the caller then reads the file
+//! with the full reader. So the shape it accepts is a subset of the
+//! literal dialect, and for that subset it must agree with the full reader
+//! on every entry, key, value and on the dialect. [`lines`] does the same
+//! for `.specs` and hardware lists of 4-tuples of plain strings.
+//! tests/cmdb_file.rs checks both on random files.
 //!
 //! The subset:
 //!
