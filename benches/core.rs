@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use edeploy::cmdb::CmdbFile;
 use edeploy::config::ServerConfig;
-use edeploy::decide::{decide, Decision};
+use edeploy::provision::decide::{decide, Decision};
 use edeploy::hw::{self, format_line, Line};
 use edeploy::matcher::Specs;
 use indexmap::IndexMap;

@@ -1,13 +1,13 @@
 //! `upload-health.cgi`: run by Apache or lighttpd as a CGI script (no
 //! arguments, `REQUEST_METHOD` set). It keeps the health-check results a
-//! node sends (`HEALTH=1`) in HEALTHDIR; see `edeploy::cgi::health` and
+//! node sends (`HEALTH=1`) in HEALTHDIR; see `edeploy::upload::health` and
 //! docs/health.md.
 //!
 //! As a CGI the exit status is 0 once an answer is written (the status is
 //! in the answer). Run by hand it only says what it is (exit 2).
 
 use clap::Parser;
-use edeploy::cgi::health;
+use edeploy::upload::health;
 use edeploy::cgi::CgiEnv;
 use std::process::ExitCode;
 

@@ -7,7 +7,8 @@
 //! or nothing to hand out, 2 bad input, configuration or usage.
 
 use clap::Parser;
-use edeploy::cgi::{self, CgiEnv, Log};
+use edeploy::cgi::{CgiEnv, Log};
+use edeploy::upload;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     if std::env::args_os().len() <= 1 && env.is_cgi() {
         let mut stderr = std::io::stderr();
         let remote = env.remote_addr.clone().unwrap_or_default();
-        let response = cgi::serve(
+        let response = upload::serve(
             &env,
             std::io::stdin(),
             &edeploy::config::conf_path(),
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let code = cgi::local(
+    let code = upload::local(
         &edeploy::config::conf_path(),
         &cli.file,
         cli.profile.as_deref(),

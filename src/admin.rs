@@ -4,7 +4,7 @@
 
 use crate::cmdb;
 use crate::config::ServerConfig;
-use crate::decide::{self, Cmdb, DecideError};
+use crate::provision::decide::{self, Cmdb, DecideError};
 use crate::hw::{self, Line};
 use crate::literal::{self, Dialect};
 use anyhow::{Context, Result};

@@ -9,7 +9,7 @@
 #[macro_use]
 mod support;
 
-use edeploy::decide::Cmdb;
+use edeploy::provision::decide::Cmdb;
 use edeploy::hw;
 use edeploy::literal::Value;
 use edeploy::state::{Count, State};

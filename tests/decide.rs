@@ -3,7 +3,7 @@
 //! configuration errors, and crash recovery of the journaled writes.
 
 use edeploy::config::{ConfFile, ServerConfig};
-use edeploy::decide::{self, DecideError};
+use edeploy::provision::decide::{self, DecideError};
 use edeploy::hw::{self, Line};
 use edeploy::literal::Value;
 use edeploy::persist;
@@ -574,7 +574,7 @@ fn the_kept_file_lands_with_the_decision_or_alone() {
         ("vm.cmdb", "[{'ip': '10.0.0.1'}]"),
     ]);
     let kept = dir.path().join("node.hw");
-    let d = edeploy::decide::decide_keeping(
+    let d = edeploy::provision::decide::decide_keeping(
         &cfg,
         &kvm_hw(),
         None,
@@ -600,7 +600,7 @@ fn the_kept_file_lands_with_the_decision_or_alone() {
             *f = f.replace("52:54:12:34:00:", "52:54:99:34:00:");
         }
     }
-    let e = edeploy::decide::decide_keeping(
+    let e = edeploy::provision::decide::decide_keeping(
         &cfg,
         &other,
         None,

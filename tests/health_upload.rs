@@ -10,7 +10,7 @@
 #[macro_use]
 mod support;
 
-use edeploy::cgi::clock::Utc;
+use edeploy::clock::Utc;
 use edeploy::exec::{CmdLine, CmdOutput, Exec, System};
 use edeploy::hw::{self, Line};
 use edeploy::init::{Action, Console, Installer, Tuning};

@@ -634,7 +634,7 @@ fn log_names() {
     assert_eq!(log_name(&lines[3..]), "d8-9d-67-1a-d0-fc.log.gz");
     assert_eq!(log_name(&[]), "unknown-node.log.gz");
     for name in [log_name(&lines), log_name(&lines[3..]), log_name(&[])] {
-        assert_eq!(edeploy::cgi::logs::refuse_name(&name), None, "{name}");
+        assert_eq!(edeploy::provision::logs::refuse_name(&name), None, "{name}");
     }
 }
 

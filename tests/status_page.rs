@@ -16,7 +16,7 @@
 
 mod support;
 
-use edeploy::decide::Cmdb;
+use edeploy::provision::decide::Cmdb;
 use edeploy::hw;
 use edeploy::state::{Count, State};
 use regex::Regex;

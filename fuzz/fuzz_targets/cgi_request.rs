@@ -30,7 +30,8 @@
 
 #![no_main]
 
-use edeploy::cgi::{serve, CgiEnv, Log};
+use edeploy::cgi::{CgiEnv, Log};
+use edeploy::upload::serve;
 use edeploy::literal::{parse, Dialect, Options, Value};
 use libfuzzer_sys::fuzz_target;
 use std::fs;

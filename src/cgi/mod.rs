@@ -1,37 +1,22 @@
-//! `upload.cgi`: what a node talks to. A CGI/1.1 script (RFC 3875) run by
-//! a stock Apache (mod_cgi or mod_cgid) or lighttpd (mod_cgi).
-//!
-//! A request is a `multipart/form-data` POST with a `file` field and
-//! optional `failure` and `section` fields. The `file` is, by priority:
-//! an install log when its name ends in `.log.gz`; a failure report when
-//! `failure=P` is given; otherwise the node's hardware list, answered
-//! with the server's decision (profile, variables, configure script).
-//!
-//! Every answer is JSON; errors are `{"error": "<sentence>"}` with 400
-//! (bad request or hardware list), 404 (no profile matches), 405 (not a
-//! POST), 409 (the CMDB has nothing to give), 413 (too large) or 500 (the
-//! server's configuration). Each request also writes one line to stderr,
-//! which the web server puts in its error log (see [`Log`]).
+//! The CGI toolkit the three CGIs share (CGI/1.1, RFC 3875): the
+//! request's meta-variables ([`CgiEnv`]), the `multipart/form-data` body
+//! ([`form`]), the answer and the one log line per request ([`response`]),
+//! and the steps every upload CGI takes first ([`read_upload`]) and last
+//! ([`close`]).
 //!
 //! The size limit (`MAXUPLOAD` of `[SERVER]`, 16 MiB by default) is
 //! checked against `CONTENT_LENGTH` before a byte of the body is read, and
 //! again while reading, in case the length is absent or wrong.
 
-pub mod clock;
 pub mod form;
-pub mod health;
-pub mod logs;
 pub mod response;
 
 pub use form::{Form, FormError, Upload};
 pub use response::{Log, Response};
 
 use crate::config::{ConfFile, ServerConfig};
-use crate::decide::{self, DecideError, Decision};
-use crate::exec::{CmdLine, Exec, System};
-use crate::hw::{self, Line};
-use crate::state::{self, Count, State};
-use std::io::{Read, Write};
+use crate::provision::decide::DecideError;
+use std::io::Read;
 use std::path::Path;
 
 /// The CGI meta-variables the script reads (RFC 3875 §4.1). A value that
@@ -94,11 +79,11 @@ impl Reject {
         }
     }
 
-    fn bad(sentence: impl Into<String>) -> Reject {
+    pub fn bad(sentence: impl Into<String>) -> Reject {
         Reject::new(400, sentence)
     }
 
-    fn server(sentence: impl Into<String>) -> Reject {
+    pub fn server(sentence: impl Into<String>) -> Reject {
         Reject::new(500, sentence)
     }
 }
@@ -117,22 +102,9 @@ impl From<FormError> for Reject {
         }
     }
 }
-
-/// Answers one CGI request whose body is `body`, with the configuration
-/// file at `conf_path`; logs one closing line (and any warnings) to `log`.
-pub fn serve<R: Read + Send + Unpin>(
-    env: &CgiEnv,
-    mut body: R,
-    conf_path: &Path,
-    log: &mut Log<'_>,
-) -> Response {
-    let result = handle(env, &mut body, conf_path, log);
-    close(result, &mut body, env, log)
-}
-
 /// A request's answer and its closing log line; after an error the rest of
 /// the body is read first. Shared by the upload CGIs.
-pub(crate) fn close<R: Read>(
+pub fn close<R: Read>(
     result: Result<(Response, String), Reject>,
     body: &mut R,
     env: &CgiEnv,
@@ -181,7 +153,7 @@ pub fn drain<R: Read>(body: &mut R, declared: Option<&str>) {
 /// against MAXUPLOAD before a byte of it is read, the form read, and the
 /// `section` field applied (with that section's own limit). Returns the
 /// configuration to use and the form.
-pub(crate) fn read_upload<R: Read + Send + Unpin>(
+pub fn read_upload<R: Read + Send + Unpin>(
     env: &CgiEnv,
     body: &mut R,
     conf_path: &Path,
@@ -242,31 +214,6 @@ pub(crate) fn read_upload<R: Read + Send + Unpin>(
     Ok((cfg, form))
 }
 
-fn handle<R: Read + Send + Unpin>(
-    env: &CgiEnv,
-    body: &mut R,
-    conf_path: &Path,
-    log: &mut Log<'_>,
-) -> Result<(Response, String), Reject> {
-    let (cfg, form) = read_upload(env, body, conf_path)?;
-    let Some(file) = form.file else {
-        return Err(Reject::bad("the upload has no \"file\" field"));
-    };
-    if logs::is_log_name(file.filename.as_deref()) {
-        let name = file.filename.as_deref().unwrap_or_default();
-        return save_log(&cfg, name, &file.data);
-    }
-    if let Some(profile) = form.failure.as_deref() {
-        return failure(&cfg, profile, &file.data);
-    }
-    let lines = parse_hw(&file.data)?;
-    let outcome = provision(&cfg, &lines, None, log)?;
-    Ok((
-        Response::ok(decide::envelope(&outcome.decision)),
-        outcome.reason,
-    ))
-}
-
 /// CONTENT_LENGTH: absent or empty means unknown (RFC 3875 §4.1.2).
 fn content_length(v: Option<&str>) -> Result<Option<u64>, Reject> {
     match v.map(str::trim) {
@@ -277,194 +224,3 @@ fn content_length(v: Option<&str>) -> Result<Option<u64>, Reject> {
             .map_err(|_| Reject::bad(format!("CONTENT_LENGTH {s:?} is not a number of bytes"))),
     }
 }
-
-/// Parses an uploaded hardware list (JSON or the literal dialect).
-pub fn parse_hw(data: &[u8]) -> Result<Vec<Line>, Reject> {
-    let text = std::str::from_utf8(data)
-        .map_err(|e| Reject::bad(format!("the hardware list is not valid UTF-8 ({e})")))?;
-    let lines = hw::parse(text, "the uploaded hardware list")
-        .map_err(|e| Reject::bad(format!("bad hardware list: {e}")))?;
-    if lines.is_empty() {
-        return Err(Reject::bad("the hardware list is empty"));
-    }
-    Ok(lines)
-}
-
-/// What a hardware upload led to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Provisioned {
-    pub decision: Decision,
-    pub sysname: String,
-    /// The closing log line's text.
-    pub reason: String,
-}
-
-/// A node asks for its configuration: keep its hardware list as
-/// `HWDIR/<sysname>.hw`, decide (committing), register it with pxemngr.
-/// `only` restricts the decision to one profile (`upload.cgi -F`).
-pub fn provision(
-    cfg: &ServerConfig,
-    lines: &[Line],
-    only: Option<&str>,
-    log: &mut Log<'_>,
-) -> Result<Provisioned, Reject> {
-    let sysname = hw::sysname(lines);
-    // `HWDIR/<sysname>.hw` is written in the decision's commit (or alone,
-    // under the same lock, when there is no decision to commit).
-    let keep = (
-        cfg.hwdir.join(format!("{sysname}.hw")),
-        hw::to_literal(lines).into_bytes(),
-    );
-    let mut warnings = Vec::new();
-    let result = decide::decide_keeping(cfg, lines, only, Some(keep), &mut |w| warnings.push(w));
-    for w in &warnings {
-        log.warning(w);
-    }
-    let decision = result.map_err(|e| {
-        let r = Reject::from(e);
-        Reject::new(r.status, format!("{sysname}: {}", r.sentence))
-    })?;
-    if cfg.use_pxemngr {
-        // The node is provisioned either way; a missing PXE entry is for
-        // the operator to fix, not a reason to fail the install.
-        if let Err(e) = pxemngr_addsystem(cfg, &System::default(), &sysname, lines) {
-            log.warning(&format!("pxemngr failed: {e:#}"));
-        }
-    }
-    let entry = match decision.cmdb_entry {
-        Some(i) if decision.reused => format!(", CMDB entry {} (already this node's)", i + 1),
-        Some(i) => format!(", CMDB entry {}", i + 1),
-        None => String::new(),
-    };
-    let left = match decision.left {
-        Count::Unlimited => "unlimited".to_string(),
-        Count::Left(n) => n.to_string(),
-    };
-    let reason = format!(
-        "{sysname}: profile {}{entry}, installs left {left}",
-        decision.profile
-    );
-    Ok(Provisioned {
-        decision,
-        sysname,
-        reason,
-    })
-}
-
-/// `<PXEMNGR> addsystem <sysname> <MAC>…`
-pub fn pxemngr_addsystem(
-    cfg: &ServerConfig,
-    exec: &dyn Exec,
-    sysname: &str,
-    lines: &[Line],
-) -> anyhow::Result<()> {
-    let mut argv = vec![
-        cfg.pxemngr.to_string_lossy().into_owned(),
-        "addsystem".to_string(),
-        sysname.to_string(),
-    ];
-    argv.extend(hw::macs(lines).into_iter().map(String::from));
-    exec.run(&CmdLine::Argv(argv))?;
-    Ok(())
-}
-
-/// `file` + `failure=P`: the node's install of P failed; give it back.
-fn failure(cfg: &ServerConfig, profile: &str, data: &[u8]) -> Result<(Response, String), Reject> {
-    if !state::is_profile_name(profile) {
-        return Err(Reject::bad(format!(
-            "{profile:?} is not a profile name (letters, digits, '_', '-', '.')"
-        )));
-    }
-    let state_path = cfg.configdir.join("state");
-    let state = State::load(&state_path).map_err(|e| Reject::server(format!("{e:#}")))?;
-    if state.get(profile).is_none() {
-        return Err(Reject::new(
-            404,
-            format!("the profile {profile:?} is not in the state file"),
-        ));
-    }
-    let given_back = decide::report_failure(cfg, profile)?;
-    // The hardware list only names the node in the log; a report whose
-    // list does not parse still gives the install back.
-    let node = std::str::from_utf8(data)
-        .ok()
-        .and_then(|t| hw::parse(t, "upload").ok())
-        .map(|l| hw::sysname(&l))
-        .unwrap_or_else(|| "a node".into());
-    let reason = if given_back {
-        format!("{node}: install of profile {profile} failed, one install given back")
-    } else {
-        format!("{node}: install of profile {profile} failed, nothing to give back")
-    };
-    Ok((
-        Response::ok(serde_json::json!({"profile": profile, "given_back": given_back})),
-        reason,
-    ))
-}
-
-fn save_log(cfg: &ServerConfig, name: &str, data: &[u8]) -> Result<(Response, String), Reject> {
-    if let Some(why) = logs::refuse_name(name) {
-        return Err(Reject::bad(why));
-    }
-    let saved = logs::save(&cfg.logdir, &cfg.lockfile, name, data)
-        .map_err(|e| Reject::server(format!("cannot keep the log: {e:#}")))?;
-    let reason = match &saved.rotated {
-        Some(old) => format!("log {name} kept (the previous one is now {old})"),
-        None => format!("log {name} kept"),
-    };
-    Ok((
-        Response::ok(serde_json::json!({"log": saved.name, "rotated": saved.rotated})),
-        reason,
-    ))
-}
-
-/// Local mode, `upload.cgi -f HWFILE [-F PROFILE] [-s SECTION]`: what a
-/// hardware upload does, on a file, with the configuration at
-/// `conf_path`, printing the answer. Returns the exit
-/// code: 0 answered, 1 no profile or nothing to give (404, 409), 2 bad
-/// input or configuration.
-pub fn local(
-    conf_path: &Path,
-    hw_path: &Path,
-    only: Option<&str>,
-    section: Option<&str>,
-    stdout: &mut dyn Write,
-    stderr: &mut dyn Write,
-) -> u8 {
-    let mut log = Log::new("local", stderr);
-    let result = (|| {
-        let cfg = ConfFile::load(conf_path)
-            .and_then(|c| c.server(section))
-            .map_err(|e| Reject::server(format!("{e:#}")))?;
-        let data = std::fs::read(hw_path)
-            .map_err(|e| Reject::bad(format!("{}: cannot read: {e}", hw_path.display())))?;
-        let lines = parse_hw(&data)?;
-        provision(&cfg, &lines, only, &mut log)
-    })();
-    match result {
-        Ok(p) => {
-            log.status(200, &p.reason);
-            let text = match serde_json::to_string_pretty(&decide::envelope(&p.decision)) {
-                Ok(t) => t,
-                Err(e) => {
-                    log.status(500, &format!("cannot print the answer: {e}"));
-                    return 2;
-                }
-            };
-            if writeln!(stdout, "{text}").is_err() {
-                return 2;
-            }
-            0
-        }
-        Err(r) => {
-            log.status(r.status, &r.sentence);
-            match r.status {
-                404 | 409 => 1,
-                _ => 2,
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,6 +1,6 @@
 //! The CGI answer (RFC 3875 §6) and the server log line.
 
-use super::clock::Utc;
+use crate::clock::Utc;
 use std::io::{self, Write};
 
 /// An answer: status, extra headers, JSON body.

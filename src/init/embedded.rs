@@ -16,7 +16,8 @@
 
 use super::console::Console;
 use super::server::Envelope;
-use crate::cgi::{self, Log};
+use crate::cgi::Log;
+use crate::provision;
 use crate::config::ServerConfig;
 use crate::exec::{CmdLine, Exec};
 use crate::hw::Line;
@@ -91,7 +92,7 @@ impl Medium {
         let mut buf = Vec::new();
         let result = {
             let mut log = Log::new("embedded", &mut buf);
-            cgi::provision(&self.cfg, lines, None, &mut log)
+            provision::provision(&self.cfg, lines, None, &mut log)
         };
         let text = String::from_utf8_lossy(&buf);
         for l in text.lines() {

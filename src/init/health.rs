@@ -29,7 +29,7 @@ use super::console::Console;
 use super::finish::{self, Action};
 use super::server::{self, Part};
 use super::{Installed, Installer, Known, Report, Tuning};
-use crate::cgi::clock::Utc;
+use crate::clock::Utc;
 use crate::detect::disk::is_disk;
 use crate::exec::{CmdLine, Exec};
 use crate::hw::{self, Line};

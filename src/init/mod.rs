@@ -478,7 +478,7 @@ impl Installer<'_> {
             let name = log_name(known.hw.as_deref().unwrap_or_default());
             let data = self.failure_log(known);
             let sent = match &known.medium {
-                Some(m) => crate::cgi::logs::save(&m.cfg.logdir, &m.cfg.lockfile, &name, &data)
+                Some(m) => crate::provision::logs::save(&m.cfg.logdir, &m.cfg.lockfile, &name, &data)
                     .map(|_| m.cfg.logdir.join(&name).display().to_string())
                     .map_err(|e| format!("{e:#}")),
                 None => server::report(
@@ -495,7 +495,7 @@ impl Installer<'_> {
         }
         if let Some(env) = &known.envelope {
             let sent = match &known.medium {
-                Some(m) => crate::decide::report_failure(&m.cfg, &env.profile)
+                Some(m) => crate::provision::decide::report_failure(&m.cfg, &env.profile)
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
                 None => server::report(

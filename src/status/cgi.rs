@@ -16,8 +16,8 @@
 //! section that does not parse is shown on the page, which is still a 200.
 
 use super::{gather, html, Gather, Status};
-use crate::cgi::clock::Utc;
-use crate::cgi::logs;
+use crate::clock::Utc;
+use crate::provision::logs;
 use crate::cgi::response::{cgi_head, reason_phrase};
 use crate::config::{ConfFile, ServerConfig};
 use std::io::{Read, Write};

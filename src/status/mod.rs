@@ -22,10 +22,10 @@
 pub mod cgi;
 pub mod html;
 
-use crate::cgi::clock::Utc;
-use crate::cgi::logs::SUFFIX as LOG_SUFFIX;
+use crate::clock::Utc;
+use crate::provision::logs::SUFFIX as LOG_SUFFIX;
 use crate::config::ServerConfig;
-use crate::decide::{self, Cmdb};
+use crate::provision::decide::{self, Cmdb};
 use crate::health::{self, Outlier};
 use crate::hw::{self, Line};
 use crate::literal::Value;

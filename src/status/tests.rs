@@ -1,10 +1,11 @@
 //! Gathering and rendering on sites built in temporary directories, with
-//! real decisions (`cgi::provision`) making the files the page reads.
+//! real decisions (`provision::provision`) making the files the page reads.
 //! `tests/status_page.rs` runs the real binary behind real web servers.
 
 use super::cgi::{parse_query, serve, Format, StatusEnv};
 use super::*;
-use crate::cgi::{logs, provision, Log};
+use crate::cgi::Log;
+use crate::provision::{logs, provision};
 use crate::config::ConfFile;
 use crate::persist::Lock;
 use std::fs;

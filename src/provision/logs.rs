@@ -7,7 +7,7 @@
 //! (UTC), `<stem>.YYYYmmddHHMMSS.log.gz`, so a node that installs again
 //! does not erase the log of its previous attempt.
 
-use super::clock::Utc;
+use crate::clock::Utc;
 use crate::persist::{self, Lock};
 use anyhow::{Context, Result};
 use std::path::Path;

@@ -19,8 +19,9 @@
 //! writes one line to stderr, `upload-health.cgi[<pid>] <time> <address>:
 //! <status> <reason>`.
 
-use super::clock::Utc;
-use super::{parse_hw, CgiEnv, Reject, Response};
+use crate::clock::Utc;
+use crate::cgi::{CgiEnv, Reject, Response};
+use crate::provision::parse_hw;
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::persist::{self, Lock};
@@ -32,11 +33,11 @@ pub const NAME: &str = "upload-health.cgi";
 
 /// The health CGI's log: one line per request on stderr (the web server's
 /// error log), `upload-health.cgi[<pid>] <time> <address>: <status> <reason>`.
-pub type HealthLog<'a> = super::response::Log<'a>;
+pub type HealthLog<'a> = crate::cgi::Log<'a>;
 
 /// [`HealthLog`] writing to `out`.
 pub fn health_log<'a>(remote: &str, out: &'a mut dyn Write) -> HealthLog<'a> {
-    super::response::Log::named(NAME, remote, out)
+    crate::cgi::Log::named(NAME, remote, out)
 }
 
 /// Answers one CGI request whose body is `body`, with the configuration
@@ -48,7 +49,7 @@ pub fn serve<R: Read + Send + Unpin>(
     log: &mut HealthLog<'_>,
 ) -> Response {
     let result = handle(env, &mut body, conf_path);
-    super::close(result, &mut body, env, log)
+    crate::cgi::close(result, &mut body, env, log)
 }
 
 fn handle<R: Read + Send + Unpin>(
@@ -56,7 +57,7 @@ fn handle<R: Read + Send + Unpin>(
     body: &mut R,
     conf_path: &Path,
 ) -> Result<(Response, String), Reject> {
-    let (cfg, form) = super::read_upload(env, body, conf_path)?;
+    let (cfg, form) = crate::cgi::read_upload(env, body, conf_path)?;
     let Some(file) = form.file else {
         return Err(Reject::bad("the upload has no \"file\" field"));
     };

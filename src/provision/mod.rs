@@ -1,0 +1,104 @@
+//! What a node's hardware upload leads to, shared by `upload.cgi` and the
+//! installer's embedded mode (`EMBEDDED=`): the list kept in HWDIR, the
+//! decision ([`decide`]), the node registered with pxemngr; and the
+//! install logs nodes send ([`logs`]).
+
+pub mod decide;
+pub mod logs;
+
+use crate::cgi::{Log, Reject};
+use crate::config::ServerConfig;
+use crate::exec::{CmdLine, Exec, System};
+use crate::hw::{self, Line};
+use crate::state::Count;
+use decide::Decision;
+
+/// Parses an uploaded hardware list (JSON or the literal dialect).
+pub fn parse_hw(data: &[u8]) -> Result<Vec<Line>, Reject> {
+    let text = std::str::from_utf8(data)
+        .map_err(|e| Reject::bad(format!("the hardware list is not valid UTF-8 ({e})")))?;
+    let lines = hw::parse(text, "the uploaded hardware list")
+        .map_err(|e| Reject::bad(format!("bad hardware list: {e}")))?;
+    if lines.is_empty() {
+        return Err(Reject::bad("the hardware list is empty"));
+    }
+    Ok(lines)
+}
+
+/// What a hardware upload led to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provisioned {
+    pub decision: Decision,
+    pub sysname: String,
+    /// The closing log line's text.
+    pub reason: String,
+}
+
+/// A node asks for its configuration: keep its hardware list as
+/// `HWDIR/<sysname>.hw`, decide (committing), register it with pxemngr.
+/// `only` restricts the decision to one profile (`upload.cgi -F`).
+pub fn provision(
+    cfg: &ServerConfig,
+    lines: &[Line],
+    only: Option<&str>,
+    log: &mut Log<'_>,
+) -> Result<Provisioned, Reject> {
+    let sysname = hw::sysname(lines);
+    // `HWDIR/<sysname>.hw` is written in the decision's commit (or alone,
+    // under the same lock, when there is no decision to commit).
+    let keep = (
+        cfg.hwdir.join(format!("{sysname}.hw")),
+        hw::to_literal(lines).into_bytes(),
+    );
+    let mut warnings = Vec::new();
+    let result = decide::decide_keeping(cfg, lines, only, Some(keep), &mut |w| warnings.push(w));
+    for w in &warnings {
+        log.warning(w);
+    }
+    let decision = result.map_err(|e| {
+        let r = Reject::from(e);
+        Reject::new(r.status, format!("{sysname}: {}", r.sentence))
+    })?;
+    if cfg.use_pxemngr {
+        // The node is provisioned either way; a missing PXE entry is for
+        // the operator to fix, not a reason to fail the install.
+        if let Err(e) = pxemngr_addsystem(cfg, &System::default(), &sysname, lines) {
+            log.warning(&format!("pxemngr failed: {e:#}"));
+        }
+    }
+    let entry = match decision.cmdb_entry {
+        Some(i) if decision.reused => format!(", CMDB entry {} (already this node's)", i + 1),
+        Some(i) => format!(", CMDB entry {}", i + 1),
+        None => String::new(),
+    };
+    let left = match decision.left {
+        Count::Unlimited => "unlimited".to_string(),
+        Count::Left(n) => n.to_string(),
+    };
+    let reason = format!(
+        "{sysname}: profile {}{entry}, installs left {left}",
+        decision.profile
+    );
+    Ok(Provisioned {
+        decision,
+        sysname,
+        reason,
+    })
+}
+
+/// `<PXEMNGR> addsystem <sysname> <MAC>…`
+pub fn pxemngr_addsystem(
+    cfg: &ServerConfig,
+    exec: &dyn Exec,
+    sysname: &str,
+    lines: &[Line],
+) -> anyhow::Result<()> {
+    let mut argv = vec![
+        cfg.pxemngr.to_string_lossy().into_owned(),
+        "addsystem".to_string(),
+        sysname.to_string(),
+    ];
+    argv.extend(hw::macs(lines).into_iter().map(String::from));
+    exec.run(&CmdLine::Argv(argv))?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `upload.cgi`: what a node talks to. A CGI/1.1 script (RFC 3875) run by
+//! a stock Apache (mod_cgi or mod_cgid) or lighttpd (mod_cgi).
+//!
+//! A request is a `multipart/form-data` POST with a `file` field and
+//! optional `failure` and `section` fields. The `file` is, by priority:
+//! an install log when its name ends in `.log.gz`; a failure report when
+//! `failure=P` is given; otherwise the node's hardware list, answered
+//! with the server's decision (profile, variables, configure script).
+//!
+//! Every answer is JSON; errors are `{"error": "<sentence>"}` with 400
+//! (bad request or hardware list), 404 (no profile matches), 405 (not a
+//! POST), 409 (the CMDB has nothing to give), 413 (too large) or 500 (the
+//! server's configuration). Each request also writes one line to stderr,
+//! which the web server puts in its error log (see [`Log`]).
+
+pub mod health;
+
+use crate::cgi::{close, read_upload, CgiEnv, Log, Reject, Response};
+use crate::config::{ConfFile, ServerConfig};
+use crate::hw;
+use crate::provision::{decide, logs, parse_hw, provision};
+use crate::state::{self, State};
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Answers one CGI request whose body is `body`, with the configuration
+/// file at `conf_path`; logs one closing line (and any warnings) to `log`.
+pub fn serve<R: Read + Send + Unpin>(
+    env: &CgiEnv,
+    mut body: R,
+    conf_path: &Path,
+    log: &mut Log<'_>,
+) -> Response {
+    let result = handle(env, &mut body, conf_path, log);
+    close(result, &mut body, env, log)
+}
+
+fn handle<R: Read + Send + Unpin>(
+    env: &CgiEnv,
+    body: &mut R,
+    conf_path: &Path,
+    log: &mut Log<'_>,
+) -> Result<(Response, String), Reject> {
+    let (cfg, form) = read_upload(env, body, conf_path)?;
+    let Some(file) = form.file else {
+        return Err(Reject::bad("the upload has no \"file\" field"));
+    };
+    if logs::is_log_name(file.filename.as_deref()) {
+        let name = file.filename.as_deref().unwrap_or_default();
+        return save_log(&cfg, name, &file.data);
+    }
+    if let Some(profile) = form.failure.as_deref() {
+        return failure(&cfg, profile, &file.data);
+    }
+    let lines = parse_hw(&file.data)?;
+    let outcome = provision(&cfg, &lines, None, log)?;
+    Ok((
+        Response::ok(decide::envelope(&outcome.decision)),
+        outcome.reason,
+    ))
+}
+
+/// `file` + `failure=P`: the node's install of P failed; give it back.
+fn failure(cfg: &ServerConfig, profile: &str, data: &[u8]) -> Result<(Response, String), Reject> {
+    if !state::is_profile_name(profile) {
+        return Err(Reject::bad(format!(
+            "{profile:?} is not a profile name (letters, digits, '_', '-', '.')"
+        )));
+    }
+    let state_path = cfg.configdir.join("state");
+    let state = State::load(&state_path).map_err(|e| Reject::server(format!("{e:#}")))?;
+    if state.get(profile).is_none() {
+        return Err(Reject::new(
+            404,
+            format!("the profile {profile:?} is not in the state file"),
+        ));
+    }
+    let given_back = decide::report_failure(cfg, profile)?;
+    // The hardware list only names the node in the log; a report whose
+    // list does not parse still gives the install back.
+    let node = std::str::from_utf8(data)
+        .ok()
+        .and_then(|t| hw::parse(t, "upload").ok())
+        .map(|l| hw::sysname(&l))
+        .unwrap_or_else(|| "a node".into());
+    let reason = if given_back {
+        format!("{node}: install of profile {profile} failed, one install given back")
+    } else {
+        format!("{node}: install of profile {profile} failed, nothing to give back")
+    };
+    Ok((
+        Response::ok(serde_json::json!({"profile": profile, "given_back": given_back})),
+        reason,
+    ))
+}
+
+fn save_log(cfg: &ServerConfig, name: &str, data: &[u8]) -> Result<(Response, String), Reject> {
+    if let Some(why) = logs::refuse_name(name) {
+        return Err(Reject::bad(why));
+    }
+    let saved = logs::save(&cfg.logdir, &cfg.lockfile, name, data)
+        .map_err(|e| Reject::server(format!("cannot keep the log: {e:#}")))?;
+    let reason = match &saved.rotated {
+        Some(old) => format!("log {name} kept (the previous one is now {old})"),
+        None => format!("log {name} kept"),
+    };
+    Ok((
+        Response::ok(serde_json::json!({"log": saved.name, "rotated": saved.rotated})),
+        reason,
+    ))
+}
+
+/// Local mode, `upload.cgi -f HWFILE [-F PROFILE] [-s SECTION]`: what a
+/// hardware upload does, on a file, with the configuration at
+/// `conf_path`, printing the answer. Returns the exit
+/// code: 0 answered, 1 no profile or nothing to give (404, 409), 2 bad
+/// input or configuration.
+pub fn local(
+    conf_path: &Path,
+    hw_path: &Path,
+    only: Option<&str>,
+    section: Option<&str>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> u8 {
+    let mut log = Log::new("local", stderr);
+    let result = (|| {
+        let cfg = ConfFile::load(conf_path)
+            .and_then(|c| c.server(section))
+            .map_err(|e| Reject::server(format!("{e:#}")))?;
+        let data = std::fs::read(hw_path)
+            .map_err(|e| Reject::bad(format!("{}: cannot read: {e}", hw_path.display())))?;
+        let lines = parse_hw(&data)?;
+        provision(&cfg, &lines, only, &mut log)
+    })();
+    match result {
+        Ok(p) => {
+            log.status(200, &p.reason);
+            let text = match serde_json::to_string_pretty(&decide::envelope(&p.decision)) {
+                Ok(t) => t,
+                Err(e) => {
+                    log.status(500, &format!("cannot print the answer: {e}"));
+                    return 2;
+                }
+            };
+            if writeln!(stdout, "{text}").is_err() {
+                return 2;
+            }
+            0
+        }
+        Err(r) => {
+            log.status(r.status, &r.sentence);
+            match r.status {
+                404 | 409 => 1,
+                _ => 2,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
