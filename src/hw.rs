@@ -28,7 +28,7 @@ pub enum HwError {
 pub fn parse(text: &str, name: &str) -> Result<Vec<Line>, HwError> {
     // Plain strings in 4-tuples, the usual list, read without building
     // values; the same lines (tests/cmdb_file.rs).
-    if let Some(lines) = crate::cmdb::skim::lines(text) {
+    if let Some(lines) = literal::skim::lines(text) {
         return Ok(lines);
     }
     let doc = literal::parse_named(text, name, Options::default())?;

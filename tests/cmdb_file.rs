@@ -1,5 +1,5 @@
 //! A CMDB file as a decision reads and rewrites it (src/cmdb/file.rs,
-//! src/cmdb/skim.rs): the quick reader agrees with the full one, and an
+//! src/cmdb/skim.rs, src/literal/skim.rs): the quick reader agrees with the full one, and an
 //! allocation edits only the entry it hands out.
 
 use edeploy::cmdb::{self, skim::skim, CmdbFile};
@@ -231,7 +231,7 @@ proptest! {
     /// `hw::from_document` give, for every text it accepts.
     #[test]
     fn skimmed_lines_agree_with_the_full_reader(text in arb_specs_file()) {
-        if let Some(lines) = cmdb::skim::lines(&text) {
+        if let Some(lines) = literal::skim::lines(&text) {
             let doc = literal::parse_named(&text, "t.specs", Options::default());
             prop_assert!(doc.is_ok(), "skimmed but refused by the full reader: {:?}", text);
             let full = edeploy::hw::from_document(&doc.unwrap(), "t.specs");
@@ -274,7 +274,7 @@ fn reaches_both_readers(
 fn random_specs_reach_both_readers() {
     reaches_both_readers(
         arb_specs_file(),
-        |text| cmdb::skim::lines(text).is_some(),
+        |text| literal::skim::lines(text).is_some(),
         |text| {
             literal::parse_named(text, "t", Options::default())
                 .ok()

@@ -4,7 +4,7 @@
 //! allocation on the file picks what the allocation on the values picks.
 //! Then an allocation on any file must not panic, and the text it writes
 //! must read back as the same entries with the handed-out one changed.
-//! The quick reader of spec lines (`skim::lines`) must agree with the
+//! The quick reader of spec lines (`literal::skim::lines`) must agree with the
 //! full reader and `hw::from_document` on every text it accepts.
 
 #![no_main]
@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Some(lines) = cmdb::skim::lines(text) {
+    if let Some(lines) = edeploy::literal::skim::lines(text) {
         let doc = match parse_named(text, "fuzz", Options::default()) {
             Ok(d) => d,
             Err(e) => panic!("lines skimmed but not read: {e}\n{text:?}"),

@@ -5,9 +5,12 @@
 //! Nothing here evaluates code. [`parse`] turns text into a [`Value`] tree
 //! (or a [`ParseError`] naming line, column and what was expected), and
 //! [`print`] writes a value back in the dialect the file was read in.
+//! [`skim`] reads the plainest files (lists of plain strings) without
+//! building values, for the full reader to answer the rest.
 
 mod parser;
 mod printer;
+pub mod skim;
 
 pub use parser::{parse, parse_bytes, parse_file, parse_named, Document, ParseError, Pos};
 pub use printer::{print, print_list, py_float_repr, py_repr, to_inline, write_py_str};

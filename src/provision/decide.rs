@@ -359,7 +359,7 @@ fn specs_from_bytes(path: &Path, bytes: &[u8]) -> Result<Specs, DecideError> {
     // The usual file, plain strings in 4-tuples, read without building
     // values; anything else, or a line that does not compile, goes through
     // the full reader, which also names the line of an error.
-    if let Some(lines) = std::str::from_utf8(bytes).ok().and_then(cmdb::skim::lines) {
+    if let Some(lines) = std::str::from_utf8(bytes).ok().and_then(literal::skim::lines) {
         if let Ok(specs) = Specs::compile_owned(lines) {
             return Ok(specs);
         }
