@@ -2,8 +2,8 @@
 //! script thread; commands and log lines are sent to the caller's thread.
 
 use super::error::ScriptError;
-use super::overlay::{self, ConfigFile, Options};
-use super::{format, ipmi, vars, Limits, Outcome, Request, Role};
+use super::overlay::{self, ConfigFile, OverlayOptions};
+use super::{format, ipmi, vars, Limits, Request, Role, ScriptOutcome};
 use crate::exec::{CmdLine, CmdOutput};
 use crate::literal::Value;
 use indexmap::IndexMap;
@@ -114,7 +114,7 @@ pub(crate) fn run(
     overlay: &Path,
     limits: &Limits,
     tx: Sender<Request>,
-) -> Result<Outcome, ScriptError> {
+) -> Result<ScriptOutcome, ScriptError> {
     let host = Host {
         tx,
         state: Arc::default(),
@@ -131,7 +131,7 @@ pub(crate) fn run(
     drop(engine);
     let state = std::mem::take(&mut *host.state());
     match result {
-        Ok(()) => Ok(Outcome {
+        Ok(()) => Ok(ScriptOutcome {
             role: state.role,
             files: state.files,
         }),
@@ -323,7 +323,7 @@ fn register_config(engine: &mut Engine, overlay: &Path, host: &Host) {
             let overlay = overlay.to_path_buf();
             move |ctx: &NativeCallContext,
                   path: &str,
-                  opts: Result<Options, String>|
+                  opts: Result<OverlayOptions, String>|
                   -> Fallible<ConfigFile> {
                 let file = opts
                     .and_then(|o| overlay::open(&overlay, path, &o))
@@ -338,19 +338,19 @@ fn register_config(engine: &mut Engine, overlay: &Path, host: &Host) {
         };
         let o = open.clone();
         engine.register_fn("config", move |ctx: NativeCallContext, path: &str| {
-            o(&ctx, path, Ok(Options::default()))
+            o(&ctx, path, Ok(OverlayOptions::default()))
         });
         let o = open.clone();
         engine.register_fn(
             "config",
             move |ctx: NativeCallContext, path: &str, mode: &str| {
-                o(&ctx, path, Options::from_mode(mode))
+                o(&ctx, path, OverlayOptions::from_mode(mode))
             },
         );
         engine.register_fn(
             "config",
             move |ctx: NativeCallContext, path: &str, opts: Map| {
-                open(&ctx, path, Options::from_map(&opts))
+                open(&ctx, path, OverlayOptions::from_map(&opts))
             },
         );
     }

@@ -27,11 +27,11 @@ pub enum Value {
     List(Vec<Value>),
     Tuple(Vec<Value>),
     Dict(Vec<(Value, Value)>),
-    /// `generate({...})`, only accepted where [`Options::calls`] is set
+    /// `generate({...})`, only accepted where [`ParseOptions::calls`] is set
     /// (CMDB files). The argument is kept unevaluated.
     Generate(Box<Value>),
     /// `a + b + ...` between list-valued expressions, only with
-    /// [`Options::calls`]. Kept unevaluated so the CMDB module decides.
+    /// [`ParseOptions::calls`]. Kept unevaluated so the CMDB module decides.
     Concat(Vec<Value>),
 }
 
@@ -46,7 +46,7 @@ pub enum Dialect {
 
 /// What the parser accepts beyond plain literals.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct ParseOptions {
     /// Accept `generate(...)` calls and `+` (CMDB files only).
     pub calls: bool,
 }
