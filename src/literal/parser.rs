@@ -427,14 +427,8 @@ impl<'a> Parser<'a> {
                 }
                 _ => {}
             }
-            if top {
-                self.item_pos.push(self.here());
-            }
             let start = self.pos;
-            items.push(self.item()?);
-            if top {
-                self.item_span.push(start..self.value_end);
-            }
+            items.push(self.item_of(top)?);
             if top && items.len() == 1 {
                 // The items of a file (CMDB entries, spec lines) are much
                 // alike: sizing the list from the first one spares the
@@ -448,6 +442,21 @@ impl<'a> Parser<'a> {
             }
             self.sep(close, what)?;
         }
+    }
+
+    /// An item of a list or a tuple; of the file's top-level container
+    /// (`top`), also its position and span.
+    #[inline]
+    fn item_of(&mut self, top: bool) -> Result<Value, ParseError> {
+        if top {
+            self.item_pos.push(self.here());
+        }
+        let start = self.pos;
+        let item = self.item()?;
+        if top {
+            self.item_span.push(start..self.value_end);
+        }
+        Ok(item)
     }
 
     /// After an item: ',' or the closing bracket (left for the caller).
@@ -494,14 +503,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => {}
             }
-            if top {
-                self.item_pos.push(self.here());
-            }
-            let start = self.pos;
-            items.push(self.item()?);
-            if top {
-                self.item_span.push(start..self.value_end);
-            }
+            items.push(self.item_of(top)?);
             self.skip_ws();
             trailing_comma = self.peek() == Some(',');
             self.sep(')', "tuple")?;
