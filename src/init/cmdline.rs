@@ -273,53 +273,43 @@ const KEYS: &[Key] = &[
         name: "DEBUG",
         doc: "Deprecated: anything but 0 is ONFAILURE=console.",
         set: |s, _, v| {
-            if v != "0" {
-                s.onfailure = OnFailure::Console;
-                s.warnings
-                    .push("DEBUG=1 is deprecated: use ONFAILURE=console".into());
-            }
-            Ok(())
+            deprecated(s, v, "DEBUG=1 is deprecated: use ONFAILURE=console", |s| {
+                s.onfailure = OnFailure::Console
+            })
         },
     },
     Key {
         name: "NOREBOOT",
         doc: "Deprecated: anything but 0 is ONSUCCESS=kexec.",
         set: |s, _, v| {
-            if v != "0" {
-                s.onsuccess = OnSuccess::Kexec;
-                s.warnings
-                    .push("NOREBOOT=1 is deprecated: use ONSUCCESS=kexec".into());
-            }
-            Ok(())
+            deprecated(s, v, "NOREBOOT=1 is deprecated: use ONSUCCESS=kexec", |s| {
+                s.onsuccess = OnSuccess::Kexec
+            })
         },
     },
     Key {
         name: "ONSUCCESS",
         doc: "What to do after an installation: kexec, reboot, halt or console.",
-        set: |s, _, v| {
-            match v {
-                "kexec" => Ok(OnSuccess::Kexec),
-                "reboot" => Ok(OnSuccess::Reboot),
-                "halt" => Ok(OnSuccess::Halt),
-                "console" => Ok(OnSuccess::Console),
-                _ => Err(format!(
-                    "ONSUCCESS={v}: expected kexec, reboot, halt or console"
-                )),
-            }
-            .map(|a| s.onsuccess = a)
+        set: |s, k, v| {
+            let actions = [
+                ("kexec", OnSuccess::Kexec),
+                ("reboot", OnSuccess::Reboot),
+                ("halt", OnSuccess::Halt),
+                ("console", OnSuccess::Console),
+            ];
+            choice(k, v, &actions).map(|a| s.onsuccess = a)
         },
     },
     Key {
         name: "ONFAILURE",
         doc: "What to do after a failure: reboot, halt or console.",
-        set: |s, _, v| {
-            match v {
-                "reboot" => Ok(OnFailure::Reboot),
-                "halt" => Ok(OnFailure::Halt),
-                "console" => Ok(OnFailure::Console),
-                _ => Err(format!("ONFAILURE={v}: expected reboot, halt or console")),
-            }
-            .map(|a| s.onfailure = a)
+        set: |s, k, v| {
+            let actions = [
+                ("reboot", OnFailure::Reboot),
+                ("halt", OnFailure::Halt),
+                ("console", OnFailure::Console),
+            ];
+            choice(k, v, &actions).map(|a| s.onfailure = a)
         },
     },
     Key {
@@ -476,6 +466,36 @@ fn url_path(name: &str, v: &str) -> Result<String, String> {
         ));
     }
     Ok(v.trim_matches('/').to_string())
+}
+
+/// One of the words of `choices`; the message lists them
+/// (`expected reboot, halt or console`).
+fn choice<T: Copy>(name: &str, v: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    if let Some(&(_, t)) = choices.iter().find(|(w, _)| *w == v) {
+        return Ok(t);
+    }
+    let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+    let expected = match words.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("{name}={v}: expected {expected}"))
+}
+
+/// A deprecated switch: anything but `0` applies its replacement, with a
+/// warning.
+fn deprecated(
+    s: &mut Settings,
+    v: &str,
+    warning: &str,
+    apply: fn(&mut Settings),
+) -> Result<(), String> {
+    if v != "0" {
+        apply(s);
+        s.warnings.push(warning.into());
+    }
+    Ok(())
 }
 
 fn flag(name: &str, v: &str) -> Result<bool, String> {
