@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use edeploy::detect::{self, NoCommands, Options};
+use edeploy::detect::{self, DetectOptions, NoCommands};
 use edeploy::exec::{Exec, System};
 use edeploy::hw;
 
@@ -41,7 +41,7 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let opts = Options {
+    let opts = DetectOptions {
         ipmi_fake: cli.ipmi_fake,
         load_modules: cli.load_modules,
     };

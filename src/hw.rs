@@ -6,7 +6,7 @@
 //! `278.875` → `"278.875"`) because specs compare strings; the node's order
 //! is kept because it decides which disk becomes `$disk`.
 
-use crate::literal::{self, Dialect, Options, Value};
+use crate::literal::{self, Dialect, ParseOptions, Value};
 
 /// One hardware (or spec) line: class, name, key, value.
 pub type Line = [String; 4];
@@ -28,10 +28,10 @@ pub enum HwError {
 pub fn parse(text: &str, name: &str) -> Result<Vec<Line>, HwError> {
     // Plain strings in 4-tuples, the usual list, read without building
     // values; the same lines (tests/cmdb_file.rs).
-    if let Some(lines) = crate::cmdb::skim::lines(text) {
+    if let Some(lines) = literal::skim::lines(text) {
         return Ok(lines);
     }
-    let doc = literal::parse_named(text, name, Options::default())?;
+    let doc = literal::parse_named(text, name, ParseOptions::default())?;
     from_document(&doc, name)
 }
 

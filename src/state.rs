@@ -5,7 +5,7 @@
 //! written back the way it was written (`4` stays `4`, `'4'` stays `'4'`),
 //! in the dialect the file was read in.
 
-use crate::literal::{self, Dialect, Document, Options, Value};
+use crate::literal::{self, Dialect, Document, ParseOptions, Value};
 use anyhow::{bail, Result};
 use std::path::Path;
 
@@ -35,12 +35,12 @@ pub struct State {
 impl State {
     /// Parses state text, naming it `name` in errors.
     pub fn parse(text: &str, name: &str) -> Result<State> {
-        let doc = literal::parse_named(text, name, Options::default())?;
+        let doc = literal::parse_named(text, name, ParseOptions::default())?;
         State::from_document(&doc, name)
     }
 
     pub fn load(path: &Path) -> Result<State> {
-        let doc = literal::parse_file(path, Options::default())?;
+        let doc = literal::parse_file(path, ParseOptions::default())?;
         State::from_document(&doc, &path.display().to_string())
     }
 

@@ -1,9 +1,9 @@
 //! A CMDB file as a decision reads and rewrites it (src/cmdb/file.rs,
-//! src/cmdb/skim.rs): the quick reader agrees with the full one, and an
+//! src/cmdb/skim.rs, src/literal/skim.rs): the quick reader agrees with the full one, and an
 //! allocation edits only the entry it hands out.
 
 use edeploy::cmdb::{self, skim::skim, CmdbFile};
-use edeploy::literal::{self, print_list, Dialect, Options, Value};
+use edeploy::literal::{self, print_list, Dialect, ParseOptions, Value};
 use indexmap::IndexMap;
 use proptest::prelude::*;
 
@@ -20,7 +20,7 @@ fn read(text: &str) -> CmdbFile {
 }
 
 fn parse_cmdb(text: &str) -> Vec<Value> {
-    let doc = literal::parse_named(text, "test.cmdb", Options { calls: true })
+    let doc = literal::parse_named(text, "test.cmdb", ParseOptions { calls: true })
         .unwrap_or_else(|e| panic!("{text:?} does not parse: {e}"));
     cmdb::expand_owned(doc.value).unwrap_or_else(|e| panic!("{text:?}: {e}"))
 }
@@ -133,7 +133,7 @@ type Rows = Vec<Vec<(String, String)>>;
 /// What the full reader says of a text, as comparable data: the entries
 /// and whether the file is JSON.
 fn full_reading(text: &str) -> Option<(Rows, bool)> {
-    let doc = literal::parse_named(text, "t", Options { calls: true }).ok()?;
+    let doc = literal::parse_named(text, "t", ParseOptions { calls: true }).ok()?;
     let json = doc.dialect == Dialect::Json;
     let entries = cmdb::expand_owned(doc.value).ok()?;
     let rows = entries
@@ -231,8 +231,8 @@ proptest! {
     /// `hw::from_document` give, for every text it accepts.
     #[test]
     fn skimmed_lines_agree_with_the_full_reader(text in arb_specs_file()) {
-        if let Some(lines) = cmdb::skim::lines(&text) {
-            let doc = literal::parse_named(&text, "t.specs", Options::default());
+        if let Some(lines) = literal::skim::lines(&text) {
+            let doc = literal::parse_named(&text, "t.specs", ParseOptions::default());
             prop_assert!(doc.is_ok(), "skimmed but refused by the full reader: {:?}", text);
             let full = edeploy::hw::from_document(&doc.unwrap(), "t.specs");
             prop_assert_eq!(Some(lines), full.ok(), "{:?}", text);
@@ -274,9 +274,9 @@ fn reaches_both_readers(
 fn random_specs_reach_both_readers() {
     reaches_both_readers(
         arb_specs_file(),
-        |text| cmdb::skim::lines(text).is_some(),
+        |text| literal::skim::lines(text).is_some(),
         |text| {
-            literal::parse_named(text, "t", Options::default())
+            literal::parse_named(text, "t", ParseOptions::default())
                 .ok()
                 .and_then(|d| edeploy::hw::from_document(&d, "t").ok())
                 .is_some()

@@ -2,7 +2,8 @@
 //! scripts.
 
 use edeploy::configure::{
-    run_script, run_script_with_limits, ErrorKind, Limits, Outcome, Role, ScriptEnv, ScriptError,
+    run_script, run_script_with_limits, ErrorKind, Limits, Role, ScriptEnv, ScriptError,
+    ScriptOutcome,
 };
 use edeploy::exec::{CmdLine, CmdOutput, Exec, Recorder, System};
 use edeploy::literal::Value;
@@ -25,14 +26,14 @@ fn s(v: &str) -> Value {
 
 /// A script run: its result, its log, and the overlay it wrote into.
 struct Run {
-    result: Result<Outcome, ScriptError>,
+    result: Result<ScriptOutcome, ScriptError>,
     log: String,
     overlay: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Run {
-    fn ok(&self) -> &Outcome {
+    fn ok(&self) -> &ScriptOutcome {
         match &self.result {
             Ok(o) => o,
             Err(e) => panic!("script failed: {e}\nlog:\n{}", self.log),

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use edeploy::detect::{self, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, Options};
+use edeploy::detect::{
+    self, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, DetectOptions,
+};
 use edeploy::exec::{CmdLine, CmdOutput, Exec};
 use edeploy::hw::{self, Line};
 use edeploy::matcher::Specs;
@@ -148,7 +150,7 @@ fn system_product_firmware_kernel_os_from_the_tree() {
             "CentOS Linux release 7.9.2009 (Core)\n",
         );
     let fake = Fake::new();
-    let mut lines = detect::system::system(t.root(), &fake, &Options::default());
+    let mut lines = detect::system::system(t.root(), &fake, &DetectOptions::default());
     lines.extend(detect::system::firmware(t.root(), &fake));
     assert_eq!(
         lines,
@@ -374,7 +376,7 @@ fn ipmi_channel_and_lan_settings() {
             "ipmitool lan print 1",
             &fixture("tool-output/ipmi_lan_info"),
         );
-    let opts = Options {
+    let opts = DetectOptions {
         ipmi_fake: true,
         load_modules: true,
     };
@@ -413,20 +415,23 @@ fn ipmi_fake_channel_only_without_a_bmc() {
     let t = Tree::new();
     t.file("proc/cmdline", "SERV=10.0.0.1\n");
     let fake = Fake::new();
-    let on = Options {
+    let on = DetectOptions {
         ipmi_fake: true,
-        ..Options::default()
+        ..DetectOptions::default()
     };
     assert_eq!(
         ipmi::detect(t.root(), &fake, &on),
         vec![l("system", "ipmi-fake", "channel", "0")]
     );
-    assert!(ipmi::detect(t.root(), &fake, &Options::default()).is_empty());
+    assert!(ipmi::detect(t.root(), &fake, &DetectOptions::default()).is_empty());
     // No device node: ipmitool is never run (it could only time out).
     assert!(fake.calls().is_empty());
     // eDeploy's kernel argument asks for it too.
     t.file("proc/cmdline", "SERV=10.0.0.1 fakeipmi\n");
-    assert_eq!(ipmi::detect(t.root(), &fake, &Options::default()).len(), 1);
+    assert_eq!(
+        ipmi::detect(t.root(), &fake, &DetectOptions::default()).len(),
+        1
+    );
     // A device but no ipmitool: the fake channel is still given when asked.
     t.file("dev/ipmi/0", "");
     assert_eq!(
@@ -1393,9 +1398,9 @@ fn node_tree() -> Tree {
 fn detect_orders_families_and_round_trips() {
     let t = node_tree();
     let fake = Fake::new().answer("ip -o -4 addr show", IP_ADDR);
-    let opts = Options {
+    let opts = DetectOptions {
         ipmi_fake: true,
-        ..Options::default()
+        ..DetectOptions::default()
     };
     let lines = detect::detect(t.root(), &fake, &opts);
     let mut classes: Vec<&str> = lines.iter().map(|x| x[0].as_str()).collect();
@@ -1447,7 +1452,7 @@ fn binary_reads_another_root_without_commands() {
     let lines = hw::parse(&text, "stdout").unwrap();
     assert_eq!(
         lines,
-        detect::detect(t.root(), &detect::NoCommands, &Options::default())
+        detect::detect(t.root(), &detect::NoCommands, &DetectOptions::default())
     );
     assert!(text.starts_with("[('system', 'product', 'name', 'edeploy_test_vm'),\n"));
     let out = detect_bin(&["--root", root, "--no-commands", "--ipmi-fake"]);

@@ -1,19 +1,19 @@
 //! The literal dialect: what it accepts, where it points on errors, and that
 //! printing then parsing gives the same value back.
 
-use edeploy::literal::{self, parse, print, Dialect, Options, Value};
+use edeploy::literal::{self, parse, print, Dialect, ParseOptions, Value};
 use proptest::prelude::*;
 use std::path::Path;
 
 fn p(text: &str) -> Value {
-    match parse(text, Options::default()) {
+    match parse(text, ParseOptions::default()) {
         Ok(d) => d.value,
         Err(e) => panic!("{text:?} did not parse: {e}"),
     }
 }
 
 fn perr(text: &str) -> literal::ParseError {
-    match parse(text, Options::default()) {
+    match parse(text, ParseOptions::default()) {
         Ok(d) => panic!("{text:?} parsed as {:?}", d.value),
         Err(e) => e,
     }
@@ -75,9 +75,13 @@ fn containers() {
 
 #[test]
 fn dialect_is_detected() {
-    let j = parse(r#"[{"ip": "10.0.0.1", "used": 1}]"#, Options::default()).unwrap();
+    let j = parse(
+        r#"[{"ip": "10.0.0.1", "used": 1}]"#,
+        ParseOptions::default(),
+    )
+    .unwrap();
     assert_eq!(j.dialect, Dialect::Json);
-    let py = parse("[{'ip': '10.0.0.1', 'used': 1}]", Options::default()).unwrap();
+    let py = parse("[{'ip': '10.0.0.1', 'used': 1}]", ParseOptions::default()).unwrap();
     assert_eq!(py.dialect, Dialect::Python);
     assert_eq!(j.value, py.value);
     assert_eq!(
@@ -98,14 +102,14 @@ fn one_entry_per_line() {
 
 #[test]
 fn item_positions_are_kept() {
-    let d = parse("[\n  ('a', 1),\n  ('b', 2)]", Options::default()).unwrap();
+    let d = parse("[\n  ('a', 1),\n  ('b', 2)]", ParseOptions::default()).unwrap();
     assert_eq!(d.item_pos.len(), 2);
     assert_eq!((d.item_pos[1].line, d.item_pos[1].col), (3, 3));
 }
 
 #[test]
 fn generate_and_plus_only_in_cmdb_mode() {
-    let cmdb = Options { calls: true };
+    let cmdb = ParseOptions { calls: true };
     let d = parse("generate({'ip': '10.0.0.1-3'}) + [{'ip': '1.1.1.1'}]", cmdb).unwrap();
     match d.value {
         Value::Concat(parts) => {
@@ -167,11 +171,11 @@ fn parse_file_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.specs");
     std::fs::write(&f, "[('a', 'b', 'c', 'd')\n ('e', 'f', 'g', 'h')]").unwrap();
-    let e = literal::parse_file(&f, Options::default()).unwrap_err();
+    let e = literal::parse_file(&f, ParseOptions::default()).unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with(&format!("{}:2:2:", f.display())), "{msg}");
     std::fs::write(&f, b"['\xff']").unwrap();
-    let msg = literal::parse_file(&f, Options::default())
+    let msg = literal::parse_file(&f, ParseOptions::default())
         .unwrap_err()
         .to_string();
     assert!(msg.contains("not valid UTF-8"), "{msg}");
@@ -184,10 +188,10 @@ fn real_fixtures_parse() {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
             let path = entry.unwrap().path();
             let calls = path.extension().is_some_and(|e| e == "cmdb");
-            let doc = literal::parse_file(&path, Options { calls }).unwrap();
+            let doc = literal::parse_file(&path, ParseOptions { calls }).unwrap();
             // Printing and parsing again gives the same value.
             let text = print(&doc.value, doc.dialect);
-            let again = parse(&text, Options { calls }).unwrap();
+            let again = parse(&text, ParseOptions { calls }).unwrap();
             assert_eq!(again.value, doc.value, "{}", path.display());
         }
     }
@@ -217,7 +221,7 @@ proptest! {
     #[test]
     fn print_parse_round_trip(v in arb_value()) {
         let text = print(&v, Dialect::Python);
-        let back = parse(&text, Options::default());
+        let back = parse(&text, ParseOptions::default());
         prop_assert!(back.is_ok(), "{text:?}: {:?}", back.err());
         prop_assert_eq!(back.unwrap().value, v);
     }
@@ -225,7 +229,7 @@ proptest! {
     #[test]
     fn json_round_trip_is_json(v in arb_value()) {
         let text = print(&v, Dialect::Json);
-        let back = parse(&text, Options::default()).unwrap();
+        let back = parse(&text, ParseOptions::default()).unwrap();
         prop_assert_eq!(back.dialect, Dialect::Json);
         // JSON has no tuples: they come back as lists.
         prop_assert_eq!(print(&back.value, Dialect::Json), text);
@@ -233,7 +237,7 @@ proptest! {
 
     #[test]
     fn garbage_never_panics(text in "\\PC{0,64}") {
-        let _ = parse(&text, Options { calls: true });
+        let _ = parse(&text, ParseOptions { calls: true });
     }
 }
 
@@ -290,7 +294,7 @@ fn long_lists_keep_every_item_and_position() {
         text.push_str(&format!("{{'ip': '10.0.{i}', 'pad': '{pad}'}}"));
     }
     text.push(']');
-    let doc = parse(&text, Options::default()).expect("parses");
+    let doc = parse(&text, ParseOptions::default()).expect("parses");
     let items = doc.value.as_seq().expect("a list");
     assert_eq!(items.len(), 300);
     assert_eq!(doc.item_pos.len(), 300);

@@ -31,8 +31,8 @@
 #![no_main]
 
 use edeploy::cgi::{CgiEnv, Log};
+use edeploy::literal::{parse, Dialect, ParseOptions, Value};
 use edeploy::upload::serve;
-use edeploy::literal::{parse, Dialect, Options, Value};
 use libfuzzer_sys::fuzz_target;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -72,7 +72,12 @@ fn make_site(small_limit: bool, empty_cmdb: bool) -> Site {
     let _ = fs::remove_dir_all(&root);
     let site = root.join("a").join("b").join("site");
     let config = site.join("config");
-    for d in [&config, &site.join("hw"), &site.join("logs"), &site.join("health")] {
+    for d in [
+        &config,
+        &site.join("hw"),
+        &site.join("logs"),
+        &site.join("health"),
+    ] {
         fs::create_dir_all(d).expect("cannot create the scratch site");
     }
     for (name, data) in [
@@ -84,7 +89,11 @@ fn make_site(small_limit: bool, empty_cmdb: bool) -> Site {
         fs::write(config.join(name), data).expect("cannot write the scratch config");
     }
     let p = site.display();
-    let limit = if small_limit { "MAXUPLOAD = 1024\n" } else { "" };
+    let limit = if small_limit {
+        "MAXUPLOAD = 1024\n"
+    } else {
+        ""
+    };
     let conf = site.join("edeploy.conf");
     fs::write(
         &conf,
@@ -129,9 +138,22 @@ fn only_files(dir: &Path, what: &str) -> Vec<String> {
 
 /// Everything under the scratch root is where it belongs.
 fn check_tree(s: &Site) {
-    assert_eq!(names(&s.root), ["a"], "something was written in {:?}", s.root);
-    assert_eq!(names(&s.root.join("a")), ["b"], "something was written in a/");
-    assert_eq!(names(&s.root.join("a/b")), ["site"], "something was written in a/b/");
+    assert_eq!(
+        names(&s.root),
+        ["a"],
+        "something was written in {:?}",
+        s.root
+    );
+    assert_eq!(
+        names(&s.root.join("a")),
+        ["b"],
+        "something was written in a/"
+    );
+    assert_eq!(
+        names(&s.root.join("a/b")),
+        ["site"],
+        "something was written in a/b/"
+    );
     for n in names(&s.site) {
         assert!(
             ["config", "edeploy.conf", "health", "hw", "lock", "logs"].contains(&n.as_str()),
@@ -143,7 +165,10 @@ fn check_tree(s: &Site) {
         assert!(n.ends_with(".hw"), "hw/ holds {n:?}");
     }
     only_files(&s.site.join("logs"), "logs/");
-    assert!(names(&s.site.join("health")).is_empty(), "health/ was written");
+    assert!(
+        names(&s.site.join("health")).is_empty(),
+        "health/ was written"
+    );
 }
 
 fn dict_get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -181,7 +206,9 @@ fn decode(data: &[u8]) -> Option<Request> {
                 0 => Some(format!("multipart/form-data; boundary={line}")),
                 1 => Some(format!("multipart/form-data; boundary=\"{line}\"")),
                 2 => Some("multipart/form-data".into()),
-                3 => Some(format!("Multipart/Form-Data; charset=utf-8; boundary={line}")),
+                3 => Some(format!(
+                    "Multipart/Form-Data; charset=utf-8; boundary={line}"
+                )),
                 4 => Some("application/x-www-form-urlencoded".into()),
                 5 => Some(line.to_string()),
                 6 => Some(format!("multipart/form-data; boundary={line}; x=y")),
@@ -232,13 +259,19 @@ fuzz_target!(|data: &[u8]| {
         serve(&req.env, &req.body[..], &site.conf, &mut log)
     };
     let status = response.status;
-    assert!(STATUSES.contains(&status), "status {status}: {:?}", response.body);
+    assert!(
+        STATUSES.contains(&status),
+        "status {status}: {:?}",
+        response.body
+    );
 
     // The CGI output.
     let mut out = Vec::new();
     response.write_cgi(&mut out).expect("write_cgi into a Vec");
     let out = String::from_utf8(out).expect("the CGI output is not UTF-8");
-    let (head, body) = out.split_once("\r\n\r\n").expect("no blank line after the headers");
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .expect("no blank line after the headers");
     let headers: Vec<&str> = head.split("\r\n").collect();
     let status_line = headers.iter().find(|h| h.starts_with("Status: "));
     if status == 200 {
@@ -247,18 +280,32 @@ fuzz_target!(|data: &[u8]| {
         let line = status_line.unwrap_or_else(|| panic!("no Status line for {status}: {head:?}"));
         assert!(line.starts_with(&format!("Status: {status} ")), "{line:?}");
     }
-    assert!(headers.contains(&"Content-Type: application/json"), "{head:?}");
+    assert!(
+        headers.contains(&"Content-Type: application/json"),
+        "{head:?}"
+    );
     if status == 405 {
-        assert!(headers.contains(&"Allow: POST"), "405 without Allow: {head:?}");
+        assert!(
+            headers.contains(&"Allow: POST"),
+            "405 without Allow: {head:?}"
+        );
     }
     for h in &headers {
-        assert!(!h.contains('\n') && !h.contains('\r'), "a header holds a line break: {h:?}");
+        assert!(
+            !h.contains('\n') && !h.contains('\r'),
+            "a header holds a line break: {h:?}"
+        );
     }
-    let body = body.strip_suffix('\n').expect("the body does not end with a newline");
-    let doc = parse(body, Options::default())
+    let body = body
+        .strip_suffix('\n')
+        .expect("the body does not end with a newline");
+    let doc = parse(body, ParseOptions::default())
         .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {body:?}"));
     assert_eq!(doc.dialect, Dialect::Json, "the body is not JSON: {body:?}");
-    assert!(matches!(doc.value, Value::Dict(_)), "the body is not an object: {body:?}");
+    assert!(
+        matches!(doc.value, Value::Dict(_)),
+        "the body is not an object: {body:?}"
+    );
     if status == 200 {
         if dict_get(&doc.value, "vars").is_some() {
             assert!(
@@ -273,7 +320,10 @@ fuzz_target!(|data: &[u8]| {
         );
         if let Some(name) = log_name {
             let name = name.as_str().expect("log is not a string");
-            assert!(!name.contains('/') && !name.starts_with('.'), "log name {name:?}");
+            assert!(
+                !name.contains('/') && !name.starts_with('.'),
+                "log name {name:?}"
+            );
             assert!(
                 site.site.join("logs").join(name).is_file(),
                 "the answered log {name:?} is not in LOGDIR"
@@ -293,7 +343,10 @@ fuzz_target!(|data: &[u8]| {
     let lines: Vec<&str> = err.lines().collect();
     assert!(!lines.is_empty(), "nothing logged");
     for l in &lines {
-        assert!(l.starts_with(&prefix), "a log line that is not one: {l:?}\n{err}");
+        assert!(
+            l.starts_with(&prefix),
+            "a log line that is not one: {l:?}\n{err}"
+        );
         assert!(!l.contains('\r'), "a carriage return in the log: {l:?}");
     }
     let last = lines[lines.len() - 1];
@@ -314,6 +367,9 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .map(|d| d.as_deref().map(cgi_like).unwrap_or_default())
         .collect();
-    assert_eq!(before, after, "a .hw or .log.gz file appeared outside the site");
+    assert_eq!(
+        before, after,
+        "a .hw or .log.gz file appeared outside the site"
+    );
     let _ = fs::remove_dir_all(&site.root);
 });

@@ -4,13 +4,13 @@
 //! allocation on the file picks what the allocation on the values picks.
 //! Then an allocation on any file must not panic, and the text it writes
 //! must read back as the same entries with the handed-out one changed.
-//! The quick reader of spec lines (`skim::lines`) must agree with the
+//! The quick reader of spec lines (`literal::skim::lines`) must agree with the
 //! full reader and `hw::from_document` on every text it accepts.
 
 #![no_main]
 
 use edeploy::cmdb::{self, expand_owned, skim::skim, CmdbFile};
-use edeploy::literal::{parse_named, Dialect, Options, Value};
+use edeploy::literal::{parse_named, Dialect, ParseOptions, Value};
 use indexmap::IndexMap;
 use libfuzzer_sys::fuzz_target;
 
@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some(sk) = skim(text) {
-        let doc = match parse_named(text, "fuzz", Options { calls: true }) {
+        let doc = match parse_named(text, "fuzz", ParseOptions { calls: true }) {
             Ok(d) => d,
             Err(e) => panic!("skimmed but not read: {e}\n{text:?}"),
         };
@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(got, want, "{text:?}");
         assert_eq!(sk.json, json, "dialect of {text:?}");
         for (i, entry) in entries.iter().enumerate() {
-            let part = parse_named(&text[sk.span(i)], "part", Options::default())
+            let part = parse_named(&text[sk.span(i)], "part", ParseOptions::default())
                 .map(|d| d.value)
                 .ok();
             assert_eq!(part.as_ref(), Some(entry), "entry {i} of {text:?}");
@@ -89,8 +89,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Some(lines) = cmdb::skim::lines(text) {
-        let doc = match parse_named(text, "fuzz", Options::default()) {
+    if let Some(lines) = edeploy::literal::skim::lines(text) {
+        let doc = match parse_named(text, "fuzz", ParseOptions::default()) {
             Ok(d) => d,
             Err(e) => panic!("lines skimmed but not read: {e}\n{text:?}"),
         };
@@ -107,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     if let Ok(Some(alloc)) = file.allocate("p", &vars, &IndexMap::new(), true, true) {
         if let Some(new) = alloc.text {
-            let back = parse_named(&new, "new", Options { calls: true })
+            let back = parse_named(&new, "new", ParseOptions { calls: true })
                 .ok()
                 .and_then(|d| expand_owned(d.value).ok());
             let Some(back) = back else {

@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use edeploy::literal::{parse, print, Dialect, Options, Value};
+use edeploy::literal::{parse, print, Dialect, ParseOptions, Value};
 use libfuzzer_sys::fuzz_target;
 
 /// Values whose printed form is not expected to read back as an equal
@@ -20,7 +20,7 @@ fn comparable(v: &Value) -> bool {
     }
 }
 
-fn check(text: &str, opts: Options) {
+fn check(text: &str, opts: ParseOptions) {
     let Ok(doc) = parse(text, opts) else {
         return;
     };
@@ -62,6 +62,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    check(text, Options { calls: true });
-    check(text, Options::default());
+    check(text, ParseOptions { calls: true });
+    check(text, ParseOptions::default());
 });

@@ -17,7 +17,7 @@ use std::ops::Range;
 use super::allocate::locate_skimmed;
 use super::skim::{self, Skim};
 use super::{expand_owned, locate, merge, uses_generate, CmdbError};
-use crate::literal::{self, Dialect, Options, Value};
+use crate::literal::{self, Dialect, ParseOptions, Value};
 
 /// A CMDB file read for an allocation.
 pub struct CmdbFile {
@@ -71,7 +71,7 @@ impl CmdbFile {
                 form: Form::Skimmed(skim),
             });
         }
-        let doc = literal::parse_named(&text, name, Options { calls: true })
+        let doc = literal::parse_named(&text, name, ParseOptions { calls: true })
             .map_err(|e| e.to_string())?;
         let generated = uses_generate(&doc.value);
         let plain = matches!(doc.value, Value::List(_) | Value::Tuple(_)) && !generated;
@@ -157,7 +157,7 @@ impl CmdbFile {
     /// Entry `index` of a skimmed file, read with the full reader.
     fn skimmed_entry(&self, skim: &Skim, index: usize) -> Value {
         let part = &self.text[skim.span(index)];
-        match literal::parse_named(part, &self.name, Options::default()) {
+        match literal::parse_named(part, &self.name, ParseOptions::default()) {
             Ok(doc) => doc.value,
             // The skim subset is part of the dialect: cannot happen.
             Err(_) => Value::Dict(Vec::new()),

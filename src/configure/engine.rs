@@ -2,8 +2,8 @@
 //! script thread; commands and log lines are sent to the caller's thread.
 
 use super::error::ScriptError;
-use super::overlay::{self, ConfigFile, Options};
-use super::{format, ipmi, vars, Limits, Outcome, Request, Role};
+use super::overlay::{self, ConfigFile, OverlayOptions};
+use super::{format, ipmi, vars, Limits, Request, Role, ScriptOutcome};
 use crate::exec::{CmdLine, CmdOutput};
 use crate::literal::Value;
 use indexmap::IndexMap;
@@ -114,7 +114,7 @@ pub(crate) fn run(
     overlay: &Path,
     limits: &Limits,
     tx: Sender<Request>,
-) -> Result<Outcome, ScriptError> {
+) -> Result<ScriptOutcome, ScriptError> {
     let host = Host {
         tx,
         state: Arc::default(),
@@ -131,7 +131,7 @@ pub(crate) fn run(
     drop(engine);
     let state = std::mem::take(&mut *host.state());
     match result {
-        Ok(()) => Ok(Outcome {
+        Ok(()) => Ok(ScriptOutcome {
             role: state.role,
             files: state.files,
         }),
@@ -166,6 +166,7 @@ fn limit_note(err: &EvalAltResult, limits: &Limits) -> Option<String> {
     })
 }
 
+/// The engine of one script: its limits, then each family of bindings.
 fn build(
     name: &str,
     var: Map,
@@ -173,6 +174,19 @@ fn build(
     limits: &Limits,
     host: &Host,
 ) -> Result<Engine, String> {
+    let mut engine = limited(limits);
+    register_output(&mut engine, name, limits, host);
+    register_var(&mut engine, var)?;
+    register_commands(&mut engine, host);
+    register_role(&mut engine, host);
+    register_config(&mut engine, overlay, host);
+    register_format(&mut engine);
+    register_ipmi(&mut engine, host);
+    Ok(engine)
+}
+
+/// An engine held to `limits`, with nothing registered.
+fn limited(limits: &Limits) -> Engine {
     let mut engine = Engine::new();
     engine
         .set_max_operations(limits.max_operations)
@@ -186,7 +200,12 @@ fn build(
         .set_fail_on_invalid_map_property(true)
         // A configure script is one self-contained file.
         .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    engine
+}
 
+/// `print` and `debug` to the log; the time limit, not counting the time
+/// spent waiting for commands.
+fn register_output(engine: &mut Engine, name: &str, limits: &Limits, host: &Host) {
     {
         let h = host.clone();
         engine.on_print(move |s| h.log(s));
@@ -213,7 +232,10 @@ fn build(
             None
         });
     }
+}
 
+/// `var`, the node's variables.
+fn register_var(engine: &mut Engine, var: Map) -> Result<(), String> {
     // `var`: `var` is a reserved word of Rhai, so it cannot name a
     // variable; a one-word custom syntax makes it an expression that gives
     // (a copy of) the map, usable anywhere, also inside functions.
@@ -222,7 +244,11 @@ fn build(
             Ok(Dynamic::from_map(var.clone()))
         })
         .map_err(|e| format!("cannot define `var`: {e}"))?;
+    Ok(())
+}
 
+/// Commands and the log: `log(msg)`, `run(cmd)`.
+fn register_commands(engine: &mut Engine, host: &Host) {
     // log(msg)
     {
         let h = host.clone();
@@ -240,47 +266,56 @@ fn build(
             },
         );
     }
+}
 
-    // set_role(role, version, disk)
-    {
-        let h = host.clone();
-        engine.register_fn(
-            "set_role",
-            move |ctx: NativeCallContext, role: &str, version: &str, disk: &str| -> Fallible<()> {
-                for (what, v) in [("role", role), ("version", version)] {
-                    if v.is_empty()
-                        || v == "."
-                        || v == ".."
-                        || v.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
-                    {
-                        return Err(fail(
-                            &ctx,
-                            format!("set_role: {what} '{v}' must be a non-empty name without '/' or spaces"),
-                        ));
-                    }
-                }
-                if disk.is_empty() || disk.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(fail(&ctx, format!("set_role: disk '{disk}' is not a device path")));
-                }
-                let mut st = h.state();
-                if let Some(old) = &st.role {
-                    h.log(format!(
-                        "set_role: replacing {} {} on {}",
-                        old.role, old.version, old.disk
+/// The role to install: `set_role(role, version, disk)`.
+fn register_role(engine: &mut Engine, host: &Host) {
+    let h = host.clone();
+    engine.register_fn(
+        "set_role",
+        move |ctx: NativeCallContext, role: &str, version: &str, disk: &str| -> Fallible<()> {
+            for (what, v) in [("role", role), ("version", version)] {
+                if v.is_empty()
+                    || v == "."
+                    || v == ".."
+                    || v.chars()
+                        .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+                {
+                    return Err(fail(
+                        &ctx,
+                        format!(
+                            "set_role: {what} '{v}' must be a non-empty name without '/' or spaces"
+                        ),
                     ));
                 }
-                h.log(format!("set_role: {role} {version} on {disk}"));
-                st.role = Some(Role {
-                    role: role.to_string(),
-                    version: version.to_string(),
-                    disk: disk.to_string(),
-                });
-                Ok(())
-            },
-        );
-    }
+            }
+            if disk.is_empty() || disk.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(fail(
+                    &ctx,
+                    format!("set_role: disk '{disk}' is not a device path"),
+                ));
+            }
+            let mut st = h.state();
+            if let Some(old) = &st.role {
+                h.log(format!(
+                    "set_role: replacing {} {} on {}",
+                    old.role, old.version, old.disk
+                ));
+            }
+            h.log(format!("set_role: {role} {version} on {disk}"));
+            st.role = Some(Role {
+                role: role.to_string(),
+                version: version.to_string(),
+                disk: disk.to_string(),
+            });
+            Ok(())
+        },
+    );
+}
 
-    // config(path [, mode | options]) and the file handle's methods
+/// Configuration files of the overlay: `config(path [, mode | options])`
+/// and the file handle's methods.
+fn register_config(engine: &mut Engine, overlay: &Path, host: &Host) {
     engine.register_type_with_name::<ConfigFile>("ConfigFile");
     {
         let open = {
@@ -288,7 +323,7 @@ fn build(
             let overlay = overlay.to_path_buf();
             move |ctx: &NativeCallContext,
                   path: &str,
-                  opts: Result<Options, String>|
+                  opts: Result<OverlayOptions, String>|
                   -> Fallible<ConfigFile> {
                 let file = opts
                     .and_then(|o| overlay::open(&overlay, path, &o))
@@ -303,19 +338,19 @@ fn build(
         };
         let o = open.clone();
         engine.register_fn("config", move |ctx: NativeCallContext, path: &str| {
-            o(&ctx, path, Ok(Options::default()))
+            o(&ctx, path, Ok(OverlayOptions::default()))
         });
         let o = open.clone();
         engine.register_fn(
             "config",
             move |ctx: NativeCallContext, path: &str, mode: &str| {
-                o(&ctx, path, Options::from_mode(mode))
+                o(&ctx, path, OverlayOptions::from_mode(mode))
             },
         );
         engine.register_fn(
             "config",
             move |ctx: NativeCallContext, path: &str, opts: Map| {
-                open(&ctx, path, Options::from_map(&opts))
+                open(&ctx, path, OverlayOptions::from_map(&opts))
             },
         );
     }
@@ -331,8 +366,10 @@ fn build(
     engine.register_fn("to_string", |f: &mut ConfigFile| {
         format!("config({})", f.rel.display())
     });
+}
 
-    // format(template, map | array)
+/// `format(template, map | array)`.
+fn register_format(engine: &mut Engine) {
     engine.register_fn(
         "format",
         |ctx: NativeCallContext, template: &str, values: Map| -> Fallible<String> {
@@ -345,8 +382,10 @@ fn build(
             format::positional(template, &values).map_err(|m| fail(&ctx, m))
         },
     );
+}
 
-    // IPMI helpers
+/// The IPMI helpers: `ipmi_setup_user`, `ipmi_setup_network`.
+fn register_ipmi(engine: &mut Engine, host: &Host) {
     {
         let h = host.clone();
         let setup_user = move |ctx: &NativeCallContext,
@@ -427,6 +466,4 @@ fn build(
             },
         );
     }
-
-    Ok(engine)
 }

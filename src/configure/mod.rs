@@ -53,7 +53,7 @@ pub struct ScriptEnv<'a> {
 
 /// What a script decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct ScriptOutcome {
     /// From the last `set_role` call.
     pub role: Option<Role>,
     /// The overlay files written, as given to `config()` (absolute paths
@@ -104,7 +104,7 @@ impl Default for Limits {
 
 /// Runs a configure script with the default [`Limits`]. `name` is used in
 /// error messages (`name:line:column: message`).
-pub fn run_script(source: &str, name: &str, env: ScriptEnv) -> Result<Outcome, ScriptError> {
+pub fn run_script(source: &str, name: &str, env: ScriptEnv) -> Result<ScriptOutcome, ScriptError> {
     run_script_with_limits(source, name, env, &Limits::default())
 }
 
@@ -118,7 +118,7 @@ pub fn run_script_with_limits(
     name: &str,
     env: ScriptEnv,
     limits: &Limits,
-) -> Result<Outcome, ScriptError> {
+) -> Result<ScriptOutcome, ScriptError> {
     let ScriptEnv {
         vars,
         exec,

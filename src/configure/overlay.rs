@@ -48,25 +48,25 @@ pub fn overlay_path(overlay: &Path, path: &str) -> Result<(PathBuf, PathBuf), St
 
 /// How `config` opens a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Options {
+pub(crate) struct OverlayOptions {
     pub append: bool,
     pub perm: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
 
-impl Options {
-    pub fn from_mode(mode: &str) -> Result<Options, String> {
-        Ok(Options {
+impl OverlayOptions {
+    pub fn from_mode(mode: &str) -> Result<OverlayOptions, String> {
+        Ok(OverlayOptions {
             append: parse_mode(mode)?,
-            ..Options::default()
+            ..OverlayOptions::default()
         })
     }
 
     /// `#{mode: "a", perm: "0600", uid: 0, gid: 0}` (`fmod` is accepted for
     /// `perm`, the name of the original's keyword argument).
-    pub fn from_map(map: &Map) -> Result<Options, String> {
-        let mut o = Options::default();
+    pub fn from_map(map: &Map) -> Result<OverlayOptions, String> {
+        let mut o = OverlayOptions::default();
         for (k, v) in map {
             match k.as_str() {
                 "mode" => {
@@ -140,7 +140,11 @@ pub(crate) struct ConfigFile {
 /// Creates the overlay, the file's parents and the file (truncated in mode
 /// `"w"`), then applies the owner and mode. No symbolic link is followed
 /// below `overlay`, so nothing is written outside it.
-pub(crate) fn open(overlay: &Path, path: &str, opts: &Options) -> Result<ConfigFile, String> {
+pub(crate) fn open(
+    overlay: &Path,
+    path: &str,
+    opts: &OverlayOptions,
+) -> Result<ConfigFile, String> {
     let (rel, full) = overlay_path(overlay, path)?;
     let io =
         |what: &str, p: &Path, e: io::Error| format!("config: {path}: {what} {}: {e}", p.display());

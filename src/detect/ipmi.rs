@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::{line, read_attr, run, run_ok, Options};
+use super::{line, read_attr, run, run_ok, DetectOptions};
 use crate::exec::Exec;
 use crate::hw::Line;
 
@@ -18,7 +18,7 @@ use crate::hw::Line;
 const DEVICES: [&str; 3] = ["dev/ipmi0", "dev/ipmi/0", "dev/ipmidev/0"];
 
 /// IPMI lines (see the module documentation).
-pub fn detect(root: &Path, exec: &dyn Exec, opts: &Options) -> Vec<Line> {
+pub fn detect(root: &Path, exec: &dyn Exec, opts: &DetectOptions) -> Vec<Line> {
     if opts.load_modules {
         for module in ["ipmi_si", "ipmi_devintf"] {
             // A module that does not exist (no BMC driver in this kernel) is

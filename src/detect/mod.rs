@@ -33,7 +33,7 @@ use crate::hw::Line;
 
 /// What to detect beyond the hardware itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {
+pub struct DetectOptions {
     /// Report `('system','ipmi-fake','channel','0')` when no IPMI channel
     /// answers, for test VMs whose specs ask for an IPMI controller.
     pub ipmi_fake: bool,
@@ -46,7 +46,7 @@ pub struct Options {
 /// The whole hardware list, families in a fixed order: system, firmware,
 /// memory, cpu, disk (block devices, then RAID controllers' disks),
 /// network, infiniband.
-pub fn detect(root: &Path, exec: &dyn Exec, opts: &Options) -> Vec<Line> {
+pub fn detect(root: &Path, exec: &dyn Exec, opts: &DetectOptions) -> Vec<Line> {
     let mut lines = system::system(root, exec, opts);
     lines.extend(system::firmware(root, exec));
     lines.extend(memory::memory(root, exec));

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{ipmi, line, read_attr, read_value, run_ok, Options};
+use super::{ipmi, line, read_attr, read_value, run_ok, DetectOptions};
 use crate::exec::Exec;
 use crate::hw::Line;
 
@@ -15,7 +15,7 @@ use crate::hw::Line;
 const FAKE_SERIALS: [&str; 2] = ["0123456789", "0000000000"];
 
 /// `system` lines: product, motherboard, kernel, os, then ipmi.
-pub fn system(root: &Path, exec: &dyn Exec, opts: &Options) -> Vec<Line> {
+pub fn system(root: &Path, exec: &dyn Exec, opts: &DetectOptions) -> Vec<Line> {
     let mut lines = product(root, exec);
     lines.extend(motherboard(root, exec));
     lines.extend(kernel(root));

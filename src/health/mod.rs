@@ -240,7 +240,7 @@ struct Parsed {
 fn read_result(path: &Path) -> Result<Parsed, String> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let doc = literal::parse_named(&text, &shown, literal::Options::default())
+    let doc = literal::parse_named(&text, &shown, literal::ParseOptions::default())
         .map_err(|e| e.to_string())?;
     let lines = hw::from_document(&doc, &shown).map_err(|e| e.to_string())?;
     let mut figures: Vec<(String, f64)> = Vec::new();

@@ -191,35 +191,185 @@ pub fn words(cmdline: &str) -> Vec<String> {
     out
 }
 
-/// The installer's variables, by name.
-const VARIABLES: &[&str] = &[
-    "SERV",
-    "HTTP_PORT",
-    "HTTP_PATH",
-    "HSERV",
-    "HSERV_PORT",
-    "HPATH",
-    "RSERV",
-    "RSERV_PORT",
-    "RPATH",
-    "ONSUCCESS",
-    "ONFAILURE",
-    "VERBOSE",
-    "UPLOAD_LOG",
-    "KEXEC_KERNEL",
-    "IP",
-    "EMBEDDED",
-    "SECTION",
-    "DEBUG",
-    "NOREBOOT",
-    "HEALTH",
-    "HEALTH_TIME",
-];
-
 /// Seconds each health-check benchmark runs unless `HEALTH_TIME` says.
 pub const DEFAULT_HEALTH_TIME: u32 = 5;
 /// The longest `HEALTH_TIME` accepted: an hour per benchmark.
 pub const MAX_HEALTH_TIME: u32 = 3600;
+
+/// One installer variable: its name, what it sets, and how. `set` gets
+/// the settings, the variable's name (for messages) and its value (never
+/// empty: an empty value keeps the default); it returns the message of a
+/// bad value.
+struct Key {
+    name: &'static str,
+    #[allow(dead_code)] // Read by people: the one place a variable is described.
+    doc: &'static str,
+    set: fn(&mut Settings, &str, &str) -> Result<(), String>,
+}
+
+/// The installer's variables, in the order they are applied (a later one
+/// overrides what an earlier one set: `ONFAILURE` wins over `DEBUG`) and
+/// their errors reported.
+const KEYS: &[Key] = &[
+    Key {
+        name: "SERV",
+        doc: "The server of `upload.cgi`; also the rsync server unless `RSERV` says.",
+        set: |s, k, v| {
+            let h = host(k, v)?;
+            s.rserv = h.clone();
+            s.serv = h;
+            Ok(())
+        },
+    },
+    Key {
+        name: "RSERV",
+        doc: "The rsync server of the trees (`rsync://RSERV:RSERV_PORT/RPATH/…`).",
+        set: |s, k, v| host(k, v).map(|h| s.rserv = h),
+    },
+    Key {
+        name: "HSERV",
+        doc: "Trees over HTTP from this server (`http://HSERV:HSERV_PORT/HPATH/…`); rsync when unset.",
+        set: |s, k, v| host(k, v).map(|h| s.hserv = Some(h)),
+    },
+    Key {
+        name: "HTTP_PORT",
+        doc: "The port of `upload.cgi`'s server.",
+        set: |s, k, v| port(k, v).map(|p| s.http_port = p),
+    },
+    Key {
+        name: "HSERV_PORT",
+        doc: "The port of the trees' HTTP server.",
+        set: |s, k, v| port(k, v).map(|p| s.hserv_port = p),
+    },
+    Key {
+        name: "RSERV_PORT",
+        doc: "The port of the rsync server.",
+        set: |s, k, v| port(k, v).map(|p| s.rserv_port = p),
+    },
+    Key {
+        name: "HTTP_PATH",
+        doc: "Where `upload.cgi` lives (slashes added as needed).",
+        set: |s, k, v| {
+            url_path(k, v).map(|p| {
+                s.http_path = if p.is_empty() {
+                    "/".into()
+                } else {
+                    format!("/{p}/")
+                }
+            })
+        },
+    },
+    Key {
+        name: "HPATH",
+        doc: "The path of the trees on the HTTP server.",
+        set: |s, k, v| url_path(k, v).map(|p| s.hpath = p),
+    },
+    Key {
+        name: "RPATH",
+        doc: "The path of the trees on the rsync server.",
+        set: |s, k, v| url_path(k, v).map(|p| s.rpath = p),
+    },
+    Key {
+        name: "DEBUG",
+        doc: "Deprecated: anything but 0 is ONFAILURE=console.",
+        set: |s, _, v| {
+            deprecated(s, v, "DEBUG=1 is deprecated: use ONFAILURE=console", |s| {
+                s.onfailure = OnFailure::Console
+            })
+        },
+    },
+    Key {
+        name: "NOREBOOT",
+        doc: "Deprecated: anything but 0 is ONSUCCESS=kexec.",
+        set: |s, _, v| {
+            deprecated(s, v, "NOREBOOT=1 is deprecated: use ONSUCCESS=kexec", |s| {
+                s.onsuccess = OnSuccess::Kexec
+            })
+        },
+    },
+    Key {
+        name: "ONSUCCESS",
+        doc: "What to do after an installation: kexec, reboot, halt or console.",
+        set: |s, k, v| {
+            let actions = [
+                ("kexec", OnSuccess::Kexec),
+                ("reboot", OnSuccess::Reboot),
+                ("halt", OnSuccess::Halt),
+                ("console", OnSuccess::Console),
+            ];
+            choice(k, v, &actions).map(|a| s.onsuccess = a)
+        },
+    },
+    Key {
+        name: "ONFAILURE",
+        doc: "What to do after a failure: reboot, halt or console.",
+        set: |s, k, v| {
+            let actions = [
+                ("reboot", OnFailure::Reboot),
+                ("halt", OnFailure::Halt),
+                ("console", OnFailure::Console),
+            ];
+            choice(k, v, &actions).map(|a| s.onfailure = a)
+        },
+    },
+    Key {
+        name: "VERBOSE",
+        doc: "`1`: every command and its output on the console.",
+        set: |s, k, v| flag(k, v).map(|b| s.verbose = b),
+    },
+    Key {
+        name: "UPLOAD_LOG",
+        doc: "`1`: upload the gzip'd install log when the install fails.",
+        set: |s, k, v| flag(k, v).map(|b| s.upload_log = b),
+    },
+    Key {
+        name: "HEALTH",
+        doc: "`1`: run the health check instead of installing.",
+        set: |s, k, v| flag(k, v).map(|b| s.health = b),
+    },
+    Key {
+        name: "KEXEC_KERNEL",
+        doc: "The kernel version to kexec into (the newest when unset).",
+        set: |s, k, v| name_value(k, v).map(|n| s.kexec_kernel = Some(n)),
+    },
+    Key {
+        name: "SECTION",
+        doc: "The configuration section to ask the server for.",
+        set: |s, k, v| name_value(k, v).map(|n| s.section = Some(n)),
+    },
+    Key {
+        name: "EMBEDDED",
+        doc: "Install from a local medium: an absolute path (a device or a directory).",
+        set: |s, _, v| {
+            if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
+                s.embedded = Some(v.to_string());
+                Ok(())
+            } else {
+                Err(format!(
+                    "EMBEDDED={v}: expected an absolute path (a device such as /dev/sr0, or a directory)"
+                ))
+            }
+        },
+    },
+    Key {
+        name: "IP",
+        doc: "How interfaces come up: `eth0:dhcp,eth1:10.0.0.5/24,all:none`.",
+        set: |s, _, v| parse_ip(v).map(|ip| s.ip = ip),
+    },
+    Key {
+        name: "HEALTH_TIME",
+        doc: "Seconds each benchmark of the health check runs.",
+        set: |s, _, v| match v.parse::<u32>() {
+            Ok(n) if (1..=MAX_HEALTH_TIME).contains(&n) => {
+                s.health_time = n;
+                Ok(())
+            }
+            _ => Err(format!(
+                "HEALTH_TIME={v}: expected a number of seconds (1-{MAX_HEALTH_TIME})"
+            )),
+        },
+    },
+];
 
 impl Settings {
     /// Parses the text of `/proc/cmdline`.
@@ -237,7 +387,7 @@ impl Settings {
                 continue;
             }
             if let Some((k, v)) = w.split_once('=') {
-                if VARIABLES.contains(&k) {
+                if KEYS.iter().any(|key| key.name == k) {
                     // The last one wins, as in the original's shell.
                     vars.retain(|(n, _)| n != k);
                     vars.push((k.to_string(), v.to_string()));
@@ -255,117 +405,12 @@ impl Settings {
             ..Settings::default()
         };
         let mut errors = Vec::new();
-        let mut check = |r: Result<(), String>| {
-            if let Err(e) = r {
-                errors.push(e);
-            }
-        };
-        if let Some(v) = get("SERV") {
-            check(host("SERV", v).map(|h| s.serv = h));
-        }
-        s.rserv = s.serv.clone();
-        if let Some(v) = get("RSERV") {
-            check(host("RSERV", v).map(|h| s.rserv = h));
-        }
-        if let Some(v) = get("HSERV") {
-            check(host("HSERV", v).map(|h| s.hserv = Some(h)));
-        }
-        for (name, slot) in [
-            ("HTTP_PORT", &mut s.http_port),
-            ("HSERV_PORT", &mut s.hserv_port),
-            ("RSERV_PORT", &mut s.rserv_port),
-        ] {
-            if let Some(v) = get(name) {
-                check(port(name, v).map(|p| *slot = p));
-            }
-        }
-        if let Some(v) = get("HTTP_PATH") {
-            check(url_path("HTTP_PATH", v).map(|p| {
-                s.http_path = if p.is_empty() {
-                    "/".into()
-                } else {
-                    format!("/{p}/")
+        for key in KEYS {
+            if let Some(v) = get(key.name) {
+                if let Err(e) = (key.set)(&mut s, key.name, v) {
+                    errors.push(e);
                 }
-            }));
-        }
-        for (name, slot) in [("HPATH", &mut s.hpath), ("RPATH", &mut s.rpath)] {
-            if let Some(v) = get(name) {
-                check(url_path(name, v).map(|p| *slot = p));
             }
-        }
-        if get("DEBUG").is_some_and(|v| v != "0") {
-            s.onfailure = OnFailure::Console;
-            s.warnings
-                .push("DEBUG=1 is deprecated: use ONFAILURE=console".into());
-        }
-        if get("NOREBOOT").is_some_and(|v| v != "0") {
-            s.onsuccess = OnSuccess::Kexec;
-            s.warnings
-                .push("NOREBOOT=1 is deprecated: use ONSUCCESS=kexec".into());
-        }
-        if let Some(v) = get("ONSUCCESS") {
-            check(
-                match v {
-                    "kexec" => Ok(OnSuccess::Kexec),
-                    "reboot" => Ok(OnSuccess::Reboot),
-                    "halt" => Ok(OnSuccess::Halt),
-                    "console" => Ok(OnSuccess::Console),
-                    _ => Err(format!(
-                        "ONSUCCESS={v}: expected kexec, reboot, halt or console"
-                    )),
-                }
-                .map(|a| s.onsuccess = a),
-            );
-        }
-        if let Some(v) = get("ONFAILURE") {
-            check(
-                match v {
-                    "reboot" => Ok(OnFailure::Reboot),
-                    "halt" => Ok(OnFailure::Halt),
-                    "console" => Ok(OnFailure::Console),
-                    _ => Err(format!("ONFAILURE={v}: expected reboot, halt or console")),
-                }
-                .map(|a| s.onfailure = a),
-            );
-        }
-        for (name, slot) in [
-            ("VERBOSE", &mut s.verbose),
-            ("UPLOAD_LOG", &mut s.upload_log),
-            ("HEALTH", &mut s.health),
-        ] {
-            if let Some(v) = get(name) {
-                check(flag(name, v).map(|b| *slot = b));
-            }
-        }
-        if let Some(v) = get("KEXEC_KERNEL") {
-            check(name_value("KEXEC_KERNEL", v).map(|n| s.kexec_kernel = Some(n)));
-        }
-        if let Some(v) = get("SECTION") {
-            check(name_value("SECTION", v).map(|n| s.section = Some(n)));
-        }
-        if let Some(v) = get("EMBEDDED") {
-            check(if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
-                s.embedded = Some(v.to_string());
-                Ok(())
-            } else {
-                Err(format!(
-                    "EMBEDDED={v}: expected an absolute path (a device such as /dev/sr0, or a directory)"
-                ))
-            });
-        }
-        if let Some(v) = get("IP") {
-            check(parse_ip(v).map(|ip| s.ip = ip));
-        }
-        if let Some(v) = get("HEALTH_TIME") {
-            check(match v.parse::<u32>() {
-                Ok(n) if (1..=MAX_HEALTH_TIME).contains(&n) => {
-                    s.health_time = n;
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "HEALTH_TIME={v}: expected a number of seconds (1-{MAX_HEALTH_TIME})"
-                )),
-            });
         }
         // A health check installs nothing to start or reboot into: unless
         // told otherwise, the node powers off once its results are kept
@@ -421,6 +466,36 @@ fn url_path(name: &str, v: &str) -> Result<String, String> {
         ));
     }
     Ok(v.trim_matches('/').to_string())
+}
+
+/// One of the words of `choices`; the message lists them
+/// (`expected reboot, halt or console`).
+fn choice<T: Copy>(name: &str, v: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    if let Some(&(_, t)) = choices.iter().find(|(w, _)| *w == v) {
+        return Ok(t);
+    }
+    let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+    let expected = match words.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("{name}={v}: expected {expected}"))
+}
+
+/// A deprecated switch: anything but `0` applies its replacement, with a
+/// warning.
+fn deprecated(
+    s: &mut Settings,
+    v: &str,
+    warning: &str,
+    apply: fn(&mut Settings),
+) -> Result<(), String> {
+    if v != "0" {
+        apply(s);
+        s.warnings.push(warning.into());
+    }
+    Ok(())
 }
 
 fn flag(name: &str, v: &str) -> Result<bool, String> {

@@ -283,7 +283,7 @@ impl Installer<'_> {
         let lines = detect::detect(
             root,
             exec,
-            &detect::Options {
+            &detect::DetectOptions {
                 ipmi_fake: false,
                 load_modules: true,
             },

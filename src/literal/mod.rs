@@ -5,9 +5,12 @@
 //! Nothing here evaluates code. [`parse`] turns text into a [`Value`] tree
 //! (or a [`ParseError`] naming line, column and what was expected), and
 //! [`print`] writes a value back in the dialect the file was read in.
+//! [`skim`] reads the plainest files (lists of plain strings) without
+//! building values, for the full reader to answer the rest.
 
 mod parser;
 mod printer;
+pub mod skim;
 
 pub use parser::{parse, parse_bytes, parse_file, parse_named, Document, ParseError, Pos};
 pub use printer::{print, print_list, py_float_repr, py_repr, to_inline, write_py_str};
@@ -24,11 +27,11 @@ pub enum Value {
     List(Vec<Value>),
     Tuple(Vec<Value>),
     Dict(Vec<(Value, Value)>),
-    /// `generate({...})`, only accepted where [`Options::calls`] is set
+    /// `generate({...})`, only accepted where [`ParseOptions::calls`] is set
     /// (CMDB files). The argument is kept unevaluated.
     Generate(Box<Value>),
     /// `a + b + ...` between list-valued expressions, only with
-    /// [`Options::calls`]. Kept unevaluated so the CMDB module decides.
+    /// [`ParseOptions::calls`]. Kept unevaluated so the CMDB module decides.
     Concat(Vec<Value>),
 }
 
@@ -43,7 +46,7 @@ pub enum Dialect {
 
 /// What the parser accepts beyond plain literals.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct ParseOptions {
     /// Accept `generate(...)` calls and `+` (CMDB files only).
     pub calls: bool,
 }

@@ -2,7 +2,7 @@
 //! literal syntax (and, for CMDB files, `generate(...)` and `+`), so a file
 //! can never make the reader run anything.
 
-use super::{Dialect, Options, Value};
+use super::{Dialect, ParseOptions, Value};
 use std::path::Path;
 
 /// Containers nested deeper than this are refused, so a hostile upload cannot
@@ -51,12 +51,12 @@ pub struct ParseError {
 }
 
 /// Parses `text`; errors name the file as `<input>`.
-pub fn parse(text: &str, opts: Options) -> Result<Document, ParseError> {
+pub fn parse(text: &str, opts: ParseOptions) -> Result<Document, ParseError> {
     parse_named(text, "<input>", opts)
 }
 
 /// Parses `text`, naming it `name` in errors.
-pub fn parse_named(text: &str, name: &str, opts: Options) -> Result<Document, ParseError> {
+pub fn parse_named(text: &str, name: &str, opts: ParseOptions) -> Result<Document, ParseError> {
     let mut p = Parser {
         src: text,
         pos: 0,
@@ -97,7 +97,7 @@ pub fn parse_named(text: &str, name: &str, opts: Options) -> Result<Document, Pa
 }
 
 /// Reads and parses a file; errors name the file.
-pub fn parse_file(path: &Path, opts: Options) -> anyhow::Result<Document> {
+pub fn parse_file(path: &Path, opts: ParseOptions) -> anyhow::Result<Document> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     parse_bytes(&bytes, &path.display().to_string(), opts)
@@ -105,7 +105,7 @@ pub fn parse_file(path: &Path, opts: Options) -> anyhow::Result<Document> {
 
 /// Parses the bytes of a file already read, naming it `name` in errors
 /// (the same errors as [`parse_file`] once the file is read).
-pub fn parse_bytes(bytes: &[u8], name: &str, opts: Options) -> anyhow::Result<Document> {
+pub fn parse_bytes(bytes: &[u8], name: &str, opts: ParseOptions) -> anyhow::Result<Document> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let before = &bytes[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -136,7 +136,7 @@ struct Parser<'a> {
     pos: usize,
     line: u32,
     col: u32,
-    opts: Options,
+    opts: ParseOptions,
     file: &'a str,
     depth: usize,
     item_pos: Vec<Pos>,
@@ -427,14 +427,8 @@ impl<'a> Parser<'a> {
                 }
                 _ => {}
             }
-            if top {
-                self.item_pos.push(self.here());
-            }
             let start = self.pos;
-            items.push(self.item()?);
-            if top {
-                self.item_span.push(start..self.value_end);
-            }
+            items.push(self.item_of(top)?);
             if top && items.len() == 1 {
                 // The items of a file (CMDB entries, spec lines) are much
                 // alike: sizing the list from the first one spares the
@@ -448,6 +442,21 @@ impl<'a> Parser<'a> {
             }
             self.sep(close, what)?;
         }
+    }
+
+    /// An item of a list or a tuple; of the file's top-level container
+    /// (`top`), also its position and span.
+    #[inline]
+    fn item_of(&mut self, top: bool) -> Result<Value, ParseError> {
+        if top {
+            self.item_pos.push(self.here());
+        }
+        let start = self.pos;
+        let item = self.item()?;
+        if top {
+            self.item_span.push(start..self.value_end);
+        }
+        Ok(item)
     }
 
     /// After an item: ',' or the closing bracket (left for the caller).
@@ -494,14 +503,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => {}
             }
-            if top {
-                self.item_pos.push(self.here());
-            }
-            let start = self.pos;
-            items.push(self.item()?);
-            if top {
-                self.item_span.push(start..self.value_end);
-            }
+            items.push(self.item_of(top)?);
             self.skip_ws();
             trailing_comma = self.peek() == Some(',');
             self.sep(')', "tuple")?;

@@ -20,7 +20,7 @@
 use crate::cmdb::{self, CmdbError, CmdbFile};
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
-use crate::literal::{self, Dialect, Document, Options, Value};
+use crate::literal::{self, Dialect, Document, ParseOptions, Value};
 use crate::matcher::{Hardware, Specs};
 use crate::persist::{self, Lock, Transaction};
 use crate::state::{Count, State};
@@ -350,7 +350,7 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str) -> Result<bool, DecideE
 /// Reads and compiles a `.specs` file; errors name the file and line.
 pub fn load_specs(path: &Path) -> Result<Specs, DecideError> {
     let doc =
-        literal::parse_file(path, Options::default()).map_err(|e| config(format!("{e:#}")))?;
+        literal::parse_file(path, ParseOptions::default()).map_err(|e| config(format!("{e:#}")))?;
     specs_from_document(doc, path)
 }
 
@@ -359,13 +359,16 @@ fn specs_from_bytes(path: &Path, bytes: &[u8]) -> Result<Specs, DecideError> {
     // The usual file, plain strings in 4-tuples, read without building
     // values; anything else, or a line that does not compile, goes through
     // the full reader, which also names the line of an error.
-    if let Some(lines) = std::str::from_utf8(bytes).ok().and_then(cmdb::skim::lines) {
+    if let Some(lines) = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(literal::skim::lines)
+    {
         if let Ok(specs) = Specs::compile_owned(lines) {
             return Ok(specs);
         }
     }
     let name = path.display().to_string();
-    let doc = literal::parse_bytes(bytes, &name, Options::default())
+    let doc = literal::parse_bytes(bytes, &name, ParseOptions::default())
         .map_err(|e| config(format!("{e:#}")))?;
     specs_from_document(doc, path)
 }
@@ -430,7 +433,8 @@ impl Cmdb {
         let name = path.display().to_string();
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| config(format!("{name}: the file is not valid UTF-8")))?;
-        let doc = literal::parse_named(text, &name, Options { calls: true }).map_err(config)?;
+        let doc =
+            literal::parse_named(text, &name, ParseOptions { calls: true }).map_err(config)?;
         let generated = cmdb::uses_generate(&doc.value);
         let dialect = if generated {
             Dialect::Python
