@@ -5,7 +5,7 @@
 //! hashed (in parallel, see [`super::manifest`]), so a change that keeps
 //! the size and the mtime is still found. Online, against the server's
 //! tree with `rsync -n -c` ([`super::rsync::verify`]). Both give a
-//! [`Report`] that prints for humans or as JSON.
+//! [`VerifyReport`] that prints for humans or as JSON.
 //!
 //! What is not compared: the built-in exclusions (kernel filesystems,
 //! `/tmp`, `/run`, eDeploy's state), `/etc/motd` (edeploy writes its
@@ -113,7 +113,7 @@ fn top_below(path: &str, dirs: &[String]) -> Option<String> {
 
 /// The result of a verification.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct VerifyReport {
     pub role: String,
     pub version: String,
     /// The manifest file or the server's tree compared against.
@@ -123,7 +123,7 @@ pub struct Report {
     pub differences: Vec<Difference>,
 }
 
-impl Report {
+impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.differences.is_empty()
     }
@@ -281,7 +281,12 @@ fn compare(exp: &Entry, found: &Entry, found_hash: Option<&str>) -> Option<Diffe
 /// Checks the tree at `root` against `manifest`, offline, leaving out
 /// what `skip` excludes. Entries below a missing or extra directory are
 /// counted into that directory's line rather than listed one by one.
-pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) -> Result<Report> {
+pub fn offline(
+    root: &Path,
+    manifest: &Manifest,
+    skip: &Rules,
+    against: &str,
+) -> Result<VerifyReport> {
     let host = manifest::scan(root, skip, true)?;
     let expected: Vec<&Entry> = manifest
         .entries
@@ -367,7 +372,7 @@ pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) ->
         }
     }
     differences.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Report {
+    Ok(VerifyReport {
         role: manifest.role.clone(),
         version: manifest.version.clone(),
         against: against.to_string(),
@@ -378,7 +383,7 @@ pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) ->
 
 /// `edeploy verify` offline: the host's version and role from its conf,
 /// the local manifest (or `manifest_file`), the usual leave-outs.
-pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<Report> {
+pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<VerifyReport> {
     let conf = super::conf::Conf::load(root)?;
     let (version, role) = (conf.version()?, conf.role()?);
     let path = match manifest_file {
