@@ -278,6 +278,25 @@ fn compare(exp: &Entry, found: &Entry, found_hash: Option<&str>) -> Option<Diffe
     })
 }
 
+/// Records `e` as missing or extra; a directory also goes in `dirs`
+/// (kept sorted), so what is below it is counted rather than listed.
+fn push_absent(
+    differences: &mut Vec<Difference>,
+    dirs: &mut Vec<String>,
+    e: &Entry,
+    kind: DiffKind,
+) {
+    if e.kind == Kind::Dir {
+        let pos = dirs.binary_search(&e.path).unwrap_or_else(|p| p);
+        dirs.insert(pos, e.path.clone());
+    }
+    differences.push(Difference {
+        path: e.path.clone(),
+        kind,
+        details: Vec::new(),
+    });
+}
+
 /// Checks the tree at `root` against `manifest`, offline, leaving out
 /// what `skip` excludes. Entries below a missing or extra directory are
 /// counted into that directory's line rather than listed one by one.
@@ -315,17 +334,7 @@ pub fn offline(
             continue;
         }
         match by_path.get(e.path.as_str()) {
-            None => {
-                if e.kind == Kind::Dir {
-                    let pos = missing_dirs.binary_search(&e.path).unwrap_or_else(|p| p);
-                    missing_dirs.insert(pos, e.path.clone());
-                }
-                differences.push(Difference {
-                    path: e.path.clone(),
-                    kind: DiffKind::Missing,
-                    details: Vec::new(),
-                });
-            }
+            None => push_absent(&mut differences, &mut missing_dirs, e, DiffKind::Missing),
             Some(found) => {
                 let hash = match hash_slot.get(e.path.as_str()) {
                     Some(&i) => match &hashes[i] {
@@ -356,15 +365,7 @@ pub fn offline(
             *below.entry(top).or_default() += 1;
             continue;
         }
-        if f.kind == Kind::Dir {
-            let pos = extra_dirs.binary_search(&f.path).unwrap_or_else(|p| p);
-            extra_dirs.insert(pos, f.path.clone());
-        }
-        differences.push(Difference {
-            path: f.path.clone(),
-            kind: DiffKind::Extra,
-            details: Vec::new(),
-        });
+        push_absent(&mut differences, &mut extra_dirs, f, DiffKind::Extra);
     }
     for d in &mut differences {
         if let Some(n) = below.get(&d.path) {
