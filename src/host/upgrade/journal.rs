@@ -171,25 +171,14 @@ pub(super) fn finish(
     Ok(reboot)
 }
 
-/// A test hook, built with the `test-hooks` feature only:
-/// `EDEPLOY_TEST_ABORT_AFTER=N` stops the apply phase after N operations,
-/// leaving the host as a crash would.
+/// What to call after each operation of the apply phase. A test hook,
+/// built with the `test-hooks` feature only: `EDEPLOY_TEST_ABORT_AFTER=N`
+/// fails the N-th call, leaving the host as a crash would.
 #[cfg(feature = "test-hooks")]
-fn abort_after() -> Option<usize> {
-    std::env::var("EDEPLOY_TEST_ABORT_AFTER")
-        .ok()
-        .and_then(|v| v.parse().ok())
-}
-
-#[cfg(not(feature = "test-hooks"))]
-fn abort_after() -> Option<usize> {
-    None
-}
-
-/// What to call after each operation: fails after the number of
-/// operations [`abort_after`] names.
 fn abort_hook() -> impl FnMut() -> Result<()> {
-    let limit = abort_after();
+    let limit: Option<usize> = std::env::var("EDEPLOY_TEST_ABORT_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut done = 0usize;
     move || {
         done += 1;
@@ -198,6 +187,12 @@ fn abort_hook() -> impl FnMut() -> Result<()> {
         }
         Ok(())
     }
+}
+
+/// Without the `test-hooks` feature, nothing.
+#[cfg(not(feature = "test-hooks"))]
+fn abort_hook() -> impl FnMut() -> Result<()> {
+    || Ok(())
 }
 
 /// The operations of this host's upgrade: deletions (deepest first,
