@@ -118,9 +118,10 @@ impl Selection for Metadata {
 /// `edeploy upgrade --transport http TO`.
 pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<Outcome> {
     let conf = Conf::load(root)?;
+    let from = conf.version()?.to_string();
     let v = Versions {
         role: conf.role()?.to_string(),
-        from: conf.version()?.to_string(),
+        from,
         to: to.to_string(),
     };
     let paths = Paths::new(root);
