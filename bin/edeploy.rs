@@ -128,7 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 host::rsync::upgrade(&exec, &mut out, root, &to)?;
             }
             Transport::Http => {
-                host::delta::upgrade(&exec, &mut out, root, &to)?;
+                host::upgrade::upgrade(&exec, &mut out, root, &to)?;
             }
         },
         Cmd::TestUpgrade { to } => {
@@ -153,7 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             return Ok(if report.is_clean() { 0 } else { 1 });
         }
         Cmd::Rollback => {
-            host::delta::rollback(&mut out, root)?;
+            host::upgrade::rollback(&mut out, root)?;
         }
         Cmd::Pack {
             tree,

@@ -99,7 +99,7 @@ fn post_exiting_100_reboots_through_the_seam() {
         .env
         .push(("ORDER_LOG".into(), order_log(s.server.path()).into()));
     rec.real.env.push(("POST_EXIT".into(), "100".into()));
-    let o = host::delta::upgrade(&rec, &mut Vec::new(), s.root.path(), "V2").unwrap();
+    let o = host::upgrade::upgrade(&rec, &mut Vec::new(), s.root.path(), "V2").unwrap();
     assert!(o.reboot);
     assert_eq!(rec.commands(), vec![CmdLine::argv(["reboot"])]);
 }

@@ -12,15 +12,15 @@
 //! - [`manifest`]: what a version's tree holds, hashed in parallel;
 //! - [`verify`]: the host against its version, offline or via rsync;
 //! - [`pack`]: the operator's side: `.edeploy` archive, manifest, deltas;
-//! - [`delta`] and [`http`]: upgrades over plain HTTP from one static
-//!   delta archive, applied under a journal, with rollback.
+//! - [`upgrade`] and [`http`]: upgrades over plain HTTP from one static
+//!   delta archive ([`crate::archive::delta`]), applied under a journal,
+//!   with rollback.
 //!
 //! Everything that touches files takes the root to work in (`/` on a
 //! host; tests pass a temporary directory); every command runs through
 //! the [`crate::exec::Exec`] seam.
 
 pub mod conf;
-pub mod delta;
 pub mod exclude;
 pub mod http;
 pub mod itemize;
@@ -28,4 +28,5 @@ pub mod manifest;
 pub mod meta;
 pub mod pack;
 pub mod rsync;
+pub mod upgrade;
 pub mod verify;

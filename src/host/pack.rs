@@ -10,13 +10,13 @@
 //! - `ROLE-VERS.edeploy`, the tree as a gzip'd tar for the installer's
 //!   HTTP transport (unless `--no-archive`);
 //! - for each `--from FROM`, `ROLE-FROM-VERS.delta` (see
-//!   [`super::delta`]), from `DIR/FROM/ROLE-FROM.manifest` and the
+//!   [`crate::archive::delta`]), from `DIR/FROM/ROLE-FROM.manifest` and the
 //!   metadata in `--metadata MDIR` (`MDIR/FROM/ROLE/VERS/`).
 
-use super::delta;
 use super::exclude::Rules;
 use super::manifest::{self, Kind, Manifest};
 use super::meta::Metadata;
+use crate::archive::delta;
 use anyhow::{bail, Context, Result};
 use flate2::write::GzEncoder;
 use std::collections::HashMap;

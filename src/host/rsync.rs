@@ -406,7 +406,7 @@ pub fn test_upgrade(
 /// reference tree of the host's version, respecting that version's
 /// `exclude` and `add_only` (kept in `ROOT/var/lib/edeploy/VERS/` by the
 /// upgrade that brought the host there).
-pub fn verify(exec: &dyn Exec, root: &Path) -> Result<super::verify::Report> {
+pub fn verify(exec: &dyn Exec, root: &Path) -> Result<super::verify::VerifyReport> {
     let conf = Conf::load(root)?;
     let server = Server::from_conf(&conf)?;
     let (version, role) = (conf.version()?.to_string(), conf.role()?.to_string());
@@ -439,7 +439,7 @@ pub fn verify(exec: &dyn Exec, root: &Path) -> Result<super::verify::Report> {
     args.push(dest(root));
     let out = rsync(exec, &server, args).context("comparing with the reference tree")?;
     let differences = super::verify::from_changes(parse_itemized(&out.stdout));
-    Ok(super::verify::Report {
+    Ok(super::verify::VerifyReport {
         version: version.clone(),
         against: server.tree_url(&version, &role),
         checked: None,

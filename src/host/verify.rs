@@ -5,7 +5,7 @@
 //! hashed (in parallel, see [`super::manifest`]), so a change that keeps
 //! the size and the mtime is still found. Online, against the server's
 //! tree with `rsync -n -c` ([`super::rsync::verify`]). Both give a
-//! [`Report`] that prints for humans or as JSON.
+//! [`VerifyReport`] that prints for humans or as JSON.
 //!
 //! What is not compared: the built-in exclusions (kernel filesystems,
 //! `/tmp`, `/run`, eDeploy's state), `/etc/motd` (edeploy writes its
@@ -113,7 +113,7 @@ fn top_below(path: &str, dirs: &[String]) -> Option<String> {
 
 /// The result of a verification.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct VerifyReport {
     pub role: String,
     pub version: String,
     /// The manifest file or the server's tree compared against.
@@ -123,7 +123,7 @@ pub struct Report {
     pub differences: Vec<Difference>,
 }
 
-impl Report {
+impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.differences.is_empty()
     }
@@ -278,10 +278,34 @@ fn compare(exp: &Entry, found: &Entry, found_hash: Option<&str>) -> Option<Diffe
     })
 }
 
+/// Records `e` as missing or extra; a directory also goes in `dirs`
+/// (kept sorted), so what is below it is counted rather than listed.
+fn push_absent(
+    differences: &mut Vec<Difference>,
+    dirs: &mut Vec<String>,
+    e: &Entry,
+    kind: DiffKind,
+) {
+    if e.kind == Kind::Dir {
+        let pos = dirs.binary_search(&e.path).unwrap_or_else(|p| p);
+        dirs.insert(pos, e.path.clone());
+    }
+    differences.push(Difference {
+        path: e.path.clone(),
+        kind,
+        details: Vec::new(),
+    });
+}
+
 /// Checks the tree at `root` against `manifest`, offline, leaving out
 /// what `skip` excludes. Entries below a missing or extra directory are
 /// counted into that directory's line rather than listed one by one.
-pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) -> Result<Report> {
+pub fn offline(
+    root: &Path,
+    manifest: &Manifest,
+    skip: &Rules,
+    against: &str,
+) -> Result<VerifyReport> {
     let host = manifest::scan(root, skip, true)?;
     let expected: Vec<&Entry> = manifest
         .entries
@@ -310,17 +334,7 @@ pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) ->
             continue;
         }
         match by_path.get(e.path.as_str()) {
-            None => {
-                if e.kind == Kind::Dir {
-                    let pos = missing_dirs.binary_search(&e.path).unwrap_or_else(|p| p);
-                    missing_dirs.insert(pos, e.path.clone());
-                }
-                differences.push(Difference {
-                    path: e.path.clone(),
-                    kind: DiffKind::Missing,
-                    details: Vec::new(),
-                });
-            }
+            None => push_absent(&mut differences, &mut missing_dirs, e, DiffKind::Missing),
             Some(found) => {
                 let hash = match hash_slot.get(e.path.as_str()) {
                     Some(&i) => match &hashes[i] {
@@ -351,15 +365,7 @@ pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) ->
             *below.entry(top).or_default() += 1;
             continue;
         }
-        if f.kind == Kind::Dir {
-            let pos = extra_dirs.binary_search(&f.path).unwrap_or_else(|p| p);
-            extra_dirs.insert(pos, f.path.clone());
-        }
-        differences.push(Difference {
-            path: f.path.clone(),
-            kind: DiffKind::Extra,
-            details: Vec::new(),
-        });
+        push_absent(&mut differences, &mut extra_dirs, f, DiffKind::Extra);
     }
     for d in &mut differences {
         if let Some(n) = below.get(&d.path) {
@@ -367,7 +373,7 @@ pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) ->
         }
     }
     differences.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Report {
+    Ok(VerifyReport {
         role: manifest.role.clone(),
         version: manifest.version.clone(),
         against: against.to_string(),
@@ -378,7 +384,7 @@ pub fn offline(root: &Path, manifest: &Manifest, skip: &Rules, against: &str) ->
 
 /// `edeploy verify` offline: the host's version and role from its conf,
 /// the local manifest (or `manifest_file`), the usual leave-outs.
-pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<Report> {
+pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<VerifyReport> {
     let conf = super::conf::Conf::load(root)?;
     let (version, role) = (conf.version()?, conf.role()?);
     let path = match manifest_file {

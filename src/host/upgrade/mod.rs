@@ -1,0 +1,153 @@
+//! HTTP delta upgrades and rollback on the host.
+//!
+//! The upgrade of FROM → TO comes as one static archive (the format is in
+//! [`crate::archive::delta`]). [`upgrade`] runs it in phases:
+//!
+//! 1. `fetch`: the archive is downloaded;
+//! 2. `stage`: it is unpacked to a staging directory while every file is
+//!    hashed and checked against the manifest; any mismatch stops the
+//!    upgrade before anything is touched. The journal
+//!    (`ROOT/var/lib/edeploy/journal`) is then written, phase `staged`;
+//! 3. `journal::save`, phase `saved`: every path the upgrade will touch
+//!    is recorded (its type, mode, owner, times, or "absent") in
+//!    `ROOT/var/lib/edeploy/rollback/FROM/saved.json`, and its bytes kept
+//!    under `rollback/FROM/tree/` (a hard link when possible, else a
+//!    copy); the journal then lists the exact operations to run;
+//! 4. `journal::apply`, phase `applied`: deletions (deepest first), then
+//!    each new or changed path in order, each file replaced by writing a
+//!    temporary file beside it and renaming it over, so every path is at
+//!    any instant wholly old or wholly new. Every operation can run
+//!    twice, so an interrupted upgrade is finished by running the same
+//!    command again;
+//! 5. `journal::finish`: the manifest is installed, `post` runs, the
+//!    version is recorded and the journal removed.
+//!
+//! [`rollback`] puts back every saved path exactly (bytes, type, mode,
+//! owner, mtime), removes what the upgrade created, and records FROM
+//! again. One level is kept: the next upgrade replaces it.
+
+mod fetch;
+mod journal;
+mod put;
+mod rollback;
+mod stage;
+
+pub use rollback::rollback;
+
+use super::conf::Conf;
+use super::exclude::{Rules, BUILTIN};
+use super::meta::{self, Metadata};
+use super::rsync::Outcome;
+use crate::archive::delta::Selection;
+use crate::exec::Exec;
+use anyhow::{bail, Result};
+use journal::Phase;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// An upgrade path of a role.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Versions {
+    role: String,
+    from: String,
+    to: String,
+}
+
+impl Versions {
+    /// `upgrade ROLE FROM -> TO`, naming the upgrade path in errors.
+    fn what(&self) -> String {
+        format!("upgrade {} {} -> {}", self.role, self.from, self.to)
+    }
+}
+
+/// Where things live under the host's root.
+struct Paths {
+    state: PathBuf,
+}
+
+impl Paths {
+    fn new(root: &Path) -> Paths {
+        Paths {
+            state: meta::state_dir(root),
+        }
+    }
+    fn journal(&self) -> PathBuf {
+        self.state.join("journal")
+    }
+    fn staging(&self, to: &str) -> PathBuf {
+        self.state.join("staging").join(to)
+    }
+    fn download(&self, name: &str) -> PathBuf {
+        self.state.join("download").join(name)
+    }
+    fn rollbacks(&self) -> PathBuf {
+        self.state.join("rollback")
+    }
+    fn rollback(&self, from: &str) -> PathBuf {
+        self.rollbacks().join(from)
+    }
+    /// Where the rsync transport puts a version's metadata too, so verify
+    /// finds its exclude and add_only in the same place.
+    fn meta(&self, to: &str) -> PathBuf {
+        self.state.join(to)
+    }
+}
+
+/// The built-in exclusions, then the upgrade path's.
+fn skip_rules(meta: &Metadata) -> Rules {
+    let mut r = Rules::excluding(BUILTIN);
+    r.extend(&meta.exclude);
+    r
+}
+
+/// An upgrade path's metadata chooses what its delta holds, at pack time
+/// and again on the host.
+impl Selection for Metadata {
+    fn skipped(&self) -> impl Fn(&str, bool) -> bool + '_ {
+        let rules = skip_rules(self);
+        move |path, is_dir| rules.excludes(path, is_dir)
+    }
+    fn is_add_only(&self, path: &str) -> bool {
+        Metadata::is_add_only(self, path)
+    }
+    fn meta_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// `edeploy upgrade --transport http TO`.
+pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<Outcome> {
+    let conf = Conf::load(root)?;
+    let from = conf.version()?.to_string();
+    let v = Versions {
+        role: conf.role()?.to_string(),
+        from,
+        to: to.to_string(),
+    };
+    let paths = Paths::new(root);
+    let mut journal = match journal::interrupted(&paths, &v, out)? {
+        Some(j) => j,
+        None => {
+            if v.to == v.from {
+                bail!("{} is already at version {to}", v.role);
+            }
+            let archive = fetch::fetch(&conf, &paths, &v, out)?;
+            stage::stage(&paths, &v, &archive)?
+        }
+    };
+    let staged = stage::Staged::load(&paths, &v)?;
+    let mut outcome = Outcome::default();
+    if journal.phase != Phase::Applied {
+        if let Some(pre) = &staged.meta.pre {
+            meta::run_script(exec, out, root, pre, &v.role, &v.from, to)?;
+        }
+    }
+    if journal.phase == Phase::Staged {
+        outcome.added = journal::save(root, &paths, &staged, &mut journal)?;
+    }
+    if journal.phase == Phase::Saved {
+        journal::apply(root, &paths, &staged, &mut journal, out)?;
+    }
+    outcome.reboot = journal::finish(exec, out, root, &paths, &v, &staged)?;
+    Ok(outcome)
+}
