@@ -16,8 +16,8 @@
 
 mod support;
 
-use edeploy::provision::decide::Cmdb;
 use edeploy::hw;
+use edeploy::provision::decide::Cmdb;
 use edeploy::state::{Count, State};
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};

@@ -23,13 +23,13 @@ pub mod cgi;
 pub mod html;
 
 use crate::clock::Utc;
-use crate::provision::logs::SUFFIX as LOG_SUFFIX;
 use crate::config::ServerConfig;
-use crate::provision::decide::{self, Cmdb};
 use crate::health::{self, Outlier};
 use crate::hw::{self, Line};
 use crate::literal::Value;
 use crate::persist;
+use crate::provision::decide::{self, Cmdb};
+use crate::provision::logs::SUFFIX as LOG_SUFFIX;
 use crate::state::{Count, State};
 use fs4::fs_std::FileExt;
 use serde::Serialize;
