@@ -30,7 +30,7 @@
 
 #![no_main]
 
-use edeploy::cgi::{CgiEnv, Log};
+use edeploy::cgi::{CgiEnv, RequestLog};
 use edeploy::upload::serve;
 use edeploy::literal::{parse, Dialect, Options, Value};
 use libfuzzer_sys::fuzz_target;
@@ -228,7 +228,7 @@ fuzz_target!(|data: &[u8]| {
     let site = make_site(req.small_limit, req.empty_cmdb);
     let mut err = Vec::new();
     let response = {
-        let mut log = Log::new("192.0.2.9", &mut err);
+        let mut log = RequestLog::new("192.0.2.9", &mut err);
         serve(&req.env, &req.body[..], &site.conf, &mut log)
     };
     let status = response.status;

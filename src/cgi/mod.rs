@@ -12,7 +12,7 @@ pub mod form;
 pub mod response;
 
 pub use form::{Form, FormError, Upload};
-pub use response::{Log, Response};
+pub use response::{RequestLog, Response};
 
 use crate::config::{ConfFile, ServerConfig};
 use crate::provision::decide::DecideError;
@@ -108,7 +108,7 @@ pub fn close<R: Read>(
     result: Result<(Response, String), Reject>,
     body: &mut R,
     env: &CgiEnv,
-    log: &mut Log<'_>,
+    log: &mut RequestLog<'_>,
 ) -> Response {
     match result {
         Ok((response, reason)) => {

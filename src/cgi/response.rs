@@ -84,21 +84,21 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Writes the server log: one line per request, plus warnings, each
 /// `upload.cgi[<pid>] <RFC 3339 UTC time> <REMOTE_ADDR>: <text>`. Under a
 /// web server this is the CGI's stderr, which lands in its error log.
-pub struct Log<'a> {
+pub struct RequestLog<'a> {
     name: &'static str,
     pid: u32,
     remote: String,
     out: &'a mut dyn Write,
 }
 
-impl<'a> Log<'a> {
-    pub fn new(remote: &str, out: &'a mut dyn Write) -> Log<'a> {
-        Log::named("upload.cgi", remote, out)
+impl<'a> RequestLog<'a> {
+    pub fn new(remote: &str, out: &'a mut dyn Write) -> RequestLog<'a> {
+        RequestLog::named("upload.cgi", remote, out)
     }
 
     /// The log of another CGI, whose lines start with `name[<pid>]`.
-    pub fn named(name: &'static str, remote: &str, out: &'a mut dyn Write) -> Log<'a> {
-        Log {
+    pub fn named(name: &'static str, remote: &str, out: &'a mut dyn Write) -> RequestLog<'a> {
+        RequestLog {
             name,
             pid: std::process::id(),
             // The address comes from the web server, but keep the line one
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn log_lines_have_pid_time_and_address() {
         let mut out = Vec::new();
-        Log::new("10.0.0.7", &mut out).status(404, "no profile\nmatches");
+        RequestLog::new("10.0.0.7", &mut out).status(404, "no profile\nmatches");
         let text = String::from_utf8(out).unwrap();
         let prefix = format!("upload.cgi[{}] ", std::process::id());
         assert!(text.starts_with(&prefix), "{text}");

@@ -16,11 +16,11 @@
 
 use super::console::Console;
 use super::server::Envelope;
-use crate::cgi::Log;
-use crate::provision;
+use crate::cgi::RequestLog as Log;
 use crate::config::ServerConfig;
 use crate::exec::{CmdLine, Exec};
 use crate::hw::Line;
+use crate::provision;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -161,7 +161,7 @@ impl Envelope {
 }
 
 /// What one POST gave.
-pub enum Answer {
+pub enum PostOutcome {
     /// The HTTP status and body.
     Http(u16, String),
     /// No HTTP answer: connection refused, timeout, name not found.
@@ -181,7 +181,7 @@ pub(crate) fn agent(tuning: &Tuning) -> ureq::Agent {
 }
 
 /// POSTs a form once.
-pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> Answer {
+pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> PostOutcome {
     let (ct, body) = multipart(parts);
     match agent(tuning)
         .post(url)
@@ -191,11 +191,11 @@ pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> Answer {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
             match resp.body_mut().read_to_string() {
-                Ok(text) => Answer::Http(status, text),
-                Err(e) => Answer::Unreachable(format!("the answer was cut off ({e})")),
+                Ok(text) => PostOutcome::Http(status, text),
+                Err(e) => PostOutcome::Unreachable(format!("the answer was cut off ({e})")),
             }
         }
-        Err(e) => Answer::Unreachable(e.to_string()),
+        Err(e) => PostOutcome::Unreachable(e.to_string()),
     }
 }
 
@@ -240,17 +240,17 @@ pub fn post_retried(
     let mut pause = tuning.backoff_first;
     for attempt in 1..=attempts {
         let reason = match post(url, parts, tuning) {
-            Answer::Http(200, body) => return Ok(body),
-            Answer::Http(status, body) if (400..500).contains(&status) => {
+            PostOutcome::Http(200, body) => return Ok(body),
+            PostOutcome::Http(status, body) if (400..500).contains(&status) => {
                 bail!(
                     "the eDeploy server refused {what} (HTTP {status}): {}",
                     sentence(status, &body)
                 );
             }
-            Answer::Http(status, body) => {
+            PostOutcome::Http(status, body) => {
                 format!("HTTP {status}: {}", sentence(status, &body))
             }
-            Answer::Unreachable(why) => why,
+            PostOutcome::Unreachable(why) => why,
         };
         if attempt == attempts {
             bail!("the eDeploy server at {url} did not answer after {attempts} attempts: {reason}");
@@ -276,14 +276,14 @@ pub fn report(
             std::thread::sleep(tuning.backoff_first.min(Duration::from_secs(5)));
         }
         match post(url, parts, tuning) {
-            Answer::Http(200, body) => return Ok(body),
-            Answer::Http(status, body) if (400..500).contains(&status) => {
+            PostOutcome::Http(200, body) => return Ok(body),
+            PostOutcome::Http(status, body) if (400..500).contains(&status) => {
                 return Err(format!("HTTP {status}: {}", sentence(status, &body)));
             }
-            Answer::Http(status, body) => {
+            PostOutcome::Http(status, body) => {
                 last = format!("HTTP {status}: {}", sentence(status, &body))
             }
-            Answer::Unreachable(why) => last = why,
+            PostOutcome::Unreachable(why) => last = why,
         }
     }
     Err(last)

@@ -16,10 +16,10 @@
 //! section that does not parse is shown on the page, which is still a 200.
 
 use super::{gather, html, Gather, Status};
-use crate::clock::Utc;
-use crate::provision::logs;
 use crate::cgi::response::{cgi_head, reason_phrase};
+use crate::clock::Utc;
 use crate::config::{ConfFile, ServerConfig};
+use crate::provision::logs;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -45,9 +45,11 @@ impl StatusEnv {
     }
 }
 
-/// An answer: status, headers (Content-Type first), body bytes.
+/// `status.cgi`'s answer: status, headers (Content-Type first), body
+/// bytes (any type, where the upload CGIs' [`crate::cgi::Response`] is
+/// JSON).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct StatusAnswer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -56,9 +58,9 @@ pub struct Answer {
     pub log: Option<String>,
 }
 
-impl Answer {
-    fn new(status: u16, content_type: &str, body: Vec<u8>, log: Option<String>) -> Answer {
-        Answer {
+impl StatusAnswer {
+    fn new(status: u16, content_type: &str, body: Vec<u8>, log: Option<String>) -> StatusAnswer {
+        StatusAnswer {
             status,
             headers: vec![
                 ("Content-Type".into(), content_type.into()),
@@ -71,7 +73,7 @@ impl Answer {
         }
     }
 
-    fn with_header(mut self, name: &str, value: &str) -> Answer {
+    fn with_header(mut self, name: &str, value: &str) -> StatusAnswer {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -198,9 +200,9 @@ fn format_of(query: Option<&Query>, accept: Option<&str>) -> Format {
 }
 
 /// An error answer in the requested form.
-fn error(status: u16, format: Format, sentence: &str) -> Answer {
+fn error(status: u16, format: Format, sentence: &str) -> StatusAnswer {
     match format {
-        Format::Json => Answer::new(
+        Format::Json => StatusAnswer::new(
             status,
             "application/json",
             format!("{}\n", serde_json::json!({ "error": sentence })).into_bytes(),
@@ -215,7 +217,7 @@ fn error(status: u16, format: Format, sentence: &str) -> Answer {
                 reason_phrase(status),
                 html::escape(sentence)
             );
-            Answer::new(
+            StatusAnswer::new(
                 status,
                 "text/html; charset=utf-8",
                 body.into_bytes(),
@@ -226,7 +228,7 @@ fn error(status: u16, format: Format, sentence: &str) -> Answer {
 }
 
 /// Answers one request with the configuration at `conf_path`.
-pub fn serve(env: &StatusEnv, conf_path: &Path) -> Answer {
+pub fn serve(env: &StatusEnv, conf_path: &Path) -> StatusAnswer {
     let parsed = parse_query(env.query.as_deref().unwrap_or(""));
     let format = format_of(parsed.as_ref().ok(), env.accept.as_deref());
     let method = env.method.as_deref().unwrap_or("");
@@ -279,7 +281,7 @@ pub fn serve(env: &StatusEnv, conf_path: &Path) -> Answer {
 }
 
 /// The page (or its JSON) of a gathered status.
-pub fn page(status: &Status, format: Format) -> Answer {
+pub fn page(status: &Status, format: Format) -> StatusAnswer {
     let reason = status.problems.first().map(|first| {
         format!(
             "status of [{}]: {} problem(s), the first: {}",
@@ -292,11 +294,11 @@ pub fn page(status: &Status, format: Format) -> Answer {
         Format::Json => match serde_json::to_string_pretty(status) {
             Ok(mut text) => {
                 text.push('\n');
-                Answer::new(200, "application/json", text.into_bytes(), reason)
+                StatusAnswer::new(200, "application/json", text.into_bytes(), reason)
             }
             Err(e) => return error(500, format, &format!("cannot print the status: {e}")),
         },
-        Format::Html => Answer::new(
+        Format::Html => StatusAnswer::new(
             200,
             "text/html; charset=utf-8",
             html::render(status).into_bytes(),
@@ -318,7 +320,7 @@ pub fn page(status: &Status, format: Format) -> Answer {
 pub const MAX_LOG_TEXT: u64 = 16 * 1024 * 1024;
 
 /// `?log=NAME`: one install log of LOGDIR, read-only.
-fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) -> Answer {
+fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) -> StatusAnswer {
     if let Some(why) = logs::refuse_name(name) {
         return error(400, format, &why);
     }
@@ -339,7 +341,7 @@ fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) ->
     };
     if !view_text {
         let disposition = content_disposition(name);
-        return Answer::new(200, "application/gzip", data, None)
+        return StatusAnswer::new(200, "application/gzip", data, None)
             .with_header("Content-Disposition", &disposition);
     }
     let mut text = Vec::new();
@@ -355,7 +357,7 @@ fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) ->
         ),
     };
     text.extend_from_slice(note.as_bytes());
-    Answer::new(200, "text/plain; charset=utf-8", text, None).with_header(
+    StatusAnswer::new(200, "text/plain; charset=utf-8", text, None).with_header(
         "Content-Disposition",
         &content_disposition(name).replacen("attachment", "inline", 1),
     )

@@ -4,10 +4,10 @@
 
 use super::cgi::{parse_query, serve, Format, StatusEnv};
 use super::*;
-use crate::cgi::Log;
-use crate::provision::{logs, provision};
+use crate::cgi::RequestLog;
 use crate::config::ConfFile;
 use crate::persist::Lock;
+use crate::provision::{logs, provision};
 use std::fs;
 use std::io::Write as _;
 
@@ -60,12 +60,17 @@ impl Site {
     /// A node asks, as upload.cgi does; returns its profile or the error.
     fn ask(&self, lines: &[Line]) -> Result<String, u16> {
         let mut sink = Vec::new();
-        provision(&self.cfg(), lines, None, &mut Log::new("test", &mut sink))
-            .map(|p| p.decision.profile)
-            .map_err(|r| r.status)
+        provision(
+            &self.cfg(),
+            lines,
+            None,
+            &mut RequestLog::new("test", &mut sink),
+        )
+        .map(|p| p.decision.profile)
+        .map_err(|r| r.status)
     }
 
-    fn get(&self, query: &str, accept: Option<&str>) -> cgi::Answer {
+    fn get(&self, query: &str, accept: Option<&str>) -> cgi::StatusAnswer {
         let env = StatusEnv {
             method: Some("GET".into()),
             query: Some(query.into()),

@@ -19,12 +19,12 @@
 //! writes one line to stderr, `upload-health.cgi[<pid>] <time> <address>:
 //! <status> <reason>`.
 
-use crate::clock::Utc;
 use crate::cgi::{CgiEnv, Reject, Response};
-use crate::provision::parse_hw;
+use crate::clock::Utc;
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::persist::{self, Lock};
+use crate::provision::parse_hw;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -33,11 +33,11 @@ pub const NAME: &str = "upload-health.cgi";
 
 /// The health CGI's log: one line per request on stderr (the web server's
 /// error log), `upload-health.cgi[<pid>] <time> <address>: <status> <reason>`.
-pub type HealthLog<'a> = crate::cgi::Log<'a>;
+pub type HealthLog<'a> = crate::cgi::RequestLog<'a>;
 
 /// [`HealthLog`] writing to `out`.
 pub fn health_log<'a>(remote: &str, out: &'a mut dyn Write) -> HealthLog<'a> {
-    crate::cgi::Log::named(NAME, remote, out)
+    crate::cgi::RequestLog::named(NAME, remote, out)
 }
 
 /// Answers one CGI request whose body is `body`, with the configuration
