@@ -211,23 +211,7 @@ pub fn unit_of(metric: &str) -> &'static str {
 /// the timestamp is still a result: its stem is the machine, older than
 /// any timestamped result of the same machine.
 fn split_name(file: &str) -> Option<(&str, Option<String>)> {
-    let stem = file.strip_suffix(".hw")?;
-    if stem.is_empty() || stem.starts_with('.') {
-        return None;
-    }
-    let stamp = |t: &str| t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit());
-    if let Some((machine, ts)) = stem.rsplit_once('-') {
-        if !machine.is_empty() && stamp(ts) {
-            return Some((machine, Some(ts.to_string())));
-        }
-        // A second result in the same second: `<stamp>-N` (upload-health.cgi).
-        if let (Ok(n), Some((machine, ts))) = (ts.parse::<u32>(), machine.rsplit_once('-')) {
-            if !machine.is_empty() && stamp(ts) {
-                return Some((machine, Some(format!("{ts}-{n:010}"))));
-            }
-        }
-    }
-    Some((stem, None))
+    crate::protocol::parse_health_name(file).map(|h| (h.machine, h.order_key()))
 }
 
 /// A readable result.

@@ -23,6 +23,7 @@ use crate::hw::{self, Line};
 use crate::literal::{self, Dialect, Document, Options, Value};
 use crate::matcher::{Hardware, Specs};
 use crate::persist::{self, Lock, Transaction};
+use crate::protocol::Envelope;
 use crate::state::{Count, State};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
@@ -450,17 +451,19 @@ impl Cmdb {
     }
 }
 
+impl Decision {
+    /// What the node is told.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            profile: self.profile.clone(),
+            vars: self.vars.clone(),
+            script: self.script.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
 /// The JSON answer: `{"profile", "vars", "script", "settings"}`.
 pub fn envelope(d: &Decision) -> serde_json::Value {
-    let vars: serde_json::Map<String, serde_json::Value> = d
-        .vars
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_json()))
-        .collect();
-    serde_json::json!({
-        "profile": d.profile,
-        "vars": vars,
-        "script": d.script,
-        "settings": d.settings,
-    })
+    d.envelope().to_json()
 }

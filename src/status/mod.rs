@@ -28,8 +28,8 @@ use crate::health::{self, Outlier};
 use crate::hw::{self, Line};
 use crate::literal::Value;
 use crate::persist;
+use crate::protocol::{log_stem, parse_health_name, HW_SUFFIX, LOG_SUFFIX};
 use crate::provision::decide::{self, Cmdb};
-use crate::provision::logs::SUFFIX as LOG_SUFFIX;
 use crate::state::{Count, State};
 use fs4::fs_std::FileExt;
 use serde::Serialize;
@@ -460,7 +460,7 @@ impl Node {
 }
 
 fn read_nodes(hwdir: &Path, problems: &mut Vec<Problem>) -> Vec<Node> {
-    let listed = match list(hwdir, ".hw") {
+    let listed = match list(hwdir, HW_SUFFIX) {
         Ok(l) => l,
         Err(e) => {
             problems.push(Problem {
@@ -481,7 +481,7 @@ fn read_nodes(hwdir: &Path, problems: &mut Vec<Problem>) -> Vec<Node> {
                         .map_err(|_| format!("{name}: the file is not valid UTF-8"))?;
                     hw::parse(&text, &name).map_err(|e| e.to_string())
                 });
-            let sysname = f.name[..f.name.len() - ".hw".len()].to_string();
+            let sysname = f.name[..f.name.len() - HW_SUFFIX.len()].to_string();
             Node {
                 file: f.name,
                 sysname,
@@ -630,24 +630,6 @@ fn cmdb_entry(i: usize, entry: &Value, node: Option<String>) -> CmdbEntry {
     }
 }
 
-/// The original stem of a log name: `n.20260501123000-2.log.gz` → `n`.
-fn log_stem(name: &str) -> (&str, bool) {
-    let stem = &name[..name.len() - LOG_SUFFIX.len()];
-    if let Some((base, stamp)) = stem.rsplit_once('.') {
-        let digits = stamp.split_once('-').map_or(stamp, |(d, n)| {
-            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-                d
-            } else {
-                ""
-            }
-        });
-        if digits.len() == 14 && digits.bytes().all(|b| b.is_ascii_digit()) && !base.is_empty() {
-            return (base, true);
-        }
-    }
-    (stem, false)
-}
-
 fn read_logs(logdir: &Path, nodes: &[Node], problems: &mut Vec<Problem>) -> Vec<LogFile> {
     let listed = match list(logdir, LOG_SUFFIX) {
         Ok(l) => l,
@@ -659,15 +641,12 @@ fn read_logs(logdir: &Path, nodes: &[Node], problems: &mut Vec<Problem>) -> Vec<
             return Vec::new();
         }
     };
-    // The installer names its log after the node (crate::init::log_name).
+    // The installer names its log after the node (hw::log_name).
     let mut by_log: HashMap<String, &str> = HashMap::new();
     for node in nodes.iter().rev() {
         if let Ok(lines) = &node.lines {
-            let name = crate::init::log_name(lines);
-            by_log.insert(
-                name[..name.len() - LOG_SUFFIX.len()].to_string(),
-                &node.sysname,
-            );
+            let name = hw::log_name(lines);
+            by_log.insert(log_stem(&name).0.to_string(), &node.sysname);
         }
     }
     listed
@@ -795,13 +774,14 @@ fn decide_now(cfg: &ServerConfig, lines: &[Line]) -> Now {
     }
 }
 
-/// `<sysname>-<YYYYmmddHHMMSS>.hw` → `<sysname>`.
+/// The machine a health result is of: `<sysname>-<YYYYmmddHHMMSS>.hw`
+/// and `<sysname>-<YYYYmmddHHMMSS>-N.hw` → `<sysname>`; the stem of any
+/// other name.
 fn health_machine(name: &str) -> &str {
-    let stem = name.strip_suffix(".hw").unwrap_or(name);
-    match stem.rsplit_once('-') {
-        Some((m, stamp)) if stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()) => m,
-        _ => stem,
-    }
+    parse_health_name(name).map_or_else(
+        || name.strip_suffix(HW_SUFFIX).unwrap_or(name),
+        |h| h.machine,
+    )
 }
 
 fn read_health(dir: &Path) -> Health {
@@ -811,7 +791,7 @@ fn read_health(dir: &Path) -> Health {
         outliers: Vec::new(),
         error: None,
     };
-    match list(dir, ".hw") {
+    match list(dir, HW_SUFFIX) {
         Ok(files) => {
             health.results = files.len();
             let mut machines: Vec<&str> = files.iter().map(|f| health_machine(&f.name)).collect();

@@ -159,7 +159,7 @@ fn a_log_after_the_upload_is_a_failure_and_is_linked() {
     let site = Site::new("[('vm', 5)]\n", TWO_ENTRIES);
     let node = kvm(7);
     assert_eq!(site.ask(&node).as_deref(), Ok("vm"));
-    let name = crate::init::log_name(&node);
+    let name = hw::log_name(&node);
     logs::save(&site.path("logs"), &site.path("lock"), &name, &gz("boom")).unwrap();
     // Another node's log, and an earlier log of the same node (rotated).
     logs::save(&site.path("logs"), &site.path("lock"), &name, &gz("boom 2")).unwrap();
@@ -637,4 +637,17 @@ fn a_large_site() {
          rendered ({} KiB) in {render:?}",
         page.len() / 1024
     );
+}
+
+#[test]
+fn two_health_results_of_one_node_in_one_second_are_one_machine() {
+    let site = Site::new("[('vm', 5)]\n", TWO_ENTRIES);
+    let result = "[('system', 'product', 'name', 'NODE'),\n \
+                  ('cpu', 'logical', 'bogomips', '4000')]\n";
+    for name in ["NODE-20260101000000.hw", "NODE-20260101000000-1.hw"] {
+        fs::write(site.path(&format!("health/{name}")), result).unwrap();
+    }
+    let s = site.status();
+    assert_eq!(s.health.results, 2);
+    assert_eq!(s.health.machines, 1, "{:?}", s.health);
 }

@@ -24,6 +24,7 @@ use crate::clock::Utc;
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::persist::{self, Lock};
+use crate::protocol::health_result_name;
 use crate::provision::parse_hw;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -128,11 +129,11 @@ pub fn store(
             dir.display()
         );
     }
-    let mut name = format!("{sysname}-{stamp}.hw");
+    let mut name = health_result_name(sysname, stamp, 0);
     let mut n = 0u32;
     while dir.join(&name).symlink_metadata().is_ok() {
         n += 1;
-        name = format!("{sysname}-{stamp}-{n}.hw");
+        name = health_result_name(sysname, stamp, n);
     }
     persist::write_atomic(&dir.join(&name), hw::to_literal(lines).as_bytes())?;
     Ok(name)
