@@ -70,7 +70,7 @@ pub fn try_cmd(configdir: &Path, hw_path: &Path, json: bool) -> Result<Report> {
         warnings.push_str(&w);
         warnings.push('\n');
     };
-    match decide::decide(&cfg, &lines, false, &mut warn) {
+    match decide::preview(&cfg, &lines, &mut warn) {
         Ok(d) => {
             if json {
                 report.stdout = format!("{:#}\n", decide::envelope(&d));

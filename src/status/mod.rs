@@ -762,7 +762,7 @@ fn uploads(
 
 /// What the server would answer the node now, committing nothing.
 fn decide_now(cfg: &ServerConfig, lines: &[Line]) -> Now {
-    match decide::decide(cfg, lines, false, &mut |_| {}) {
+    match decide::preview(cfg, lines, &mut |_| {}) {
         Ok(d) => Now {
             sentence: format!("would get profile {}", d.profile),
             profile: Some(d.profile),
