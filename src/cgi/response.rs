@@ -46,12 +46,25 @@ impl Response {
         let headers = json
             .into_iter()
             .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut text = cgi_head(self.status, headers);
-        text.push_str(&self.body.to_string());
-        text.push('\n');
-        out.write_all(text.as_bytes())?;
-        out.flush()
+        let mut body = self.body.to_string();
+        body.push('\n');
+        write_answer(out, self.status, headers, Some(body.as_bytes()))
     }
+}
+
+/// Writes a CGI answer: its head ([`cgi_head`]), then `body` (none for a
+/// `HEAD` request).
+pub fn write_answer<'a>(
+    out: &mut dyn Write,
+    status: u16,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    body: Option<&[u8]>,
+) -> io::Result<()> {
+    out.write_all(cgi_head(status, headers).as_bytes())?;
+    if let Some(body) = body {
+        out.write_all(body)?;
+    }
+    out.flush()
 }
 
 /// The head of a CGI answer: `Status:` (left out for 200, the CGI

@@ -16,34 +16,16 @@
 //! section that does not parse is shown on the page, which is still a 200.
 
 use super::{gather, html, Gather, Status};
-use crate::cgi::response::{cgi_head, reason_phrase};
-use crate::clock::Utc;
+use crate::cgi::response::reason_phrase;
+use crate::cgi::{write_answer, CgiEnv, RequestLog};
 use crate::config::{ConfFile, ServerConfig};
 use crate::provision::logs;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// The meta-variables `status.cgi` reads.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatusEnv {
-    pub method: Option<String>,
-    pub query: Option<String>,
-    pub accept: Option<String>,
-    pub remote_addr: Option<String>,
-}
-
-impl StatusEnv {
-    pub fn from_process() -> StatusEnv {
-        let get = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        StatusEnv {
-            method: get("REQUEST_METHOD"),
-            query: get("QUERY_STRING"),
-            accept: get("HTTP_ACCEPT"),
-            remote_addr: get("REMOTE_ADDR"),
-        }
-    }
-}
+/// The program name in the log lines.
+pub const NAME: &str = "status.cgi";
 
 /// `status.cgi`'s answer: status, headers (Content-Type first), body
 /// bytes (any type, where the upload CGIs' [`crate::cgi::Response`] is
@@ -88,11 +70,15 @@ impl StatusAnswer {
     /// Writes the CGI response; `head` leaves the body out.
     pub fn write_cgi(&self, out: &mut dyn Write, head: bool) -> std::io::Result<()> {
         let headers = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        out.write_all(cgi_head(self.status, headers).as_bytes())?;
-        if !head {
-            out.write_all(&self.body)?;
+        write_answer(out, self.status, headers, (!head).then_some(&self.body[..]))
+    }
+
+    /// Writes the server log line of this answer, when it has one:
+    /// `status.cgi[<pid>] <time> <address>: <status> <reason>`.
+    pub fn log_to(&self, remote: &str, out: &mut dyn Write) {
+        if let Some(reason) = &self.log {
+            RequestLog::named(NAME, remote, out).status(self.status, reason);
         }
-        out.flush()
     }
 }
 
@@ -228,7 +214,7 @@ fn error(status: u16, format: Format, sentence: &str) -> StatusAnswer {
 }
 
 /// Answers one request with the configuration at `conf_path`.
-pub fn serve(env: &StatusEnv, conf_path: &Path) -> StatusAnswer {
+pub fn serve(env: &CgiEnv, conf_path: &Path) -> StatusAnswer {
     let parsed = parse_query(env.query.as_deref().unwrap_or(""));
     let format = format_of(parsed.as_ref().ok(), env.accept.as_deref());
     let method = env.method.as_deref().unwrap_or("");
@@ -387,27 +373,4 @@ fn content_disposition(name: &str) -> String {
             html::query_encode(name)
         )
     }
-}
-
-/// The server log line of a request, like `upload.cgi`'s:
-/// `status.cgi[<pid>] <time> <address>: <status> <reason>`, control
-/// characters escaped.
-pub fn log_line(remote: &str, status: u16, reason: &str) -> String {
-    let clean: String = format!("{status} {reason}")
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
-    let remote: String = remote.chars().filter(|c| !c.is_control()).collect();
-    format!(
-        "status.cgi[{}] {} {}: {clean}\n",
-        std::process::id(),
-        Utc::now().rfc3339(),
-        if remote.is_empty() { "-" } else { &remote }
-    )
 }

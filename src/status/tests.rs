@@ -2,9 +2,9 @@
 //! real decisions (`provision::provision`) making the files the page reads.
 //! `tests/status_page.rs` runs the real binary behind real web servers.
 
-use super::cgi::{parse_query, serve, Format, StatusEnv};
+use super::cgi::{parse_query, serve, Format};
 use super::*;
-use crate::cgi::RequestLog;
+use crate::cgi::{CgiEnv, RequestLog};
 use crate::config::ConfFile;
 use crate::persist::Lock;
 use crate::provision::{logs, provision};
@@ -71,11 +71,12 @@ impl Site {
     }
 
     fn get(&self, query: &str, accept: Option<&str>) -> cgi::StatusAnswer {
-        let env = StatusEnv {
+        let env = CgiEnv {
             method: Some("GET".into()),
             query: Some(query.into()),
             accept: accept.map(String::from),
             remote_addr: Some("198.51.100.7".into()),
+            ..CgiEnv::default()
         };
         serve(&env, &self.path("edeploy.conf"))
     }
@@ -454,9 +455,9 @@ fn requests() {
     }
 
     let post = serve(
-        &StatusEnv {
+        &CgiEnv {
             method: Some("POST".into()),
-            ..StatusEnv::default()
+            ..CgiEnv::default()
         },
         &site.path("edeploy.conf"),
     );
@@ -469,9 +470,9 @@ fn requests() {
         .starts_with("Status: 405 Method Not Allowed\r\n"));
 
     let broken = serve(
-        &StatusEnv {
+        &CgiEnv {
             method: Some("GET".into()),
-            ..StatusEnv::default()
+            ..CgiEnv::default()
         },
         &site.path("absent.conf"),
     );

@@ -50,7 +50,7 @@ impl Server {
             content_type: Some(format!("multipart/form-data; boundary={B}")),
             content_length: Some(body.len().to_string()),
             remote_addr: Some("192.0.2.9".into()),
-            not_utf8: None,
+            ..CgiEnv::default()
         };
         self.request(&env, &body)
     }
