@@ -436,6 +436,22 @@ fn list(dir: &Path, suffix: &str) -> std::io::Result<Vec<Listed>> {
     Ok(out)
 }
 
+/// [`list`], or nothing with the reason noted as a problem of `part`.
+fn list_or_note(
+    dir: &Path,
+    suffix: &str,
+    part: &'static str,
+    problems: &mut Vec<Problem>,
+) -> Vec<Listed> {
+    list(dir, suffix).unwrap_or_else(|e| {
+        problems.push(Problem {
+            part,
+            message: format!("{}: cannot list: {e}", dir.display()),
+        });
+        Vec::new()
+    })
+}
+
 /// A node that uploaded its hardware list.
 struct Node {
     file: String,
@@ -460,16 +476,7 @@ impl Node {
 }
 
 fn read_nodes(hwdir: &Path, problems: &mut Vec<Problem>) -> Vec<Node> {
-    let listed = match list(hwdir, HW_SUFFIX) {
-        Ok(l) => l,
-        Err(e) => {
-            problems.push(Problem {
-                part: "uploads",
-                message: format!("{}: cannot list: {e}", hwdir.display()),
-            });
-            return Vec::new();
-        }
-    };
+    let listed = list_or_note(hwdir, HW_SUFFIX, "uploads", problems);
     listed
         .into_iter()
         .map(|f| {
@@ -631,16 +638,7 @@ fn cmdb_entry(i: usize, entry: &Value, node: Option<String>) -> CmdbEntry {
 }
 
 fn read_logs(logdir: &Path, nodes: &[Node], problems: &mut Vec<Problem>) -> Vec<LogFile> {
-    let listed = match list(logdir, LOG_SUFFIX) {
-        Ok(l) => l,
-        Err(e) => {
-            problems.push(Problem {
-                part: "logs",
-                message: format!("{}: cannot list: {e}", logdir.display()),
-            });
-            return Vec::new();
-        }
-    };
+    let listed = list_or_note(logdir, LOG_SUFFIX, "logs", problems);
     // The installer names its log after the node (hw::log_name).
     let mut by_log: HashMap<String, &str> = HashMap::new();
     for node in nodes.iter().rev() {
