@@ -207,9 +207,10 @@ pub fn unit_of(metric: &str) -> &'static str {
     }
 }
 
-/// `<sysname>-<YYYYmmddHHMMSS>.hw` → (sysname, timestamp). A name without
-/// the timestamp is still a result: its stem is the machine, older than
-/// any timestamped result of the same machine.
+/// `<sysname>-<YYYYmmddHHMMSS>[-N].hw` → (sysname, a key ordering the
+/// machine's results), read by [`crate::protocol::parse_health_name`]. A
+/// name without the timestamp is still a result: its stem is the machine,
+/// older than any timestamped result of the same machine.
 fn split_name(file: &str) -> Option<(&str, Option<String>)> {
     crate::protocol::parse_health_name(file).map(|h| (h.machine, h.order_key()))
 }
