@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 
 use edeploy::cmdb::CmdbFile;
 use edeploy::config::ServerConfig;
-use edeploy::provision::decide::{decide, Decision};
 use edeploy::hw::{self, format_line, Line};
 use edeploy::matcher::Specs;
+use edeploy::provision::decide::{decide, Decision};
 use indexmap::IndexMap;
 
 /// Shortest batch.

@@ -7,8 +7,8 @@
 //! in the answer). Run by hand it only says what it is (exit 2).
 
 use clap::Parser;
-use edeploy::upload::health;
 use edeploy::cgi::CgiEnv;
+use edeploy::upload::health;
 use std::process::ExitCode;
 
 #[derive(Parser)]

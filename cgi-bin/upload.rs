@@ -7,7 +7,7 @@
 //! or nothing to hand out, 2 bad input, configuration or usage.
 
 use clap::Parser;
-use edeploy::cgi::{CgiEnv, Log};
+use edeploy::cgi::{CgiEnv, RequestLog};
 use edeploy::upload;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             &env,
             std::io::stdin(),
             &edeploy::config::conf_path(),
-            &mut Log::new(&remote, &mut stderr),
+            &mut RequestLog::new(&remote, &mut stderr),
         );
         let mut stdout = std::io::stdout().lock();
         return match response.write_cgi(&mut stdout) {

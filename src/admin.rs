@@ -4,9 +4,9 @@
 
 use crate::cmdb;
 use crate::config::ServerConfig;
-use crate::provision::decide::{self, Cmdb, DecideError};
 use crate::hw::{self, Line};
 use crate::literal::{self, Dialect};
+use crate::provision::decide::{self, Cmdb, DecideError};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -70,7 +70,7 @@ pub fn try_cmd(configdir: &Path, hw_path: &Path, json: bool) -> Result<Report> {
         warnings.push_str(&w);
         warnings.push('\n');
     };
-    match decide::decide(&cfg, &lines, false, &mut warn) {
+    match decide::preview(&cfg, &lines, &mut warn) {
         Ok(d) => {
             if json {
                 report.stdout = format!("{:#}\n", decide::envelope(&d));
@@ -147,7 +147,7 @@ pub fn health_compare(
     plot: Option<&Path>,
 ) -> Result<Report> {
     use crate::health;
-    let mut found = health::compare(dir, &health::Options { threshold })?;
+    let mut found = health::compare(dir, &health::CompareOptions { threshold })?;
     if found.files == 0 {
         anyhow::bail!(
             "{}: no health-check results (*.hw files) in this directory",

@@ -122,20 +122,63 @@ pub fn macs(lines: &[Line]) -> Vec<&str> {
         .collect()
 }
 
-/// The name a node's files are stored under:
-/// `<product name>-<vendor>-<serial>`, each part stripped of every non-word
-/// character, with the first MAC address (`:` → `-`) when there is no
-/// serial. Only word characters and `-` can appear, so the name can never
-/// leave the directory it is joined to.
+/// The name a node's files are stored under on the server (HWDIR,
+/// HEALTHDIR): `<product name>-<vendor>-<serial>`, each part stripped of
+/// every non-word character, with the first MAC address (`:` → `-`) when
+/// there is no serial. Only word characters and `-` can appear, so the
+/// name can never leave the directory it is joined to.
 pub fn sysname(lines: &[Line]) -> String {
-    let word = |s: &str| -> String {
-        s.chars()
-            .filter(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
+    node_name(lines, &SYSNAME)
+}
+
+/// The name the installer uploads its log under (LOGDIR):
+/// `<vendor>-<product name>-<serial>.log.gz`, each part reduced to ASCII
+/// word characters, the SKU lshw appends in parentheses left out, the
+/// first MAC standing for a missing serial.
+pub fn log_name(lines: &[Line]) -> String {
+    format!(
+        "{}{}",
+        node_name(lines, &LOG_NAME),
+        crate::protocol::LOG_SUFFIX
+    )
+}
+
+/// One of the two ways a node is named.
+struct Naming {
+    /// The `system product` keys, in the order their values appear.
+    keys: [&'static str; 2],
+    /// The characters kept of each part.
+    keep: fn(char) -> bool,
+    /// Whether a ` (…)` after the value (lshw's SKU) is left out.
+    drop_sku: bool,
+    /// The name of a node with none of the parts.
+    unknown: &'static str,
+}
+
+const SYSNAME: Naming = Naming {
+    keys: ["name", "vendor"],
+    keep: |c| c.is_alphanumeric() || c == '_',
+    drop_sku: false,
+    unknown: "unknown",
+};
+
+const LOG_NAME: Naming = Naming {
+    keys: ["vendor", "name"],
+    keep: |c| c.is_ascii_alphanumeric() || c == '_',
+    drop_sku: true,
+    unknown: "unknown-node",
+};
+
+fn node_name(lines: &[Line], naming: &Naming) -> String {
+    let keep = naming.keep;
+    let word = |s: &str| -> String { s.chars().filter(|c| keep(*c)).collect() };
     let mut parts = Vec::new();
-    for key in ["name", "vendor"] {
+    for key in naming.keys {
         if let Some(v) = get(lines, "system", "product", key) {
+            let v = match v.split_once(" (") {
+                Some((base, _)) if naming.drop_sku => base,
+                _ => v,
+            };
             let w = word(v);
             if !w.is_empty() {
                 parts.push(w);
@@ -144,24 +187,19 @@ pub fn sysname(lines: &[Line]) -> String {
     }
     let serial = get(lines, "system", "product", "serial")
         .map(word)
-        .filter(|s| !s.is_empty());
-    match serial {
-        Some(s) => parts.push(s),
-        None => {
-            if let Some(mac) = macs(lines).first() {
-                let m: String = mac
-                    .chars()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            let mac = macs(lines).first().map(|mac| {
+                mac.chars()
                     .map(|c| if c == ':' { '-' } else { c })
-                    .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
-                    .collect();
-                if !m.is_empty() {
-                    parts.push(m);
-                }
-            }
-        }
-    }
+                    .filter(|c| keep(*c) || *c == '-')
+                    .collect::<String>()
+            });
+            mac.filter(|m| !m.is_empty())
+        });
+    parts.extend(serial);
     if parts.is_empty() {
-        "unknown".into()
+        naming.unknown.into()
     } else {
         parts.join("-")
     }

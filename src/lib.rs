@@ -35,5 +35,6 @@ pub mod hw;
 pub mod literal;
 pub mod matcher;
 pub mod persist;
+pub mod protocol;
 pub mod provision;
 pub mod state;

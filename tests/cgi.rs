@@ -9,9 +9,9 @@
 #[macro_use]
 mod support;
 
-use edeploy::provision::decide::Cmdb;
 use edeploy::hw;
 use edeploy::literal::Value;
+use edeploy::provision::decide::Cmdb;
 use edeploy::state::{Count, State};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;

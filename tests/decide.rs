@@ -3,10 +3,10 @@
 //! configuration errors, and crash recovery of the journaled writes.
 
 use edeploy::config::{ConfFile, ServerConfig};
-use edeploy::provision::decide::{self, DecideError};
 use edeploy::hw::{self, Line};
 use edeploy::literal::Value;
 use edeploy::persist;
+use edeploy::provision::decide::{self, DecideError};
 use edeploy::state::{Count, State};
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -286,7 +286,7 @@ fn planted(f: &Fleet) -> BTreeSet<(String, String)> {
 #[test]
 fn groups_medians_and_outliers_through_the_library() {
     let f = fleet();
-    let r = health::compare(f.path(), &health::Options::default()).unwrap();
+    let r = health::compare(f.path(), &health::CompareOptions::default()).unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     // 6 HP + 1 older HP + 2 Dell + 3 KVM files.
     assert_eq!(r.files, 12);
@@ -650,7 +650,7 @@ fn results_of_the_original_health_check_compare() {
         }
         store(dir.path(), &l, "20261125101500");
     }
-    let r = health::compare(dir.path(), &health::Options::default()).unwrap();
+    let r = health::compare(dir.path(), &health::CompareOptions::default()).unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(r.groups.len(), 1);
     let metrics: Vec<&str> = r.groups[0]
@@ -727,7 +727,7 @@ fn a_bad_file_is_named_and_the_others_are_compared() {
     assert!(stdout.contains("Outliers (4)"), "{stdout}");
 
     // The library: `compare` has the problem, `outliers` refuses.
-    let r = health::compare(f.path(), &health::Options::default()).unwrap();
+    let r = health::compare(f.path(), &health::CompareOptions::default()).unwrap();
     assert_eq!(r.problems.len(), 1);
     assert_eq!(r.problems[0].file, bad);
     assert_eq!(r.outliers.len(), 4);
@@ -768,7 +768,7 @@ fn a_non_numeric_figure_names_file_line_and_field() {
         dir.path().join(&bad).display()
     );
     assert!(stderr.contains(&want), "{stderr}\nwant: {want}");
-    let r = health::compare(dir.path(), &health::Options::default()).unwrap();
+    let r = health::compare(dir.path(), &health::CompareOptions::default()).unwrap();
     assert_eq!(r.groups[0].machines[0].file, older);
     assert!(r.superseded.is_empty());
 }

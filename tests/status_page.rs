@@ -16,8 +16,8 @@
 
 mod support;
 
-use edeploy::provision::decide::Cmdb;
 use edeploy::hw;
+use edeploy::provision::decide::Cmdb;
 use edeploy::state::{Count, State};
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -521,7 +521,7 @@ fn storm(site: &Site) -> Storm {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["given_back"], true);
     let lines = hw::parse(&kvm_node(i), "node").expect("node");
-    let log = edeploy::init::log_name(&lines);
+    let log = hw::log_name(&lines);
     let log_text = "edeploy-init: partitioning /dev/vda failed\n<b>&amp; hostile</b>\n".to_string();
     let a = site.upload(&scratch(site, &log, &gzip(&log_text)), &[]);
     assert_eq!(a.status, 200, "{}", a.body);

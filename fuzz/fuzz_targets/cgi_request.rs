@@ -30,7 +30,7 @@
 
 #![no_main]
 
-use edeploy::cgi::{CgiEnv, Log};
+use edeploy::cgi::{CgiEnv, RequestLog};
 use edeploy::literal::{parse, Dialect, ParseOptions, Value};
 use edeploy::upload::serve;
 use libfuzzer_sys::fuzz_target;
@@ -255,7 +255,7 @@ fuzz_target!(|data: &[u8]| {
     let site = make_site(req.small_limit, req.empty_cmdb);
     let mut err = Vec::new();
     let response = {
-        let mut log = Log::new("192.0.2.9", &mut err);
+        let mut log = RequestLog::new("192.0.2.9", &mut err);
         serve(&req.env, &req.body[..], &site.conf, &mut log)
     };
     let status = response.status;

@@ -12,22 +12,28 @@ pub mod form;
 pub mod response;
 
 pub use form::{Form, FormError, Upload};
-pub use response::{Log, Response};
+pub use response::{write_answer, RequestLog, Response};
 
 use crate::config::{ConfFile, ServerConfig};
 use crate::provision::decide::DecideError;
 use std::io::Read;
 use std::path::Path;
 
-/// The CGI meta-variables the script reads (RFC 3875 §4.1). A value that
+/// The CGI meta-variables the scripts read (RFC 3875 §4.1). A value that
 /// is not UTF-8 is kept as `None` for `REMOTE_ADDR` and refused for the
-/// others.
+/// others, but `QUERY_STRING` and `HTTP_ACCEPT`, which are read with any
+/// byte that is not UTF-8 replaced by U+FFFD (`status.cgi` answers the
+/// query it can read).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CgiEnv {
     pub method: Option<String>,
     pub content_type: Option<String>,
     pub content_length: Option<String>,
     pub remote_addr: Option<String>,
+    /// `QUERY_STRING` (what `status.cgi` reads).
+    pub query: Option<String>,
+    /// `HTTP_ACCEPT`, the request's `Accept` header.
+    pub accept: Option<String>,
     /// A meta-variable that was not UTF-8, by name.
     pub not_utf8: Option<&'static str>,
 }
@@ -49,11 +55,14 @@ impl CgiEnv {
         let content_type = get("CONTENT_TYPE");
         let content_length = get("CONTENT_LENGTH");
         let remote_addr = get("REMOTE_ADDR");
+        let lossy = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
         CgiEnv {
             method,
             content_type,
             content_length,
             remote_addr,
+            query: lossy("QUERY_STRING"),
+            accept: lossy("HTTP_ACCEPT"),
             ..env
         }
     }
@@ -108,7 +117,7 @@ pub fn close<R: Read>(
     result: Result<(Response, String), Reject>,
     body: &mut R,
     env: &CgiEnv,
-    log: &mut Log<'_>,
+    log: &mut RequestLog<'_>,
 ) -> Response {
     match result {
         Ok((response, reason)) => {

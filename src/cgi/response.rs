@@ -46,12 +46,25 @@ impl Response {
         let headers = json
             .into_iter()
             .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut text = cgi_head(self.status, headers);
-        text.push_str(&self.body.to_string());
-        text.push('\n');
-        out.write_all(text.as_bytes())?;
-        out.flush()
+        let mut body = self.body.to_string();
+        body.push('\n');
+        write_answer(out, self.status, headers, Some(body.as_bytes()))
     }
+}
+
+/// Writes a CGI answer: its head ([`cgi_head`]), then `body` (none for a
+/// `HEAD` request).
+pub fn write_answer<'a>(
+    out: &mut dyn Write,
+    status: u16,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    body: Option<&[u8]>,
+) -> io::Result<()> {
+    out.write_all(cgi_head(status, headers).as_bytes())?;
+    if let Some(body) = body {
+        out.write_all(body)?;
+    }
+    out.flush()
 }
 
 /// The head of a CGI answer: `Status:` (left out for 200, the CGI
@@ -84,21 +97,21 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Writes the server log: one line per request, plus warnings, each
 /// `upload.cgi[<pid>] <RFC 3339 UTC time> <REMOTE_ADDR>: <text>`. Under a
 /// web server this is the CGI's stderr, which lands in its error log.
-pub struct Log<'a> {
+pub struct RequestLog<'a> {
     name: &'static str,
     pid: u32,
     remote: String,
     out: &'a mut dyn Write,
 }
 
-impl<'a> Log<'a> {
-    pub fn new(remote: &str, out: &'a mut dyn Write) -> Log<'a> {
-        Log::named("upload.cgi", remote, out)
+impl<'a> RequestLog<'a> {
+    pub fn new(remote: &str, out: &'a mut dyn Write) -> RequestLog<'a> {
+        RequestLog::named("upload.cgi", remote, out)
     }
 
     /// The log of another CGI, whose lines start with `name[<pid>]`.
-    pub fn named(name: &'static str, remote: &str, out: &'a mut dyn Write) -> Log<'a> {
-        Log {
+    pub fn named(name: &'static str, remote: &str, out: &'a mut dyn Write) -> RequestLog<'a> {
+        RequestLog {
             name,
             pid: std::process::id(),
             // The address comes from the web server, but keep the line one
@@ -180,7 +193,7 @@ mod tests {
     #[test]
     fn log_lines_have_pid_time_and_address() {
         let mut out = Vec::new();
-        Log::new("10.0.0.7", &mut out).status(404, "no profile\nmatches");
+        RequestLog::new("10.0.0.7", &mut out).status(404, "no profile\nmatches");
         let text = String::from_utf8(out).unwrap();
         let prefix = format!("upload.cgi[{}] ", std::process::id());
         assert!(text.starts_with(&prefix), "{text}");

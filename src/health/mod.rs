@@ -65,7 +65,7 @@ impl Outlier {
 /// line (all of them, when several are bad). [`compare`] gives the outliers
 /// of the readable results together with the problems.
 pub fn outliers(dir: &std::path::Path) -> anyhow::Result<Vec<Outlier>> {
-    let report = compare(dir, &Options::default())?;
+    let report = compare(dir, &CompareOptions::default())?;
     if !report.problems.is_empty() {
         let all: Vec<&str> = report.problems.iter().map(|p| p.error.as_str()).collect();
         anyhow::bail!("{}", all.join("; "));
@@ -75,14 +75,14 @@ pub fn outliers(dir: &std::path::Path) -> anyhow::Result<Vec<Outlier>> {
 
 /// How to judge.
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub struct CompareOptions {
     /// Flag `|value - median| / median > threshold`.
     pub threshold: f64,
 }
 
-impl Default for Options {
+impl Default for CompareOptions {
     fn default() -> Self {
-        Options {
+        CompareOptions {
             threshold: DEFAULT_THRESHOLD,
         }
     }
@@ -153,7 +153,7 @@ pub struct PlotFile {
 
 /// Everything `health compare` found.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct Comparison {
     pub dir: String,
     pub threshold: f64,
     pub min_group: usize,
@@ -172,7 +172,7 @@ pub struct Report {
     pub plots: Vec<PlotFile>,
 }
 
-impl Report {
+impl Comparison {
     /// Number of machines compared.
     pub fn machines(&self) -> usize {
         self.groups.iter().map(|g| g.machines.len()).sum()
@@ -207,27 +207,12 @@ pub fn unit_of(metric: &str) -> &'static str {
     }
 }
 
-/// `<sysname>-<YYYYmmddHHMMSS>.hw` → (sysname, timestamp). A name without
-/// the timestamp is still a result: its stem is the machine, older than
-/// any timestamped result of the same machine.
+/// `<sysname>-<YYYYmmddHHMMSS>[-N].hw` → (sysname, a key ordering the
+/// machine's results), read by [`crate::protocol::parse_health_name`]. A
+/// name without the timestamp is still a result: its stem is the machine,
+/// older than any timestamped result of the same machine.
 fn split_name(file: &str) -> Option<(&str, Option<String>)> {
-    let stem = file.strip_suffix(".hw")?;
-    if stem.is_empty() || stem.starts_with('.') {
-        return None;
-    }
-    let stamp = |t: &str| t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit());
-    if let Some((machine, ts)) = stem.rsplit_once('-') {
-        if !machine.is_empty() && stamp(ts) {
-            return Some((machine, Some(ts.to_string())));
-        }
-        // A second result in the same second: `<stamp>-N` (upload-health.cgi).
-        if let (Ok(n), Some((machine, ts))) = (ts.parse::<u32>(), machine.rsplit_once('-')) {
-            if !machine.is_empty() && stamp(ts) {
-                return Some((machine, Some(format!("{ts}-{n:010}"))));
-            }
-        }
-    }
-    Some((stem, None))
+    crate::protocol::parse_health_name(file).map(|h| (h.machine, h.order_key()))
 }
 
 /// A readable result.
@@ -330,8 +315,8 @@ fn worst_first(a: &Outlier, b: &Outlier) -> std::cmp::Ordering {
 
 /// Reads `dir` and compares the latest result of each machine with the
 /// other machines of its model. Fails only when the directory cannot be
-/// listed; unreadable results are in [`Report::problems`].
-pub fn compare(dir: &Path, opts: &Options) -> anyhow::Result<Report> {
+/// listed; unreadable results are in [`Comparison::problems`].
+pub fn compare(dir: &Path, opts: &CompareOptions) -> anyhow::Result<Comparison> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
     // machine → [(timestamp, file name)]
@@ -410,7 +395,7 @@ pub fn compare(dir: &Path, opts: &Options) -> anyhow::Result<Report> {
     }
     all_outliers.sort_by(worst_first);
 
-    Ok(Report {
+    Ok(Comparison {
         dir: dir.display().to_string(),
         threshold: opts.threshold,
         min_group: MIN_GROUP,
@@ -519,7 +504,7 @@ fn table(rows: &[Vec<String>], right: &[usize]) -> String {
     out
 }
 
-impl Report {
+impl Comparison {
     /// The text `health compare` prints: a summary, the table of groups
     /// and metrics, then the outliers.
     pub fn to_text(&self) -> String {

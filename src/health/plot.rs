@@ -8,7 +8,7 @@
 //! binary (share/fonts/), so nothing depends on the fonts of the machine,
 //! then encoded by `png`.
 
-use super::{fmt_deviation, fmt_percent, fmt_value, Group, Metric, PlotFile, Report};
+use super::{fmt_deviation, fmt_percent, fmt_value, Comparison, Group, Metric, PlotFile};
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -90,7 +90,7 @@ pub fn slug(s: &str) -> String {
 /// Writes one PNG per model and metric into `outdir` (created if needed)
 /// as `<model>--<metric>.png`; existing files of those names are replaced,
 /// other files are left alone.
-pub fn write_plots(report: &Report, outdir: &Path) -> Result<Vec<PlotFile>> {
+pub fn write_plots(report: &Comparison, outdir: &Path) -> Result<Vec<PlotFile>> {
     register_font()?;
     std::fs::create_dir_all(outdir)
         .with_context(|| format!("{}: cannot create the plot directory", outdir.display()))?;

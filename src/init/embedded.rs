@@ -15,12 +15,12 @@
 //! the log is kept in `logs/` of the medium (or of the copy).
 
 use super::console::Console;
-use super::server::Envelope;
-use crate::cgi::Log;
-use crate::provision;
+use crate::cgi::RequestLog as Log;
 use crate::config::ServerConfig;
 use crate::exec::{CmdLine, Exec};
 use crate::hw::Line;
+use crate::protocol::Envelope;
+use crate::provision;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -478,9 +478,11 @@ impl Installer<'_> {
             let name = log_name(known.hw.as_deref().unwrap_or_default());
             let data = self.failure_log(known);
             let sent = match &known.medium {
-                Some(m) => crate::provision::logs::save(&m.cfg.logdir, &m.cfg.lockfile, &name, &data)
-                    .map(|_| m.cfg.logdir.join(&name).display().to_string())
-                    .map_err(|e| format!("{e:#}")),
+                Some(m) => {
+                    crate::provision::logs::save(&m.cfg.logdir, &m.cfg.lockfile, &name, &data)
+                        .map(|_| m.cfg.logdir.join(&name).display().to_string())
+                        .map_err(|e| format!("{e:#}"))
+                }
                 None => server::report(
                     &server::upload_url(s),
                     &[("file", Part::File(&name, &data))],
@@ -519,43 +521,5 @@ impl Installer<'_> {
     }
 }
 
-/// `<vendor>-<product>-<serial>.log.gz`, each part reduced to word
-/// characters; the first MAC stands for a missing serial.
-pub fn log_name(lines: &[Line]) -> String {
-    let word = |s: &str| -> String {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let mut parts = Vec::new();
-    for key in ["vendor", "name"] {
-        if let Some(v) = hw::get(lines, "system", "product", key) {
-            // The SKU lshw appended in parentheses is not part of the name.
-            let v = v.split(" (").next().unwrap_or(v);
-            let w = word(v);
-            if !w.is_empty() {
-                parts.push(w);
-            }
-        }
-    }
-    let serial = hw::get(lines, "system", "product", "serial")
-        .map(word)
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            hw::macs(lines)
-                .first()
-                .map(|m| m.replace(':', "-"))
-                .map(|m| {
-                    m.chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                        .collect()
-                })
-        });
-    if let Some(s) = serial {
-        parts.push(s);
-    }
-    if parts.is_empty() {
-        parts.push("unknown-node".into());
-    }
-    format!("{}.log.gz", parts.join("-"))
-}
+/// The installer's log name (one rule with the server's names, in [`hw`]).
+pub use crate::hw::log_name;

@@ -12,9 +12,9 @@
 use super::cmdline::Settings;
 use super::console::Console;
 use super::Tuning;
-use crate::literal::Value;
-use anyhow::{anyhow, bail, Context, Result};
-use indexmap::IndexMap;
+/// The server's answer to a hardware upload (one type with the server's).
+pub use crate::protocol::Envelope;
+use anyhow::{bail, Context, Result};
 use std::time::Duration;
 
 /// One part of a form.
@@ -86,82 +86,8 @@ pub fn upload_url(s: &Settings) -> String {
     format!("http://{}:{}{}upload.cgi", s.serv, s.http_port, s.http_path)
 }
 
-/// The server's answer to a hardware upload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Envelope {
-    pub profile: String,
-    pub vars: IndexMap<String, Value>,
-    pub script: String,
-    pub settings: IndexMap<String, String>,
-}
-
-/// A JSON value as a literal value (objects keep their key order).
-pub fn json_to_value(j: &serde_json::Value) -> Value {
-    use serde_json::Value as J;
-    match j {
-        J::Null => Value::None,
-        J::Bool(b) => Value::Bool(*b),
-        J::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i128::from(i))
-            } else if let Some(u) = n.as_u64() {
-                Value::Int(i128::from(u))
-            } else {
-                Value::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        J::String(s) => Value::Str(s.clone()),
-        J::Array(items) => Value::List(items.iter().map(json_to_value).collect()),
-        J::Object(map) => Value::Dict(
-            map.iter()
-                .map(|(k, v)| (Value::Str(k.clone()), json_to_value(v)))
-                .collect(),
-        ),
-    }
-}
-
-impl Envelope {
-    /// Reads the JSON answer `{profile, vars, script, settings}`.
-    pub fn parse(text: &str) -> Result<Envelope> {
-        let j: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| anyhow!("the server's answer is not JSON ({e})"))?;
-        let profile = j
-            .get("profile")
-            .and_then(|p| p.as_str())
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| anyhow!("the server's answer has no \"profile\""))?
-            .to_string();
-        let script = j
-            .get("script")
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| anyhow!("the server's answer has no \"script\""))?
-            .to_string();
-        let vars = match j.get("vars") {
-            Some(serde_json::Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| (k.clone(), json_to_value(v)))
-                .collect(),
-            None | Some(serde_json::Value::Null) => IndexMap::new(),
-            Some(_) => bail!("the server's \"vars\" is not an object"),
-        };
-        let settings = match j.get("settings") {
-            Some(serde_json::Value::Object(m)) => m
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect(),
-            _ => IndexMap::new(),
-        };
-        Ok(Envelope {
-            profile,
-            vars,
-            script,
-            settings,
-        })
-    }
-}
-
 /// What one POST gave.
-pub enum Answer {
+pub enum PostOutcome {
     /// The HTTP status and body.
     Http(u16, String),
     /// No HTTP answer: connection refused, timeout, name not found.
@@ -181,7 +107,7 @@ pub(crate) fn agent(tuning: &Tuning) -> ureq::Agent {
 }
 
 /// POSTs a form once.
-pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> Answer {
+pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> PostOutcome {
     let (ct, body) = multipart(parts);
     match agent(tuning)
         .post(url)
@@ -191,11 +117,11 @@ pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> Answer {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
             match resp.body_mut().read_to_string() {
-                Ok(text) => Answer::Http(status, text),
-                Err(e) => Answer::Unreachable(format!("the answer was cut off ({e})")),
+                Ok(text) => PostOutcome::Http(status, text),
+                Err(e) => PostOutcome::Unreachable(format!("the answer was cut off ({e})")),
             }
         }
-        Err(e) => Answer::Unreachable(e.to_string()),
+        Err(e) => PostOutcome::Unreachable(e.to_string()),
     }
 }
 
@@ -240,17 +166,17 @@ pub fn post_retried(
     let mut pause = tuning.backoff_first;
     for attempt in 1..=attempts {
         let reason = match post(url, parts, tuning) {
-            Answer::Http(200, body) => return Ok(body),
-            Answer::Http(status, body) if (400..500).contains(&status) => {
+            PostOutcome::Http(200, body) => return Ok(body),
+            PostOutcome::Http(status, body) if (400..500).contains(&status) => {
                 bail!(
                     "the eDeploy server refused {what} (HTTP {status}): {}",
                     sentence(status, &body)
                 );
             }
-            Answer::Http(status, body) => {
+            PostOutcome::Http(status, body) => {
                 format!("HTTP {status}: {}", sentence(status, &body))
             }
-            Answer::Unreachable(why) => why,
+            PostOutcome::Unreachable(why) => why,
         };
         if attempt == attempts {
             bail!("the eDeploy server at {url} did not answer after {attempts} attempts: {reason}");
@@ -276,14 +202,14 @@ pub fn report(
             std::thread::sleep(tuning.backoff_first.min(Duration::from_secs(5)));
         }
         match post(url, parts, tuning) {
-            Answer::Http(200, body) => return Ok(body),
-            Answer::Http(status, body) if (400..500).contains(&status) => {
+            PostOutcome::Http(200, body) => return Ok(body),
+            PostOutcome::Http(status, body) if (400..500).contains(&status) => {
                 return Err(format!("HTTP {status}: {}", sentence(status, &body)));
             }
-            Answer::Http(status, body) => {
+            PostOutcome::Http(status, body) => {
                 last = format!("HTTP {status}: {}", sentence(status, &body))
             }
-            Answer::Unreachable(why) => last = why,
+            PostOutcome::Unreachable(why) => last = why,
         }
     }
     Err(last)

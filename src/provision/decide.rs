@@ -13,9 +13,12 @@
 //! The original took one more install each time a node booted the
 //! installer again, and sent it to the next profile once the count was 0.
 //!
-//! With `commit`, the whole decision runs under the exclusive lock, and the
-//! CMDB (with its `.orig` backup on first expansion) and the state change
-//! together through one [`Transaction`], or not at all.
+//! A decision reads (the state, each profile's `.specs`, `.cmdb` and
+//! script), matches (picks the profile and its CMDB entry, taking the
+//! install in memory), and, when it is not a [`preview`], commits: under
+//! the exclusive lock, the CMDB (with its `.orig` backup on first
+//! expansion) and the state change together through one [`Transaction`],
+//! or not at all.
 
 use crate::cmdb::{self, CmdbError, CmdbFile};
 use crate::config::ServerConfig;
@@ -23,6 +26,7 @@ use crate::hw::{self, Line};
 use crate::literal::{self, Dialect, Document, ParseOptions, Value};
 use crate::matcher::{Hardware, Specs};
 use crate::persist::{self, Lock, Transaction};
+use crate::protocol::Envelope;
 use crate::state::{Count, State};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
@@ -112,36 +116,34 @@ fn config(e: impl std::fmt::Display) -> DecideError {
 /// A warning for the server log (the web server's error log).
 pub type Warn<'a> = &'a mut dyn FnMut(String);
 
-/// Decides for `hw`. With `commit`, takes the lock and writes the result;
-/// without, changes nothing (what `edeploy-admin try` shows).
+/// Decides for `hw`. With `commit`, takes the lock and writes the result
+/// ([`decide_keeping`]); without, changes nothing ([`preview`]).
 pub fn decide(
     cfg: &ServerConfig,
     hw: &[Line],
     commit: bool,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    decide_only(cfg, hw, commit, None, warn)
-}
-
-/// [`decide`], considering only the profile `only` when it is given
-/// (`upload.cgi -F PROFILE`); a profile absent from `state` is no match.
-pub fn decide_only(
-    cfg: &ServerConfig,
-    hw: &[Line],
-    commit: bool,
-    only: Option<&str>,
-    warn: Warn<'_>,
-) -> Result<Decision, DecideError> {
-    if !commit {
-        return decide_locked(cfg, hw, false, only, &mut None, warn);
+    if commit {
+        decide_keeping(cfg, hw, None, None, warn)
+    } else {
+        preview(cfg, hw, warn)
     }
-    decide_keeping(cfg, hw, only, None, warn)
 }
 
-/// [`decide_only`], committing, that also writes `keep` (a path and its
-/// new contents: `upload.cgi`'s `HWDIR/<sysname>.hw`) under the same lock,
-/// whatever the outcome: with the decision's files in one commit when
-/// the node gets a profile, alone otherwise.
+/// What the node would get now, without the lock and changing nothing
+/// (what `edeploy-admin try` and the status page show).
+pub fn preview(cfg: &ServerConfig, hw: &[Line], warn: Warn<'_>) -> Result<Decision, DecideError> {
+    let mut state = read_state(&cfg.configdir.join("state"))?;
+    pick(cfg, &mut state, hw, None, Changes::Left, warn).map(|p| p.decision)
+}
+
+/// The decision, committed under the exclusive lock, considering only the
+/// profile `only` when it is given (`upload.cgi -F PROFILE`; a profile
+/// absent from `state` is no match). `keep` (a path and its new contents:
+/// `upload.cgi`'s `HWDIR/<sysname>.hw`) is written under the same lock
+/// whatever the outcome: with the decision's files in one commit when the
+/// node gets a profile, alone otherwise.
 pub fn decide_keeping(
     cfg: &ServerConfig,
     hw: &[Line],
@@ -152,7 +154,11 @@ pub fn decide_keeping(
     let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
     persist::recover(&cfg.configdir).map_err(io)?;
     let mut keep = keep;
-    let result = decide_locked(cfg, hw, true, only, &mut keep, warn);
+    let state_path = cfg.configdir.join("state");
+    let result = read_state(&state_path).and_then(|mut state| {
+        let picked = pick(cfg, &mut state, hw, only, Changes::Prepared, warn)?;
+        commit(cfg, &state_path, &state, picked, &mut keep)
+    });
     if let Some((path, data)) = keep {
         // Not taken into the decision's commit: no profile, or an error.
         let mut txn = Transaction::new();
@@ -162,24 +168,121 @@ pub fn decide_keeping(
     result
 }
 
-/// The decision, under the lock when `commit` is set. `keep` is taken
-/// into the decision's commit when there is one.
-fn decide_locked(
-    cfg: &ServerConfig,
-    hw: &[Line],
-    commit: bool,
-    only: Option<&str>,
-    keep: &mut Option<(PathBuf, Vec<u8>)>,
+// Reading.
+
+fn read_state(path: &Path) -> Result<State, DecideError> {
+    State::load(path).map_err(|e| config(format!("{e:#}")))
+}
+
+/// A profile's files as far as a decision reads them before matching.
+struct ProfileFiles {
+    specs: Specs,
+    cmdb_path: PathBuf,
+    /// Whether the profile has a CMDB, when already looked up.
+    has_cmdb: Option<bool>,
+}
+
+/// Reads a profile's `.specs`, or says why the profile is passed over
+/// without matching (no `.specs`, no installs left and no CMDB that could
+/// hold an entry of this node).
+fn read_profile(
+    dir: &Path,
+    profile: &str,
+    count: Count,
     warn: Warn<'_>,
-) -> Result<Decision, DecideError> {
+) -> Result<Result<ProfileFiles, Passed>, DecideError> {
+    let specs_path = dir.join(format!("{profile}.specs"));
+    // Read at once rather than tested first: one system call less per
+    // profile. A file that cannot be read but exists is an error, and
+    // only once the count below has been looked at.
+    let specs_bytes = match read_small(&specs_path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound && specs_path.exists() => Err(e),
+        Err(_) => {
+            warn(format!(
+                "{}: missing, profile {profile} skipped",
+                specs_path.display()
+            ));
+            return Ok(Err(Passed::Because("no .specs file")));
+        }
+    };
+    let cmdb_path = dir.join(format!("{profile}.cmdb"));
+    let mut has_cmdb = None;
+    if count == Count::Left(0) {
+        if !cmdb_path.exists() {
+            // Nothing could let this node in: skip the match.
+            return Ok(Err(Passed::Because("no installs left")));
+        }
+        has_cmdb = Some(true);
+    }
+    let specs_bytes =
+        specs_bytes.map_err(|e| config(format!("{}: cannot read: {e}", specs_path.display())))?;
+    let specs = specs_from_bytes(&specs_path, &specs_bytes)?;
+    Ok(Ok(ProfileFiles {
+        specs,
+        cmdb_path,
+        has_cmdb,
+    }))
+}
+
+/// The profile's configure script.
+fn read_script(dir: &Path, profile: &str) -> Result<String, DecideError> {
+    let script_path = dir.join(format!("{profile}.configure"));
+    read_small(&script_path)
+        .and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })
+        .map_err(|e| {
+            config(format!(
+                "{}: cannot read the configure script of profile {profile}: {e}",
+                script_path.display()
+            ))
+        })
+}
+
+// Matching.
+
+/// Whether a pick prepares the files it changes (to commit them) or
+/// leaves them out (a preview).
+#[derive(Clone, Copy, PartialEq)]
+enum Changes {
+    Prepared,
+    Left,
+}
+
+/// The profile a node gets, and the CMDB files taking it changes (empty
+/// for a preview).
+struct Picked {
+    decision: Decision,
+    txn: Transaction,
+    /// The state's count went down: the state file is to be written.
+    state_changed: bool,
+}
+
+/// What a matching profile's CMDB gives the node.
+struct Entry {
+    vars: IndexMap<String, Value>,
+    cmdb_entry: Option<usize>,
+    reused: bool,
+}
+
+/// Tries the profiles in `state` order; the first that matches and still
+/// lets the node in wins, and its install is taken from `state` (in
+/// memory only).
+fn pick(
+    cfg: &ServerConfig,
+    state: &mut State,
+    hw: &[Line],
+    only: Option<&str>,
+    changes: Changes,
+    warn: Warn<'_>,
+) -> Result<Picked, DecideError> {
     let dir = &cfg.configdir;
-    let state_path = dir.join("state");
-    let mut state = State::load(&state_path).map_err(|e| config(format!("{e:#}")))?;
     // Why each profile was passed over, formatted only when no profile
     // matches: a matching node does not pay for the others' reasons.
     let mut tried: Vec<(String, Passed)> = Vec::new();
     let hw_index = Hardware::new(hw);
-
     if let Some(p) = only {
         if state.get(p).is_none() {
             tried.push((p.to_string(), Passed::Because("not in the state file")));
@@ -191,109 +294,45 @@ fn decide_locked(
             continue;
         }
         let count = state.entries[i].count;
-        let specs_path = dir.join(format!("{profile}.specs"));
-        // Read at once rather than tested first: one system call less per
-        // profile. A file that cannot be read but exists is an error, and
-        // only once the count below has been looked at.
-        let specs_bytes = match read_small(&specs_path) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound && specs_path.exists() => Err(e),
-            Err(_) => {
-                warn(format!(
-                    "{}: missing, profile {profile} skipped",
-                    specs_path.display()
-                ));
-                tried.push((profile, Passed::Because("no .specs file")));
+        let files = match read_profile(dir, &profile, count, warn)? {
+            Ok(files) => files,
+            Err(why) => {
+                tried.push((profile, why));
                 continue;
             }
         };
-        let cmdb_path = dir.join(format!("{profile}.cmdb"));
-        // Whether the profile has a CMDB, looked up only when needed.
-        let mut has_cmdb = None;
-        if count == Count::Left(0) {
-            if !cmdb_path.exists() {
-                // Nothing could let this node in: skip the match.
-                tried.push((profile, Passed::Because("no installs left")));
-                continue;
-            }
-            has_cmdb = Some(true);
-        }
-        let specs_bytes = specs_bytes
-            .map_err(|e| config(format!("{}: cannot read: {e}", specs_path.display())))?;
-        let specs = specs_from_bytes(&specs_path, &specs_bytes)?;
-        let m = match specs.find_in(&hw_index) {
+        let m = match files.specs.find_in(&hw_index) {
             Ok(m) => m,
             Err(no) => {
                 tried.push((profile, Passed::Unmatched(no)));
                 continue;
             }
         };
-        let mut vars: IndexMap<String, Value> = m
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
-            .collect();
         let mut txn = Transaction::new();
-        let mut cmdb_entry = None;
-        let mut reused = false;
-        if has_cmdb.unwrap_or_else(|| cmdb_path.exists()) {
-            let name = cmdb_path.display().to_string();
-            let bytes = std::fs::read(&cmdb_path)
-                .map_err(|e| config(format!("{name}: cannot read: {e}")))?;
-            let db = CmdbFile::read(&name, bytes).map_err(config)?;
-            let may_take_new = count != Count::Left(0);
-            let Some(alloc) = db.allocate(&profile, &m.vars, &m.forced, may_take_new, commit)?
-            else {
-                tried.push((profile, Passed::Because("no installs left")));
-                continue;
-            };
-            reused = alloc.reused;
-            cmdb_entry = Some(alloc.index);
-            vars = alloc.vars;
-            if let Some(orig) = alloc.orig {
-                txn.write(orig_path(&cmdb_path), orig);
-            }
-            if let Some(text) = alloc.text {
-                txn.write_over(&cmdb_path, text, db.source().as_bytes());
-            }
+        let Some(mut entry) = take_entry(&profile, &files, &m, count, changes, &mut txn)? else {
+            tried.push((profile, Passed::Because("no installs left")));
+            continue;
+        };
+        if !entry.reused && !state.consume(&profile) {
+            tried.push((profile, Passed::Because("no installs left")));
+            continue;
         }
-        if !reused {
-            if !state.consume(&profile) {
-                tried.push((profile, Passed::Because("no installs left")));
-                continue;
-            }
-            if commit && count != Count::Unlimited {
-                txn.write(&state_path, state.to_text());
-            }
-        }
-        vars.insert("edeploy-profile".into(), Value::Str(profile.clone()));
-        let script_path = dir.join(format!("{profile}.configure"));
-        let script = read_small(&script_path)
-            .and_then(|b| {
-                String::from_utf8(b)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-            })
-            .map_err(|e| {
-                config(format!(
-                    "{}: cannot read the configure script of profile {profile}: {e}",
-                    script_path.display()
-                ))
-            })?;
-        if commit {
-            if let Some((path, data)) = keep.take() {
-                txn.write(path, data);
-            }
-            txn.commit(dir).map_err(io)?;
-        }
-        let left = state.entries[i].count;
-        return Ok(Decision {
-            profile,
-            vars,
-            script,
-            settings: settings(cfg),
-            cmdb_entry,
-            reused,
-            left,
+        entry
+            .vars
+            .insert("edeploy-profile".into(), Value::Str(profile.clone()));
+        let script = read_script(dir, &profile)?;
+        return Ok(Picked {
+            state_changed: !entry.reused && count != Count::Unlimited,
+            txn,
+            decision: Decision {
+                profile,
+                vars: entry.vars,
+                script,
+                settings: settings(cfg),
+                cmdb_entry: entry.cmdb_entry,
+                reused: entry.reused,
+                left: state.entries[i].count,
+            },
         });
     }
     Err(DecideError::NoMatch(
@@ -305,6 +344,74 @@ fn decide_locked(
             })
             .collect(),
     ))
+}
+
+/// The CMDB entry a matching profile hands out (`None`: none may be, the
+/// profile has no installs left), its CMDB's changes put in `txn` when
+/// they are `Prepared`. A profile without a CMDB gives the match's
+/// variables.
+fn take_entry(
+    profile: &str,
+    files: &ProfileFiles,
+    m: &crate::matcher::Match,
+    count: Count,
+    changes: Changes,
+    txn: &mut Transaction,
+) -> Result<Option<Entry>, DecideError> {
+    let cmdb_path = &files.cmdb_path;
+    if !files.has_cmdb.unwrap_or_else(|| cmdb_path.exists()) {
+        return Ok(Some(Entry {
+            vars: m
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+                .collect(),
+            cmdb_entry: None,
+            reused: false,
+        }));
+    }
+    let name = cmdb_path.display().to_string();
+    let bytes =
+        std::fs::read(cmdb_path).map_err(|e| config(format!("{name}: cannot read: {e}")))?;
+    let db = CmdbFile::read(&name, bytes).map_err(config)?;
+    let may_take_new = count != Count::Left(0);
+    let write = changes == Changes::Prepared;
+    let Some(alloc) = db.allocate(profile, &m.vars, &m.forced, may_take_new, write)? else {
+        return Ok(None);
+    };
+    if let Some(orig) = alloc.orig {
+        txn.write(orig_path(cmdb_path), orig);
+    }
+    if let Some(text) = alloc.text {
+        txn.write_over(cmdb_path, text, db.source().as_bytes());
+    }
+    Ok(Some(Entry {
+        vars: alloc.vars,
+        cmdb_entry: Some(alloc.index),
+        reused: alloc.reused,
+    }))
+}
+
+// Committing.
+
+/// Writes a pick's files, the state when its count went down, and `keep`,
+/// in one commit.
+fn commit(
+    cfg: &ServerConfig,
+    state_path: &Path,
+    state: &State,
+    picked: Picked,
+    keep: &mut Option<(PathBuf, Vec<u8>)>,
+) -> Result<Decision, DecideError> {
+    let mut txn = picked.txn;
+    if picked.state_changed {
+        txn.write(state_path, state.to_text());
+    }
+    if let Some((path, data)) = keep.take() {
+        txn.write(path, data);
+    }
+    txn.commit(&cfg.configdir).map_err(io)?;
+    Ok(picked.decision)
 }
 
 /// Reads a small file (a `.specs`, a script) without first asking its
@@ -454,17 +561,19 @@ impl Cmdb {
     }
 }
 
+impl Decision {
+    /// What the node is told.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            profile: self.profile.clone(),
+            vars: self.vars.clone(),
+            script: self.script.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
 /// The JSON answer: `{"profile", "vars", "script", "settings"}`.
 pub fn envelope(d: &Decision) -> serde_json::Value {
-    let vars: serde_json::Map<String, serde_json::Value> = d
-        .vars
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_json()))
-        .collect();
-    serde_json::json!({
-        "profile": d.profile,
-        "vars": vars,
-        "script": d.script,
-        "settings": d.settings,
-    })
+    d.envelope().to_json()
 }

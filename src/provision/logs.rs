@@ -9,10 +9,9 @@
 
 use crate::clock::Utc;
 use crate::persist::{self, Lock};
+use crate::protocol::{rotated_log_name, LOG_SUFFIX as SUFFIX};
 use anyhow::{Context, Result};
 use std::path::Path;
-
-pub const SUFFIX: &str = ".log.gz";
 
 /// Whether a `file` part is a log rather than a hardware list.
 pub fn is_log_name(filename: Option<&str>) -> bool {
@@ -75,10 +74,10 @@ pub fn save(logdir: &Path, lockfile: &Path, name: &str, data: &[u8]) -> Result<S
 /// `<stem>.<stamp>.log.gz`, or with `-2`, `-3`… after the stamp when a
 /// log of the same second is already kept.
 fn free_name(dir: &Path, stem: &str, stamp: &str) -> String {
-    let mut name = format!("{stem}.{stamp}{SUFFIX}");
+    let mut name = rotated_log_name(stem, stamp, 0);
     let mut n = 2u32;
     while dir.join(&name).exists() {
-        name = format!("{stem}.{stamp}-{n}{SUFFIX}");
+        name = rotated_log_name(stem, stamp, n);
         n += 1;
     }
     name

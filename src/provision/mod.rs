@@ -6,7 +6,7 @@
 pub mod decide;
 pub mod logs;
 
-use crate::cgi::{Log, Reject};
+use crate::cgi::{Reject, RequestLog};
 use crate::config::ServerConfig;
 use crate::exec::{CmdLine, Exec, System};
 use crate::hw::{self, Line};
@@ -41,7 +41,7 @@ pub fn provision(
     cfg: &ServerConfig,
     lines: &[Line],
     only: Option<&str>,
-    log: &mut Log<'_>,
+    log: &mut RequestLog<'_>,
 ) -> Result<Provisioned, Reject> {
     let sysname = hw::sysname(lines);
     // `HWDIR/<sysname>.hw` is written in the decision's commit (or alone,

@@ -16,38 +16,22 @@
 //! section that does not parse is shown on the page, which is still a 200.
 
 use super::{gather, html, Gather, Status};
-use crate::clock::Utc;
-use crate::provision::logs;
-use crate::cgi::response::{cgi_head, reason_phrase};
+use crate::cgi::response::reason_phrase;
+use crate::cgi::{write_answer, CgiEnv, RequestLog};
 use crate::config::{ConfFile, ServerConfig};
+use crate::provision::logs;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// The meta-variables `status.cgi` reads.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatusEnv {
-    pub method: Option<String>,
-    pub query: Option<String>,
-    pub accept: Option<String>,
-    pub remote_addr: Option<String>,
-}
+/// The program name in the log lines.
+pub const NAME: &str = "status.cgi";
 
-impl StatusEnv {
-    pub fn from_process() -> StatusEnv {
-        let get = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        StatusEnv {
-            method: get("REQUEST_METHOD"),
-            query: get("QUERY_STRING"),
-            accept: get("HTTP_ACCEPT"),
-            remote_addr: get("REMOTE_ADDR"),
-        }
-    }
-}
-
-/// An answer: status, headers (Content-Type first), body bytes.
+/// `status.cgi`'s answer: status, headers (Content-Type first), body
+/// bytes (any type, where the upload CGIs' [`crate::cgi::Response`] is
+/// JSON).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct StatusAnswer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -56,9 +40,9 @@ pub struct Answer {
     pub log: Option<String>,
 }
 
-impl Answer {
-    fn new(status: u16, content_type: &str, body: Vec<u8>, log: Option<String>) -> Answer {
-        Answer {
+impl StatusAnswer {
+    fn new(status: u16, content_type: &str, body: Vec<u8>, log: Option<String>) -> StatusAnswer {
+        StatusAnswer {
             status,
             headers: vec![
                 ("Content-Type".into(), content_type.into()),
@@ -71,7 +55,7 @@ impl Answer {
         }
     }
 
-    fn with_header(mut self, name: &str, value: &str) -> Answer {
+    fn with_header(mut self, name: &str, value: &str) -> StatusAnswer {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -86,11 +70,15 @@ impl Answer {
     /// Writes the CGI response; `head` leaves the body out.
     pub fn write_cgi(&self, out: &mut dyn Write, head: bool) -> std::io::Result<()> {
         let headers = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        out.write_all(cgi_head(self.status, headers).as_bytes())?;
-        if !head {
-            out.write_all(&self.body)?;
+        write_answer(out, self.status, headers, (!head).then_some(&self.body[..]))
+    }
+
+    /// Writes the server log line of this answer, when it has one:
+    /// `status.cgi[<pid>] <time> <address>: <status> <reason>`.
+    pub fn log_to(&self, remote: &str, out: &mut dyn Write) {
+        if let Some(reason) = &self.log {
+            RequestLog::named(NAME, remote, out).status(self.status, reason);
         }
-        out.flush()
     }
 }
 
@@ -198,9 +186,9 @@ fn format_of(query: Option<&Query>, accept: Option<&str>) -> Format {
 }
 
 /// An error answer in the requested form.
-fn error(status: u16, format: Format, sentence: &str) -> Answer {
+fn error(status: u16, format: Format, sentence: &str) -> StatusAnswer {
     match format {
-        Format::Json => Answer::new(
+        Format::Json => StatusAnswer::new(
             status,
             "application/json",
             format!("{}\n", serde_json::json!({ "error": sentence })).into_bytes(),
@@ -215,7 +203,7 @@ fn error(status: u16, format: Format, sentence: &str) -> Answer {
                 reason_phrase(status),
                 html::escape(sentence)
             );
-            Answer::new(
+            StatusAnswer::new(
                 status,
                 "text/html; charset=utf-8",
                 body.into_bytes(),
@@ -226,7 +214,7 @@ fn error(status: u16, format: Format, sentence: &str) -> Answer {
 }
 
 /// Answers one request with the configuration at `conf_path`.
-pub fn serve(env: &StatusEnv, conf_path: &Path) -> Answer {
+pub fn serve(env: &CgiEnv, conf_path: &Path) -> StatusAnswer {
     let parsed = parse_query(env.query.as_deref().unwrap_or(""));
     let format = format_of(parsed.as_ref().ok(), env.accept.as_deref());
     let method = env.method.as_deref().unwrap_or("");
@@ -279,7 +267,7 @@ pub fn serve(env: &StatusEnv, conf_path: &Path) -> Answer {
 }
 
 /// The page (or its JSON) of a gathered status.
-pub fn page(status: &Status, format: Format) -> Answer {
+pub fn page(status: &Status, format: Format) -> StatusAnswer {
     let reason = status.problems.first().map(|first| {
         format!(
             "status of [{}]: {} problem(s), the first: {}",
@@ -292,11 +280,11 @@ pub fn page(status: &Status, format: Format) -> Answer {
         Format::Json => match serde_json::to_string_pretty(status) {
             Ok(mut text) => {
                 text.push('\n');
-                Answer::new(200, "application/json", text.into_bytes(), reason)
+                StatusAnswer::new(200, "application/json", text.into_bytes(), reason)
             }
             Err(e) => return error(500, format, &format!("cannot print the status: {e}")),
         },
-        Format::Html => Answer::new(
+        Format::Html => StatusAnswer::new(
             200,
             "text/html; charset=utf-8",
             html::render(status).into_bytes(),
@@ -318,7 +306,7 @@ pub fn page(status: &Status, format: Format) -> Answer {
 pub const MAX_LOG_TEXT: u64 = 16 * 1024 * 1024;
 
 /// `?log=NAME`: one install log of LOGDIR, read-only.
-fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) -> Answer {
+fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) -> StatusAnswer {
     if let Some(why) = logs::refuse_name(name) {
         return error(400, format, &why);
     }
@@ -339,7 +327,7 @@ fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) ->
     };
     if !view_text {
         let disposition = content_disposition(name);
-        return Answer::new(200, "application/gzip", data, None)
+        return StatusAnswer::new(200, "application/gzip", data, None)
             .with_header("Content-Disposition", &disposition);
     }
     let mut text = Vec::new();
@@ -355,7 +343,7 @@ fn serve_log(cfg: &ServerConfig, name: &str, view_text: bool, format: Format) ->
         ),
     };
     text.extend_from_slice(note.as_bytes());
-    Answer::new(200, "text/plain; charset=utf-8", text, None).with_header(
+    StatusAnswer::new(200, "text/plain; charset=utf-8", text, None).with_header(
         "Content-Disposition",
         &content_disposition(name).replacen("attachment", "inline", 1),
     )
@@ -385,27 +373,4 @@ fn content_disposition(name: &str) -> String {
             html::query_encode(name)
         )
     }
-}
-
-/// The server log line of a request, like `upload.cgi`'s:
-/// `status.cgi[<pid>] <time> <address>: <status> <reason>`, control
-/// characters escaped.
-pub fn log_line(remote: &str, status: u16, reason: &str) -> String {
-    let clean: String = format!("{status} {reason}")
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
-    let remote: String = remote.chars().filter(|c| !c.is_control()).collect();
-    format!(
-        "status.cgi[{}] {} {}: {clean}\n",
-        std::process::id(),
-        Utc::now().rfc3339(),
-        if remote.is_empty() { "-" } else { &remote }
-    )
 }

@@ -23,13 +23,13 @@ pub mod cgi;
 pub mod html;
 
 use crate::clock::Utc;
-use crate::provision::logs::SUFFIX as LOG_SUFFIX;
 use crate::config::ServerConfig;
-use crate::provision::decide::{self, Cmdb};
 use crate::health::{self, Outlier};
 use crate::hw::{self, Line};
 use crate::literal::Value;
 use crate::persist;
+use crate::protocol::{log_stem, parse_health_name, HW_SUFFIX, LOG_SUFFIX};
+use crate::provision::decide::{self, Cmdb};
 use crate::state::{Count, State};
 use fs4::fs_std::FileExt;
 use serde::Serialize;
@@ -436,6 +436,22 @@ fn list(dir: &Path, suffix: &str) -> std::io::Result<Vec<Listed>> {
     Ok(out)
 }
 
+/// [`list`], or nothing with the reason noted as a problem of `part`.
+fn list_or_note(
+    dir: &Path,
+    suffix: &str,
+    part: &'static str,
+    problems: &mut Vec<Problem>,
+) -> Vec<Listed> {
+    list(dir, suffix).unwrap_or_else(|e| {
+        problems.push(Problem {
+            part,
+            message: format!("{}: cannot list: {e}", dir.display()),
+        });
+        Vec::new()
+    })
+}
+
 /// A node that uploaded its hardware list.
 struct Node {
     file: String,
@@ -460,16 +476,7 @@ impl Node {
 }
 
 fn read_nodes(hwdir: &Path, problems: &mut Vec<Problem>) -> Vec<Node> {
-    let listed = match list(hwdir, ".hw") {
-        Ok(l) => l,
-        Err(e) => {
-            problems.push(Problem {
-                part: "uploads",
-                message: format!("{}: cannot list: {e}", hwdir.display()),
-            });
-            return Vec::new();
-        }
-    };
+    let listed = list_or_note(hwdir, HW_SUFFIX, "uploads", problems);
     listed
         .into_iter()
         .map(|f| {
@@ -481,7 +488,7 @@ fn read_nodes(hwdir: &Path, problems: &mut Vec<Problem>) -> Vec<Node> {
                         .map_err(|_| format!("{name}: the file is not valid UTF-8"))?;
                     hw::parse(&text, &name).map_err(|e| e.to_string())
                 });
-            let sysname = f.name[..f.name.len() - ".hw".len()].to_string();
+            let sysname = f.name[..f.name.len() - HW_SUFFIX.len()].to_string();
             Node {
                 file: f.name,
                 sysname,
@@ -630,44 +637,14 @@ fn cmdb_entry(i: usize, entry: &Value, node: Option<String>) -> CmdbEntry {
     }
 }
 
-/// The original stem of a log name: `n.20260501123000-2.log.gz` → `n`.
-fn log_stem(name: &str) -> (&str, bool) {
-    let stem = &name[..name.len() - LOG_SUFFIX.len()];
-    if let Some((base, stamp)) = stem.rsplit_once('.') {
-        let digits = stamp.split_once('-').map_or(stamp, |(d, n)| {
-            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-                d
-            } else {
-                ""
-            }
-        });
-        if digits.len() == 14 && digits.bytes().all(|b| b.is_ascii_digit()) && !base.is_empty() {
-            return (base, true);
-        }
-    }
-    (stem, false)
-}
-
 fn read_logs(logdir: &Path, nodes: &[Node], problems: &mut Vec<Problem>) -> Vec<LogFile> {
-    let listed = match list(logdir, LOG_SUFFIX) {
-        Ok(l) => l,
-        Err(e) => {
-            problems.push(Problem {
-                part: "logs",
-                message: format!("{}: cannot list: {e}", logdir.display()),
-            });
-            return Vec::new();
-        }
-    };
-    // The installer names its log after the node (crate::init::log_name).
+    let listed = list_or_note(logdir, LOG_SUFFIX, "logs", problems);
+    // The installer names its log after the node (hw::log_name).
     let mut by_log: HashMap<String, &str> = HashMap::new();
     for node in nodes.iter().rev() {
         if let Ok(lines) = &node.lines {
-            let name = crate::init::log_name(lines);
-            by_log.insert(
-                name[..name.len() - LOG_SUFFIX.len()].to_string(),
-                &node.sysname,
-            );
+            let name = hw::log_name(lines);
+            by_log.insert(log_stem(&name).0.to_string(), &node.sysname);
         }
     }
     listed
@@ -783,7 +760,7 @@ fn uploads(
 
 /// What the server would answer the node now, committing nothing.
 fn decide_now(cfg: &ServerConfig, lines: &[Line]) -> Now {
-    match decide::decide(cfg, lines, false, &mut |_| {}) {
+    match decide::preview(cfg, lines, &mut |_| {}) {
         Ok(d) => Now {
             sentence: format!("would get profile {}", d.profile),
             profile: Some(d.profile),
@@ -795,13 +772,14 @@ fn decide_now(cfg: &ServerConfig, lines: &[Line]) -> Now {
     }
 }
 
-/// `<sysname>-<YYYYmmddHHMMSS>.hw` → `<sysname>`.
+/// The machine a health result is of: `<sysname>-<YYYYmmddHHMMSS>.hw`
+/// and `<sysname>-<YYYYmmddHHMMSS>-N.hw` → `<sysname>`; the stem of any
+/// other name.
 fn health_machine(name: &str) -> &str {
-    let stem = name.strip_suffix(".hw").unwrap_or(name);
-    match stem.rsplit_once('-') {
-        Some((m, stamp)) if stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()) => m,
-        _ => stem,
-    }
+    parse_health_name(name).map_or_else(
+        || name.strip_suffix(HW_SUFFIX).unwrap_or(name),
+        |h| h.machine,
+    )
 }
 
 fn read_health(dir: &Path) -> Health {
@@ -811,7 +789,7 @@ fn read_health(dir: &Path) -> Health {
         outliers: Vec::new(),
         error: None,
     };
-    match list(dir, ".hw") {
+    match list(dir, HW_SUFFIX) {
         Ok(files) => {
             health.results = files.len();
             let mut machines: Vec<&str> = files.iter().map(|f| health_machine(&f.name)).collect();

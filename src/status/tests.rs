@@ -2,12 +2,12 @@
 //! real decisions (`provision::provision`) making the files the page reads.
 //! `tests/status_page.rs` runs the real binary behind real web servers.
 
-use super::cgi::{parse_query, serve, Format, StatusEnv};
+use super::cgi::{parse_query, serve, Format};
 use super::*;
-use crate::cgi::Log;
-use crate::provision::{logs, provision};
+use crate::cgi::{CgiEnv, RequestLog};
 use crate::config::ConfFile;
 use crate::persist::Lock;
+use crate::provision::{logs, provision};
 use std::fs;
 use std::io::Write as _;
 
@@ -60,17 +60,23 @@ impl Site {
     /// A node asks, as upload.cgi does; returns its profile or the error.
     fn ask(&self, lines: &[Line]) -> Result<String, u16> {
         let mut sink = Vec::new();
-        provision(&self.cfg(), lines, None, &mut Log::new("test", &mut sink))
-            .map(|p| p.decision.profile)
-            .map_err(|r| r.status)
+        provision(
+            &self.cfg(),
+            lines,
+            None,
+            &mut RequestLog::new("test", &mut sink),
+        )
+        .map(|p| p.decision.profile)
+        .map_err(|r| r.status)
     }
 
-    fn get(&self, query: &str, accept: Option<&str>) -> cgi::Answer {
-        let env = StatusEnv {
+    fn get(&self, query: &str, accept: Option<&str>) -> cgi::StatusAnswer {
+        let env = CgiEnv {
             method: Some("GET".into()),
             query: Some(query.into()),
             accept: accept.map(String::from),
             remote_addr: Some("198.51.100.7".into()),
+            ..CgiEnv::default()
         };
         serve(&env, &self.path("edeploy.conf"))
     }
@@ -154,7 +160,7 @@ fn a_log_after_the_upload_is_a_failure_and_is_linked() {
     let site = Site::new("[('vm', 5)]\n", TWO_ENTRIES);
     let node = kvm(7);
     assert_eq!(site.ask(&node).as_deref(), Ok("vm"));
-    let name = crate::init::log_name(&node);
+    let name = hw::log_name(&node);
     logs::save(&site.path("logs"), &site.path("lock"), &name, &gz("boom")).unwrap();
     // Another node's log, and an earlier log of the same node (rotated).
     logs::save(&site.path("logs"), &site.path("lock"), &name, &gz("boom 2")).unwrap();
@@ -449,9 +455,9 @@ fn requests() {
     }
 
     let post = serve(
-        &StatusEnv {
+        &CgiEnv {
             method: Some("POST".into()),
-            ..StatusEnv::default()
+            ..CgiEnv::default()
         },
         &site.path("edeploy.conf"),
     );
@@ -464,9 +470,9 @@ fn requests() {
         .starts_with("Status: 405 Method Not Allowed\r\n"));
 
     let broken = serve(
-        &StatusEnv {
+        &CgiEnv {
             method: Some("GET".into()),
-            ..StatusEnv::default()
+            ..CgiEnv::default()
         },
         &site.path("absent.conf"),
     );
@@ -632,4 +638,17 @@ fn a_large_site() {
          rendered ({} KiB) in {render:?}",
         page.len() / 1024
     );
+}
+
+#[test]
+fn two_health_results_of_one_node_in_one_second_are_one_machine() {
+    let site = Site::new("[('vm', 5)]\n", TWO_ENTRIES);
+    let result = "[('system', 'product', 'name', 'NODE'),\n \
+                  ('cpu', 'logical', 'bogomips', '4000')]\n";
+    for name in ["NODE-20260101000000.hw", "NODE-20260101000000-1.hw"] {
+        fs::write(site.path(&format!("health/{name}")), result).unwrap();
+    }
+    let s = site.status();
+    assert_eq!(s.health.results, 2);
+    assert_eq!(s.health.machines, 1, "{:?}", s.health);
 }

@@ -19,12 +19,13 @@
 //! writes one line to stderr, `upload-health.cgi[<pid>] <time> <address>:
 //! <status> <reason>`.
 
-use crate::clock::Utc;
 use crate::cgi::{CgiEnv, Reject, Response};
-use crate::provision::parse_hw;
+use crate::clock::Utc;
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::persist::{self, Lock};
+use crate::protocol::health_result_name;
+use crate::provision::parse_hw;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -33,11 +34,11 @@ pub const NAME: &str = "upload-health.cgi";
 
 /// The health CGI's log: one line per request on stderr (the web server's
 /// error log), `upload-health.cgi[<pid>] <time> <address>: <status> <reason>`.
-pub type HealthLog<'a> = crate::cgi::Log<'a>;
+pub type HealthLog<'a> = crate::cgi::RequestLog<'a>;
 
 /// [`HealthLog`] writing to `out`.
 pub fn health_log<'a>(remote: &str, out: &'a mut dyn Write) -> HealthLog<'a> {
-    crate::cgi::Log::named(NAME, remote, out)
+    crate::cgi::RequestLog::named(NAME, remote, out)
 }
 
 /// Answers one CGI request whose body is `body`, with the configuration
@@ -128,11 +129,11 @@ pub fn store(
             dir.display()
         );
     }
-    let mut name = format!("{sysname}-{stamp}.hw");
+    let mut name = health_result_name(sysname, stamp, 0);
     let mut n = 0u32;
     while dir.join(&name).symlink_metadata().is_ok() {
         n += 1;
-        name = format!("{sysname}-{stamp}-{n}.hw");
+        name = health_result_name(sysname, stamp, n);
     }
     persist::write_atomic(&dir.join(&name), hw::to_literal(lines).as_bytes())?;
     Ok(name)

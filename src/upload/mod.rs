@@ -11,11 +11,11 @@
 //! (bad request or hardware list), 404 (no profile matches), 405 (not a
 //! POST), 409 (the CMDB has nothing to give), 413 (too large) or 500 (the
 //! server's configuration). Each request also writes one line to stderr,
-//! which the web server puts in its error log (see [`Log`]).
+//! which the web server puts in its error log (see [`RequestLog`]).
 
 pub mod health;
 
-use crate::cgi::{close, read_upload, CgiEnv, Log, Reject, Response};
+use crate::cgi::{close, read_upload, CgiEnv, Reject, RequestLog, Response};
 use crate::config::{ConfFile, ServerConfig};
 use crate::hw;
 use crate::provision::{decide, logs, parse_hw, provision};
@@ -29,7 +29,7 @@ pub fn serve<R: Read + Send + Unpin>(
     env: &CgiEnv,
     mut body: R,
     conf_path: &Path,
-    log: &mut Log<'_>,
+    log: &mut RequestLog<'_>,
 ) -> Response {
     let result = handle(env, &mut body, conf_path, log);
     close(result, &mut body, env, log)
@@ -39,7 +39,7 @@ fn handle<R: Read + Send + Unpin>(
     env: &CgiEnv,
     body: &mut R,
     conf_path: &Path,
-    log: &mut Log<'_>,
+    log: &mut RequestLog<'_>,
 ) -> Result<(Response, String), Reject> {
     let (cfg, form) = read_upload(env, body, conf_path)?;
     let Some(file) = form.file else {
@@ -123,7 +123,7 @@ pub fn local(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> u8 {
-    let mut log = Log::new("local", stderr);
+    let mut log = RequestLog::new("local", stderr);
     let result = (|| {
         let cfg = ConfFile::load(conf_path)
             .and_then(|c| c.server(section))

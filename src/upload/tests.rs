@@ -50,14 +50,19 @@ impl Server {
             content_type: Some(format!("multipart/form-data; boundary={B}")),
             content_length: Some(body.len().to_string()),
             remote_addr: Some("192.0.2.9".into()),
-            not_utf8: None,
+            ..CgiEnv::default()
         };
         self.request(&env, &body)
     }
 
     fn request(&self, env: &CgiEnv, body: &[u8]) -> (Response, String) {
         let mut err = Vec::new();
-        let r = serve(env, body, &self.conf, &mut Log::new("192.0.2.9", &mut err));
+        let r = serve(
+            env,
+            body,
+            &self.conf,
+            &mut RequestLog::new("192.0.2.9", &mut err),
+        );
         (r, String::from_utf8(err).unwrap())
     }
 }
@@ -139,7 +144,7 @@ fn a_declared_length_over_the_limit_is_refused_unread() {
         &env,
         Untouchable(Arc::clone(&touched)),
         &s.conf,
-        &mut Log::new("x", &mut err),
+        &mut RequestLog::new("x", &mut err),
     );
     assert_eq!(r.status, 413);
     assert!(!touched.load(Ordering::SeqCst), "the body was read");
