@@ -15,7 +15,6 @@ pub use form::{Form, FormError, Upload};
 pub use response::{write_answer, RequestLog, Response};
 
 use crate::config::{ConfFile, ServerConfig};
-use crate::provision::decide::DecideError;
 use std::io::Read;
 use std::path::Path;
 
@@ -94,12 +93,6 @@ impl Reject {
 
     pub fn server(sentence: impl Into<String>) -> Reject {
         Reject::new(500, sentence)
-    }
-}
-
-impl From<DecideError> for Reject {
-    fn from(e: DecideError) -> Reject {
-        Reject::new(e.http_status(), e.to_string())
     }
 }
 

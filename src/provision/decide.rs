@@ -94,6 +94,13 @@ fn tried_list(tried: &[Tried]) -> String {
         .join("; ")
 }
 
+/// A decision that failed is answered with its HTTP status.
+impl From<DecideError> for crate::cgi::Reject {
+    fn from(e: DecideError) -> crate::cgi::Reject {
+        crate::cgi::Reject::new(e.http_status(), e.to_string())
+    }
+}
+
 impl DecideError {
     /// The HTTP status the CGI answers with.
     pub fn http_status(&self) -> u16 {
