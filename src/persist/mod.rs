@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub mod log;
 
-use log::Log;
+use log::Wal;
 pub use log::LOG;
 
 /// Temporary and spare files are named `.NAME.edeploy-tmp`.
@@ -160,7 +160,7 @@ impl Transaction {
             })
             .collect::<Result<Vec<_>>>()?;
         let room = writes.iter().map(|w| w.size()).sum::<u64>();
-        let mut log = Log::open_recovered(dir, room)?;
+        let mut log = Wal::open_recovered(dir, room)?;
         log.commit(&writes)
     }
 }
@@ -174,7 +174,7 @@ impl Transaction {
 /// listing the directory also keeps each request's cost independent of
 /// how many files it holds (HWDIR is CONFIGDIR by default).
 pub fn recover(dir: &Path) -> Result<usize> {
-    match Log::open(dir)? {
+    match Wal::open(dir)? {
         Some(mut log) => log.recover(),
         None => Ok(0),
     }
@@ -183,7 +183,7 @@ pub fn recover(dir: &Path) -> Result<usize> {
 /// Whether a committed update of `dir` is not applied yet, so that its
 /// files may disagree until the next request finishes it. Read-only.
 pub fn pending(dir: &Path) -> Result<bool> {
-    match Log::open_readonly(dir)? {
+    match Wal::open_readonly(dir)? {
         Some(log) => log.pending(),
         None => Ok(false),
     }
