@@ -909,8 +909,9 @@ pub fn recover_after_reboot(dir: &Path) -> Result<usize> {
 }
 
 /// Writes a commit's record and makes it durable, without applying it:
-/// what a request killed right after its commit point leaves. For tests.
-#[doc(hidden)]
+/// what a request killed right after its commit point leaves. For tests
+/// (feature `test-hooks`).
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn commit_record_only(dir: &Path, writes: Vec<(PathBuf, Vec<u8>)>) -> Result<()> {
     let writes = writes
         .into_iter()

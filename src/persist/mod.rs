@@ -114,7 +114,9 @@ enum Planned {
     Ready(log::Write1),
 }
 
-/// A pause between the renames, for tests that kill the process there.
+/// A pause of `EDEPLOY_TEST_COMMIT_DELAY_MS` between the renames, for
+/// tests that kill the process there (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
 fn test_delay() {
     if let Some(ms) = std::env::var("EDEPLOY_TEST_COMMIT_DELAY_MS")
         .ok()
@@ -123,6 +125,10 @@ fn test_delay() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
+
+/// Without the feature `test-hooks`, no pause.
+#[cfg(not(feature = "test-hooks"))]
+fn test_delay() {}
 
 impl Transaction {
     pub fn new() -> Transaction {
