@@ -831,18 +831,17 @@ fn kept(path: &Path) {
 /// The new content is written into the spare file `.NAME.edeploy-tmp`,
 /// which is swapped with the file (`renameat2` with `RENAME_EXCHANGE`);
 /// the old file, now under the spare's name, is the spare of the next
-/// write. So a decision creates and removes no inode (a 150 KB CMDB and
-/// the state replaced: 0.043 ms with a new file each and the old one
-/// removed, 0.018 ms with the spares, `scripts/bench-replace`; ext4
-/// without a journal also checks recently removed inodes when it creates
-/// one). The spare is overwritten in place and cut to the new length,
-/// never truncated to zero first: on ext4 that (like a rename over an
-/// existing file) starts writing the data out at once (`auto_da_alloc`,
-/// about 0.2 ms for a 46 KB CMDB against 0.03 ms for the swap). A spare left half-written by a crash is only a spare. The
-/// log is what guards against a crash here (see the module's
-/// documentation: an empty or zero-filled file is rewritten by the
-/// replay). Where the swap is not supported, or there is no old file yet,
-/// it is a plain rename (and the next write makes a new spare).
+/// write. So a decision creates and removes no inode
+/// (`scripts/bench-replace` times both ways; ext4 without a journal also
+/// checks recently removed inodes when it creates one). The spare is
+/// overwritten in place and cut to the new length, never truncated to
+/// zero first: on ext4 that (like a rename over an existing file) starts
+/// writing the data out at once (`auto_da_alloc`). A spare left
+/// half-written by a crash is only a spare. The log is what guards
+/// against a crash here (see the module's documentation: an empty or
+/// zero-filled file is rewritten by the replay). Where the swap is not
+/// supported, or there is no old file yet, it is a plain rename (and the
+/// next write makes a new spare).
 fn replace(path: &Path, data: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = tmp_name(path)?;
