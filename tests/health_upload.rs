@@ -288,44 +288,16 @@ const MAC: &str = "52:54:00:12:34:56";
 const SYSNAME: &str = "StandardPC-QEMU-VM0001";
 const IP_ADDR: &str = "2: eth0    inet 10.0.2.15/24 brd 10.0.2.255 scope global eth0\\       valid_lft forever preferred_lft forever\n";
 
-/// Commands that would touch the machine: recorded, answered with success.
-const RECORDED: &[&str] = &[
-    "mount",
-    "umount",
-    "modprobe",
-    "udhcpc",
-    "ip",
-    "parted",
-    "mkfs.ext4",
-    "chroot",
-    "reboot",
-    "poweroff",
-    "kexec",
-    "sync",
-    "setsid",
-    "rsync",
-    "dropbear",
-];
-
-/// The node's command runner: records [`RECORDED`], answers `ip -o -4
-/// addr show` and `dmesg`, runs `sysbench` and `fio` for real unless
-/// `missing` names one, and reports every other program as not installed.
+/// The node's command runner: [`support::node_exec`], running `sysbench`
+/// and `fio` for real unless `missing` names one.
 fn node_exec(missing: Option<&str>) -> Fake {
-    let mut fake = Fake::new(RECORDED.iter().copied())
-        .on(
-            When::line("ip -o -4 addr show"),
-            Reply::stdout(IP_ADDR).unrecorded(),
-        )
-        .on(
-            When::line("dmesg"),
-            Reply::stdout("[    0.000000] Linux version 6.1.0 (canned dmesg)\n").unrecorded(),
-        );
+    let mut fake = support::node_exec(IP_ADDR);
     for tool in ["sysbench", "fio"] {
         if missing != Some(tool) {
             fake = fake.on(When::program(tool), Reply::real());
         }
     }
-    fake.otherwise(Reply::not_installed())
+    fake
 }
 
 #[derive(Clone, Default)]

@@ -29,28 +29,6 @@ const LOG_NAME: &str = "QEMU-StandardPC-VM0001.log.gz";
 /// `hw::sysname` of the fake node.
 const SYSNAME: &str = "StandardPC-QEMU-VM0001";
 
-/// Programs whose calls are recorded and answered with success.
-const RECORDED: &[&str] = &[
-    "mount",
-    "umount",
-    "modprobe",
-    "udhcpc",
-    "ip",
-    "parted",
-    "mkfs.ext4",
-    "mkdir",
-    "chroot",
-    "reboot",
-    "poweroff",
-    "kexec",
-    "extlinux",
-    "dd",
-    "sync",
-    "setsid",
-    "rsync",
-    "dropbear",
-];
-
 /// The node's command runner (see the module doc), and for each `chroot`
 /// it ran, whether the role's tree was there.
 struct Node {
@@ -69,24 +47,15 @@ impl Node {
     fn with_rsync(root: &Path, rsync_from: Option<&Path>) -> Node {
         let tree_seen = Arc::new(Mutex::new(Vec::new()));
         let (seen, hello) = (Arc::clone(&tree_seen), root.join("chroot/bin/hello"));
-        let mut exec = Fake::new(RECORDED.iter().copied())
-            .on(
-                When::line("ip -o -4 addr show"),
-                Reply::stdout(IP_ADDR).unrecorded(),
-            )
-            .on(
-                When::line("dmesg"),
-                Reply::stdout("[    0.000000] Linux version 6.1.0 (canned dmesg)\n").unrecorded(),
-            )
-            .on(
-                When::program("chroot"),
-                Reply::with(move |_, _| {
-                    if let Ok(mut s) = seen.lock() {
-                        s.push(hello.exists());
-                    }
-                    Ok(CmdOutput::default())
-                }),
-            );
+        let mut exec = support::node_exec(IP_ADDR).on(
+            When::program("chroot"),
+            Reply::with(move |_, _| {
+                if let Ok(mut s) = seen.lock() {
+                    s.push(hello.exists());
+                }
+                Ok(CmdOutput::default())
+            }),
+        );
         if let Some(src) = rsync_from {
             let src = src.to_path_buf();
             exec = exec.on(
