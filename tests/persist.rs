@@ -419,6 +419,10 @@ fn binaries_built_for_the_tests_pause_inside_commits() {
     );
     // The state and the CMDB were written: one pause between them.
     assert_eq!(read(d, "state"), "[('vm', 2)]\n");
-    assert!(read(d, "vm.cmdb").contains("'used': 1"), "{}", read(d, "vm.cmdb"));
+    assert!(
+        read(d, "vm.cmdb").contains("'used': 1"),
+        "{}",
+        read(d, "vm.cmdb")
+    );
     assert!(took >= std::time::Duration::from_secs(1), "{took:?}");
 }
