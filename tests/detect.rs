@@ -325,10 +325,7 @@ fn ipmi_channel_and_lan_settings() {
     let fake = Fake::bare()
         .answer("ipmitool channel info 0", CHANNEL_IPMB)
         .answer("ipmitool channel info 1", CHANNEL_LAN)
-        .answer(
-            "ipmitool lan print 1",
-            &fixture("tool-output/ipmi_lan_info"),
-        );
+        .answer("ipmitool lan print 1", fixture("tool-output/ipmi_lan_info"));
     let opts = Options {
         ipmi_fake: true,
         load_modules: true,
@@ -418,7 +415,7 @@ fn memory_total_from_meminfo_then_memory_blocks() {
 fn memory_banks_from_dmidecode_are_named_like_edeploy() {
     let t = Tree::new();
     t.file("proc/meminfo", "MemTotal:        2048000 kB\n");
-    let fake = Fake::bare().answer("dmidecode -t memory", &fixture("detect/dmidecode_memory"));
+    let fake = Fake::bare().answer("dmidecode -t memory", fixture("detect/dmidecode_memory"));
     let lines = memory::memory(t.root(), &fake);
     // The installed total, not MemTotal.
     assert_eq!(lines[0], l("memory", "total", "size", "34359738368"));
@@ -521,7 +518,7 @@ fn cpu_smbios_completes_cpuinfo_like_the_dell_profile() {
     t.file("proc/cpuinfo", &cpuinfo(2, 6, 2, true));
     let fake = Fake::bare().answer(
         "dmidecode -t processor",
-        &fixture("detect/dmidecode_processor"),
+        fixture("detect/dmidecode_processor"),
     );
     let lines = cpu::cpu(t.root(), &fake);
     let dell = hw::parse(&fixture("hw/dell-poweredge-m520.hw"), "dell").unwrap();
@@ -753,7 +750,7 @@ fn network_interfaces_from_sysfs_ip_and_ethtool() {
             "ethtool -a eth0",
             "Pause parameters for eth0:\nAutonegotiate:\ton\nRX:\t\ton\nTX:\t\toff\n",
         )
-        .answer("ethtool -k eth0", &fixture("tool-output/ethtool_k"))
+        .answer("ethtool -k eth0", fixture("tool-output/ethtool_k"))
         .answer("ethtool eth1", "Settings for eth1:\n\tAuto-negotiation: on\n");
     let lines = network::network(t.root(), &fake);
     let ifaces: Vec<&str> = lines
@@ -998,27 +995,27 @@ fn hpacucli_detect_through_the_seam() {
     let fake = Fake::bare()
         .answer(
             "hpacucli ctrl all show",
-            &fixture("detect/hpacucli_ctrl_all_show"),
+            fixture("detect/hpacucli_ctrl_all_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 show",
-            &fixture("detect/hpacucli_ctrl_show"),
+            fixture("detect/hpacucli_ctrl_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 pd all show",
-            &fixture("detect/hpacucli_pd_all_show"),
+            fixture("detect/hpacucli_pd_all_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 pd all show detail",
-            &fixture("detect/hpacucli_pd_show"),
+            fixture("detect/hpacucli_pd_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 ld all show",
-            &fixture("detect/hpacucli_ld_all_show"),
+            fixture("detect/hpacucli_ld_all_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 ld 1 show",
-            &fixture("tool-output/ctrl_ld_show"),
+            fixture("tool-output/ctrl_ld_show"),
         );
     let lines = hpacucli::detect(&fake);
     assert_eq!(lines[0], l("hpa", "slots", "count", "1"));
@@ -1201,15 +1198,15 @@ fn megacli_detect_through_the_seam() {
         )
         .answer(
             "megacli -AdpAllInfo -a0 -NoLog",
-            &fixture("tool-output/megacli_adp_all_info"),
+            fixture("tool-output/megacli_adp_all_info"),
         )
         .answer(
             "megacli -EncInfo -a0 -NoLog",
-            &fixture("tool-output/megacli_enc"),
+            fixture("tool-output/megacli_enc"),
         )
         .answer(
             "megacli -PDList -a0 -NoLog",
-            &fixture("detect/megacli_pdlist"),
+            fixture("detect/megacli_pdlist"),
         )
         .on(
             When::line("megacli -LDGetNum -a0 -NoLog"),
@@ -1221,7 +1218,7 @@ fn megacli_detect_through_the_seam() {
         )
         .answer(
             "megacli -LDInfo -L0 -a0 -NoLog",
-            &fixture("tool-output/megacli_ld_get_info"),
+            fixture("tool-output/megacli_ld_get_info"),
         );
     let lines = megacli::detect(&fake);
     assert_eq!(
