@@ -2,10 +2,11 @@
 //!
 //! Everything that runs a program (`ipmitool`, `parted`, a configure
 //! script's `run(...)`, `rsync`, `grub-install`, `pxemngr`) goes through an
-//! [`Exec`]. Production code uses [`System`]; tests use [`Recorder`], which
-//! writes down the commands that would touch devices or the machine's state
-//! and runs the rest for real, so a test sees the true order of steps
-//! without a disk being partitioned.
+//! [`Exec`]. Production code uses [`System`]; tests (feature
+//! `test-hooks`) use `Fake`, which writes down the commands that would
+//! touch devices or the machine's state and answers them by the rules the
+//! test gives, so a test sees the true order of steps without a disk
+//! being partitioned.
 //!
 //! Errors name the full command line and its exit status, and carry the
 //! command's stderr, so a failure reads like
@@ -15,7 +16,16 @@ use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+
+#[cfg(any(test, feature = "test-hooks"))]
+mod fake;
+#[cfg(any(test, feature = "test-hooks"))]
+pub use fake::{Fake, Reply, When};
+
+/// [`Fake::new`]: records the commands of the programs it is given and
+/// runs the rest for real.
+#[cfg(any(test, feature = "test-hooks"))]
+pub type Recorder = Fake;
 
 /// A command to run: the program and its arguments, or a shell line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,47 +166,6 @@ impl Exec for System {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
-    }
-}
-
-/// Records the commands whose program is in `recorded` (answering them
-/// with success and no output) and runs every other one for real.
-pub struct Recorder {
-    pub recorded: Vec<String>,
-    pub log: Mutex<Vec<CmdLine>>,
-    pub real: System,
-}
-
-impl Recorder {
-    pub fn new<I, S>(recorded: I) -> Recorder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Recorder {
-            recorded: recorded.into_iter().map(Into::into).collect(),
-            log: Mutex::new(Vec::new()),
-            real: System::default(),
-        }
-    }
-
-    /// The recorded commands, in order.
-    pub fn commands(&self) -> Vec<CmdLine> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Exec for Recorder {
-    fn output(&self, cmd: &CmdLine, stdin: Option<&[u8]>) -> Result<CmdOutput> {
-        let prog = cmd.program();
-        let base = prog.rsplit('/').next().unwrap_or(prog);
-        if self.recorded.iter().any(|r| r == base) {
-            if let Ok(mut log) = self.log.lock() {
-                log.push(cmd.clone());
-            }
-            return Ok(CmdOutput::default());
-        }
-        self.real.output(cmd, stdin)
     }
 }
 

@@ -5,7 +5,7 @@ use edeploy::configure::{
     run_script, run_script_with_limits, ErrorKind, Limits, Role, ScriptEnv, ScriptError,
     ScriptOutcome,
 };
-use edeploy::exec::{CmdLine, CmdOutput, Exec, Recorder, System};
+use edeploy::exec::{CmdLine, Exec, Fake, Reply, System, When};
 use edeploy::literal::Value;
 use indexmap::IndexMap;
 use std::fs;
@@ -140,7 +140,7 @@ fn a_missing_var_key_is_an_error_not_an_empty_value() {
 
 #[test]
 fn an_undefined_variable_is_refused_before_anything_runs() {
-    let rec = Recorder::new(["parted"]);
+    let rec = Fake::new(["parted"]);
     let r = run(
         "run(\"parted -s /dev/vda mklabel msdos\");\nrun(\"mkfs \" + dsik);\n",
         &IndexMap::new(),
@@ -231,7 +231,7 @@ log("went on");"#,
 
 #[test]
 fn commands_go_through_the_seam_in_order() {
-    let rec = Recorder::new(["parted", "mkfs.ext4", "mount"]);
+    let rec = Fake::new(["parted", "mkfs.ext4", "mount"]);
     let v = vars(&[("disk", s("vda"))]);
     let r = run(
         r#"
@@ -521,7 +521,7 @@ fn log_print_and_debug_go_to_the_log() {
 
 #[test]
 fn syntax_errors_name_the_script_line_and_column() {
-    let rec = Recorder::new(["parted"]);
+    let rec = Fake::new(["parted"]);
     let r = run(
         "run(\"parted -s /dev/vda mklabel msdos\");\nlet x = (1 + ;\n",
         &IndexMap::new(),
@@ -651,7 +651,7 @@ fn runaway_recursion_and_huge_data_end_with_limit_errors() {
 
 #[test]
 fn ipmi_helpers_run_the_ipmitool_sequences() {
-    let rec = Recorder::new(["ipmitool"]);
+    let rec = Fake::new(["ipmitool"]);
     let r = run(
         r#"
         let ok = ipmi_setup_user(1, "admin", "s3cr3t pass");
@@ -716,7 +716,7 @@ fn ipmi_helpers_run_the_ipmitool_sequences() {
 
 #[test]
 fn ipmi_helpers_check_their_arguments_and_report_failures() {
-    let rec = Recorder::new(["ipmitool"]);
+    let rec = Fake::new(["ipmitool"]);
     for (call, msg) in [
         (
             r#"ipmi_setup_network(1, "10.0.0.300", "255.255.255.0", "10.0.0.1")"#,
@@ -753,7 +753,7 @@ fn ipmi_helpers_check_their_arguments_and_report_failures() {
     let e = run(
         r#"ipmi_setup_network(1, "10.0.0.3", "255.255.255.0", "10.0.0.1")"#,
         &IndexMap::new(),
-        &Failing,
+        &failing(),
     )
     .result
     .unwrap_err();
@@ -774,7 +774,7 @@ fn ipmi_helpers_check_their_arguments_and_report_failures() {
     let r = run(
         r#"log(`${ipmi_setup_user(1, "admin", "pw")}`);"#,
         &IndexMap::new(),
-        &FailingTest,
+        &failing_test(),
     );
     r.ok();
     assert!(
@@ -786,30 +786,18 @@ fn ipmi_helpers_check_their_arguments_and_report_failures() {
 }
 
 /// Every command fails.
-struct Failing;
-
-impl Exec for Failing {
-    fn output(&self, _: &CmdLine, _: Option<&[u8]>) -> anyhow::Result<CmdOutput> {
-        Ok(CmdOutput {
-            status: 1,
-            stdout: String::new(),
-            stderr: "Could not open device\n".into(),
-        })
-    }
+fn failing() -> Fake {
+    Fake::bare().otherwise(Reply::exit(1, "", "Could not open device\n"))
 }
 
 /// Only `ipmitool user test` fails.
-struct FailingTest;
-
-impl Exec for FailingTest {
-    fn output(&self, cmd: &CmdLine, _: Option<&[u8]>) -> anyhow::Result<CmdOutput> {
-        let test = matches!(cmd, CmdLine::Argv(a) if a.get(1).map(String::as_str) == Some("user")
-            && a.get(2).map(String::as_str) == Some("test"));
-        Ok(CmdOutput {
-            status: i32::from(test),
-            ..CmdOutput::default()
-        })
-    }
+fn failing_test() -> Fake {
+    Fake::bare()
+        .on(
+            When::prefix(["ipmitool", "user", "test"]),
+            Reply::exit(1, "", ""),
+        )
+        .otherwise(Reply::ok())
 }
 
 // ---------------------------------------------------------------- examples
@@ -837,7 +825,7 @@ fn vm_vars() -> IndexMap<String, Value> {
     ])
 }
 
-fn run_file(rel: &str, rec: &Recorder) -> Run {
+fn run_file(rel: &str, rec: &Fake) -> Run {
     let (text, name) = project_file(rel);
     let dir = tempfile::tempdir().expect("temp dir");
     let overlay = dir.path().join("post_rsync");
@@ -863,7 +851,7 @@ fn run_file(rel: &str, rec: &Recorder) -> Run {
 
 #[test]
 fn the_example_vm_configure_runs() {
-    let rec = Recorder::new(["parted", "mkfs.ext4", "mount", "mkdir"]);
+    let rec = Fake::new(["parted", "mkfs.ext4", "mount", "mkdir"]);
     let r = run_file("share/examples/config/vm.configure", &rec);
     let o = r.ok();
     assert_eq!(
@@ -921,7 +909,7 @@ fn the_example_vm_configure_runs() {
 
 #[test]
 fn the_seed_example_ported_to_rhai_gives_the_same_result() {
-    let rec = Recorder::new(["parted", "mkfs.ext4", "mount", "mkdir"]);
+    let rec = Fake::new(["parted", "mkfs.ext4", "mount", "mkdir"]);
     let r = run_file("tests/fixtures/configure/seed-vm.configure", &rec);
     let o = r.ok();
     // What the Python script ran, in order.

@@ -298,51 +298,6 @@ fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 #[test]
-fn interrupted_commit_is_rolled_forward() {
-    let (dir, cfg) = setup(&[
-        ("state", "[('vm', 3)]"),
-        ("vm.specs", KVM_SPECS),
-        ("vm.configure", ""),
-        ("vm.cmdb", "[{'ip': '10.0.0.1'}]"),
-    ]);
-    // What a request that died between its two renames leaves behind.
-    fs::write(dir.path().join(".state.edeploy-tmp"), "[('vm', 2)]\n").unwrap();
-    let journal = serde_json::to_string(&[
-        (
-            dir.path()
-                .join(".vm.cmdb.edeploy-tmp")
-                .display()
-                .to_string(),
-            dir.path().join("vm.cmdb").display().to_string(),
-        ),
-        (
-            dir.path().join(".state.edeploy-tmp").display().to_string(),
-            dir.path().join("state").display().to_string(),
-        ),
-    ])
-    .unwrap();
-    fs::write(dir.path().join(persist::JOURNAL), journal).unwrap();
-    fs::write(
-        dir.path().join("vm.cmdb"),
-        "[{'ip': '10.0.0.1', 'mac': 'x', 'used': 1}]\n",
-    )
-    .unwrap();
-    // A temp file of a request that died before writing its journal.
-    fs::write(dir.path().join(".other.edeploy-tmp"), "junk").unwrap();
-    let e = decide(&cfg, &kvm_hw()).unwrap_err();
-    // The first node holds the only entry now; the state got its decrement.
-    assert_eq!(e.http_status(), 409);
-    assert_eq!(read(dir.path(), "state"), "[('vm', 2)]\n");
-    assert!(!dir.path().join(persist::JOURNAL).exists());
-    // What is left under a spare's name is harmless: the stray one is not
-    // read, and the state's is only the spare of the next write.
-    assert_eq!(read(dir.path(), ".other.edeploy-tmp"), "junk");
-    let e = decide(&cfg, &kvm_hw()).unwrap_err();
-    assert_eq!(e.http_status(), 409);
-    assert_eq!(read(dir.path(), "state"), "[('vm', 2)]\n");
-}
-
-#[test]
 fn concurrent_decisions_never_share_an_entry() {
     let (dir, cfg) = setup(&[
         ("state", "[('vm', 30), ('spare', '*')]"),

@@ -6,12 +6,9 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
-use edeploy::detect::{
-    self, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, DetectOptions,
-};
-use edeploy::exec::{CmdLine, CmdOutput, Exec};
+use edeploy::detect::{self, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, DetectOptions};
+use edeploy::exec::{Fake, Reply, When};
 use edeploy::hw::{self, Line};
 use edeploy::matcher::Specs;
 
@@ -69,53 +66,6 @@ impl Tree {
     }
 }
 
-/// Answers commands from captured outputs; any other command "is not
-/// installed".
-#[derive(Default)]
-struct Fake {
-    answers: Vec<(String, CmdOutput)>,
-    log: Mutex<Vec<String>>,
-}
-
-impl Fake {
-    fn new() -> Fake {
-        Fake::default()
-    }
-
-    fn answer(self, cmd: &str, stdout: &str) -> Fake {
-        self.answer_status(cmd, stdout, 0)
-    }
-
-    fn answer_status(mut self, cmd: &str, stdout: &str, status: i32) -> Fake {
-        self.answers.push((
-            cmd.to_string(),
-            CmdOutput {
-                status,
-                stdout: stdout.to_string(),
-                stderr: String::new(),
-            },
-        ));
-        self
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Exec for Fake {
-    fn output(&self, cmd: &CmdLine, _stdin: Option<&[u8]>) -> anyhow::Result<CmdOutput> {
-        let text = cmd.display();
-        if let Ok(mut log) = self.log.lock() {
-            log.push(text.clone());
-        }
-        match self.answers.iter().find(|(c, _)| *c == text) {
-            Some((_, out)) => Ok(out.clone()),
-            None => anyhow::bail!("{text}: cannot start: not installed"),
-        }
-    }
-}
-
 // ---------------------------------------------------------------- system
 
 #[test]
@@ -149,7 +99,7 @@ fn system_product_firmware_kernel_os_from_the_tree() {
             "etc/redhat-release",
             "CentOS Linux release 7.9.2009 (Core)\n",
         );
-    let fake = Fake::new();
+    let fake = Fake::bare();
     let mut lines = detect::system::system(t.root(), &fake, &DetectOptions::default());
     lines.extend(detect::system::firmware(t.root(), &fake));
     assert_eq!(
@@ -193,7 +143,7 @@ fn system_product_firmware_kernel_os_from_the_tree() {
     );
     // The files that exist are never asked to dmidecode; the missing board
     // strings are.
-    let calls = fake.calls();
+    let calls = fake.lines();
     assert!(!calls.iter().any(|c| c.contains("system-product-name")));
     assert!(calls.contains(&"dmidecode -s baseboard-version".to_string()));
 }
@@ -209,7 +159,7 @@ fn product_name_carries_the_sku_like_edeploy_and_fake_serials_are_replaced() {
             "sys/class/dmi/id/product_uuid",
             "abcdef01-2345-6789-abcd-ef0123456789\n",
         );
-    let lines = detect::system::product(t.root(), &Fake::new());
+    let lines = detect::system::product(t.root(), &Fake::bare());
     assert_eq!(
         get(&lines, "system", "product", "name"),
         Some("edeploy_test_vm ()")
@@ -230,7 +180,7 @@ fn product_name_carries_the_sku_like_edeploy_and_fake_serials_are_replaced() {
         "sys/class/dmi/id/product_name",
         "Standard PC (i440FX + PIIX, 1996)\n",
     );
-    let lines = detect::system::product(t.root(), &Fake::new());
+    let lines = detect::system::product(t.root(), &Fake::bare());
     assert_eq!(
         lines,
         vec![l(
@@ -245,11 +195,14 @@ fn product_name_carries_the_sku_like_edeploy_and_fake_serials_are_replaced() {
 #[test]
 fn dmi_strings_fall_back_to_dmidecode_when_the_kernel_has_none() {
     let t = Tree::new();
-    let fake = Fake::new()
+    let fake = Fake::bare()
         .answer("dmidecode -s system-product-name", "PowerEdge M520\n")
         .answer("dmidecode -s system-manufacturer", "Dell Inc.\n")
         .answer("dmidecode -s system-serial-number", "9K9PW02\n")
-        .answer_status("dmidecode -s system-version", "", 1)
+        .on(
+            When::line("dmidecode -s system-version"),
+            Reply::exit(1, "", ""),
+        )
         .answer(
             "dmidecode -s system-uuid",
             "# SMBIOS implementations newer than version 2.7 are not\n\
@@ -279,7 +232,7 @@ fn dmi_strings_fall_back_to_dmidecode_when_the_kernel_has_none() {
         ]
     );
     // Nothing at all: no line, no error.
-    assert!(detect::system::product(t.root(), &Fake::new()).is_empty());
+    assert!(detect::system::product(t.root(), &Fake::bare()).is_empty());
 }
 
 #[test]
@@ -369,13 +322,10 @@ const CHANNEL_LAN: &str = "Channel 0x1 info:\n  Channel Medium Type   : 802.3 LA
 fn ipmi_channel_and_lan_settings() {
     let t = Tree::new();
     t.file("dev/ipmi0", "");
-    let fake = Fake::new()
-        .answer_status("ipmitool channel info 0", CHANNEL_IPMB, 0)
+    let fake = Fake::bare()
+        .answer("ipmitool channel info 0", CHANNEL_IPMB)
         .answer("ipmitool channel info 1", CHANNEL_LAN)
-        .answer(
-            "ipmitool lan print 1",
-            &fixture("tool-output/ipmi_lan_info"),
-        );
+        .answer("ipmitool lan print 1", fixture("tool-output/ipmi_lan_info"));
     let opts = DetectOptions {
         ipmi_fake: true,
         load_modules: true,
@@ -405,7 +355,7 @@ fn ipmi_channel_and_lan_settings() {
     // Continuation lines (": User : …") are not settings.
     assert_eq!(lines.len(), 1 + 19, "{lines:#?}");
     assert!(!lines.iter().any(|x| x[1] == "ipmi-fake"));
-    let calls = fake.calls();
+    let calls = fake.lines();
     assert_eq!(calls[..2], ["modprobe ipmi_si", "modprobe ipmi_devintf"]);
     assert!(!calls.iter().any(|c| c == "ipmitool channel info 2"));
 }
@@ -414,7 +364,7 @@ fn ipmi_channel_and_lan_settings() {
 fn ipmi_fake_channel_only_without_a_bmc() {
     let t = Tree::new();
     t.file("proc/cmdline", "SERV=10.0.0.1\n");
-    let fake = Fake::new();
+    let fake = Fake::bare();
     let on = DetectOptions {
         ipmi_fake: true,
         ..DetectOptions::default()
@@ -425,17 +375,14 @@ fn ipmi_fake_channel_only_without_a_bmc() {
     );
     assert!(ipmi::detect(t.root(), &fake, &DetectOptions::default()).is_empty());
     // No device node: ipmitool is never run (it could only time out).
-    assert!(fake.calls().is_empty());
+    assert!(fake.lines().is_empty());
     // eDeploy's kernel argument asks for it too.
     t.file("proc/cmdline", "SERV=10.0.0.1 fakeipmi\n");
-    assert_eq!(
-        ipmi::detect(t.root(), &fake, &DetectOptions::default()).len(),
-        1
-    );
+    assert_eq!(ipmi::detect(t.root(), &fake, &DetectOptions::default()).len(), 1);
     // A device but no ipmitool: the fake channel is still given when asked.
     t.file("dev/ipmi/0", "");
     assert_eq!(
-        ipmi::detect(t.root(), &Fake::new(), &on),
+        ipmi::detect(t.root(), &Fake::bare(), &on),
         vec![l("system", "ipmi-fake", "channel", "0")]
     );
 }
@@ -450,7 +397,7 @@ fn memory_total_from_meminfo_then_memory_blocks() {
         "MemTotal:        2048000 kB\nMemFree:          100000 kB\n",
     );
     assert_eq!(
-        memory::memory(t.root(), &Fake::new()),
+        memory::memory(t.root(), &Fake::bare()),
         vec![l("memory", "total", "size", "2097152000")]
     );
     // Online hotplug blocks are what is installed (offline ones are not).
@@ -459,7 +406,7 @@ fn memory_total_from_meminfo_then_memory_blocks() {
         .file("sys/devices/system/memory/memory1/online", "1\n")
         .file("sys/devices/system/memory/memory2/online", "0\n");
     assert_eq!(
-        memory::memory(t.root(), &Fake::new()),
+        memory::memory(t.root(), &Fake::bare()),
         vec![l("memory", "total", "size", "268435456")]
     );
 }
@@ -468,7 +415,7 @@ fn memory_total_from_meminfo_then_memory_blocks() {
 fn memory_banks_from_dmidecode_are_named_like_edeploy() {
     let t = Tree::new();
     t.file("proc/meminfo", "MemTotal:        2048000 kB\n");
-    let fake = Fake::new().answer("dmidecode -t memory", &fixture("detect/dmidecode_memory"));
+    let fake = Fake::bare().answer("dmidecode -t memory", fixture("detect/dmidecode_memory"));
     let lines = memory::memory(t.root(), &fake);
     // The installed total, not MemTotal.
     assert_eq!(lines[0], l("memory", "total", "size", "34359738368"));
@@ -569,9 +516,9 @@ fn cpu_sockets_and_logical_cpus_from_cpuinfo() {
 fn cpu_smbios_completes_cpuinfo_like_the_dell_profile() {
     let t = Tree::new();
     t.file("proc/cpuinfo", &cpuinfo(2, 6, 2, true));
-    let fake = Fake::new().answer(
+    let fake = Fake::bare().answer(
         "dmidecode -t processor",
-        &fixture("detect/dmidecode_processor"),
+        fixture("detect/dmidecode_processor"),
     );
     let lines = cpu::cpu(t.root(), &fake);
     let dell = hw::parse(&fixture("hw/dell-poweredge-m520.hw"), "dell").unwrap();
@@ -789,7 +736,7 @@ const IP_ADDR: &str = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft
 #[test]
 fn network_interfaces_from_sysfs_ip_and_ethtool() {
     let t = network_tree();
-    let fake = Fake::new()
+    let fake = Fake::bare()
         .answer("ip -o -4 addr show", IP_ADDR)
         .answer(
             "ethtool ens3",
@@ -803,8 +750,8 @@ fn network_interfaces_from_sysfs_ip_and_ethtool() {
             "ethtool -a eth0",
             "Pause parameters for eth0:\nAutonegotiate:\ton\nRX:\t\ton\nTX:\t\toff\n",
         )
-        .answer("ethtool -k eth0", &fixture("tool-output/ethtool_k"))
-        .answer_status("ethtool eth1", "Settings for eth1:\n\tAuto-negotiation: on\n", 0);
+        .answer("ethtool -k eth0", fixture("tool-output/ethtool_k"))
+        .answer("ethtool eth1", "Settings for eth1:\n\tAuto-negotiation: on\n");
     let lines = network::network(t.root(), &fake);
     let ifaces: Vec<&str> = lines
         .iter()
@@ -897,14 +844,14 @@ fn network_interfaces_from_sysfs_ip_and_ethtool() {
 fn network_without_tools_still_reports_sysfs() {
     let t = network_tree();
     fs::remove_file(t.root().join("usr/share/misc/pci.ids")).unwrap();
-    let fake = Fake::new();
+    let fake = Fake::bare();
     let lines = network::network(t.root(), &fake);
     assert_eq!(get(&lines, "network", "eth0", "vendor"), Some("0x14e4"));
     assert_eq!(get(&lines, "network", "eth0", "link"), Some("yes"));
     assert_eq!(get(&lines, "network", "eth0", "ipv4"), None);
     // ethtool is looked for once, not once per interface.
     let ethtool = fake
-        .calls()
+        .lines()
         .iter()
         .filter(|c| c.starts_with("ethtool"))
         .count();
@@ -1045,30 +992,30 @@ fn hpacucli_parsers_on_captures() {
 
 #[test]
 fn hpacucli_detect_through_the_seam() {
-    let fake = Fake::new()
+    let fake = Fake::bare()
         .answer(
             "hpacucli ctrl all show",
-            &fixture("detect/hpacucli_ctrl_all_show"),
+            fixture("detect/hpacucli_ctrl_all_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 show",
-            &fixture("detect/hpacucli_ctrl_show"),
+            fixture("detect/hpacucli_ctrl_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 pd all show",
-            &fixture("detect/hpacucli_pd_all_show"),
+            fixture("detect/hpacucli_pd_all_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 pd all show detail",
-            &fixture("detect/hpacucli_pd_show"),
+            fixture("detect/hpacucli_pd_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 ld all show",
-            &fixture("detect/hpacucli_ld_all_show"),
+            fixture("detect/hpacucli_ld_all_show"),
         )
         .answer(
             "hpacucli ctrl slot=2 ld 1 show",
-            &fixture("tool-output/ctrl_ld_show"),
+            fixture("tool-output/ctrl_ld_show"),
         );
     let lines = hpacucli::detect(&fake);
     assert_eq!(lines[0], l("hpa", "slots", "count", "1"));
@@ -1103,7 +1050,7 @@ fn hpacucli_detect_through_the_seam() {
     assert_eq!(lines[n - 2], l("disk", "hpa", "size", "6200.00"));
     assert_eq!(lines[n - 1], l("disk", "hpa", "count", "8"));
     // The newer tools were looked for first.
-    let calls = fake.calls();
+    let calls = fake.lines();
     assert_eq!(
         calls[..2],
         ["ssacli ctrl all show", "hpssacli ctrl all show"]
@@ -1119,19 +1066,18 @@ fn hpacucli_detect_through_the_seam() {
 
 #[test]
 fn no_raid_tool_no_lines() {
-    let fake = Fake::new();
+    let fake = Fake::bare();
     assert!(hpacucli::detect(&fake).is_empty());
     assert!(megacli::detect(&fake).is_empty());
     // A tool that answers but sees no controller.
-    let fake = Fake::new()
+    let fake = Fake::bare()
         .answer(
             "ssacli ctrl all show",
             "\nError: No controllers detected.\n",
         )
-        .answer_status(
+        .answer(
             "megacli -adpCount -NoLog",
             " \nController Count: 0.\n \nExit Code: 0x00",
-            0,
         );
     assert!(hpacucli::detect(&fake).is_empty());
     assert!(megacli::detect(&fake).is_empty());
@@ -1245,32 +1191,34 @@ fn megacli_parsers_on_captures() {
 
 #[test]
 fn megacli_detect_through_the_seam() {
-    let fake = Fake::new()
-        .answer_status(
-            "megacli -adpCount -NoLog",
-            &fixture("tool-output/megacli_adpcount"),
-            1,
+    let fake = Fake::bare()
+        .on(
+            When::line("megacli -adpCount -NoLog"),
+            Reply::exit(1, fixture("tool-output/megacli_adpcount"), ""),
         )
         .answer(
             "megacli -AdpAllInfo -a0 -NoLog",
-            &fixture("tool-output/megacli_adp_all_info"),
+            fixture("tool-output/megacli_adp_all_info"),
         )
         .answer(
             "megacli -EncInfo -a0 -NoLog",
-            &fixture("tool-output/megacli_enc"),
+            fixture("tool-output/megacli_enc"),
         )
         .answer(
             "megacli -PDList -a0 -NoLog",
-            &fixture("detect/megacli_pdlist"),
+            fixture("detect/megacli_pdlist"),
         )
-        .answer_status(
-            "megacli -LDGetNum -a0 -NoLog",
-            "\nNumber of Virtual Drives Configured on Adapter 0: 1\n\nExit Code: 0x01\n",
-            1,
+        .on(
+            When::line("megacli -LDGetNum -a0 -NoLog"),
+            Reply::exit(
+                1,
+                "\nNumber of Virtual Drives Configured on Adapter 0: 1\n\nExit Code: 0x01\n",
+                "",
+            ),
         )
         .answer(
             "megacli -LDInfo -L0 -a0 -NoLog",
-            &fixture("tool-output/megacli_ld_get_info"),
+            fixture("tool-output/megacli_ld_get_info"),
         );
     let lines = megacli::detect(&fake);
     assert_eq!(
@@ -1397,7 +1345,7 @@ fn node_tree() -> Tree {
 #[test]
 fn detect_orders_families_and_round_trips() {
     let t = node_tree();
-    let fake = Fake::new().answer("ip -o -4 addr show", IP_ADDR);
+    let fake = Fake::bare().answer("ip -o -4 addr show", IP_ADDR);
     let opts = DetectOptions {
         ipmi_fake: true,
         ..DetectOptions::default()

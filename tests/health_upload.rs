@@ -11,7 +11,7 @@
 mod support;
 
 use edeploy::clock::Utc;
-use edeploy::exec::{CmdLine, CmdOutput, Exec, System};
+use edeploy::exec::{Fake, Reply, When};
 use edeploy::hw::{self, Line};
 use edeploy::init::{Action, Console, Installer, Tuning};
 use std::collections::BTreeMap;
@@ -288,57 +288,16 @@ const MAC: &str = "52:54:00:12:34:56";
 const SYSNAME: &str = "StandardPC-QEMU-VM0001";
 const IP_ADDR: &str = "2: eth0    inet 10.0.2.15/24 brd 10.0.2.255 scope global eth0\\       valid_lft forever preferred_lft forever\n";
 
-/// Commands that would touch the machine: recorded, answered with success.
-const RECORDED: &[&str] = &[
-    "mount",
-    "umount",
-    "modprobe",
-    "udhcpc",
-    "ip",
-    "parted",
-    "mkfs.ext4",
-    "chroot",
-    "reboot",
-    "poweroff",
-    "kexec",
-    "sync",
-    "setsid",
-    "rsync",
-    "dropbear",
-];
-
-/// The node's command runner: records [`RECORDED`], answers `ip -o -4
-/// addr show` and `dmesg`, runs `sysbench` and `fio` for real unless
-/// `missing` names one, and reports every other program as not installed.
-struct Node {
-    log: Mutex<Vec<String>>,
-    missing: Option<&'static str>,
-}
-
-impl Exec for Node {
-    fn output(&self, cmd: &CmdLine, stdin: Option<&[u8]>) -> anyhow::Result<CmdOutput> {
-        let text = cmd.display();
-        let ok = |s: &str| CmdOutput {
-            status: 0,
-            stdout: s.into(),
-            stderr: String::new(),
-        };
-        if text == "ip -o -4 addr show" {
-            return Ok(ok(IP_ADDR));
+/// The node's command runner: [`support::node_exec`], running `sysbench`
+/// and `fio` for real unless `missing` names one.
+fn node_exec(missing: Option<&str>) -> Fake {
+    let mut fake = support::node_exec(IP_ADDR);
+    for tool in ["sysbench", "fio"] {
+        if missing != Some(tool) {
+            fake = fake.on(When::program(tool), Reply::real());
         }
-        if text == "dmesg" {
-            return Ok(ok("[    0.000000] Linux version 6.1.0 (canned dmesg)\n"));
-        }
-        let prog = cmd.program();
-        self.log.lock().expect("log").push(text.clone());
-        if RECORDED.contains(&prog) {
-            return Ok(CmdOutput::default());
-        }
-        if ["sysbench", "fio"].contains(&prog) && self.missing != Some(prog) {
-            return System::default().output(cmd, stdin);
-        }
-        anyhow::bail!("{text}: cannot start: not installed")
     }
+    fake
 }
 
 #[derive(Clone, Default)]
@@ -409,10 +368,7 @@ fn run_node(site: &Site, extra: &str, missing: Option<&'static str>) -> (tempfil
         "BOOT_IMAGE=vmlinuz SERV=127.0.0.1 HTTP_PORT={} HEALTH=1 HEALTH_TIME=1 {extra}",
         site.port
     ));
-    let exec = Node {
-        log: Mutex::new(Vec::new()),
-        missing,
-    };
+    let exec = node_exec(missing);
     let screen = Screen::default();
     let installer = Installer {
         root: node.path().to_path_buf(),
@@ -431,9 +387,7 @@ fn run_node(site: &Site, extra: &str, missing: Option<&'static str>) -> (tempfil
     let report = installer.run();
     let root = node.path().display().to_string();
     let commands = exec
-        .log
-        .lock()
-        .expect("log")
+        .lines()
         .iter()
         .map(|c| c.replace(&root, "ROOT"))
         .collect();

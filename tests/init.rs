@@ -4,14 +4,14 @@
 //! The node is a fake sysfs/procfs matching the shipped `vm.specs` (a
 //! virtio disk `vda`, an `eth0` with a link and an address in
 //! 10.0.2.0/24). Commands that would touch the machine are recorded by
-//! [`Node`], an [`Exec`] that answers `ip -o -4 addr show` and `dmesg`
+//! [`Node`], a [`Fake`] that answers `ip -o -4 addr show` and `dmesg`
 //! with canned text, runs `true`/`false` for real, and reports every other
 //! program as not installed, so the test never depends on the tools of
 //! the machine it runs on.
 
 mod support;
 
-use edeploy::exec::{CmdLine, CmdOutput, Exec};
+use edeploy::exec::{CmdLine, CmdOutput, Fake, Reply, When};
 use edeploy::init::{Action, Console, Installer, Tuning};
 use std::fs;
 use std::io::{Read, Write};
@@ -29,106 +29,79 @@ const LOG_NAME: &str = "QEMU-StandardPC-VM0001.log.gz";
 /// `hw::sysname` of the fake node.
 const SYSNAME: &str = "StandardPC-QEMU-VM0001";
 
-/// Programs whose calls are recorded and answered with success.
-const RECORDED: &[&str] = &[
-    "mount",
-    "umount",
-    "modprobe",
-    "udhcpc",
-    "ip",
-    "parted",
-    "mkfs.ext4",
-    "mkdir",
-    "chroot",
-    "reboot",
-    "poweroff",
-    "kexec",
-    "extlinux",
-    "dd",
-    "sync",
-    "setsid",
-    "rsync",
-    "dropbear",
-];
-
-/// The node's command runner (see the module doc).
+/// The node's command runner (see the module doc), and for each `chroot`
+/// it ran, whether the role's tree was there.
 struct Node {
+    exec: Fake,
     root: PathBuf,
-    log: Mutex<Vec<String>>,
-    /// A directory `rsync` copies into its destination, as the real one
-    /// would from the server.
-    rsync_from: Option<PathBuf>,
+    tree_seen: Arc<Mutex<Vec<bool>>>,
 }
 
 impl Node {
     fn new(root: &Path) -> Node {
+        Node::with_rsync(root, None)
+    }
+
+    /// `rsync_from`: a directory `rsync` copies into its destination, as
+    /// the real one would from the server.
+    fn with_rsync(root: &Path, rsync_from: Option<&Path>) -> Node {
+        let tree_seen = Arc::new(Mutex::new(Vec::new()));
+        let (seen, hello) = (Arc::clone(&tree_seen), root.join("chroot/bin/hello"));
+        let mut exec = support::node_exec(IP_ADDR).on(
+            When::program("chroot"),
+            Reply::with(move |_, _| {
+                if let Ok(mut s) = seen.lock() {
+                    s.push(hello.exists());
+                }
+                Ok(CmdOutput::default())
+            }),
+        );
+        if let Some(src) = rsync_from {
+            let src = src.to_path_buf();
+            exec = exec.on(
+                When::program("rsync"),
+                Reply::with(move |cmd, _| {
+                    if let CmdLine::Argv(v) = cmd {
+                        let dest = v.last().cloned().unwrap_or_default();
+                        let st = std::process::Command::new("cp")
+                            .arg("-a")
+                            .arg(format!("{}/.", src.display()))
+                            .arg(&dest)
+                            .status()?;
+                        anyhow::ensure!(st.success(), "cp failed");
+                    }
+                    Ok(CmdOutput::default())
+                }),
+            );
+        }
+        let exec = exec
+            .on(When::program("true"), Reply::real().unrecorded())
+            .on(When::program("false"), Reply::real().unrecorded())
+            .otherwise(Reply::not_installed().unrecorded());
         Node {
+            exec,
             root: root.to_path_buf(),
-            log: Mutex::new(Vec::new()),
-            rsync_from: None,
+            tree_seen,
         }
     }
 
-    fn commands(&self) -> Vec<String> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// The recorded commands with the root replaced by `ROOT`.
+    /// The recorded commands with the root replaced by `ROOT`, each
+    /// `chroot` run once the tree was there marked `[tree present]`.
     fn shown(&self) -> Vec<String> {
         let r = self.root.display().to_string();
-        self.commands()
-            .into_iter()
-            .map(|c| c.replace(&r, "ROOT"))
-            .collect()
-    }
-
-    fn ok(stdout: &str) -> CmdOutput {
-        CmdOutput {
-            status: 0,
-            stdout: stdout.into(),
-            stderr: String::new(),
-        }
-    }
-}
-
-impl Exec for Node {
-    fn output(&self, cmd: &CmdLine, stdin: Option<&[u8]>) -> anyhow::Result<CmdOutput> {
-        let text = cmd.display();
-        if text == "ip -o -4 addr show" {
-            return Ok(Node::ok(IP_ADDR));
-        }
-        if text == "dmesg" {
-            return Ok(Node::ok(
-                "[    0.000000] Linux version 6.1.0 (canned dmesg)\n",
-            ));
-        }
-        let prog = cmd.program();
-        let base = prog.rsplit('/').next().unwrap_or(prog);
-        if RECORDED.contains(&base) {
-            let mut note = String::new();
-            if base == "chroot" && self.root.join("chroot/bin/hello").exists() {
-                note = " [tree present]".into();
-            }
-            if let Ok(mut l) = self.log.lock() {
-                l.push(format!("{text}{note}"));
-            }
-            if base == "rsync" {
-                if let (Some(src), CmdLine::Argv(v)) = (&self.rsync_from, cmd) {
-                    let dest = v.last().cloned().unwrap_or_default();
-                    let st = std::process::Command::new("cp")
-                        .arg("-a")
-                        .arg(format!("{}/.", src.display()))
-                        .arg(&dest)
-                        .status()?;
-                    anyhow::ensure!(st.success(), "cp failed");
+        let seen = self.tree_seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut seen = seen.into_iter();
+        self.exec
+            .commands()
+            .iter()
+            .map(|c| {
+                let mut text = c.display();
+                if c.program().rsplit('/').next() == Some("chroot") && seen.next() == Some(true) {
+                    text.push_str(" [tree present]");
                 }
-            }
-            return Ok(CmdOutput::default());
-        }
-        if ["true", "false"].contains(&base) {
-            return edeploy::exec::System::default().output(cmd, stdin);
-        }
-        anyhow::bail!("{text}: cannot start: not installed")
+                text.replace(&r, "ROOT")
+            })
+            .collect()
     }
 }
 
@@ -242,7 +215,7 @@ fn run(root: &Path, node: &Node) -> Run {
     let installer = Installer {
         root: root.to_path_buf(),
         cmdline: None,
-        exec: node,
+        exec: &node.exec,
         console: console.clone(),
         tuning: tuning(),
     };
@@ -823,8 +796,7 @@ fn rsync_extlinux_and_kexec() {
     write(src.path(), "boot/initrd.img-6.1.0-10-amd64", "initrd");
     write(src.path(), "bin/hello", "hello");
     write(src.path(), "usr/lib/syslinux/mbr/mbr.bin", "mbr");
-    let mut exec = Node::new(root);
-    exec.rsync_from = Some(src.path().to_path_buf());
+    let exec = Node::with_rsync(root, Some(src.path()));
     let r = run(root, &exec);
     assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
     let c = &r.commands;

@@ -4,6 +4,7 @@
 //! streams), tree copies, and the files written into the installed system.
 
 use edeploy::configure::Role;
+use edeploy::exec::{CmdLine, CmdOutput, Fake, Reply, When};
 use edeploy::init::cmdline::{parse_ip, IpConfig, IpMode, OnFailure, OnSuccess, Settings};
 use edeploy::init::server::{multipart, Envelope, Part};
 use edeploy::init::{install, log_name, tree, Console, Tuning};
@@ -643,36 +644,18 @@ fn log_names() {
 /// A modprobe that, like the kernel, makes the devices of a bus appear
 /// once the bus driver is loaded: loading the PCI alias of the virtio
 /// controller creates `virtio0` with a modalias of its own.
-struct BusModprobe {
-    root: std::path::PathBuf,
-    calls: std::sync::Mutex<Vec<Vec<String>>>,
-}
-
-impl edeploy::exec::Exec for BusModprobe {
-    fn output(
-        &self,
-        cmd: &edeploy::exec::CmdLine,
-        _stdin: Option<&[u8]>,
-    ) -> anyhow::Result<edeploy::exec::CmdOutput> {
-        let edeploy::exec::CmdLine::Argv(argv) = cmd else {
-            anyhow::bail!("unexpected shell command {}", cmd.display());
-        };
-        if argv.iter().any(|a| a.starts_with("pci:v00001AF4")) {
-            let dev = self
-                .root
-                .join("sys/devices/pci0000:00/0000:00:04.0/virtio0");
-            fs::create_dir_all(&dev)?;
-            fs::write(dev.join("modalias"), "virtio:d00000002v00001AF4\n")?;
-        }
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.push(argv.clone());
-        }
-        Ok(edeploy::exec::CmdOutput {
-            status: 0,
-            stdout: String::new(),
-            stderr: String::new(),
-        })
-    }
+fn bus_modprobe(root: &Path) -> Fake {
+    let dev = root.join("sys/devices/pci0000:00/0000:00:04.0/virtio0");
+    Fake::bare().on(
+        When::program("modprobe"),
+        Reply::with(move |cmd, _stdin| {
+            if cmd.display().contains("pci:v00001AF4") {
+                fs::create_dir_all(&dev)?;
+                fs::write(dev.join("modalias"), "virtio:d00000002v00001AF4\n")?;
+            }
+            Ok(CmdOutput::default())
+        }),
+    )
 }
 
 #[test]
@@ -685,12 +668,9 @@ fn drivers_load_in_rounds_until_no_new_device_appears() {
         "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\n",
     )
     .expect("modalias");
-    let exec = BusModprobe {
-        root: dir.path().to_path_buf(),
-        calls: Default::default(),
-    };
+    let exec = bus_modprobe(dir.path());
     let n = edeploy::init::bringup::load_drivers(dir.path(), &exec, &quiet());
-    let calls = exec.calls.lock().expect("calls").clone();
+    let calls = exec.commands();
     assert_eq!(n, 2, "both aliases given: {calls:?}");
     assert_eq!(
         calls.len(),
@@ -699,7 +679,7 @@ fn drivers_load_in_rounds_until_no_new_device_appears() {
     );
     assert_eq!(
         calls[1],
-        vec!["modprobe", "-abq", "virtio:d00000002v00001AF4"],
+        CmdLine::argv(["modprobe", "-abq", "virtio:d00000002v00001AF4"]),
         "the second round names only the new alias"
     );
 }

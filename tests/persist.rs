@@ -1,7 +1,8 @@
 //! The write-ahead log of `src/persist/`: commits, the roll-forward of a
 //! record a killed request left, the replay after a reboot (lost renames,
 //! lost data, an operator's edit kept), checkpoints when the log is full,
-//! a log grown for a large commit, and torn records ignored.
+//! a log grown for a large commit, torn records ignored, and the pause
+//! inside commits that the binaries built for the tests make.
 
 use edeploy::persist::{self, log, Transaction};
 use std::fs;
@@ -373,4 +374,55 @@ fn a_splice_never_lands_on_a_file_edited_since() {
     assert_eq!(read(d, "vm.cmdb"), edited);
     assert_eq!(log::recover_after_reboot(d).unwrap(), 0);
     assert_eq!(read(d, "vm.cmdb"), edited);
+}
+
+/// The binaries `cargo test` builds carry the test hooks (the crate's
+/// dev-dependency on itself turns on `test-hooks`): `upload.cgi` pauses
+/// `EDEPLOY_TEST_COMMIT_DELAY_MS` between the files of a commit, which
+/// tests/cgi.rs needs to kill it there.
+#[test]
+fn binaries_built_for_the_tests_pause_inside_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conf = d.join("edeploy.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[SERVER]\nCONFIGDIR = {0}/\nHWDIR = {0}/hw/\nLOGDIR = {0}/\nLOCKFILE = {0}/lock\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    fs::create_dir(d.join("hw")).unwrap();
+    fs::write(d.join("state"), "[('vm', 3)]\n").unwrap();
+    fs::write(
+        d.join("vm.specs"),
+        "[('system', 'product', 'vendor', 'kvm'),\n ('network', '$eth', 'serial', '$mac')]\n",
+    )
+    .unwrap();
+    fs::write(d.join("vm.configure"), "").unwrap();
+    fs::write(d.join("vm.cmdb"), "[{'ip': '10.0.0.1'}]\n").unwrap();
+    let hw = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hw/kvm-test-vm.hw");
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upload-cgi"))
+        .arg("-f")
+        .arg(&hw)
+        .env("EDEPLOY_CONF", &conf)
+        .env("EDEPLOY_TEST_COMMIT_DELAY_MS", "1000")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The state and the CMDB were written: one pause between them.
+    assert_eq!(read(d, "state"), "[('vm', 2)]\n");
+    assert!(
+        read(d, "vm.cmdb").contains("'used': 1"),
+        "{}",
+        read(d, "vm.cmdb")
+    );
+    assert!(took >= std::time::Duration::from_secs(1), "{took:?}");
 }

@@ -532,9 +532,8 @@ pub(super) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::CmdOutput;
+    use crate::exec::{Fake, Reply, When};
     use std::path::Path;
-    use std::sync::Mutex;
 
     fn fixture(name: &str) -> String {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -617,48 +616,42 @@ mod tests {
     /// Answers sysbench and fio with the captured outputs, records every
     /// command; `fail` makes the commands of that program fail like the
     /// real one did.
-    struct Tools {
-        log: Mutex<Vec<String>>,
-        fail: Option<&'static str>,
-    }
-
-    impl Exec for Tools {
-        fn output(&self, cmd: &CmdLine, _stdin: Option<&[u8]>) -> Result<CmdOutput> {
-            let text = cmd.display();
-            self.log.lock().unwrap().push(text.clone());
-            let ok = |name: &str| CmdOutput {
-                status: 0,
-                stdout: fixture(name),
-                stderr: String::new(),
-            };
-            match (cmd.program(), self.fail) {
-                ("fio", Some("fio")) => Ok(CmdOutput {
-                    status: 1,
-                    stdout: fixture("fio-eperm.json"),
-                    stderr: fixture("fio-eperm.stderr"),
-                }),
-                ("sysbench", Some("sysbench")) => Ok(CmdOutput {
-                    status: 1,
-                    stdout: String::new(),
-                    stderr: fixture("sysbench-invalid-option.stderr"),
-                }),
-                ("sysbench", _) if text.contains(" cpu ") => {
-                    Ok(ok(if text.contains("--threads=1 ") {
-                        "sysbench-cpu-1-thread.txt"
-                    } else {
-                        "sysbench-cpu-2-threads.txt"
-                    }))
-                }
-                ("sysbench", _) => Ok(ok(if text.contains("--threads=1 ") {
-                    "sysbench-memory-1M-1-thread.txt"
-                } else {
-                    "sysbench-memory-1M-2-threads.txt"
-                })),
-                ("fio", _) if text.contains("--rw=randread") => Ok(ok("fio-randread-4k.json")),
-                ("fio", _) => Ok(ok("fio-read-1M.json")),
-                _ => bail!("{text}: cannot start: not installed"),
-            }
-        }
+    fn tools(fail: Option<&str>) -> Fake {
+        let fake = match fail {
+            Some("fio") => Fake::bare().on(
+                When::program("fio"),
+                Reply::exit(1, fixture("fio-eperm.json"), fixture("fio-eperm.stderr")),
+            ),
+            Some("sysbench") => Fake::bare().on(
+                When::program("sysbench"),
+                Reply::exit(1, "", fixture("sysbench-invalid-option.stderr")),
+            ),
+            _ => Fake::bare(),
+        };
+        let sysbench = |what: &str, threads: &str, name: &str| {
+            (
+                When::program("sysbench")
+                    .containing(what)
+                    .containing(threads),
+                Reply::stdout(fixture(name)),
+            )
+        };
+        [
+            sysbench(" cpu ", "--threads=1 ", "sysbench-cpu-1-thread.txt"),
+            sysbench(" cpu ", "", "sysbench-cpu-2-threads.txt"),
+            sysbench("", "--threads=1 ", "sysbench-memory-1M-1-thread.txt"),
+            sysbench("", "", "sysbench-memory-1M-2-threads.txt"),
+            (
+                When::program("fio").containing("--rw=randread"),
+                Reply::stdout(fixture("fio-randread-4k.json")),
+            ),
+            (
+                When::program("fio"),
+                Reply::stdout(fixture("fio-read-1M.json")),
+            ),
+        ]
+        .into_iter()
+        .fold(fake, |fake, (when, reply)| fake.on(when, reply))
     }
 
     #[test]
@@ -666,10 +659,7 @@ mod tests {
         let hw = hw_list();
         assert_eq!(logical_cpus(&hw), 2);
         assert_eq!(disks(&hw), ["vda", "vdb"]);
-        let tools = Tools {
-            log: Mutex::new(Vec::new()),
-            fail: None,
-        };
+        let tools = tools(None);
         let console = Console::new(Box::new(std::io::sink()));
         let plan = plan(Path::new("/"), &hw, 3);
         let (lines, figures) = run_benchmarks(&plan, &tools, &console).expect("benchmarks");
@@ -681,7 +671,7 @@ mod tests {
             )
         };
         assert_eq!(
-            *tools.log.lock().unwrap(),
+            tools.lines(),
             [
                 "sysbench cpu --cpu-max-prime=15000 --threads=1 --time=3 run".to_string(),
                 "sysbench cpu --cpu-max-prime=15000 --threads=2 --time=3 run".into(),
@@ -730,10 +720,7 @@ mod tests {
                 "error=Operation not permitted",
             ),
         ] {
-            let tools = Tools {
-                log: Mutex::new(Vec::new()),
-                fail: Some(tool),
-            };
+            let tools = tools(Some(tool));
             let e = format!(
                 "{:#}",
                 run_benchmarks(&plan, &tools, &console).expect_err("must fail")
@@ -741,7 +728,7 @@ mod tests {
             assert!(e.starts_with(first), "{tool}: {e}");
             assert!(e.contains(said), "{tool}: {e}");
             // Nothing runs after the failure.
-            let log = tools.log.lock().unwrap();
+            let log = tools.lines();
             assert_eq!(log.last().map(|c| c.starts_with(tool)), Some(true), "{log:?}");
             assert!(log.len() == 1 || tool == "fio", "{log:?}");
         }

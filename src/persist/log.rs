@@ -324,7 +324,7 @@ fn decode(payload: &[u8], splices: bool) -> Option<Vec<Stored>> {
 }
 
 /// The open log of one directory.
-pub(super) struct Log {
+pub(super) struct Wal {
     file: File,
     path: PathBuf,
     dir: PathBuf,
@@ -337,23 +337,23 @@ pub(super) struct Log {
     lap: Vec<Vec<u8>>,
 }
 
-impl Log {
+impl Wal {
     fn log_path(dir: &Path) -> PathBuf {
         dir.join(LOG)
     }
 
     /// Opens the log of `dir`, if there is one.
-    pub(super) fn open(dir: &Path) -> Result<Option<Log>> {
-        Log::open_with(dir, true)
+    pub(super) fn open(dir: &Path) -> Result<Option<Wal>> {
+        Wal::open_with(dir, true)
     }
 
     /// [`open`](Self::open) without the right to write, for readers.
-    pub(super) fn open_readonly(dir: &Path) -> Result<Option<Log>> {
-        Log::open_with(dir, false)
+    pub(super) fn open_readonly(dir: &Path) -> Result<Option<Wal>> {
+        Wal::open_with(dir, false)
     }
 
-    fn open_with(dir: &Path, write: bool) -> Result<Option<Log>> {
-        let path = Log::log_path(dir);
+    fn open_with(dir: &Path, write: bool) -> Result<Option<Wal>> {
+        let path = Wal::log_path(dir);
         let file = match OpenOptions::new().read(true).write(write).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -398,7 +398,7 @@ impl Log {
             }
             _ => (None, Vec::new()),
         };
-        Ok(Some(Log {
+        Ok(Some(Wal {
             file,
             path,
             dir: dir.to_path_buf(),
@@ -412,8 +412,8 @@ impl Log {
 
     /// Creates the log of `dir` (or a larger one in its place), whole and
     /// durable, starting at `start_seq`.
-    fn create(dir: &Path, capacity: u64, start_seq: u64) -> Result<Log> {
-        let path = Log::log_path(dir);
+    fn create(dir: &Path, capacity: u64, start_seq: u64) -> Result<Wal> {
+        let path = Wal::log_path(dir);
         let tmp = tmp_name(&path)?;
         let mut f =
             File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
@@ -442,7 +442,7 @@ impl Log {
             .write(true)
             .open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
-        Ok(Log {
+        Ok(Wal {
             file,
             path,
             dir: dir.to_path_buf(),
@@ -455,13 +455,13 @@ impl Log {
     }
 
     /// Opens the log of `dir`, creating it when there is none, recovered.
-    pub(super) fn open_recovered(dir: &Path, room: u64) -> Result<Log> {
-        match Log::open(dir)? {
+    pub(super) fn open_recovered(dir: &Path, room: u64) -> Result<Wal> {
+        match Wal::open(dir)? {
             Some(mut log) => {
                 log.recover()?;
                 Ok(log)
             }
-            None => Log::create(dir, capacity_for(room), 1),
+            None => Wal::create(dir, capacity_for(room), 1),
         }
     }
 
@@ -553,7 +553,7 @@ impl Log {
         // is made larger: checkpoints stay rare when the files grow.
         let wanted = room.map(capacity_for).unwrap_or(0);
         if wanted > self.capacity {
-            *self = Log::create(&self.dir, capacity_for(room.unwrap_or(0)), tail.next_seq)?;
+            *self = Wal::create(&self.dir, capacity_for(room.unwrap_or(0)), tail.next_seq)?;
             return Ok(());
         }
         self.file
@@ -831,18 +831,17 @@ fn kept(path: &Path) {
 /// The new content is written into the spare file `.NAME.edeploy-tmp`,
 /// which is swapped with the file (`renameat2` with `RENAME_EXCHANGE`);
 /// the old file, now under the spare's name, is the spare of the next
-/// write. So a decision creates and removes no inode (a 150 KB CMDB and
-/// the state replaced: 0.043 ms with a new file each and the old one
-/// removed, 0.018 ms with the spares, `scripts/bench-replace`; ext4
-/// without a journal also checks recently removed inodes when it creates
-/// one). The spare is overwritten in place and cut to the new length,
-/// never truncated to zero first: on ext4 that (like a rename over an
-/// existing file) starts writing the data out at once (`auto_da_alloc`,
-/// about 0.2 ms for a 46 KB CMDB against 0.03 ms for the swap). A spare left half-written by a crash is only a spare. The
-/// log is what guards against a crash here (see the module's
-/// documentation: an empty or zero-filled file is rewritten by the
-/// replay). Where the swap is not supported, or there is no old file yet,
-/// it is a plain rename (and the next write makes a new spare).
+/// write. So a decision creates and removes no inode
+/// (`scripts/bench-replace` times both ways; ext4 without a journal also
+/// checks recently removed inodes when it creates one). The spare is
+/// overwritten in place and cut to the new length, never truncated to
+/// zero first: on ext4 that (like a rename over an existing file) starts
+/// writing the data out at once (`auto_da_alloc`). A spare left
+/// half-written by a crash is only a spare. The log is what guards
+/// against a crash here (see the module's documentation: an empty or
+/// zero-filled file is rewritten by the replay). Where the swap is not
+/// supported, or there is no old file yet, it is a plain rename (and the
+/// next write makes a new spare).
 fn replace(path: &Path, data: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = tmp_name(path)?;
@@ -899,7 +898,7 @@ fn exchange(a: &Path, b: &Path) -> bool {
 /// of the lap is replayed, guarded by content, then checkpointed. For
 /// tests and for an operator who restored files from a backup.
 pub fn recover_after_reboot(dir: &Path) -> Result<usize> {
-    match Log::open(dir)? {
+    match Wal::open(dir)? {
         Some(mut log) => {
             log.tail = None;
             log.recover()
@@ -909,15 +908,16 @@ pub fn recover_after_reboot(dir: &Path) -> Result<usize> {
 }
 
 /// Writes a commit's record and makes it durable, without applying it:
-/// what a request killed right after its commit point leaves. For tests.
-#[doc(hidden)]
+/// what a request killed right after its commit point leaves. For tests
+/// (feature `test-hooks`).
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn commit_record_only(dir: &Path, writes: Vec<(PathBuf, Vec<u8>)>) -> Result<()> {
     let writes = writes
         .into_iter()
         .map(|(p, d)| Write1::new(p, d))
         .collect::<Result<Vec<_>>>()?;
     let room = writes.iter().map(Write1::size).sum::<u64>();
-    let log = Log::open_recovered(dir, room)?;
+    let log = Wal::open_recovered(dir, room)?;
     let tail = log.tail.context("no tail")?;
     let record = encode(tail.next_seq, &writes, &log.lap)?;
     if tail.next_off + record.len() as u64 > log.capacity {

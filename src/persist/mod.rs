@@ -27,12 +27,9 @@ use std::path::{Path, PathBuf};
 
 pub mod log;
 
-use log::Log;
+use log::Wal;
 pub use log::LOG;
 
-/// The journal of the format before the log ([`log`]), still finished
-/// when found.
-pub const JOURNAL: &str = ".edeploy-journal";
 /// Temporary and spare files are named `.NAME.edeploy-tmp`.
 const TMP_SUFFIX: &str = ".edeploy-tmp";
 
@@ -117,7 +114,9 @@ enum Planned {
     Ready(log::Write1),
 }
 
-/// A pause between the renames, for tests that kill the process there.
+/// A pause of `EDEPLOY_TEST_COMMIT_DELAY_MS` between the renames, for
+/// tests that kill the process there (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
 fn test_delay() {
     if let Some(ms) = std::env::var("EDEPLOY_TEST_COMMIT_DELAY_MS")
         .ok()
@@ -126,6 +125,10 @@ fn test_delay() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
+
+/// Without the feature `test-hooks`, no pause.
+#[cfg(not(feature = "test-hooks"))]
+fn test_delay() {}
 
 impl Transaction {
     pub fn new() -> Transaction {
@@ -163,14 +166,13 @@ impl Transaction {
             })
             .collect::<Result<Vec<_>>>()?;
         let room = writes.iter().map(|w| w.size()).sum::<u64>();
-        let mut log = Log::open_recovered(dir, room)?;
+        let mut log = Wal::open_recovered(dir, room)?;
         log.commit(&writes)
     }
 }
 
 /// Finishes what a crashed request left in `dir`: the log's unfinished
-/// records (see [`log`]) and a journal of the older format. Returns the
-/// number of files it completed.
+/// records (see [`log`]). Returns the number of files it completed.
 ///
 /// Spare files (`.NAME.edeploy-tmp`) stay: each holds the previous
 /// version of its file and takes the next one ([`log`]'s `replace`), and
@@ -178,52 +180,17 @@ impl Transaction {
 /// listing the directory also keeps each request's cost independent of
 /// how many files it holds (HWDIR is CONFIGDIR by default).
 pub fn recover(dir: &Path) -> Result<usize> {
-    let mut done = match Log::open(dir)? {
-        Some(mut log) => log.recover()?,
-        None => 0,
-    };
-    done += recover_journal(dir)?;
-    Ok(done)
+    match Wal::open(dir)? {
+        Some(mut log) => log.recover(),
+        None => Ok(0),
+    }
 }
 
 /// Whether a committed update of `dir` is not applied yet, so that its
 /// files may disagree until the next request finishes it. Read-only.
 pub fn pending(dir: &Path) -> Result<bool> {
-    if dir.join(JOURNAL).exists() {
-        return Ok(true);
-    }
-    match Log::open_readonly(dir)? {
+    match Wal::open_readonly(dir)? {
         Some(log) => log.pending(),
         None => Ok(false),
     }
-}
-
-/// The roll-forward of a journal of the format before the log: a list of
-/// renames, written whole before the first of them.
-fn recover_journal(dir: &Path) -> Result<usize> {
-    let journal = dir.join(JOURNAL);
-    let mut done = 0;
-    match fs::read(&journal) {
-        Ok(body) => {
-            // The journal is renamed into place whole, so it always parses;
-            // if it does not, the disk lied and an operator must look.
-            let renames: Vec<(String, String)> = serde_json::from_slice(&body)
-                .with_context(|| format!("{}: unreadable journal", journal.display()))?;
-            for (tmp, path) in renames {
-                if Path::new(&tmp).exists() {
-                    fs::rename(&tmp, &path)
-                        .with_context(|| format!("{path}: cannot finish an interrupted update"))?;
-                    done += 1;
-                }
-            }
-            sync_dir(dir)?;
-            fs::remove_file(&journal)
-                .with_context(|| format!("{}: cannot remove the journal", journal.display()))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("{}: cannot read", journal.display()));
-        }
-    }
-    Ok(done)
 }

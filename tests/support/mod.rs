@@ -11,9 +11,13 @@
 //!
 //! Run as root (as CI does), the servers run their CGIs as `www-data`,
 //! like a Debian install, so the site's files are handed to that user.
+//!
+//! [`node_exec`] is the start of the command runner of a fake node that
+//! the installer runs on.
 
 #![allow(dead_code)]
 
+use edeploy::exec::{Fake, Reply, When};
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -543,4 +547,44 @@ fn lighttpd_conf(root: &Path, port: u16, opts: &Options) -> String {
          {site}",
         site = shipped("lighttpd", root, opts),
     )
+}
+
+/// Programs of the installer that would touch the machine: a fake node
+/// records their commands and answers them with success.
+pub const NODE_RECORDED: &[&str] = &[
+    "mount",
+    "umount",
+    "modprobe",
+    "udhcpc",
+    "ip",
+    "parted",
+    "mkfs.ext4",
+    "mkdir",
+    "chroot",
+    "reboot",
+    "poweroff",
+    "kexec",
+    "extlinux",
+    "dd",
+    "sync",
+    "setsid",
+    "rsync",
+    "dropbear",
+];
+
+/// A fake node's command runner: records [`NODE_RECORDED`], answers
+/// `ip -o -4 addr show` with `ip_addr` and `dmesg` with a canned line
+/// (neither recorded), and reports every other program as not installed.
+/// Rules added to it come before the recorded programs.
+pub fn node_exec(ip_addr: &str) -> Fake {
+    Fake::new(NODE_RECORDED.iter().copied())
+        .on(
+            When::line("ip -o -4 addr show"),
+            Reply::stdout(ip_addr).unrecorded(),
+        )
+        .on(
+            When::line("dmesg"),
+            Reply::stdout("[    0.000000] Linux version 6.1.0 (canned dmesg)\n").unrecorded(),
+        )
+        .otherwise(Reply::not_installed())
 }
