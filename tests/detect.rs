@@ -7,7 +7,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use edeploy::detect::{self, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, DetectOptions};
+use edeploy::detect::{
+    self, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, DetectOptions,
+};
 use edeploy::exec::{Fake, Reply, When};
 use edeploy::hw::{self, Line};
 use edeploy::matcher::Specs;
@@ -378,7 +380,10 @@ fn ipmi_fake_channel_only_without_a_bmc() {
     assert!(fake.lines().is_empty());
     // eDeploy's kernel argument asks for it too.
     t.file("proc/cmdline", "SERV=10.0.0.1 fakeipmi\n");
-    assert_eq!(ipmi::detect(t.root(), &fake, &DetectOptions::default()).len(), 1);
+    assert_eq!(
+        ipmi::detect(t.root(), &fake, &DetectOptions::default()).len(),
+        1
+    );
     // A device but no ipmitool: the fake channel is still given when asked.
     t.file("dev/ipmi/0", "");
     assert_eq!(
