@@ -22,6 +22,7 @@ pub mod status;
 pub mod upload;
 
 // Shared vocabularies.
+pub mod archive;
 pub mod cgi;
 pub mod clock;
 pub mod cmdb;

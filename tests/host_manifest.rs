@@ -7,7 +7,8 @@
 mod support;
 
 use edeploy::exec::Recorder;
-use edeploy::host::{self, manifest::Kind, manifest::Manifest};
+use edeploy::archive::manifest::{Kind, Manifest};
+use edeploy::host;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use support::*;

@@ -5,6 +5,7 @@
 //! keep every line we do not change, in order, so rewriting `VERS` after
 //! an upgrade leaves the rest of an operator's file as it was.
 
+use crate::archive::layout::INSTALL;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -180,7 +181,7 @@ impl Conf {
         let path = self
             .get("RPATH")
             .filter(|v| !v.is_empty())
-            .unwrap_or("install");
+            .unwrap_or(INSTALL);
         Ok((host.to_string(), port, path.trim_matches('/').to_string()))
     }
 
@@ -195,7 +196,7 @@ impl Conf {
         let path = self
             .get("HPATH")
             .filter(|v| !v.is_empty())
-            .unwrap_or("install");
+            .unwrap_or(INSTALL);
         Ok((host.to_string(), port, path.trim_matches('/').to_string()))
     }
 }
