@@ -6,8 +6,8 @@
 #[path = "fixtures/host/support.rs"]
 mod support;
 
-use edeploy::exec::Recorder;
 use edeploy::archive::manifest::{Kind, Manifest};
+use edeploy::exec::Recorder;
 use edeploy::host;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

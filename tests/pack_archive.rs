@@ -8,10 +8,10 @@
 //! attributes. GNU tar's own POSIX-format archive of the tree unpacks the
 //! same way. Needs root (mknod, chown, capabilities), as CI runs it.
 
-use edeploy::host::exclude::Rules;
 use edeploy::archive::layout;
 use edeploy::archive::manifest::{Kind, Manifest};
 use edeploy::archive::place::STAGING;
+use edeploy::host::exclude::Rules;
 use edeploy::host::pack::{self, PackOptions};
 use edeploy::init::{fetch, Console, Tuning};
 use std::collections::BTreeMap;
@@ -594,7 +594,10 @@ fn the_manifest_describes_what_is_unpacked() {
             assert_eq!(g, w, "{what}");
         }
         // The manifest copied into the tree came along.
-        assert!(dir.join(layout::MANIFESTS).join("base-V1.manifest").is_file());
+        assert!(dir
+            .join(layout::MANIFESTS)
+            .join("base-V1.manifest")
+            .is_file());
     }
     // Packing the tree again changes nothing.
     let again = tempfile::tempdir().expect("tmp");

@@ -17,11 +17,7 @@ pub type Chunk = io::Result<(Vec<u8>, usize)>;
 
 /// The channels between the two threads: the inflating side's ends and
 /// the unpacking side's reader.
-pub fn channel() -> (
-    mpsc::SyncSender<Chunk>,
-    mpsc::Receiver<Vec<u8>>,
-    Chunks,
-) {
+pub fn channel() -> (mpsc::SyncSender<Chunk>, mpsc::Receiver<Vec<u8>>, Chunks) {
     let (tx, rx) = mpsc::sync_channel(CHUNKS);
     let (back_tx, back_rx) = mpsc::sync_channel(CHUNKS + 2);
     let chunks = Chunks {

@@ -167,40 +167,48 @@ mod tests {
 
     #[test]
     fn urls_follow_the_layout() {
-        assert_eq!(
-            archive_url("h", 80, "install", "base", "V1"),
-            "http://h:80/install/V1/base-V1.edeploy"
-        );
-        assert_eq!(
-            archive_url("h", 80, "", "base", "V1"),
-            "http://h:80/V1/base-V1.edeploy"
-        );
-        assert_eq!(
-            delta_url("h", 80, "install", "base", "V1", "V2"),
-            "http://h:80/install/V2/base-V1-V2.delta"
-        );
-        assert_eq!(
-            tree_url("h", 873, "install", "base", "V1"),
-            "rsync://h:873/install/V1/base/"
-        );
-        assert_eq!(
-            tree_url("h", 873, "", "base", "V1"),
-            "rsync://h:873/V1/base/"
-        );
-        assert_eq!(
-            manifest_url("h", 873, "install", "base", "V1"),
-            "rsync://h:873/install/V1/base-V1.manifest"
-        );
-        assert_eq!(
-            metadata_url("h", 873, "V1", "base", Some("V2")),
-            "rsync://h:873/metadata/V1/base/V2/"
-        );
+        let cases = [
+            (
+                archive_url("h", 80, "install", "base", "V1"),
+                "http://h:80/install/V1/base-V1.edeploy",
+            ),
+            (
+                archive_url("h", 80, "", "base", "V1"),
+                "http://h:80/V1/base-V1.edeploy",
+            ),
+            (
+                delta_url("h", 80, "install", "base", "V1", "V2"),
+                "http://h:80/install/V2/base-V1-V2.delta",
+            ),
+            (
+                tree_url("h", 873, "install", "base", "V1"),
+                "rsync://h:873/install/V1/base/",
+            ),
+            (
+                tree_url("h", 873, "", "base", "V1"),
+                "rsync://h:873/V1/base/",
+            ),
+            (
+                manifest_url("h", 873, "install", "base", "V1"),
+                "rsync://h:873/install/V1/base-V1.manifest",
+            ),
+            (
+                metadata_url("h", 873, "V1", "base", Some("V2")),
+                "rsync://h:873/metadata/V1/base/V2/",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
         let d = Path::new("/srv/install");
         assert_eq!(
             repo_archive(d, "base", "V1"),
             Path::new("/srv/install/V1/base-V1.edeploy")
         );
-        assert_eq!(repo_tree(d, "base", "V1"), Path::new("/srv/install/V1/base"));
+        assert_eq!(
+            repo_tree(d, "base", "V1"),
+            Path::new("/srv/install/V1/base")
+        );
         assert_eq!(
             manifest_path(Path::new("/"), "base", "V1"),
             Path::new("/var/lib/edeploy/manifests/base-V1.manifest")

@@ -276,7 +276,9 @@ fn make_dir(path: &Path) -> Result<()> {
 fn make_way(path: &Path) -> Result<()> {
     match path.symlink_metadata() {
         Ok(m) if m.is_dir() => bail!("{} is a directory", path.display()),
-        Ok(_) => fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display())),
+        Ok(_) => {
+            fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))
+        }
         Err(_) => Ok(()),
     }
 }

@@ -353,8 +353,7 @@ impl Fast {
                 Ok(Some(t)) if t.iter().next().is_some() => t.into_owned(),
                 _ => return Ok(None),
             };
-            place::put(&dst, Content::Symlink(&target), &How::staged(attrs))
-                .with_context(shown)?;
+            place::put(&dst, Content::Symlink(&target), &How::staged(attrs)).with_context(shown)?;
         } else {
             // The caller sets a directory's mtime once its entries are in.
             attrs.mtime = None;
@@ -633,8 +632,7 @@ mod tests {
             ("out", T::Symlink, 0o777, 9, target.as_bytes()),
             ("out/f", T::Regular, 0o644, 9, b"x"),
         ]);
-        let err = unpack_verified(&bytes[..], None, &dest, "t", |_| {})
-            .expect_err("escape");
+        let err = unpack_verified(&bytes[..], None, &dest, "t", |_| {}).expect_err("escape");
         assert!(format!("{err:#}").contains("outside"), "{err:#}");
         assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
         assert_eq!(fs::read_dir(&dest).expect("ls").count(), 0);

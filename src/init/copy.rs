@@ -93,7 +93,8 @@ fn copy_dir(
             }
         }
         if ft.is_symlink() {
-            let target = fs::read_link(&s).with_context(|| format!("cannot read {}", s.display()))?;
+            let target =
+                fs::read_link(&s).with_context(|| format!("cannot read {}", s.display()))?;
             place::put(&d, Content::Symlink(&target), &kept(&meta))?;
         } else if ft.is_file() {
             let key = (meta.dev(), meta.ino());

@@ -68,7 +68,6 @@ impl<R: Read> Progress<'_, R> {
     }
 }
 
-
 impl<R: Read> Read for Progress<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
@@ -125,7 +124,6 @@ pub fn fetch_http(url: &str, dest: &Path, console: &Console, tuning: &Tuning) ->
     let reader = resp.into_body().into_reader();
     unpack_verified(reader, total, dest, &name, console, tuning)
 }
-
 
 /// `rsync -aHAX --numeric-ids URL DEST/` through the seam.
 pub fn fetch_rsync(url: &str, dest: &Path, exec: &dyn Exec) -> Result<()> {
