@@ -6,12 +6,12 @@
 //! is in `edeploy::init`; see `docs/installer.md`.
 //!
 //! `edeploy-init --fetch URL --into DIR`: only the installer's HTTP tree
-//! step (`edeploy::init::tree::fetch_http`, default tuning, progress on
+//! step (`edeploy::init::fetch::fetch_http`, default tuning, progress on
 //! stderr) into DIR, then exit; for measuring that step on its own.
 
 use clap::Parser;
 use edeploy::exec::System;
-use edeploy::init::{tree, Console, Installer, Tuning};
+use edeploy::init::{fetch, Console, Installer, Tuning};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -55,7 +55,7 @@ struct Cli {
 fn fetch_only(url: &str, into: &Path) -> ExitCode {
     let console = Console::new(Box::new(std::io::stderr()));
     console.say(&format!("fetching {url}"));
-    match tree::fetch_http(url, into, &console, &Tuning::default()) {
+    match fetch::fetch_http(url, into, &console, &Tuning::default()) {
         Ok(n) => {
             console.say(&format!("{n} bytes unpacked into {}", into.display()));
             ExitCode::SUCCESS

@@ -164,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             metadata,
             no_archive,
         } => {
-            let opts = host::pack::Options {
+            let opts = host::pack::PackOptions {
                 archive: !no_archive,
                 from,
                 metadata,

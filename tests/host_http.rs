@@ -6,8 +6,11 @@
 #[path = "fixtures/host/support.rs"]
 mod support;
 
+use edeploy::archive::layout;
+use edeploy::configure::Role;
 use edeploy::exec::{CmdLine, Recorder};
 use edeploy::host;
+use edeploy::init::{cmdline::Settings, install};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -292,7 +295,9 @@ fn a_damaged_delta_is_refused_with_nothing_changed() {
         err.contains("refusing the delta") || err.contains("the transfer"),
         "{err}"
     );
-    assert!(!r.join("var/lib/edeploy/download/base-V1-V2.part").exists());
+    assert!(!r
+        .join("var/lib/edeploy/download/.base-V1-V2.delta.edeploy-new")
+        .exists());
 
     assert_eq!(snapshot(r), before);
     assert_eq!(read(r, "var/lib/edeploy/conf"), conf);
@@ -332,4 +337,47 @@ fn missing_delta_and_unreachable_server_are_named() {
         "{err}"
     );
     assert_eq!(snapshot(r), before);
+}
+
+/// The installer keeps an IPv6 server in brackets, as the kernel command
+/// line must give it (`HSERV=[fd00::1]`), and writes it so into
+/// `/var/lib/edeploy/conf`; `edeploy` reads that file and builds its URLs
+/// with the brackets once, never `[[fd00::1]]`.
+#[test]
+fn an_ipv6_server_from_the_installer_conf_is_bracketed_once() {
+    let s = Settings::parse("SERV=[fd00::1] HSERV=[fd00::1]").expect("cmdline");
+    let role = Role {
+        role: "base".into(),
+        version: "V1".into(),
+        disk: "/dev/vda".into(),
+    };
+    let root = tempfile::tempdir().unwrap();
+    install::write_conf(root.path(), &s, &role).unwrap();
+    let conf = host::conf::Conf::load(root.path()).unwrap();
+    assert_eq!(conf.get("HSERV"), Some("[fd00::1]"));
+
+    // The HTTP transport's delta URL.
+    let (h, port, hpath) = conf.http_server().unwrap();
+    let want = "http://[fd00::1]:80/install/V2/base-V1-V2.delta";
+    assert_eq!(
+        host::http::url(&h, port, &format!("{hpath}/V2/base-V1-V2.delta")),
+        want
+    );
+    assert_eq!(
+        layout::delta_url(&h, port, &hpath, "base", "V1", "V2"),
+        want
+    );
+
+    // `edeploy list` asks the rsync daemon (RSERV falls back to SERV).
+    let server = host::rsync::Server::from_conf(&conf).unwrap();
+    assert_eq!(server.base(), "rsync://[fd00::1]:873/");
+    let rec = Recorder::new(["rsync"]);
+    assert!(host::rsync::list(&rec, root.path()).unwrap().is_empty());
+    let ran: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert!(
+        ran[0].ends_with(" rsync://[fd00::1]:873/metadata/V1/base/"),
+        "{}",
+        ran[0]
+    );
 }

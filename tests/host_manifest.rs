@@ -6,8 +6,9 @@
 #[path = "fixtures/host/support.rs"]
 mod support;
 
+use edeploy::archive::manifest::{Kind, Manifest};
 use edeploy::exec::Recorder;
-use edeploy::host::{self, manifest::Kind, manifest::Manifest};
+use edeploy::host;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use support::*;

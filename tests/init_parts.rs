@@ -7,7 +7,7 @@ use edeploy::configure::Role;
 use edeploy::exec::{CmdLine, CmdOutput, Fake, Reply, When};
 use edeploy::init::cmdline::{parse_ip, IpConfig, IpMode, OnFailure, OnSuccess, Settings};
 use edeploy::init::server::{multipart, Envelope, Part};
-use edeploy::init::{install, log_name, tree, Console, Tuning};
+use edeploy::init::{copy, fetch, install, log_name, Console, Tuning};
 use edeploy::literal::Value;
 use indexmap::IndexMap;
 use std::fs;
@@ -362,7 +362,7 @@ fn unpacking_is_all_or_nothing() {
     let run = |bytes: &[u8], total: Option<u64>| {
         let d = tempfile::tempdir().expect("tmp");
         fs::write(d.path().join("lost+found"), "kept").expect("seed");
-        let r = tree::unpack_verified(Cut(bytes), total, d.path(), "t.edeploy", &quiet(), &t);
+        let r = fetch::unpack_verified(Cut(bytes), total, d.path(), "t.edeploy", &quiet(), &t);
         (r.map_err(|e| format!("{e:#}")), entries(d.path()), d)
     };
 
@@ -447,7 +447,7 @@ fn unpacking_replaces_what_is_there_and_merges_directories() {
         ("etc/link", b"file"),
         ("etc/dir/x", b"x"),
     ]);
-    tree::unpack_verified(&tb[..], None, r, "t", &quiet(), &Tuning::default()).expect("unpack");
+    fetch::unpack_verified(&tb[..], None, r, "t", &quiet(), &Tuning::default()).expect("unpack");
     assert_eq!(fs::read_to_string(r.join("etc/a")).expect("a"), "new");
     assert_eq!(
         fs::read_to_string(r.join("etc/keep")).expect("keep"),
@@ -492,7 +492,7 @@ fn overlay_copies_keep_modes_owners_links_and_never_write_through_symlinks() {
     fs::write(&target, "untouched").expect("victim");
     std::os::unix::fs::symlink(&target, d.join("resolv.conf")).expect("symlink");
 
-    let skipped = tree::copy_tree(s, d).expect("copy");
+    let skipped = copy::copy_tree(s, d).expect("copy");
     assert!(skipped.is_empty());
     assert_eq!(fs::read_to_string(&target).expect("victim"), "untouched");
     assert_eq!(
@@ -515,7 +515,7 @@ fn overlay_copies_keep_modes_owners_links_and_never_write_through_symlinks() {
     // A directory of the overlay that is a symlink in the tree is refused.
     let d2 = tempfile::tempdir().expect("dst2");
     std::os::unix::fs::symlink(outside.path(), d2.path().join("root")).expect("symlink");
-    let err = format!("{:#}", tree::copy_tree(s, d2.path()).expect_err("refused"));
+    let err = format!("{:#}", copy::copy_tree(s, d2.path()).expect_err("refused"));
     assert!(err.contains("is a symlink in the tree"), "{err}");
     assert!(!outside.path().join(".ssh").exists());
 }

@@ -8,10 +8,12 @@
 //! attributes. GNU tar's own POSIX-format archive of the tree unpacks the
 //! same way. Needs root (mknod, chown, capabilities), as CI runs it.
 
+use edeploy::archive::layout;
+use edeploy::archive::manifest::{Kind, Manifest};
+use edeploy::archive::place::STAGING;
 use edeploy::host::exclude::Rules;
-use edeploy::host::manifest::{Kind, Manifest};
-use edeploy::host::pack::{self, Options};
-use edeploy::init::{tree, Console, Tuning};
+use edeploy::host::pack::{self, PackOptions};
+use edeploy::init::{fetch, Console, Tuning};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
@@ -283,9 +285,9 @@ fn snapshot(root: &Path) -> BTreeMap<String, Node> {
 
 /// Packs the tree (manifest and archive); returns the archive's path.
 fn pack_tree(tree: &Path, install: &Path) -> PathBuf {
-    let opts = Options {
+    let opts = PackOptions {
         archive: true,
-        ..Options::default()
+        ..PackOptions::default()
     };
     pack::pack(&mut Vec::new(), tree, "base", "V1", install, &opts).expect("pack");
     install.join("V1/base-V1.edeploy")
@@ -485,7 +487,7 @@ fn the_installer_unpacks_the_tree_as_it_was() {
     let bytes = fs::read(&p.archive).expect("archive");
     let screen: Vec<u8> = Vec::new();
     let console = Console::new(Box::new(screen));
-    let n = tree::unpack_verified(
+    let n = fetch::unpack_verified(
         &bytes[..],
         Some(bytes.len() as u64),
         d,
@@ -495,7 +497,7 @@ fn the_installer_unpacks_the_tree_as_it_was() {
     )
     .expect("unpack");
     assert_eq!(n, bytes.len() as u64);
-    assert!(!d.join(tree::STAGING).exists());
+    assert!(!d.join(STAGING).exists());
     assert_eq!(
         fs::read_to_string(d.join("dev/keep")).expect("keep"),
         "kept"
@@ -539,7 +541,7 @@ fn the_installer_unpacks_gnu_tars_own_archive() {
     assert_eq!(stderr.trim(), "tar: ./run/sock: socket ignored");
     let dest = tempfile::tempdir().expect("tmp");
     let bytes = fs::read(&gnu).expect("archive");
-    tree::unpack_verified(
+    fetch::unpack_verified(
         &bytes[..],
         Some(bytes.len() as u64),
         dest.path(),
@@ -569,14 +571,14 @@ fn the_manifest_describes_what_is_unpacked() {
     assert_eq!(m.get(&long_file()).map(|e| e.size), Some(5));
 
     // Both extractions scan to the packed manifest (the socket aside).
-    let skip = Rules::excluding(&[format!("/{}", pack::IN_TREE)]);
+    let skip = Rules::excluding(&[format!("/{}", layout::MANIFESTS)]);
     let mut want = m.entries.clone();
     want.retain(|e| e.kind != Kind::Socket);
     let gnu = tempfile::tempdir().expect("tmp");
     gnu_tar(&["-xpzf"], &p.archive, Some(gnu.path()));
     let ours = tempfile::tempdir().expect("tmp");
     let bytes = fs::read(&p.archive).expect("archive");
-    tree::unpack_verified(
+    fetch::unpack_verified(
         &bytes[..],
         None,
         ours.path(),
@@ -592,7 +594,10 @@ fn the_manifest_describes_what_is_unpacked() {
             assert_eq!(g, w, "{what}");
         }
         // The manifest copied into the tree came along.
-        assert!(dir.join(pack::IN_TREE).join("base-V1.manifest").is_file());
+        assert!(dir
+            .join(layout::MANIFESTS)
+            .join("base-V1.manifest")
+            .is_file());
     }
     // Packing the tree again changes nothing.
     let again = tempfile::tempdir().expect("tmp");
@@ -650,7 +655,7 @@ fn special_entries_never_leave_the_target() {
         let d = tempfile::tempdir().expect("tmp");
         let target = d.path().join("root");
         fs::create_dir(&target).expect("mkdir");
-        let err = tree::unpack_verified(
+        let err = fetch::unpack_verified(
             &bytes[..],
             None,
             &target,

@@ -5,6 +5,7 @@
 //! keep every line we do not change, in order, so rewriting `VERS` after
 //! an upgrade leaves the rest of an operator's file as it was.
 
+use crate::archive::layout::INSTALL;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -176,12 +177,7 @@ impl Conf {
                     format!("{CONF}: neither RSERV nor SERV is set: no rsync server to ask")
                 })?,
         };
-        let port = port(self.get("RSERV_PORT"), 873, "RSERV_PORT")?;
-        let path = self
-            .get("RPATH")
-            .filter(|v| !v.is_empty())
-            .unwrap_or("install");
-        Ok((host.to_string(), port, path.trim_matches('/').to_string()))
+        self.server(host, ("RSERV_PORT", 873), "RPATH")
     }
 
     /// The HTTP server, its port and the install path (`HSERV`;
@@ -191,11 +187,23 @@ impl Conf {
             .get("HSERV")
             .filter(|v| !v.is_empty())
             .with_context(|| format!("{CONF}: HSERV is not set: no HTTP server to ask"))?;
-        let port = port(self.get("HSERV_PORT"), 80, "HSERV_PORT")?;
+        self.server(host, ("HSERV_PORT", 80), "HPATH")
+    }
+
+    /// `host` with the port its key gives (the default when unset) and the
+    /// install path its key gives (`install` when unset), without the
+    /// path's outer slashes.
+    fn server(
+        &self,
+        host: &str,
+        (key, default): (&str, u16),
+        path_key: &str,
+    ) -> Result<(String, u16, String)> {
+        let port = port(self.get(key), default, key)?;
         let path = self
-            .get("HPATH")
+            .get(path_key)
             .filter(|v| !v.is_empty())
-            .unwrap_or("install");
+            .unwrap_or(INSTALL);
         Ok((host.to_string(), port, path.trim_matches('/').to_string()))
     }
 }

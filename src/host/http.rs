@@ -1,10 +1,12 @@
 //! Fetching one file over plain HTTP, with a progress bar on a terminal.
 //!
 //! Deltas are static files, so any web server, cache or mirror serves
-//! them; the client needs GET and nothing else. The download goes to a
-//! `.part` file renamed into place when complete, so a cut transfer never
+//! them; the client needs GET and nothing else. The download goes to its
+//! temporary name (`.NAME.edeploy-new`, see [`crate::archive::place`]),
+//! synced and renamed into place when complete, so a cut transfer never
 //! looks like a whole archive.
 
+use crate::archive::place::{self, Attrs, Content, How};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::File;
@@ -12,28 +14,12 @@ use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// `http://HOST:PORT/PATH` (IPv6 hosts bracketed).
-pub fn url(host: &str, port: u16, path: &str) -> String {
-    let path = path.trim_start_matches('/');
-    if host.contains(':') {
-        format!("http://[{host}]:{port}/{path}")
-    } else {
-        format!("http://{host}:{port}/{path}")
-    }
-}
+/// `http://HOST:PORT/PATH`, built by [`crate::archive::layout::http_url`].
+pub use crate::archive::layout::http_url as url;
 
 /// Downloads `url` to `dest`; returns the number of bytes received.
 /// Nothing is left behind when it fails.
 pub fn download(url: &str, dest: &Path) -> Result<u64> {
-    let part = dest.with_extension("part");
-    let res = fetch(url, dest, &part);
-    if res.is_err() {
-        let _ = std::fs::remove_file(&part);
-    }
-    res
-}
-
-fn fetch(url: &str, dest: &Path, part: &Path) -> Result<u64> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(15)))
         .build()
@@ -61,38 +47,39 @@ fn fetch(url: &str, dest: &Path, part: &Path) -> Result<u64> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
     );
-    let file = File::create(part).with_context(|| format!("{}: cannot create", part.display()))?;
-    let mut w = BufWriter::new(file);
-    let mut reader = resp.body_mut().as_reader();
-    let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                bar.abandon();
-                return Err(e).with_context(|| format!("{url}: the transfer broke"));
-            }
-        };
-        w.write_all(&buf[..n])
-            .with_context(|| format!("{}: cannot write", part.display()))?;
-        total += n as u64;
-        bar.set_position(total);
-    }
-    bar.finish_and_clear();
-    if let Some(n) = len {
-        if n != total {
-            bail!("{url}: the transfer stopped after {total} of {n} bytes");
+    let mut fill = |file: &mut File| -> Result<()> {
+        let mut w = BufWriter::new(file);
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    bar.abandon();
+                    return Err(e).with_context(|| format!("{url}: the transfer broke"));
+                }
+            };
+            w.write_all(&buf[..n])
+                .with_context(|| format!("{}: cannot write", dest.display()))?;
+            total += n as u64;
+            bar.set_position(total);
         }
-    }
-    let file = w
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("{}: cannot write", part.display()))?;
-    file.sync_all()
-        .with_context(|| format!("{}: cannot write", part.display()))?;
-    std::fs::rename(part, dest).with_context(|| format!("{}: cannot rename", dest.display()))?;
+        bar.finish_and_clear();
+        if let Some(n) = len {
+            if n != total {
+                bail!("{url}: the transfer stopped after {total} of {n} bytes");
+            }
+        }
+        w.flush()
+            .with_context(|| format!("{}: cannot write", dest.display()))
+    };
+    place::put(
+        dest,
+        Content::File(&mut fill),
+        &How::durable(Attrs::default()),
+    )?;
     Ok(total)
 }

@@ -9,7 +9,8 @@
 //! - [`exclude`]: rsync's exclude rules, for the work done without rsync;
 //! - [`rsync`] and [`itemize`]: the original transport, through the real
 //!   `rsync` client, and the reading of its output;
-//! - [`manifest`]: what a version's tree holds, hashed in parallel;
+//! - [`crate::archive::manifest`]: what a version's tree holds, hashed in
+//!   parallel;
 //! - [`verify`]: the host against its version, offline or via rsync;
 //! - [`pack`]: the operator's side: `.edeploy` archive, manifest, deltas;
 //! - [`upgrade`] and [`http`]: upgrades over plain HTTP from one static
@@ -24,9 +25,19 @@ pub mod conf;
 pub mod exclude;
 pub mod http;
 pub mod itemize;
-pub mod manifest;
 pub mod meta;
 pub mod pack;
 pub mod rsync;
 pub mod upgrade;
 pub mod verify;
+
+/// Manifests moved to [`crate::archive::manifest`]; this path stays until
+/// every user names the new one.
+pub use crate::archive::manifest;
+
+/// An exclude file decides what a manifest scan leaves out.
+impl crate::archive::manifest::Skip for exclude::Rules {
+    fn excludes(&self, path: &str, is_dir: bool) -> bool {
+        exclude::Rules::excludes(self, path, is_dir)
+    }
+}

@@ -10,14 +10,12 @@ use super::conf::Conf;
 use super::exclude::{BUILTIN, VERIFY_IGNORED};
 use super::itemize::{parse_itemized, parse_listing_dirs, Change, What};
 use super::meta::{self, Metadata, ScriptEnd};
+use crate::archive::layout;
 use crate::exec::{CmdLine, CmdOutput, Exec};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// The metadata module's name (fixed by the original's rsyncd.conf).
-pub const METADATA_MODULE: &str = "metadata";
 
 /// Seconds to wait for the daemon to answer a connection.
 const CONNECT_TIMEOUT: u32 = 15;
@@ -43,33 +41,22 @@ impl Server {
 
     /// `rsync://HOST:PORT/`
     pub fn base(&self) -> String {
-        if self.host.contains(':') {
-            format!("rsync://[{}]:{}/", self.host, self.port)
-        } else {
-            format!("rsync://{}:{}/", self.host, self.port)
-        }
+        layout::rsync_base(&self.host, self.port)
     }
 
     /// `rsync://HOST:PORT/metadata/FROM/ROLE/` (+ `TO/`).
     pub fn metadata_url(&self, from: &str, role: &str, to: Option<&str>) -> String {
-        match to {
-            Some(to) => format!("{}{METADATA_MODULE}/{from}/{role}/{to}/", self.base()),
-            None => format!("{}{METADATA_MODULE}/{from}/{role}/", self.base()),
-        }
+        layout::metadata_url(&self.host, self.port, from, role, to)
     }
 
     /// `rsync://HOST:PORT/RPATH/VERS/ROLE/`
     pub fn tree_url(&self, version: &str, role: &str) -> String {
-        format!("{}{}/{version}/{role}/", self.base(), self.install)
+        layout::tree_url(&self.host, self.port, &self.install, role, version)
     }
 
     /// `rsync://HOST:PORT/RPATH/VERS/ROLE-VERS.manifest`
     pub fn manifest_url(&self, version: &str, role: &str) -> String {
-        format!(
-            "{}{}/{version}/{role}-{version}.manifest",
-            self.base(),
-            self.install
-        )
+        layout::manifest_url(&self.host, self.port, &self.install, role, version)
     }
 }
 
@@ -243,12 +230,15 @@ pub fn describe(c: &Change) -> String {
 
 /// What an upgrade did or would do.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub struct SyncOutcome {
     pub changes: Vec<Change>,
     /// `add_only` paths that were (or would be) created.
     pub added: Vec<String>,
     pub reboot: bool,
 }
+
+/// The former name of [`SyncOutcome`], still used by the HTTP transport.
+pub type Outcome = SyncOutcome;
 
 fn sync_args(server: &Server, meta: &Metadata, role: &str, to: &str, root: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec![
@@ -267,7 +257,7 @@ fn sync_args(server: &Server, meta: &Metadata, role: &str, to: &str, root: &Path
 /// `ROOT/var/lib/edeploy/TO/`, run `pre`, sync the tree, add the missing
 /// `add_only` paths, fetch the manifest, run `post`, record the version,
 /// reboot when `post` asks.
-pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<Outcome> {
+pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<SyncOutcome> {
     let conf = Conf::load(root)?;
     let server = Server::from_conf(&conf)?;
     let (from, role) = (conf.version()?.to_string(), conf.role()?.to_string());
@@ -285,9 +275,9 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
     }
     let sync = rsync(exec, &server, sync_args(&server, &meta, &role, to, root))
         .context("syncing the tree")?;
-    let mut outcome = Outcome {
+    let mut outcome = SyncOutcome {
         changes: report_changes(out, &sync.stdout)?,
-        ..Outcome::default()
+        ..SyncOutcome::default()
     };
     let missing = missing_add_only(root, &meta);
     if !missing.is_empty() {
@@ -339,7 +329,7 @@ fn fetch_manifest(
     role: &str,
     to: &str,
 ) -> Result<()> {
-    let dir = super::manifest::local_dir(root);
+    let dir = layout::manifest_dir(root);
     fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let res = rsync(
         exec,
@@ -366,7 +356,7 @@ pub fn test_upgrade(
     out: &mut dyn Write,
     root: &Path,
     to: &str,
-) -> Result<Outcome> {
+) -> Result<SyncOutcome> {
     let conf = Conf::load(root)?;
     let server = Server::from_conf(&conf)?;
     let (from, role) = (conf.version()?.to_string(), conf.role()?.to_string());
@@ -382,9 +372,9 @@ pub fn test_upgrade(
     let mut args = vec!["-n".to_string()];
     args.extend(sync_args(&server, &meta, &role, to, root));
     let sync = rsync(exec, &server, args)?;
-    let mut outcome = Outcome {
+    let mut outcome = SyncOutcome {
         changes: report_changes(out, &sync.stdout)?,
-        ..Outcome::default()
+        ..SyncOutcome::default()
     };
     outcome.added = missing_add_only(root, &meta);
     for p in &outcome.added {

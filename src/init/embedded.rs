@@ -15,6 +15,7 @@
 //! the log is kept in `logs/` of the medium (or of the copy).
 
 use super::console::Console;
+use crate::archive::layout;
 use crate::cgi::RequestLog as Log;
 use crate::config::ServerConfig;
 use crate::exec::{CmdLine, Exec};
@@ -71,7 +72,7 @@ pub fn open(root: &Path, exec: &dyn Exec, console: &Console, embedded: &str) -> 
             copy.display()
         ));
         fs::create_dir_all(&copy).with_context(|| format!("cannot create {}", copy.display()))?;
-        super::tree::copy_tree(&config, &copy)?;
+        super::copy::copy_tree(&config, &copy)?;
         copy
     };
     let mut cfg = ServerConfig::with_configdir(&configdir);
@@ -115,12 +116,12 @@ impl Medium {
 
     /// The role's tree on the medium: a `.edeploy` file or a directory.
     pub fn tree(&self, role: &str, vers: &str) -> Result<PathBuf> {
-        let base = self.dir.join("install").join(vers);
-        let file = base.join(format!("{role}-{vers}.edeploy"));
+        let install = self.dir.join(layout::INSTALL);
+        let file = layout::repo_archive(&install, role, vers);
         if file.is_file() {
             return Ok(file);
         }
-        let dir = base.join(role);
+        let dir = layout::repo_tree(&install, role, vers);
         if dir.is_dir() {
             return Ok(dir);
         }

@@ -4,7 +4,7 @@
 //! ([`cmdline`]), load drivers and bring the network up ([`bringup`]),
 //! detect the hardware, ask `upload.cgi` ([`server`]) or decide locally
 //! from a medium ([`embedded`]), run the profile's configure script, fetch
-//! the role's tree into `/chroot` ([`tree`]), copy the `/post_rsync`
+//! the role's tree into `/chroot` ([`fetch`], [`copy`]), copy the `/post_rsync`
 //! overlay, write `/var/lib/edeploy/conf`, keep the logs, install the boot
 //! loader and tell pxemngr ([`install`]), then end per `ONSUCCESS`
 //! ([`finish`]). Any failure is logged, reported (log upload with
@@ -23,17 +23,19 @@
 pub mod bringup;
 pub mod cmdline;
 pub mod console;
+pub mod copy;
 pub mod embedded;
+pub mod fetch;
 pub mod finish;
 pub mod health;
 pub mod install;
 pub mod server;
-pub mod tree;
 
 pub use cmdline::{OnFailure, OnSuccess, Settings};
 pub use console::Console;
 pub use finish::Action;
 
+use crate::archive::layout::{archive_url, tree_url};
 use crate::configure::{self, Role, ScriptEnv};
 use crate::detect;
 use crate::exec::{CmdLine, Exec};
@@ -354,7 +356,7 @@ impl Installer<'_> {
 
         if overlay.is_dir() {
             console.say("copying the configuration files over the tree");
-            let skipped = tree::copy_tree(&overlay, &target)?;
+            let skipped = copy::copy_tree(&overlay, &target)?;
             for p in skipped {
                 console.warn(&format!("{}: special file not copied", p.display()));
             }
@@ -417,7 +419,7 @@ impl Installer<'_> {
             let src = medium.tree(&role.role, &role.version)?;
             console.say(&format!("copying the tree from {}", src.display()));
             if src.is_dir() {
-                for p in tree::copy_verified(&src, target)? {
+                for p in copy::copy_verified(&src, target)? {
                     console.warn(&format!("{}: special file not copied", p.display()));
                 }
             } else {
@@ -428,22 +430,21 @@ impl Installer<'_> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                tree::unpack_verified(f, len, target, &name, console, &self.tuning)?;
+                fetch::unpack_verified(f, len, target, &name, console, &self.tuning)?;
             }
             return Ok(());
         }
         match &s.hserv {
             Some(h) => {
-                let url = tree::http_url(h, s.hserv_port, &s.hpath, &role.role, &role.version);
+                let url = archive_url(h, s.hserv_port, &s.hpath, &role.role, &role.version);
                 console.say(&format!("fetching {url}"));
-                let n = tree::fetch_http(&url, target, console, &self.tuning)?;
+                let n = fetch::fetch_http(&url, target, console, &self.tuning)?;
                 console.trace(&format!("{n} bytes unpacked from {url}"));
             }
             None => {
-                let url =
-                    tree::rsync_url(&s.rserv, s.rserv_port, &s.rpath, &role.role, &role.version);
+                let url = tree_url(&s.rserv, s.rserv_port, &s.rpath, &role.role, &role.version);
                 console.say(&format!("fetching {url}"));
-                tree::fetch_rsync(&url, target, exec)?;
+                fetch::fetch_rsync(&url, target, exec)?;
             }
         }
         Ok(())

@@ -23,7 +23,9 @@
 //! Hashing runs on one worker thread per core, each reading through its
 //! own fixed buffer, so memory stays bounded whatever the file sizes.
 
-use super::exclude::Rules;
+pub use super::layout::{
+    manifest_dir as local_dir, manifest_name as file_name, manifest_path as local_path,
+};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,6 +34,23 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What a scan leaves out: the host's exclude rules, or nothing
+/// ([`KeepAll`]).
+pub trait Skip {
+    /// Whether `path` (relative to the tree, a directory when `is_dir`) is
+    /// left out, with everything below it.
+    fn excludes(&self, path: &str, is_dir: bool) -> bool;
+}
+
+/// A scan that leaves nothing out.
+pub struct KeepAll;
+
+impl Skip for KeepAll {
+    fn excludes(&self, _: &str, _: bool) -> bool {
+        false
+    }
+}
 
 /// The format's version, in the first line.
 pub const FORMAT: u32 = 1;
@@ -235,7 +254,7 @@ impl Manifest {
     }
 
     /// Scans and hashes the tree at `tree`, skipping what `skip` excludes.
-    pub fn build(tree: &Path, role: &str, version: &str, skip: &Rules) -> Result<Manifest> {
+    pub fn build(tree: &Path, role: &str, version: &str, skip: &dyn Skip) -> Result<Manifest> {
         let mut entries = scan(tree, skip, false)?;
         hash_entries(tree, &mut entries, workers())?;
         Ok(Manifest {
@@ -259,21 +278,6 @@ pub fn check_path(path: &str) -> Result<()> {
         bail!("{path:?}: not a plain path inside the tree");
     }
     Ok(())
-}
-
-/// `ROOT/var/lib/edeploy/manifests`
-pub fn local_dir(root: &Path) -> PathBuf {
-    super::meta::state_dir(root).join("manifests")
-}
-
-/// `ROLE-VERS.manifest`
-pub fn file_name(role: &str, version: &str) -> String {
-    format!("{role}-{version}.manifest")
-}
-
-/// `ROOT/var/lib/edeploy/manifests/ROLE-VERS.manifest`
-pub fn local_path(root: &Path, role: &str, version: &str) -> PathBuf {
-    local_dir(root).join(file_name(role, version))
 }
 
 /// How many hashing workers: one per core, or `EDEPLOY_HASH_WORKERS`.
@@ -330,7 +334,7 @@ pub fn entry_of(full: &Path, rel: String) -> Result<Entry> {
 /// excluded directories), sorted by path, without hashes. Names that are
 /// not UTF-8 are an error, or, with `lossy`, kept with replacement
 /// characters (verify reports them rather than stopping).
-pub fn scan(tree: &Path, skip: &Rules, lossy: bool) -> Result<Vec<Entry>> {
+pub fn scan(tree: &Path, skip: &dyn Skip, lossy: bool) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     let walker = walkdir::WalkDir::new(tree)
         .follow_links(false)

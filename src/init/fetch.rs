@@ -1,0 +1,139 @@
+//! Fetching the role's file tree into `/chroot`: the transports and the
+//! progress line.
+//!
+//! Over HTTP the `.edeploy` file is streamed straight into the verified
+//! unpack of [`crate::archive::unpack`]: staged in `/chroot/.edeploy-partial`
+//! and moved into place only once the whole stream is verified, so a cut
+//! or corrupt download leaves `/chroot` as it was. A `.edeploy` file on a
+//! medium goes the same way, without the network.
+//!
+//! With rsync (no `HSERV`), `rsync -aHAX --numeric-ids` runs through the
+//! seam straight into `/chroot`: rsync writes each file under a temporary
+//! name and renames it, but an interrupted transfer leaves the files done
+//! so far. That is a failure too; the disk is partitioned again by the
+//! next attempt.
+
+use super::console::Console;
+use super::Tuning;
+use crate::archive::unpack;
+use crate::exec::{CmdLine, Exec};
+use anyhow::{anyhow, bail, Context, Result};
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Counts the bytes read and draws the progress line.
+struct Progress<'a, R> {
+    inner: R,
+    read: u64,
+    total: Option<u64>,
+    name: &'a str,
+    console: &'a Console,
+    started: Instant,
+    last_draw: Option<Instant>,
+    every: Duration,
+}
+
+impl<R: Read> Progress<'_, R> {
+    fn draw(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force && self.last_draw.is_some_and(|t| now - t < self.every) {
+            return;
+        }
+        self.last_draw = Some(now);
+        let mb = |b: u64| b as f64 / 1e6;
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = mb(self.read) / secs;
+        let line = match self.total {
+            Some(t) if t > 0 => {
+                let pct = (self.read.saturating_mul(100) / t).min(100);
+                let filled = (pct / 5) as usize;
+                format!(
+                    "edeploy: {} [{}{}] {pct:>3}% {:.1}/{:.1} MB {rate:.1} MB/s",
+                    self.name,
+                    "#".repeat(filled),
+                    ".".repeat(20 - filled),
+                    mb(self.read),
+                    mb(t)
+                )
+            }
+            _ => format!(
+                "edeploy: {} {:.1} MB {rate:.1} MB/s",
+                self.name,
+                mb(self.read)
+            ),
+        };
+        self.console.progress(&line);
+    }
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.draw(false);
+        Ok(n)
+    }
+}
+
+/// Unpacks a gzip'd tar stream into `dest` as
+/// [`unpack::unpack_verified`] does, drawing the progress line on
+/// `console` (`name` is shown on it). Returns the bytes read.
+pub fn unpack_verified<R: Read + Send>(
+    reader: R,
+    total: Option<u64>,
+    dest: &Path,
+    name: &str,
+    console: &Console,
+    tuning: &Tuning,
+) -> Result<u64> {
+    let progress = Progress {
+        inner: reader,
+        read: 0,
+        total,
+        name,
+        console,
+        started: Instant::now(),
+        last_draw: None,
+        every: tuning.progress_every,
+    };
+    let result = unpack::unpack_verified(progress, total, dest, name, |p| {
+        p.draw(true);
+        console.progress_done();
+    });
+    if result.is_err() {
+        console.progress_done();
+    }
+    result
+}
+
+/// Streams the tree from `url` into `dest`.
+pub fn fetch_http(url: &str, dest: &Path, console: &Console, tuning: &Tuning) -> Result<u64> {
+    let agent = super::server::agent(tuning);
+    let resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow!("cannot fetch {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        bail!("cannot fetch {url}: HTTP {status}");
+    }
+    let total = resp.body().content_length();
+    let name = url.rsplit('/').next().unwrap_or(url).to_string();
+    let reader = resp.into_body().into_reader();
+    unpack_verified(reader, total, dest, &name, console, tuning)
+}
+
+/// `rsync -aHAX --numeric-ids URL DEST/` through the seam.
+pub fn fetch_rsync(url: &str, dest: &Path, exec: &dyn Exec) -> Result<()> {
+    fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    exec.run(&CmdLine::argv([
+        "rsync".to_string(),
+        "-aHAX".into(),
+        "--numeric-ids".into(),
+        url.into(),
+        format!("{}/", dest.display()),
+    ]))?;
+    Ok(())
+}
