@@ -22,11 +22,6 @@ mod fake;
 #[cfg(any(test, feature = "test-hooks"))]
 pub use fake::{Fake, Reply, When};
 
-/// [`Fake::new`]: records the commands of the programs it is given and
-/// runs the rest for real.
-#[cfg(any(test, feature = "test-hooks"))]
-pub type Recorder = Fake;
-
 /// A command to run: the program and its arguments, or a shell line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CmdLine {
@@ -201,7 +196,7 @@ mod tests {
 
     #[test]
     fn recorder_records_device_commands_and_runs_the_rest() {
-        let r = Recorder::new(["parted", "mkfs.ext4"]);
+        let r = Fake::new(["parted", "mkfs.ext4"]);
         r.run(&CmdLine::shell("parted -s /dev/vda mklabel msdos"))
             .unwrap();
         r.run(&CmdLine::argv(["/sbin/mkfs.ext4", "/dev/vda1"]))

@@ -8,7 +8,7 @@ mod support;
 
 use edeploy::archive::layout;
 use edeploy::configure::Role;
-use edeploy::exec::{CmdLine, Recorder};
+use edeploy::exec::{CmdLine, Fake};
 use edeploy::host;
 use edeploy::init::{cmdline::Settings, install};
 use std::collections::BTreeMap;
@@ -97,7 +97,7 @@ fn http_upgrade_applies_the_delta_and_verifies_clean() {
 #[test]
 fn post_exiting_100_reboots_through_the_seam() {
     let s = setup();
-    let mut rec = Recorder::new(["reboot"]);
+    let mut rec = Fake::new(["reboot"]);
     rec.real
         .env
         .push(("ORDER_LOG".into(), order_log(s.server.path()).into()));
@@ -360,7 +360,7 @@ fn an_ipv6_server_from_the_installer_conf_is_bracketed_once() {
     let (h, port, hpath) = conf.http_server().unwrap();
     let want = "http://[fd00::1]:80/install/V2/base-V1-V2.delta";
     assert_eq!(
-        host::http::url(&h, port, &format!("{hpath}/V2/base-V1-V2.delta")),
+        edeploy::archive::layout::http_url(&h, port, &format!("{hpath}/V2/base-V1-V2.delta")),
         want
     );
     assert_eq!(
@@ -371,7 +371,7 @@ fn an_ipv6_server_from_the_installer_conf_is_bracketed_once() {
     // `edeploy list` asks the rsync daemon (RSERV falls back to SERV).
     let server = host::rsync::Server::from_conf(&conf).unwrap();
     assert_eq!(server.base(), "rsync://[fd00::1]:873/");
-    let rec = Recorder::new(["rsync"]);
+    let rec = Fake::new(["rsync"]);
     assert!(host::rsync::list(&rec, root.path()).unwrap().is_empty());
     let ran: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
     assert_eq!(ran.len(), 1, "{ran:?}");

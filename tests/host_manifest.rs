@@ -7,7 +7,7 @@
 mod support;
 
 use edeploy::archive::manifest::{Kind, Manifest};
-use edeploy::exec::Recorder;
+use edeploy::exec::Fake;
 use edeploy::host;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -218,7 +218,7 @@ fn rsync_upgrade_fetches_the_manifest_for_offline_verify() {
         &format!("RSERV=127.0.0.1\nRSERV_PORT={}\n", daemon.port),
         &daemon.path().join("install/V1/base"),
     );
-    let mut rec = Recorder::new(["reboot"]);
+    let mut rec = Fake::new(["reboot"]);
     rec.real.env.push((
         "ORDER_LOG".into(),
         order_log(daemon.path()).into_os_string(),

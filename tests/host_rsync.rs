@@ -6,7 +6,7 @@
 #[path = "fixtures/host/support.rs"]
 mod support;
 
-use edeploy::exec::{CmdLine, Recorder};
+use edeploy::exec::{CmdLine, Fake};
 use edeploy::host::{self, itemize::What};
 use std::fs;
 use std::path::Path;
@@ -15,7 +15,7 @@ use support::*;
 struct Setup {
     daemon: RsyncDaemon,
     root: tempfile::TempDir,
-    rec: Recorder,
+    rec: Fake,
 }
 
 fn setup() -> Setup {
@@ -24,7 +24,7 @@ fn setup() -> Setup {
         &format!("RSERV=127.0.0.1\nRSERV_PORT={}\n", daemon.port),
         &daemon.path().join("install/V1/base"),
     );
-    let mut rec = Recorder::new(["reboot"]);
+    let mut rec = Fake::new(["reboot"]);
     rec.real.env.push((
         "ORDER_LOG".into(),
         order_log(daemon.path()).into_os_string(),

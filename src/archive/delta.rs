@@ -24,7 +24,7 @@
 //! every file and checking it against the manifest, and refuses any
 //! archive that is not whole and exactly the one its index describes.
 
-use crate::host::manifest::{self, Entry, Kind, Manifest};
+use super::manifest::{self, Entry, Kind, Manifest};
 use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;

@@ -23,9 +23,6 @@
 //! Hashing runs on one worker thread per core, each reading through its
 //! own fixed buffer, so memory stays bounded whatever the file sizes.
 
-pub use super::layout::{
-    manifest_dir as local_dir, manifest_name as file_name, manifest_path as local_path,
-};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

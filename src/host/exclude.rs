@@ -240,6 +240,13 @@ fn class(p: &[u8], c: Option<u8>) -> Option<(bool, usize)> {
     None
 }
 
+/// An exclude file decides what a manifest scan leaves out.
+impl crate::archive::manifest::Skip for Rules {
+    fn excludes(&self, path: &str, is_dir: bool) -> bool {
+        Rules::excludes(self, path, is_dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

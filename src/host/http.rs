@@ -14,9 +14,6 @@ use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// `http://HOST:PORT/PATH`, built by [`crate::archive::layout::http_url`].
-pub use crate::archive::layout::http_url as url;
-
 /// Downloads `url` to `dest`; returns the number of bytes received.
 /// Nothing is left behind when it fails.
 pub fn download(url: &str, dest: &Path) -> Result<u64> {

@@ -31,13 +31,3 @@ pub mod rsync;
 pub mod upgrade;
 pub mod verify;
 
-/// Manifests moved to [`crate::archive::manifest`]; this path stays until
-/// every user names the new one.
-pub use crate::archive::manifest;
-
-/// An exclude file decides what a manifest scan leaves out.
-impl crate::archive::manifest::Skip for exclude::Rules {
-    fn excludes(&self, path: &str, is_dir: bool) -> bool {
-        exclude::Rules::excludes(self, path, is_dir)
-    }
-}

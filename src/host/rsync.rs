@@ -237,9 +237,6 @@ pub struct SyncOutcome {
     pub reboot: bool,
 }
 
-/// The former name of [`SyncOutcome`], still used by the HTTP transport.
-pub type Outcome = SyncOutcome;
-
 fn sync_args(server: &Server, meta: &Metadata, role: &str, to: &str, root: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "-aHAX".into(),

@@ -2,7 +2,7 @@
 //!
 //! Offline, against the local manifest
 //! (`ROOT/var/lib/edeploy/manifests/ROLE-VERS.manifest`): every file is
-//! hashed (in parallel, see [`super::manifest`]), so a change that keeps
+//! hashed (in parallel, see [`crate::archive::manifest`]), so a change that keeps
 //! the size and the mtime is still found. Online, against the server's
 //! tree with `rsync -n -c` ([`super::rsync::verify`]). Both give a
 //! [`VerifyReport`] that prints for humans or as JSON.
@@ -15,7 +15,8 @@
 
 use super::exclude::{Rules, BUILTIN, VERIFY_IGNORED};
 use super::itemize::{Change, What};
-use super::manifest::{self, Entry, Kind, Manifest};
+use crate::archive::layout;
+use crate::archive::manifest::{self, Entry, Kind, Manifest};
 use super::meta;
 use anyhow::Result;
 use serde::Serialize;
@@ -389,7 +390,7 @@ pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<VerifyRe
     let (version, role) = (conf.version()?, conf.role()?);
     let path = match manifest_file {
         Some(p) => p.to_path_buf(),
-        None => manifest::local_path(root, role, version),
+        None => layout::manifest_path(root, role, version),
     };
     let m = Manifest::load(&path)?;
     if m.role != role || m.version != version {
@@ -412,6 +413,6 @@ pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<VerifyRe
 pub fn has_local_manifest(root: &Path) -> bool {
     super::conf::Conf::load(root)
         .ok()
-        .and_then(|c| Some(manifest::local_path(root, c.role().ok()?, c.version().ok()?).is_file()))
+        .and_then(|c| Some(layout::manifest_path(root, c.role().ok()?, c.version().ok()?).is_file()))
         .unwrap_or(false)
 }

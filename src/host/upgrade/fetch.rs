@@ -21,7 +21,7 @@ pub(super) fn fetch(
     let Versions { role, from, to } = v;
     let (host, port, hpath) = conf.http_server()?;
     let name = delta::file_name(role, from, to);
-    let url = http::url(&host, port, &format!("{hpath}/{to}/{name}"));
+    let url = crate::archive::layout::http_url(&host, port, &format!("{hpath}/{to}/{name}"));
     writeln!(out, "upgrading {role} from {from} to {to} over HTTP")?;
     let archive = paths.download(&name);
     if let Some(d) = archive.parent() {

@@ -37,7 +37,7 @@ pub use rollback::rollback;
 use super::conf::Conf;
 use super::exclude::{Rules, BUILTIN};
 use super::meta::{self, Metadata};
-use super::rsync::Outcome;
+use super::rsync::SyncOutcome;
 use crate::archive::delta::Selection;
 use crate::exec::Exec;
 use anyhow::{bail, Result};
@@ -116,7 +116,7 @@ impl Selection for Metadata {
 }
 
 /// `edeploy upgrade --transport http TO`.
-pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<Outcome> {
+pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<SyncOutcome> {
     let conf = Conf::load(root)?;
     let from = conf.version()?.to_string();
     let v = Versions {
@@ -136,7 +136,7 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
         }
     };
     let staged = stage::Staged::load(&paths, &v)?;
-    let mut outcome = Outcome::default();
+    let mut outcome = SyncOutcome::default();
     if journal.phase != Phase::Applied {
         if let Some(pre) = &staged.meta.pre {
             meta::run_script(exec, out, root, pre, &v.role, &v.from, to)?;

@@ -1,7 +1,7 @@
 //! The operations of an HTTP upgrade and of its rollback on one path:
 //! removing it, or making it what a manifest entry says.
 
-use crate::host::manifest::{Entry, Kind};
+use crate::archive::manifest::{Entry, Kind};
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::Write;

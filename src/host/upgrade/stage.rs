@@ -4,7 +4,7 @@
 use super::journal::{self, Journal, Phase};
 use super::{Paths, Versions};
 use crate::archive::delta::{self, Index};
-use crate::host::manifest::Manifest;
+use crate::archive::manifest::Manifest;
 use crate::host::meta::Metadata;
 use anyhow::{Context, Result};
 use std::fs;
