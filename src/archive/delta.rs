@@ -25,6 +25,7 @@
 //! archive that is not whole and exactly the one its index describes.
 
 use super::manifest::{self, Entry, Kind, Manifest};
+use super::place::{self, Attrs, Content, How};
 use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -221,40 +222,49 @@ pub fn write<S: Selection>(
     let mut idx = plan(from, to, sel);
     idx.from_manifest = from.digest()?;
     idx.to_manifest = to.digest()?;
-    let tmp = dest.with_extension("delta-tmp");
-    let file = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    let gz = GzEncoder::new(
-        std::io::BufWriter::new(file),
-        flate2::Compression::default(),
-    );
-    let mut tar = tar::Builder::new(gz);
-    append_bytes(&mut tar, INDEX, &serde_json::to_vec_pretty(&idx)?, 0o644)?;
-    append_bytes(&mut tar, MANIFEST, to.to_text()?.as_bytes(), 0o644)?;
-    for name in META_FILES {
-        let p = sel.meta_dir().join(name);
-        if p.is_file() {
-            let data = fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-            append_bytes(&mut tar, &format!("meta/{name}"), &data, 0o755)?;
+    // Written under a temporary name and renamed once synced
+    // (`place::How::durable`): a reader sees no delta or a whole one.
+    let mut fill = |file: &mut File| -> Result<()> {
+        let gz = GzEncoder::new(
+            std::io::BufWriter::new(file),
+            flate2::Compression::default(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        append_bytes(&mut tar, INDEX, &serde_json::to_vec_pretty(&idx)?, 0o644)?;
+        append_bytes(&mut tar, MANIFEST, to.to_text()?.as_bytes(), 0o644)?;
+        for name in META_FILES {
+            let p = sel.meta_dir().join(name);
+            if p.is_file() {
+                let data = fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+                append_bytes(&mut tar, &format!("meta/{name}"), &data, 0o755)?;
+            }
         }
-    }
-    for path in &idx.content {
-        let src = to_tree.join(path);
-        let f = File::open(&src).with_context(|| format!("{}: cannot open", src.display()))?;
-        let len = f
-            .metadata()
-            .with_context(|| format!("{}: cannot stat", src.display()))?
-            .len();
-        append(&mut tar, &format!("files/{path}"), len, 0o644, f)
-            .with_context(|| format!("{}: cannot add to the delta", src.display()))?;
-    }
-    let gz = tar.into_inner().context("cannot finish the delta")?;
-    let w = gz.finish().context("cannot finish the delta")?;
-    let f = w
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("cannot write the delta")?;
-    f.sync_all().context("cannot write the delta")?;
-    fs::rename(&tmp, dest).with_context(|| format!("{}: cannot rename", dest.display()))?;
+        for path in &idx.content {
+            let src = to_tree.join(path);
+            let f = File::open(&src).with_context(|| format!("{}: cannot open", src.display()))?;
+            let len = f
+                .metadata()
+                .with_context(|| format!("{}: cannot stat", src.display()))?
+                .len();
+            append(&mut tar, &format!("files/{path}"), len, 0o644, f)
+                .with_context(|| format!("{}: cannot add to the delta", src.display()))?;
+        }
+        let gz = tar.into_inner().context("cannot finish the delta")?;
+        let w = gz.finish().context("cannot finish the delta")?;
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .context("cannot write the delta")?;
+        Ok(())
+    };
+    place::put(
+        dest,
+        Content::File(&mut fill),
+        &How::durable(Attrs {
+            mode: Some(0o644),
+            ..Attrs::default()
+        }),
+    )
+    .with_context(|| format!("{}: cannot write the delta", dest.display()))?;
     Ok(idx)
 }
 

@@ -30,4 +30,3 @@ pub mod pack;
 pub mod rsync;
 pub mod upgrade;
 pub mod verify;
-

@@ -15,9 +15,9 @@
 
 use super::exclude::{Rules, BUILTIN, VERIFY_IGNORED};
 use super::itemize::{Change, What};
+use super::meta;
 use crate::archive::layout;
 use crate::archive::manifest::{self, Entry, Kind, Manifest};
-use super::meta;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -413,6 +413,8 @@ pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<VerifyRe
 pub fn has_local_manifest(root: &Path) -> bool {
     super::conf::Conf::load(root)
         .ok()
-        .and_then(|c| Some(layout::manifest_path(root, c.role().ok()?, c.version().ok()?).is_file()))
+        .and_then(|c| {
+            Some(layout::manifest_path(root, c.role().ok()?, c.version().ok()?).is_file())
+        })
         .unwrap_or(false)
 }

@@ -5,8 +5,8 @@ use super::put::{self, lstat};
 use super::stage::Staged;
 use super::{skip_rules, Paths, Versions};
 use crate::archive::delta::{self, Index};
-use crate::exec::Exec;
 use crate::archive::manifest::{self, Entry, Kind, Manifest};
+use crate::exec::Exec;
 use crate::host::meta::{self, Metadata, ScriptEnd};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -145,7 +145,9 @@ pub(super) fn finish(
     staged: &Staged,
 ) -> Result<bool> {
     let Versions { role, from, to } = v;
-    staged.target.save(&crate::archive::layout::manifest_path(root, role, to))?;
+    staged
+        .target
+        .save(&crate::archive::layout::manifest_path(root, role, to))?;
     let reboot = match &staged.meta.post {
         Some(post) => {
             meta::run_script(exec, out, root, post, role, from, to)? == ScriptEnd::RebootNeeded

@@ -4,8 +4,8 @@
 use super::journal::{load_json, Journal, Phase, Saved};
 use super::put::{lstat, place};
 use super::Paths;
-use crate::host::conf::Conf;
 use crate::archive::manifest::Kind;
+use crate::host::conf::Conf;
 use crate::host::meta;
 use anyhow::{Context, Result};
 use std::fs;
