@@ -1467,3 +1467,96 @@ fn binary_on_this_machine_matches_a_spec_for_it() {
     let again = hw::parse(&String::from_utf8_lossy(&lit.stdout), "literal").unwrap();
     assert!(specs.find(&again).is_ok());
 }
+
+// ------------------------------------------------------- boot firmware
+
+const SECUREBOOT_VAR: &str =
+    "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+/// A tree whose `SecureBoot` variable holds `data` (efivarfs: 4 bytes of
+/// attributes, then the value), or a UEFI tree without it.
+fn efi_tree(data: Option<&[u8]>) -> Tree {
+    let t = Tree::new();
+    t.dir("sys/firmware/efi/efivars");
+    if let Some(d) = data {
+        fs::write(t.root().join(SECUREBOOT_VAR), d).expect("efivar");
+    }
+    t
+}
+
+fn uefi_lines(secureboot: &str) -> Vec<Line> {
+    vec![
+        l("firmware", "boot", "mode", "uefi"),
+        l("firmware", "secureboot", "state", secureboot),
+    ]
+}
+
+#[test]
+fn boot_mode_and_secure_boot_from_sysfs_and_efivarfs() {
+    // Attributes NV|BS|RT (0x06), then the value.
+    let on = efi_tree(Some(&[0x06, 0, 0, 0, 1]));
+    assert_eq!(detect::system::boot_mode(on.root()), uefi_lines("enabled"));
+    let off = efi_tree(Some(&[0x06, 0, 0, 0, 0]));
+    assert_eq!(
+        detect::system::boot_mode(off.root()),
+        uefi_lines("disabled")
+    );
+    // OVMF without Secure Boot has no SecureBoot variable at all.
+    let none = efi_tree(None);
+    assert_eq!(
+        detect::system::boot_mode(none.root()),
+        uefi_lines("disabled")
+    );
+    // A file too short to hold a value, or an empty one: disabled.
+    let short = efi_tree(Some(&[0x06, 0, 0, 1]));
+    assert_eq!(
+        detect::system::boot_mode(short.root()),
+        uefi_lines("disabled")
+    );
+    let empty = efi_tree(Some(&[]));
+    assert_eq!(
+        detect::system::boot_mode(empty.root()),
+        uefi_lines("disabled")
+    );
+    // Unreadable: a directory where the file should be.
+    let odd = efi_tree(None);
+    odd.dir(SECUREBOOT_VAR);
+    assert_eq!(
+        detect::system::boot_mode(odd.root()),
+        uefi_lines("disabled")
+    );
+    // No sys/firmware/efi: BIOS, and no Secure Boot line.
+    let bios = Tree::new();
+    bios.dir("sys/firmware/acpi");
+    assert_eq!(
+        detect::system::boot_mode(bios.root()),
+        vec![l("firmware", "boot", "mode", "bios")]
+    );
+}
+
+#[test]
+fn detect_reports_the_boot_mode_among_the_firmware_lines() {
+    let t = node_tree();
+    t.file("sys/class/dmi/id/bios_version", "1.16.2\n");
+    fs::create_dir_all(t.root().join("sys/firmware/efi/efivars")).expect("mkdir");
+    fs::write(t.root().join(SECUREBOOT_VAR), [0x06, 0, 0, 0, 1]).expect("efivar");
+    let fake = Fake::bare().answer("ip -o -4 addr show", IP_ADDR);
+    let lines = detect::detect(t.root(), &fake, &DetectOptions::default());
+    let firmware: Vec<&Line> = lines.iter().filter(|x| x[0] == "firmware").collect();
+    assert_eq!(
+        firmware,
+        [
+            &l("firmware", "bios", "version", "1.16.2"),
+            &l("firmware", "bios", "vendor", "Bochs"),
+            &l("firmware", "boot", "mode", "uefi"),
+            &l("firmware", "secureboot", "state", "enabled"),
+        ]
+    );
+    // The specs can match on them.
+    let specs = Specs::compile(&[
+        l("firmware", "boot", "mode", "uefi"),
+        l("firmware", "secureboot", "state", "$sb"),
+    ])
+    .unwrap();
+    assert_eq!(specs.find(&lines).unwrap().vars["sb"], "enabled");
+}

@@ -49,6 +49,7 @@ pub struct DetectOptions {
 pub fn detect(root: &Path, exec: &dyn Exec, opts: &DetectOptions) -> Vec<Line> {
     let mut lines = system::system(root, exec, opts);
     lines.extend(system::firmware(root, exec));
+    lines.extend(system::boot_mode(root));
     lines.extend(memory::memory(root, exec));
     lines.extend(cpu::cpu(root, exec));
     lines.extend(disk::disks(root));

@@ -1,5 +1,5 @@
 //! The `system` family (product, motherboard, kernel, OS, IPMI) and the
-//! `firmware` family (BIOS).
+//! `firmware` family (BIOS strings, boot mode, Secure Boot).
 //!
 //! DMI strings come from `sys/class/dmi/id`; when the kernel does not
 //! export one (old kernels, some architectures) `dmidecode -s` is asked.
@@ -114,6 +114,42 @@ pub fn firmware(root: &Path, exec: &dyn Exec) -> Vec<Line> {
             .map(|v| line("firmware", "bios", key, v))
     })
     .collect()
+}
+
+/// The EFI global-variable GUID, the vendor part of `SecureBoot`'s name.
+pub const EFI_GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+/// `('firmware','boot','mode', 'uefi'|'bios')`, then on UEFI
+/// `('firmware','secureboot','state', 'enabled'|'disabled')`.
+///
+/// The node booted UEFI when the kernel exports `sys/firmware/efi`.
+/// Secure Boot is the last byte of the efivarfs file of the `SecureBoot`
+/// variable (4 bytes of attributes, then the one-byte value): 1 is
+/// enabled. A firmware without the variable (OVMF built without Secure
+/// Boot), a file that cannot be read (efivarfs not mounted) or one too
+/// short to hold a value is `disabled`.
+pub fn boot_mode(root: &Path) -> Vec<Line> {
+    let efi = root.join("sys/firmware/efi");
+    if !efi.exists() {
+        return vec![line("firmware", "boot", "mode", "bios")];
+    }
+    let var = efi
+        .join("efivars")
+        .join(format!("SecureBoot-{EFI_GLOBAL_GUID}"));
+    let enabled = std::fs::read(var)
+        .ok()
+        .filter(|b| b.len() > 4)
+        .and_then(|b| b.last().copied())
+        == Some(1);
+    vec![
+        line("firmware", "boot", "mode", "uefi"),
+        line(
+            "firmware",
+            "secureboot",
+            "state",
+            if enabled { "enabled" } else { "disabled" },
+        ),
+    ]
 }
 
 /// `('system','kernel', version|arch|cmdline, …)`.
