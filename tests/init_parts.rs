@@ -5,7 +5,9 @@
 
 use edeploy::configure::Role;
 use edeploy::exec::{CmdLine, CmdOutput, Fake, Reply, When};
-use edeploy::init::cmdline::{parse_ip, IpConfig, IpMode, OnFailure, OnSuccess, Settings};
+use edeploy::init::cmdline::{
+    parse_ip, BootOrder, IpConfig, IpMode, OnFailure, OnSuccess, Settings,
+};
 use edeploy::init::server::{multipart, Envelope, Part};
 use edeploy::init::{copy, fetch, install, log_name, Console, Tuning};
 use edeploy::literal::Value;
@@ -40,6 +42,7 @@ fn defaults() {
     assert_eq!(s.ip, IpConfig::default());
     assert_eq!(s.ip.mode("eth7"), &IpMode::Dhcp);
     assert!(s.kept.is_empty() && s.warnings.is_empty());
+    assert_eq!(s.bootorder, BootOrder::First);
 }
 
 #[test]
@@ -124,6 +127,9 @@ fn every_variable_is_read() {
             s.health && s.health_time == 30
         }),
         ("HEALTH_TIME=3600", |s| !s.health && s.health_time == 3600),
+        ("BOOTORDER=keep", |s| s.bootorder == BootOrder::Keep),
+        ("BOOTORDER=first", |s| s.bootorder == BootOrder::First),
+        ("BOOTORDER=keep BOOTORDER=", |s| s.bootorder == BootOrder::First),
         ("| HEALTH=1 |", |s| {
             !s.health && s.onsuccess == OnSuccess::Reboot
         }),
@@ -210,6 +216,8 @@ fn bad_values_name_the_variable() {
         ("HEALTH_TIME=3601", "HEALTH_TIME=3601: expected a number of seconds (1-3600)"),
         ("HEALTH_TIME=5s", "HEALTH_TIME=5s: expected a number of seconds (1-3600)"),
         ("HEALTH_TIME=-1", "HEALTH_TIME=-1: expected a number of seconds (1-3600)"),
+        ("BOOTORDER=last", "BOOTORDER=last: expected first or keep"),
+        ("BOOTORDER=Keep", "BOOTORDER=Keep: expected first or keep"),
     ];
     for (line, want) in table {
         match Settings::parse(line) {

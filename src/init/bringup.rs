@@ -43,6 +43,35 @@ pub fn mount_virtual(root: &Path, exec: &dyn Exec, console: &Console) {
             console.warn(&format!("{e:#}"));
         }
     }
+    mount_efivarfs(root, exec, console);
+}
+
+/// Where the kernel shows UEFI variables, under the root.
+pub const EFIVARS: &str = "sys/firmware/efi/efivars";
+
+/// On a node booted by UEFI firmware (`sys/firmware/efi` exists):
+/// `modprobe efivarfs` (its failure is traced only: the filesystem is
+/// often built in) and `mount -t efivarfs efivarfs /sys/firmware/efi/efivars`,
+/// which detection reads Secure Boot from and `efibootmgr` writes through.
+/// A failed mount is a warning, like the other virtual filesystems.
+pub fn mount_efivarfs(root: &Path, exec: &dyn Exec, console: &Console) {
+    if !root.join("sys/firmware/efi").exists() {
+        return;
+    }
+    if let Err(e) = exec.run(&CmdLine::argv(["modprobe", "efivarfs"])) {
+        console.trace(&format!("{e:#}"));
+    }
+    let target = root.join(EFIVARS);
+    let cmd = CmdLine::argv([
+        "mount".to_string(),
+        "-t".into(),
+        "efivarfs".into(),
+        "efivarfs".into(),
+        target.display().to_string(),
+    ]);
+    if let Err(e) = exec.run(&cmd) {
+        console.warn(&format!("{e:#}"));
+    }
 }
 
 /// Every `modalias` under `root/sys/devices`, sorted, each once. Symlinks

@@ -31,6 +31,15 @@ pub enum OnFailure {
     Console,
 }
 
+/// `BOOTORDER`: where a UEFI install puts its NVRAM entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootOrder {
+    /// First in BootOrder (what `efibootmgr -c` does).
+    First,
+    /// BootOrder set back exactly as it was before the install.
+    Keep,
+}
+
 /// How one interface is brought up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpMode {
@@ -109,6 +118,8 @@ pub struct Settings {
     pub health: bool,
     /// `HEALTH_TIME`: seconds each benchmark of the health check runs.
     pub health_time: u32,
+    /// `BOOTORDER`: the UEFI install's entry first, or the order kept.
+    pub bootorder: BootOrder,
     /// The words between `|` markers, for the installed system.
     pub kept: Vec<String>,
     /// Deprecated variables that were translated, one sentence each.
@@ -137,6 +148,7 @@ impl Default for Settings {
             section: None,
             health: false,
             health_time: DEFAULT_HEALTH_TIME,
+            bootorder: BootOrder::First,
             kept: Vec::new(),
             warnings: Vec::new(),
         }
@@ -367,6 +379,14 @@ const KEYS: &[Key] = &[
             _ => Err(format!(
                 "HEALTH_TIME={v}: expected a number of seconds (1-{MAX_HEALTH_TIME})"
             )),
+        },
+    },
+    Key {
+        name: "BOOTORDER",
+        doc: "On UEFI nodes: `first` puts the installed system's NVRAM entry first in BootOrder; `keep` sets BootOrder back as it was (the network first, say).",
+        set: |s, k, v| {
+            let orders = [("first", BootOrder::First), ("keep", BootOrder::Keep)];
+            choice(k, v, &orders).map(|o| s.bootorder = o)
         },
     },
 ];

@@ -2,8 +2,9 @@
 //! configuration `edeploy` reads on the host, the kept logs, the boot
 //! loader, and the pxemngr local boot.
 
-use super::cmdline::Settings;
+use super::cmdline::{BootOrder, Settings};
 use super::console::Console;
+use super::uefi;
 use super::Tuning;
 use crate::configure::Role;
 use crate::detect::natural_cmp;
@@ -194,8 +195,9 @@ pub fn root_arg(exec: &dyn Exec, dev: &str) -> String {
     }
 }
 
-/// Bind mounts of the installer's `/dev`, `/proc`, `/sys` into the tree,
-/// undone (in reverse) when dropped.
+/// Bind mounts of the installer's `/dev`, `/proc`, `/sys` (and, on UEFI,
+/// `/sys/firmware/efi/efivars`) into the tree, undone (in reverse) when
+/// dropped.
 pub struct Binds<'a> {
     exec: &'a dyn Exec,
     console: &'a Console,
@@ -203,18 +205,46 @@ pub struct Binds<'a> {
 }
 
 impl<'a> Binds<'a> {
+    /// `dev`, `proc`, `sys`.
     pub fn mount(
         root: &Path,
         target: &Path,
         exec: &'a dyn Exec,
         console: &'a Console,
     ) -> Result<Binds<'a>> {
+        Binds::mount_dirs(root, target, exec, console, &["dev", "proc", "sys"])
+    }
+
+    /// `dev`, `proc`, `sys`, then the efivars of `sys/firmware/efi`, which
+    /// `grub-install` and `efibootmgr` read and write.
+    pub fn mount_uefi(
+        root: &Path,
+        target: &Path,
+        exec: &'a dyn Exec,
+        console: &'a Console,
+    ) -> Result<Binds<'a>> {
+        Binds::mount_dirs(
+            root,
+            target,
+            exec,
+            console,
+            &["dev", "proc", "sys", super::bringup::EFIVARS],
+        )
+    }
+
+    fn mount_dirs(
+        root: &Path,
+        target: &Path,
+        exec: &'a dyn Exec,
+        console: &'a Console,
+        dirs: &[&str],
+    ) -> Result<Binds<'a>> {
         let mut b = Binds {
             exec,
             console,
             mounted: Vec::new(),
         };
-        for d in ["dev", "proc", "sys"] {
+        for d in dirs {
             let to = target.join(d);
             fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
             exec.run(&CmdLine::argv([
@@ -274,7 +304,10 @@ pub fn loader_of(target: &Path) -> Loader {
     Loader::Extlinux
 }
 
-/// Installs the boot loader of `target` on `disk`.
+/// Installs the boot loader of `target` on `disk`: for BIOS, GRUB or
+/// extlinux; on a node booted UEFI (`root/sys/firmware/efi`), GRUB for
+/// x86_64-efi on the disk's EFI system partition ([`uefi::install_grub`]),
+/// with `order` saying where its NVRAM entry goes.
 pub fn bootloader(
     root: &Path,
     target: &Path,
@@ -282,8 +315,22 @@ pub fn bootloader(
     console: &Console,
     disk: &str,
     args: &[String],
+    order: BootOrder,
 ) -> Result<Loader> {
     let loader = loader_of(target);
+    let efi = uefi::is_uefi(root);
+    match &loader {
+        Loader::Grub { install, .. } if efi && install != "grub-install" => bail!(
+            "this node boots UEFI and the tree has {install}: UEFI installs use Debian's \
+             grub-install (grub-efi-amd64-signed, shim-signed and efibootmgr in the tree)"
+        ),
+        Loader::Extlinux if efi => bail!(
+            "this node boots UEFI but the tree has no grub-install: extlinux only boots BIOS \
+             nodes; put GRUB for EFI in the role's tree (grub-efi-amd64-signed, shim-signed, \
+             efibootmgr), or boot the node in legacy BIOS mode"
+        ),
+        _ => {}
+    }
     match &loader {
         Loader::Grub {
             install,
@@ -293,6 +340,12 @@ pub fn bootloader(
             let default = target.join("etc/default/grub");
             let old = fs::read_to_string(&default).unwrap_or_default();
             write_file(&default, edit_default_grub(&old, args).as_bytes())?;
+            if efi {
+                uefi::install_grub(
+                    root, target, exec, console, disk, install, mkconfig, cfg, order,
+                )?;
+                return Ok(loader);
+            }
             let _binds = Binds::mount(root, target, exec, console)?;
             let chroot = target.display().to_string();
             exec.run(&CmdLine::argv([

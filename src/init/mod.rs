@@ -6,8 +6,8 @@
 //! from a medium ([`embedded`]), run the profile's configure script, fetch
 //! the role's tree into `/chroot` ([`fetch`], [`copy`]), copy the `/post_rsync`
 //! overlay, write `/var/lib/edeploy/conf`, keep the logs, install the boot
-//! loader and tell pxemngr ([`install`]), then end per `ONSUCCESS`
-//! ([`finish`]). Any failure is logged, reported (log upload with
+//! loader (on UEFI nodes with [`uefi`]) and tell pxemngr ([`install`]),
+//! then end per `ONSUCCESS` ([`finish`]). Any failure is logged, reported (log upload with
 //! `UPLOAD_LOG=1`, `failure=P` when a profile was assigned) and ends per
 //! `ONFAILURE`; the console always shows `edeploy: install failed: <why>`.
 //!
@@ -30,6 +30,7 @@ pub mod finish;
 pub mod health;
 pub mod install;
 pub mod server;
+pub mod uefi;
 
 pub use cmdline::{OnFailure, OnSuccess, Settings};
 pub use console::Console;
@@ -365,7 +366,15 @@ impl Installer<'_> {
 
         let args = install::kernel_args(&s.kept, &env.settings);
         console.say(&format!("installing the boot loader on {}", role.disk));
-        let loader = install::bootloader(root, &target, exec, console, &role.disk, &args)?;
+        let loader = install::bootloader(
+            root,
+            &target,
+            exec,
+            console,
+            &role.disk,
+            &args,
+            s.bootorder,
+        )?;
         console.trace(&format!("boot loader: {loader:?}"));
 
         if let Some(url) = env.settings.get("PXEMNGR_URL").filter(|u| !u.is_empty()) {
