@@ -29,6 +29,9 @@ const LOG_NAME: &str = "QEMU-StandardPC-VM0001.log.gz";
 /// `hw::sysname` of the fake node.
 const SYSNAME: &str = "StandardPC-QEMU-VM0001";
 
+/// Answers a command run in the chroot, or leaves it to the default.
+type ChrootHook = Box<dyn Fn(&[String]) -> Option<anyhow::Result<CmdOutput>> + Send + Sync>;
+
 /// The node's command runner (see the module doc), and for each `chroot`
 /// it ran, whether the role's tree was there.
 struct Node {
@@ -45,13 +48,34 @@ impl Node {
     /// `rsync_from`: a directory `rsync` copies into its destination, as
     /// the real one would from the server.
     fn with_rsync(root: &Path, rsync_from: Option<&Path>) -> Node {
+        Node::build(root, rsync_from, Vec::new(), None)
+    }
+
+    /// `rules` come before the node's own; `in_chroot` answers the
+    /// commands run in the chroot (given the words after
+    /// `chroot ROOT/chroot`) when it returns an answer, else they succeed.
+    fn build(
+        root: &Path,
+        rsync_from: Option<&Path>,
+        rules: Vec<(When, Reply)>,
+        in_chroot: Option<ChrootHook>,
+    ) -> Node {
         let tree_seen = Arc::new(Mutex::new(Vec::new()));
         let (seen, hello) = (Arc::clone(&tree_seen), root.join("chroot/bin/hello"));
-        let mut exec = support::node_exec(IP_ADDR).on(
+        let mut exec = support::node_exec(IP_ADDR);
+        for (when, reply) in rules {
+            exec = exec.on(when, reply);
+        }
+        let mut exec = exec.on(
             When::program("chroot"),
-            Reply::with(move |_, _| {
+            Reply::with(move |cmd, _| {
                 if let Ok(mut s) = seen.lock() {
                     s.push(hello.exists());
+                }
+                if let (Some(hook), CmdLine::Argv(v)) = (&in_chroot, cmd) {
+                    if let Some(answer) = hook(v.get(2..).unwrap_or_default()) {
+                        return answer;
+                    }
                 }
                 Ok(CmdOutput::default())
             }),
@@ -235,6 +259,12 @@ const GRUB_DEFAULT: &str = "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX=\
 /// The role tree as a `.edeploy` file: files, a symlink, a hard link, a
 /// file owned by uid 1234, an extended attribute, GRUB and a kernel.
 fn edeploy_tarball() -> Vec<u8> {
+    edeploy_tarball_with(&[])
+}
+
+/// [`edeploy_tarball`] with more files (`usr/lib/shim/…`), their parent
+/// directories made.
+fn edeploy_tarball_with(extra: &[(&str, &[u8])]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut b = tar::Builder::new(gz);
     let dir = |b: &mut tar::Builder<_>, path: &str, mode: u32, uid: u64| {
@@ -319,6 +349,28 @@ fn edeploy_tarball() -> Vec<u8> {
         noise.push((x >> 16) as u8);
     }
     file(&mut b, "var/bulk", 0o644, 0, &noise);
+    let mut made: Vec<String> = Vec::new();
+    for (path, data) in extra {
+        let mut parent = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|x| x.1)
+            .unwrap_or_default()
+        {
+            parent = if parent.is_empty() {
+                part.to_string()
+            } else {
+                format!("{parent}/{part}")
+            };
+            if !made.contains(&parent) {
+                dir(&mut b, &parent, 0o755, 0);
+                made.push(parent.clone());
+            }
+        }
+        file(&mut b, path, 0o644, 0, data);
+    }
     b.into_inner().expect("tar").finish().expect("gzip")
 }
 
@@ -905,4 +957,443 @@ fn a_bad_command_line_fails_with_the_variable_named() {
     );
     // The valid ONFAILURE still applies.
     assert_eq!(r.report.action, Action::Console);
+}
+
+// ------------------------------------------------------------- UEFI
+
+const ESP_TYPE_UPPER: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n";
+const LINUX_TYPE: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4\n";
+/// The partition uuid of the second disk's `vdb1`, where another
+/// install of this node lives.
+const OTHER_DISK_PARTUUID: &str = "9b2d0e7a-1c4f-4e8b-b3a1-6f0c2d4e8a10";
+
+/// `efibootmgr -v` on the node before the install: an old entry of ours
+/// on this disk (0003), one on the other disk (0004), others' entries.
+fn efibootmgr_before(order: bool) -> String {
+    let mut t = String::from("BootCurrent: 0001\nTimeout: 0 seconds\n");
+    if order {
+        t.push_str("BootOrder: 0001,0003,0004,0000\n");
+    }
+    t.push_str(&format!(
+        "Boot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)\n\
+Boot0001* UEFI PXEv4 (MAC:525400123456)\tPciRoot(0x0)/Pci(0x3,0x0)/MAC(525400123456,1)/IPv4(0.0.0.00.0.0.0,0,0)..BO\n\
+Boot0003* eDeploy\tHD(2,GPT,5f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f,0x800,0x80000)/File(\\EFI\\debian\\shimx64.efi)\n\
+Boot0004* eDeploy\tHD(1,GPT,{},0x800,0x80000)/File(\\EFI\\debian\\shimx64.efi)\n",
+        OTHER_DISK_PARTUUID.to_uppercase()
+    ));
+    t
+}
+
+/// A UEFI node with Secure Boot on: the fake node, `sys/firmware/efi`,
+/// `vda1` (Linux) and `vda2` (the ESP when `esp`), and a second disk
+/// whose `vdb1` holds another install.
+fn uefi_node(cmdline: &str) -> tempfile::TempDir {
+    let t = fake_node(cmdline);
+    let r = t.path();
+    let var = r.join("sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c");
+    fs::create_dir_all(var.parent().expect("parent")).expect("mkdir");
+    fs::write(&var, [0x06, 0, 0, 0, 1]).expect("efivar");
+    write(r, "sys/block/vda/vda1/partition", "1\n");
+    write(r, "sys/block/vda/vda2/partition", "2\n");
+    write(r, "sys/block/vdb/vdb1/partition", "1\n");
+    t
+}
+
+/// How the fake's `efibootmgr` behaves.
+#[derive(Clone, Copy)]
+enum Nvram {
+    Works {
+        order: bool,
+    },
+    /// Every write fails, as with a read-only NVRAM.
+    ReadOnly,
+}
+
+/// The UEFI node's runner: blkid's answers (`vda2` is the ESP when
+/// `esp`), `grub-install` laying Debian's files in `EFI/debian/` of the
+/// mounted ESP (plus the `EFI/BOOT/fbx64.efi` `--force-extra-removable`
+/// would leave), and `efibootmgr` per `nvram`.
+fn uefi_exec(root: &Path, esp: bool, nvram: Nvram) -> Node {
+    uefi_exec_from(root, esp, nvram, None)
+}
+
+/// [`uefi_exec`] with `rsync` copying `rsync_from`.
+fn uefi_exec_from(root: &Path, esp: bool, nvram: Nvram, rsync_from: Option<&Path>) -> Node {
+    let blkid = |dev: &str, key: &str, answer: &str| {
+        (
+            When::line(format!("blkid -p -s {key} -o value {dev}")),
+            Reply::stdout(answer),
+        )
+    };
+    let rules = vec![
+        blkid("/dev/vda1", "PART_ENTRY_TYPE", LINUX_TYPE),
+        blkid(
+            "/dev/vda2",
+            "PART_ENTRY_TYPE",
+            if esp { ESP_TYPE_UPPER } else { LINUX_TYPE },
+        ),
+        blkid(
+            "/dev/vdb1",
+            "PART_ENTRY_UUID",
+            &format!("{OTHER_DISK_PARTUUID}\n"),
+        ),
+        (
+            When::line("blkid -s UUID -o value /dev/vda2"),
+            Reply::stdout("3A1F-9C2E\n"),
+        ),
+    ];
+    let esp_dir = root.join("chroot/boot/efi");
+    let hook: ChrootHook = Box::new(move |argv| {
+        let prog = argv.first().map(String::as_str);
+        if prog == Some("grub-install") {
+            let debian = esp_dir.join("EFI/debian");
+            let boot = esp_dir.join("EFI/BOOT");
+            let made = fs::create_dir_all(&debian).and_then(|_| fs::create_dir_all(&boot));
+            if let Err(e) = made {
+                return Some(Err(e.into()));
+            }
+            for (name, data) in [
+                ("shimx64.efi", "shim"),
+                ("grubx64.efi", "grub"),
+                ("mmx64.efi", "mokmanager"),
+                ("grub.cfg", "search.fs_uuid 1234 root\n"),
+            ] {
+                if let Err(e) = fs::write(debian.join(name), data) {
+                    return Some(Err(e.into()));
+                }
+            }
+            if let Err(e) = fs::write(boot.join("fbx64.efi"), "fallback") {
+                return Some(Err(e.into()));
+            }
+            return None;
+        }
+        if prog != Some("efibootmgr") {
+            return None;
+        }
+        let read = argv.get(1).map(String::as_str) == Some("-v");
+        Some(Ok(match (nvram, read) {
+            (Nvram::Works { order }, true) => CmdOutput {
+                stdout: efibootmgr_before(order),
+                ..CmdOutput::default()
+            },
+            (Nvram::Works { .. }, false) => CmdOutput::default(),
+            (Nvram::ReadOnly, true) => CmdOutput {
+                stdout: efibootmgr_before(true),
+                ..CmdOutput::default()
+            },
+            (Nvram::ReadOnly, false) => CmdOutput {
+                status: 5,
+                stderr: "Could not delete variable: Read-only file system\n".into(),
+                ..CmdOutput::default()
+            },
+        }))
+    });
+    Node::build(root, rsync_from, rules, Some(hook))
+}
+
+/// The commands from the first `blkid` of the boot-loader step on.
+fn boot_loader_commands(c: &[String]) -> Vec<String> {
+    let from = position(c, "blkid -p -s PART_ENTRY_TYPE");
+    c[from..].to_vec()
+}
+
+const SHIM_TREE: &[(&str, &[u8])] = &[
+    ("usr/lib/shim/shimx64.efi.signed", b"signed shim"),
+    (
+        "usr/lib/os-release",
+        b"PRETTY_NAME=\"Debian GNU/Linux 12\"\nID=debian\n",
+    ),
+];
+
+fn esp_file(root: &Path, rel: &str) -> String {
+    fs::read_to_string(root.join("chroot/boot/efi").join(rel))
+        .unwrap_or_else(|e| panic!("{rel} on the ESP: {e}"))
+}
+
+#[test]
+fn installs_a_uefi_node_with_secure_boot() {
+    let site = site(Vec::new(), &edeploy_tarball_with(SHIM_TREE));
+    let node = uefi_node(&base_cmdline(&site));
+    let root = node.path();
+    let exec = uefi_exec(root, true, Nvram::Works { order: true });
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    let c = &r.commands;
+    assert_eq!(c[0], "mount -t proc proc ROOT/proc");
+    assert_eq!(c[3], "mount -t tmpfs tmpfs ROOT/run");
+    assert_eq!(c[4], "modprobe efivarfs");
+    assert_eq!(
+        c[5],
+        "mount -t efivarfs efivarfs ROOT/sys/firmware/efi/efivars"
+    );
+    assert!(c[6].starts_with("modprobe -abq "), "{c:#?}");
+    assert_eq!(
+        boot_loader_commands(c),
+        [
+            "blkid -p -s PART_ENTRY_TYPE -o value /dev/vda1",
+            "blkid -p -s PART_ENTRY_TYPE -o value /dev/vda2",
+            "mount -t vfat /dev/vda2 ROOT/chroot/boot/efi",
+            "blkid -s UUID -o value /dev/vda2",
+            "mount -o bind ROOT/dev ROOT/chroot/dev",
+            "mount -o bind ROOT/proc ROOT/chroot/proc",
+            "mount -o bind ROOT/sys ROOT/chroot/sys",
+            "mount -o bind ROOT/sys/firmware/efi/efivars ROOT/chroot/sys/firmware/efi/efivars",
+            "chroot ROOT/chroot grub-install --target=x86_64-efi --efi-directory=/boot/efi \
+             --bootloader-id=debian --uefi-secure-boot --no-nvram [tree present]",
+            "chroot ROOT/chroot grub-mkconfig -o /boot/grub/grub.cfg [tree present]",
+            "chroot ROOT/chroot efibootmgr -v [tree present]",
+            "blkid -p -s PART_ENTRY_UUID -o value /dev/vdb1",
+            "chroot ROOT/chroot efibootmgr -b 0003 -B [tree present]",
+            "chroot ROOT/chroot efibootmgr -c -d /dev/vda -p 2 -L eDeploy \
+             -l '\\EFI\\debian\\shimx64.efi' [tree present]",
+            "umount ROOT/chroot/sys/firmware/efi/efivars",
+            "umount ROOT/chroot/sys",
+            "umount ROOT/chroot/proc",
+            "umount ROOT/chroot/dev",
+            "umount ROOT/chroot/boot/efi",
+            "sync",
+            "reboot -f",
+        ]
+    );
+    // The hardware list sent says how the node booted.
+    let hw = fs::read_to_string(root.join("chroot/var/log/edeploy/hw.json")).expect("hw.json");
+    assert!(
+        hw.contains("[\"firmware\",\"boot\",\"mode\",\"uefi\"]"),
+        "{hw}"
+    );
+    assert!(
+        hw.contains("[\"firmware\",\"secureboot\",\"state\",\"enabled\"]"),
+        "{hw}"
+    );
+    // The fallback path: shim as BOOTX64.EFI, GRUB, MokManager and the
+    // config beside it, and no fbx64.efi.
+    assert_eq!(esp_file(root, "EFI/BOOT/BOOTX64.EFI"), "shim");
+    assert_eq!(esp_file(root, "EFI/BOOT/grubx64.efi"), "grub");
+    assert_eq!(esp_file(root, "EFI/BOOT/mmx64.efi"), "mokmanager");
+    assert_eq!(
+        esp_file(root, "EFI/BOOT/grub.cfg"),
+        "search.fs_uuid 1234 root\n"
+    );
+    assert!(!root.join("chroot/boot/efi/EFI/BOOT/fbx64.efi").exists());
+    assert_eq!(esp_file(root, "EFI/debian/shimx64.efi"), "shim");
+    // fstab: the script's line, then the ESP by UUID.
+    assert_eq!(
+        fs::read_to_string(root.join("chroot/etc/fstab")).expect("fstab"),
+        "/dev/vda1 / ext4 errors=remount-ro 0 1\nUUID=3A1F-9C2E /boot/efi vfat umask=0077 0 1\n"
+    );
+    let s = &r.screen;
+    let steps = [
+        "edeploy: installing the boot loader on /dev/vda",
+        "edeploy: this node boots UEFI: looking for the EFI system partition on /dev/vda",
+        "edeploy: mounting the EFI system partition /dev/vda2 on /boot/efi",
+        "edeploy: /etc/fstab: UUID=3A1F-9C2E on /boot/efi",
+        "edeploy: installing GRUB for x86_64-efi in \\EFI\\debian\\",
+        "edeploy: fallback boot path \\EFI\\BOOT\\BOOTX64.EFI: EFI/BOOT/BOOTX64.EFI, \
+         EFI/BOOT/grubx64.efi, EFI/BOOT/mmx64.efi, EFI/BOOT/grub.cfg (shim)",
+        "edeploy: NVRAM: removed the old entry Boot0003",
+        "edeploy: NVRAM: keeping Boot0004 (eDeploy on another disk of this node)",
+        "edeploy: NVRAM: entry eDeploy added for /dev/vda partition 2 (\\EFI\\debian\\shimx64.efi)",
+        "edeploy: installed base D12-1.0.0 (profile vm) on /dev/vda",
+    ];
+    let mut last = 0;
+    for step in steps {
+        let at = text_position(s, step);
+        assert!(at >= last, "{step:?} out of order on the console:\n{s}");
+        last = at;
+    }
+    assert!(!s.contains("warning"), "{s}");
+}
+
+#[test]
+fn bootorder_keep_sets_the_order_back_and_grub_alone_boots_without_shim() {
+    let site = site(Vec::new(), &edeploy_tarball());
+    for (order, want) in [
+        (
+            true,
+            "chroot ROOT/chroot efibootmgr -o 0001,0003,0004,0000 [tree present]",
+        ),
+        (false, "chroot ROOT/chroot efibootmgr -O [tree present]"),
+    ] {
+        let node = uefi_node(&format!("{} BOOTORDER=keep", base_cmdline(&site)));
+        let root = node.path();
+        let exec = uefi_exec(root, true, Nvram::Works { order });
+        let r = run(root, &exec);
+        assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+        let c = &r.commands;
+        let create = position(
+            c,
+            "efibootmgr -c -d /dev/vda -p 2 -L eDeploy -l '\\EFI\\debian\\grubx64.efi'",
+        );
+        assert_eq!(c[create + 1], want, "{c:#?}");
+        assert_eq!(c[create + 2], "umount ROOT/chroot/sys/firmware/efi/efivars");
+        // No shim in the tree: GRUB itself on the fallback path.
+        assert_eq!(esp_file(root, "EFI/BOOT/BOOTX64.EFI"), "grub");
+        assert!(!root.join("chroot/boot/efi/EFI/BOOT/fbx64.efi").exists());
+        let kept = if order {
+            "edeploy: NVRAM: BootOrder kept as it was (0001,0003,0004,0000)"
+        } else {
+            "edeploy: NVRAM: BootOrder removed, as there was none"
+        };
+        assert!(r.screen.contains(kept), "{}", r.screen);
+    }
+}
+
+#[test]
+fn a_uefi_node_without_an_esp_fails_and_says_what_to_add() {
+    let site = site(Vec::new(), &edeploy_tarball_with(SHIM_TREE));
+    let node = uefi_node(&format!("{} UPLOAD_LOG=1", base_cmdline(&site)));
+    let root = node.path();
+    let exec = uefi_exec(root, false, Nvram::Works { order: true });
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must fail");
+    let sentence = "/dev/vda has no EFI system partition (its partitions: vda1, vda2): this node \
+                    boots UEFI, so its configure script must make one (GPT, a partition with \
+                    \"set N esp on\", formatted with mkfs.vfat)";
+    assert_eq!(reason, sentence);
+    assert!(
+        r.screen
+            .contains(&format!("edeploy: install failed: {sentence}\n")),
+        "{}",
+        r.screen
+    );
+    assert!(
+        r.screen.contains(&format!(
+            "edeploy: install log uploaded as {LOG_NAME} on the server"
+        )),
+        "{}",
+        r.screen
+    );
+    assert!(
+        r.screen.contains("edeploy: failure of profile vm reported"),
+        "{}",
+        r.screen
+    );
+    assert_eq!(r.report.action, Action::Halt);
+    assert_eq!(r.commands.last().map(String::as_str), Some("poweroff -f"));
+    assert!(!r.commands.iter().any(|c| c.contains("grub-install")));
+    assert!(!r.commands.iter().any(|c| c.contains("mount -t vfat")));
+    let gz = fs::read(site.path(&format!("logs/{LOG_NAME}"))).expect("log in LOGDIR");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    assert!(text.contains("has no EFI system partition"), "{text}");
+    // The install was given back.
+    assert!(
+        state_of(&site).contains("('vm', 10)"),
+        "{}",
+        state_of(&site)
+    );
+}
+
+#[test]
+fn a_read_only_nvram_is_a_warning_and_the_fallback_path_boots() {
+    let site = site(Vec::new(), &edeploy_tarball_with(SHIM_TREE));
+    let node = uefi_node(&base_cmdline(&site));
+    let root = node.path();
+    let exec = uefi_exec(root, true, Nvram::ReadOnly);
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    assert_eq!(r.report.action, Action::Reboot);
+    let c = &r.commands;
+    // The first write failed: nothing more was tried.
+    let del = position(c, "efibootmgr -b 0003 -B");
+    assert_eq!(c[del + 1], "umount ROOT/chroot/sys/firmware/efi/efivars");
+    assert!(!c.iter().any(|x| x.contains("efibootmgr -c")), "{c:#?}");
+    assert!(
+        r.screen.contains(
+            "edeploy: warning: cannot set the NVRAM boot entry (chroot ROOT/chroot efibootmgr \
+             -b 0003 -B: exit status 5: Could not delete variable: Read-only file system): this \
+             node will boot through the fallback path \\EFI\\BOOT\\BOOTX64.EFI"
+                .replace("ROOT", &root.display().to_string())
+                .as_str()
+        ),
+        "{}",
+        r.screen
+    );
+    assert_eq!(esp_file(root, "EFI/BOOT/BOOTX64.EFI"), "shim");
+    assert_eq!(esp_file(root, "EFI/BOOT/grubx64.efi"), "grub");
+    assert!(!root.join("chroot/boot/efi/EFI/BOOT/fbx64.efi").exists());
+}
+
+#[test]
+fn a_uefi_node_needs_grub_in_its_tree() {
+    let site = site(Vec::new(), b"");
+    let node = uefi_node(&format!(
+        "SERV=127.0.0.1 HTTP_PORT={} RSERV_PORT=8873",
+        site.port
+    ));
+    let root = node.path();
+    // What the rsync server holds: a tree without GRUB.
+    let src = tempfile::tempdir().expect("tmp");
+    write(src.path(), "boot/vmlinuz-6.1.0-10-amd64", "kernel");
+    write(src.path(), "bin/hello", "hello");
+    let exec = uefi_exec_from(root, true, Nvram::Works { order: true }, Some(src.path()));
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must fail");
+    assert!(
+        reason.starts_with(
+            "this node boots UEFI but the tree has no grub-install: extlinux only boots BIOS nodes"
+        ),
+        "{reason}"
+    );
+    assert!(
+        r.screen
+            .contains("edeploy: install failed: this node boots UEFI"),
+        "{}",
+        r.screen
+    );
+    assert!(!r.commands.iter().any(|c| c.starts_with("extlinux")));
+    assert!(!r.commands.iter().any(|c| c.contains("blkid")));
+}
+
+#[test]
+fn a_bios_node_runs_no_uefi_step() {
+    let site = site(Vec::new(), &edeploy_tarball_with(SHIM_TREE));
+    let node = fake_node(&base_cmdline(&site));
+    let root = node.path();
+    // The same runner as a UEFI node's: only the firmware differs.
+    let exec = uefi_exec(root, true, Nvram::Works { order: true });
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    let c = &r.commands;
+    let bind = position(c, "mount -o bind ROOT/dev ROOT/chroot/dev");
+    assert_eq!(
+        c[bind..].to_vec(),
+        [
+            "mount -o bind ROOT/dev ROOT/chroot/dev",
+            "mount -o bind ROOT/proc ROOT/chroot/proc",
+            "mount -o bind ROOT/sys ROOT/chroot/sys",
+            "chroot ROOT/chroot grub-install /dev/vda [tree present]",
+            "chroot ROOT/chroot grub-mkconfig -o /boot/grub/grub.cfg [tree present]",
+            "umount ROOT/chroot/sys",
+            "umount ROOT/chroot/proc",
+            "umount ROOT/chroot/dev",
+            "sync",
+            "reboot -f",
+        ]
+    );
+    assert_eq!(
+        c[4],
+        "modprobe -abq pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00 \
+         pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00 virtio:d00000001v00001AF4"
+    );
+    assert!(
+        !c.iter()
+            .any(|x| x.contains("efivarfs") || x.contains("blkid") || x.contains("efibootmgr")),
+        "{c:#?}"
+    );
+    // (The fake grub-install still writes its EFI files; nothing else is
+    // laid, and fstab is the script's.)
+    assert!(!root.join("chroot/boot/efi/EFI/BOOT/BOOTX64.EFI").exists());
+    assert_eq!(
+        fs::read_to_string(root.join("chroot/etc/fstab")).expect("fstab"),
+        "/dev/vda1 / ext4 errors=remount-ro 0 1\n"
+    );
+    let hw = fs::read_to_string(root.join("chroot/var/log/edeploy/hw.json")).expect("hw.json");
+    assert!(
+        hw.contains("[\"firmware\",\"boot\",\"mode\",\"bios\"]"),
+        "{hw}"
+    );
+    assert!(!hw.contains("secureboot"), "{hw}");
 }

@@ -129,7 +129,9 @@ fn every_variable_is_read() {
         ("HEALTH_TIME=3600", |s| !s.health && s.health_time == 3600),
         ("BOOTORDER=keep", |s| s.bootorder == BootOrder::Keep),
         ("BOOTORDER=first", |s| s.bootorder == BootOrder::First),
-        ("BOOTORDER=keep BOOTORDER=", |s| s.bootorder == BootOrder::First),
+        ("BOOTORDER=keep BOOTORDER=", |s| {
+            s.bootorder == BootOrder::First
+        }),
         ("| HEALTH=1 |", |s| {
             !s.health && s.onsuccess == OnSuccess::Reboot
         }),

@@ -366,15 +366,8 @@ impl Installer<'_> {
 
         let args = install::kernel_args(&s.kept, &env.settings);
         console.say(&format!("installing the boot loader on {}", role.disk));
-        let loader = install::bootloader(
-            root,
-            &target,
-            exec,
-            console,
-            &role.disk,
-            &args,
-            s.bootorder,
-        )?;
+        let loader =
+            install::bootloader(root, &target, exec, console, &role.disk, &args, s.bootorder)?;
         console.trace(&format!("boot loader: {loader:?}"));
 
         if let Some(url) = env.settings.get("PXEMNGR_URL").filter(|u| !u.is_empty()) {

@@ -220,8 +220,9 @@ pub fn add_to_fstab(target: &Path, spec: &str) -> Result<bool> {
             "{} is a symbolic link: refusing to write through it",
             path.display()
         ),
-        Ok(_) => fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
+        Ok(_) => {
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?
+        }
         Err(_) => String::new(),
     };
     let there = old.lines().any(|l| {
@@ -290,7 +291,9 @@ pub fn lay_fallback(esp: &Path, id: &str, shim: bool) -> Result<Vec<String>> {
             bail!(
                 "grub-install left no \\EFI\\{id}\\{r} on the EFI system partition{}",
                 if shim {
-                    format!(" (the tree has shim, {SHIM_IN_TREE}: it needs grub-efi-amd64-signed too)")
+                    format!(
+                        " (the tree has shim, {SHIM_IN_TREE}: it needs grub-efi-amd64-signed too)"
+                    )
                 } else {
                     String::new()
                 }
@@ -394,7 +397,9 @@ pub fn parse_efibootmgr(text: &str) -> BootVars {
                     .collect(),
             );
         } else if let Some(rest) = line.strip_prefix("Boot") {
-            let Some(num) = rest.get(..4).filter(|n| n.chars().all(|c| c.is_ascii_hexdigit()))
+            let Some(num) = rest
+                .get(..4)
+                .filter(|n| n.chars().all(|c| c.is_ascii_hexdigit()))
             else {
                 continue;
             };
@@ -535,7 +540,9 @@ pub fn install_grub(
     let esp = find_esp(root, exec, disk)?;
     let dev = esp.dev();
     let dir = safe_dir(target, ESP_MOUNT)?;
-    console.say(&format!("mounting the EFI system partition {dev} on /boot/efi"));
+    console.say(&format!(
+        "mounting the EFI system partition {dev} on /boot/efi"
+    ));
     exec.run(&CmdLine::argv([
         "mount".to_string(),
         "-t".into(),
@@ -593,7 +600,11 @@ pub fn install_grub(
     console.say(&format!(
         "fallback boot path {FALLBACK}: {} ({})",
         laid.join(", "),
-        if shim { "shim" } else { "GRUB, no shim in the tree" }
+        if shim {
+            "shim"
+        } else {
+            "GRUB, no shim in the tree"
+        }
     ));
     let loader = format!(
         "\\EFI\\{id}\\{}",
@@ -627,7 +638,12 @@ Boot0003* eDeploy\tHD(1,GPT,5f1c2a4e-8d3b-4c1a-9e2f-0a1b2c3d4e5f,0x800,0x80000)/
         assert_eq!(v.current.as_deref(), Some("0001"));
         assert_eq!(
             v.order,
-            Some(vec!["0003".into(), "0001".into(), "0000".into(), "0002".into()])
+            Some(vec![
+                "0003".into(),
+                "0001".into(),
+                "0000".into(),
+                "0002".into()
+            ])
         );
         let labels: Vec<&str> = v.entries.iter().map(|e| e.label.as_str()).collect();
         assert_eq!(
@@ -713,8 +729,11 @@ Boot0003* UEFI Misc Device\tPciRoot(0x0)/Pci(0x2,0x0){auto_created_boot_option}\
         let t = tempfile::tempdir().expect("tmp");
         assert_eq!(distribution_id(t.path()), "debian");
         fs::create_dir_all(t.path().join("usr/lib")).expect("mkdir");
-        fs::write(t.path().join("usr/lib/os-release"), "NAME=\"Ubuntu\"\nID=ubuntu\n")
-            .expect("write");
+        fs::write(
+            t.path().join("usr/lib/os-release"),
+            "NAME=\"Ubuntu\"\nID=ubuntu\n",
+        )
+        .expect("write");
         fs::create_dir_all(t.path().join("etc")).expect("mkdir");
         // Debian's etc/os-release is a relative link; an absolute one
         // would lead out of the tree: neither is followed.
