@@ -22,6 +22,17 @@ fn fix(p: &str) -> String {
     format!("{FIX}/{p}")
 }
 
+/// The KVM fixture as today's installer reports it, written in `dir`:
+/// with the boot-mode line the example profile's vm.specs binds
+/// (`$boot_mode`), which the captured list predates.
+fn kvm_in(dir: &Path) -> String {
+    let text = fs::read_to_string(fix("hw/kvm-test-vm.hw")).unwrap();
+    let text = text.replacen('[', "[('firmware', 'boot', 'mode', 'bios'),\n ", 1);
+    let p = dir.join("kvm-test-vm.hw");
+    fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
 #[test]
 fn match_json_prints_vars_and_forced() {
     let out = admin(&[
@@ -125,12 +136,10 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn try_on_the_example_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(Path::new(EXAMPLE), dir.path());
+    let hw_dir = tempfile::tempdir().unwrap();
+    let kvm = kvm_in(hw_dir.path());
     let before = snapshot(dir.path());
-    let out = admin(&[
-        "try",
-        dir.path().to_str().unwrap(),
-        &fix("hw/kvm-test-vm.hw"),
-    ]);
+    let out = admin(&["try", dir.path().to_str().unwrap(), &kvm]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("profile: vm\n"), "{stdout}");
@@ -142,12 +151,7 @@ fn try_on_the_example_changes_nothing() {
     );
     assert_eq!(snapshot(dir.path()), before);
 
-    let out = admin(&[
-        "try",
-        "--json",
-        dir.path().to_str().unwrap(),
-        &fix("hw/kvm-test-vm.hw"),
-    ]);
+    let out = admin(&["try", "--json", dir.path().to_str().unwrap(), &kvm]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["profile"], "vm");
     assert_eq!(v["vars"]["ip"], "10.0.2.15");

@@ -812,8 +812,10 @@ fn project_file(rel: &str) -> (String, String) {
     (text, name)
 }
 
+/// What the example profile binds for the QEMU guest: a BIOS boot.
 fn vm_vars() -> IndexMap<String, Value> {
     vars(&[
+        ("boot_mode", s("bios")),
         ("disk", s("vda")),
         ("eth", s("eth0")),
         ("ip", s("10.0.2.15")),
@@ -825,17 +827,29 @@ fn vm_vars() -> IndexMap<String, Value> {
     ])
 }
 
+/// `vm_vars()` with some values replaced.
+fn vm_vars_with(changes: &[(&str, &str)]) -> IndexMap<String, Value> {
+    let mut v = vm_vars();
+    for (k, x) in changes {
+        v.insert(k.to_string(), s(x));
+    }
+    v
+}
+
 fn run_file(rel: &str, rec: &Fake) -> Run {
+    run_file_with(rel, rec, &vm_vars())
+}
+
+fn run_file_with(rel: &str, rec: &Fake, v: &IndexMap<String, Value>) -> Run {
     let (text, name) = project_file(rel);
     let dir = tempfile::tempdir().expect("temp dir");
     let overlay = dir.path().join("post_rsync");
     let mut log = Vec::new();
-    let v = vm_vars();
     let result = run_script(
         &text,
         &name,
         ScriptEnv {
-            vars: &v,
+            vars: v,
             exec: rec,
             overlay: &overlay,
             log: &mut log,
@@ -904,6 +918,117 @@ fn the_example_vm_configure_runs() {
         r.log.contains("+ parted -s /dev/vda mklabel msdos\n"),
         "{}",
         r.log
+    );
+}
+
+#[test]
+fn the_example_vm_configure_keeps_the_msdos_layout_on_bios() {
+    let rec = Fake::new(["parted", "mkfs.ext4", "mkfs.vfat", "mount", "mkdir"]);
+    let r = run_file_with(
+        "share/examples/config/vm.configure",
+        &rec,
+        &vm_vars_with(&[("boot_mode", "bios")]),
+    );
+    r.ok();
+    assert_eq!(
+        rec.commands(),
+        [
+            "parted -s /dev/vda mklabel msdos",
+            "parted -s /dev/vda mkpart primary ext4 1MiB 100%",
+            "parted -s /dev/vda set 1 boot on",
+            "mkfs.ext4 -q -F /dev/vda1",
+            "mkdir -p /chroot && mount /dev/vda1 /chroot",
+        ]
+        .map(CmdLine::shell)
+    );
+    assert!(!r.log.contains("gpt"), "{}", r.log);
+    assert!(!r.log.contains("mkfs.vfat"), "{}", r.log);
+}
+
+#[test]
+fn the_example_vm_configure_makes_gpt_and_an_esp_on_uefi() {
+    let rec = Fake::new(["parted", "mkfs.ext4", "mkfs.vfat", "mount", "mkdir"]);
+    let r = run_file_with(
+        "share/examples/config/vm.configure",
+        &rec,
+        &vm_vars_with(&[("boot_mode", "uefi")]),
+    );
+    let o = r.ok();
+    assert_eq!(
+        rec.commands(),
+        [
+            "parted -s /dev/vda mklabel gpt",
+            "parted -s /dev/vda mkpart ESP fat32 1MiB 257MiB",
+            "parted -s /dev/vda set 1 esp on",
+            "parted -s /dev/vda mkpart root ext4 257MiB 100%",
+            "mkfs.vfat -F 32 /dev/vda1",
+            "mkfs.ext4 -q -F /dev/vda2",
+            "mkdir -p /chroot && mount /dev/vda2 /chroot",
+        ]
+        .map(CmdLine::shell)
+    );
+    // The root line only: the installer adds the ESP's own line.
+    assert_eq!(
+        r.file("/etc/fstab"),
+        "/dev/vda2 / ext4 errors=remount-ro 0 1\n"
+    );
+    assert_eq!(
+        o.role,
+        Some(Role {
+            role: "base".into(),
+            version: "D12-1.0.0".into(),
+            disk: "/dev/vda".into()
+        })
+    );
+}
+
+#[test]
+fn the_example_vm_configure_names_nvme_partitions_with_a_p() {
+    let rec = Fake::new(["parted", "mkfs.ext4", "mkfs.vfat", "mount", "mkdir"]);
+    let r = run_file_with(
+        "share/examples/config/vm.configure",
+        &rec,
+        &vm_vars_with(&[("boot_mode", "uefi"), ("disk", "nvme0n1")]),
+    );
+    let o = r.ok();
+    let commands = rec.commands();
+    assert_eq!(
+        commands[0],
+        CmdLine::shell("parted -s /dev/nvme0n1 mklabel gpt")
+    );
+    assert_eq!(
+        commands[4..],
+        [
+            "mkfs.vfat -F 32 /dev/nvme0n1p1",
+            "mkfs.ext4 -q -F /dev/nvme0n1p2",
+            "mkdir -p /chroot && mount /dev/nvme0n1p2 /chroot",
+        ]
+        .map(CmdLine::shell)
+    );
+    assert_eq!(
+        r.file("/etc/fstab"),
+        "/dev/nvme0n1p2 / ext4 errors=remount-ro 0 1\n"
+    );
+    assert_eq!(
+        o.role.as_ref().map(|r| r.disk.as_str()),
+        Some("/dev/nvme0n1")
+    );
+
+    // On BIOS too.
+    let rec = Fake::new(["parted", "mkfs.ext4", "mount", "mkdir"]);
+    let r = run_file_with(
+        "share/examples/config/vm.configure",
+        &rec,
+        &vm_vars_with(&[("boot_mode", "bios"), ("disk", "nvme0n1")]),
+    );
+    r.ok();
+    assert_eq!(
+        rec.commands()[3..],
+        [
+            "mkfs.ext4 -q -F /dev/nvme0n1p1",
+            "mkdir -p /chroot && mount /dev/nvme0n1p1 /chroot",
+        ]
+        .map(CmdLine::shell)
     );
 }
 
