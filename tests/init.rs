@@ -985,7 +985,8 @@ Boot0004* eDeploy\tHD(1,GPT,{},0x800,0x80000)/File(\\EFI\\debian\\shimx64.efi)\n
 }
 
 /// A UEFI node with Secure Boot on: the fake node, `sys/firmware/efi`,
-/// `vda1` (Linux) and `vda2` (the ESP when `esp`), and a second disk
+/// `vda1` (the ESP when `esp`) and `vda2` (Linux), as the example script
+/// lays them out,, and a second disk
 /// whose `vdb1` holds another install.
 fn uefi_node(cmdline: &str) -> tempfile::TempDir {
     let t = fake_node(cmdline);
@@ -1009,7 +1010,7 @@ enum Nvram {
     ReadOnly,
 }
 
-/// The UEFI node's runner: blkid's answers (`vda2` is the ESP when
+/// The UEFI node's runner: blkid's answers (`vda1` is the ESP when
 /// `esp`), `grub-install` laying Debian's files in `EFI/debian/` of the
 /// mounted ESP (plus the `EFI/BOOT/fbx64.efi` `--force-extra-removable`
 /// would leave), and `efibootmgr` per `nvram`.
@@ -1026,19 +1027,19 @@ fn uefi_exec_from(root: &Path, esp: bool, nvram: Nvram, rsync_from: Option<&Path
         )
     };
     let rules = vec![
-        blkid("/dev/vda1", "PART_ENTRY_TYPE", LINUX_TYPE),
         blkid(
-            "/dev/vda2",
+            "/dev/vda1",
             "PART_ENTRY_TYPE",
             if esp { ESP_TYPE_UPPER } else { LINUX_TYPE },
         ),
+        blkid("/dev/vda2", "PART_ENTRY_TYPE", LINUX_TYPE),
         blkid(
             "/dev/vdb1",
             "PART_ENTRY_UUID",
             &format!("{OTHER_DISK_PARTUUID}\n"),
         ),
         (
-            When::line("blkid -s UUID -o value /dev/vda2"),
+            When::line("blkid -s UUID -o value /dev/vda1"),
             Reply::stdout("3A1F-9C2E\n"),
         ),
     ];
@@ -1131,9 +1132,8 @@ fn installs_a_uefi_node_with_secure_boot() {
         boot_loader_commands(c),
         [
             "blkid -p -s PART_ENTRY_TYPE -o value /dev/vda1",
-            "blkid -p -s PART_ENTRY_TYPE -o value /dev/vda2",
-            "mount -t vfat /dev/vda2 ROOT/chroot/boot/efi",
-            "blkid -s UUID -o value /dev/vda2",
+            "mount -t vfat /dev/vda1 ROOT/chroot/boot/efi",
+            "blkid -s UUID -o value /dev/vda1",
             "mount -o bind ROOT/dev ROOT/chroot/dev",
             "mount -o bind ROOT/proc ROOT/chroot/proc",
             "mount -o bind ROOT/sys ROOT/chroot/sys",
@@ -1144,7 +1144,7 @@ fn installs_a_uefi_node_with_secure_boot() {
             "chroot ROOT/chroot efibootmgr -v [tree present]",
             "blkid -p -s PART_ENTRY_UUID -o value /dev/vdb1",
             "chroot ROOT/chroot efibootmgr -b 0003 -B [tree present]",
-            "chroot ROOT/chroot efibootmgr -c -d /dev/vda -p 2 -L eDeploy \
+            "chroot ROOT/chroot efibootmgr -c -d /dev/vda -p 1 -L eDeploy \
              -l '\\EFI\\debian\\shimx64.efi' [tree present]",
             "umount ROOT/chroot/sys/firmware/efi/efivars",
             "umount ROOT/chroot/sys",
@@ -1179,20 +1179,20 @@ fn installs_a_uefi_node_with_secure_boot() {
     // fstab: the script's line, then the ESP by UUID.
     assert_eq!(
         fs::read_to_string(root.join("chroot/etc/fstab")).expect("fstab"),
-        "/dev/vda1 / ext4 errors=remount-ro 0 1\nUUID=3A1F-9C2E /boot/efi vfat umask=0077 0 1\n"
+        "/dev/vda2 / ext4 errors=remount-ro 0 1\nUUID=3A1F-9C2E /boot/efi vfat umask=0077 0 1\n"
     );
     let s = &r.screen;
     let steps = [
         "edeploy: installing the boot loader on /dev/vda",
         "edeploy: this node boots UEFI: looking for the EFI system partition on /dev/vda",
-        "edeploy: mounting the EFI system partition /dev/vda2 on /boot/efi",
+        "edeploy: mounting the EFI system partition /dev/vda1 on /boot/efi",
         "edeploy: /etc/fstab: UUID=3A1F-9C2E on /boot/efi",
         "edeploy: installing GRUB for x86_64-efi in \\EFI\\debian\\",
         "edeploy: fallback boot path \\EFI\\BOOT\\BOOTX64.EFI: EFI/BOOT/BOOTX64.EFI, \
          EFI/BOOT/grubx64.efi, EFI/BOOT/mmx64.efi, EFI/BOOT/grub.cfg (shim)",
         "edeploy: NVRAM: removed the old entry Boot0003",
         "edeploy: NVRAM: keeping Boot0004 (eDeploy on another disk of this node)",
-        "edeploy: NVRAM: entry eDeploy added for /dev/vda partition 2 (\\EFI\\debian\\shimx64.efi)",
+        "edeploy: NVRAM: entry eDeploy added for /dev/vda partition 1 (\\EFI\\debian\\shimx64.efi)",
         "edeploy: installed base D12-1.0.0 (profile vm) on /dev/vda",
     ];
     let mut last = 0;
@@ -1222,7 +1222,7 @@ fn bootorder_keep_sets_the_order_back_and_grub_alone_boots_without_shim() {
         let c = &r.commands;
         let create = position(
             c,
-            "efibootmgr -c -d /dev/vda -p 2 -L eDeploy -l '\\EFI\\debian\\grubx64.efi'",
+            "efibootmgr -c -d /dev/vda -p 1 -L eDeploy -l '\\EFI\\debian\\grubx64.efi'",
         );
         assert_eq!(c[create + 1], want, "{c:#?}");
         assert_eq!(c[create + 2], "umount ROOT/chroot/sys/firmware/efi/efivars");

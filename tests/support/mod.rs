@@ -559,6 +559,7 @@ pub const NODE_RECORDED: &[&str] = &[
     "ip",
     "parted",
     "mkfs.ext4",
+    "mkfs.vfat",
     "mkdir",
     "chroot",
     "reboot",
