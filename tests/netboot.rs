@@ -146,7 +146,7 @@ fn grub_has_the_pxelinux_entries_with_the_same_arguments() {
     let http = http.replace("10.0.0.1", "192.0.2.7");
     assert!(grub.contains(&format!("linux /pxe/vmlinuz {http}\n")), "{grub}");
     assert!(grub.contains("initrd /pxe/initrd.pxe /pxe/health.img\n"), "{grub}");
-    assert!(grub.contains("set default=\"eDeploy\"\n"), "{grub}");
+    assert!(grub.contains("set default=0\n"), "{grub}");
     assert!(!grub.contains("10.0.0.1"), "{grub}");
 }
 
@@ -168,7 +168,7 @@ fn port_default_http_and_the_unsigned_image() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let net = out.path().join("netboot");
     let grub = read(&net.join("grub/grub.cfg"));
-    assert!(grub.contains("set default=\"eDeploy-http\"\n"), "{grub}");
+    assert!(grub.contains("set default=1\n"), "{grub}");
     assert!(
         grub.contains("SERV=10.0.2.2 HTTP_PORT=8080 HSERV=10.0.2.2 HSERV_PORT=8080 "),
         "{grub}"
