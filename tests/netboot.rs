@@ -144,8 +144,14 @@ fn grub_has_the_pxelinux_entries_with_the_same_arguments() {
         .find_map(|l| l.trim().strip_prefix("APPEND "))
         .expect("eDeploy-http's APPEND");
     let http = http.replace("10.0.0.1", "192.0.2.7");
-    assert!(grub.contains(&format!("linux /pxe/vmlinuz {http}\n")), "{grub}");
-    assert!(grub.contains("initrd /pxe/initrd.pxe /pxe/health.img\n"), "{grub}");
+    assert!(
+        grub.contains(&format!("linux /pxe/vmlinuz {http}\n")),
+        "{grub}"
+    );
+    assert!(
+        grub.contains("initrd /pxe/initrd.pxe /pxe/health.img\n"),
+        "{grub}"
+    );
     assert!(grub.contains("set default=0\n"), "{grub}");
     assert!(!grub.contains("10.0.0.1"), "{grub}");
 }
@@ -179,7 +185,10 @@ fn port_default_http_and_the_unsigned_image() {
     let r = build(out.path(), &["--serv", "10.0.2.2", "--http"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let grub = read(&net.join("grub/grub.cfg"));
-    assert!(grub.contains("linux (http,10.0.2.2)/pxe/vmlinuz "), "{grub}");
+    assert!(
+        grub.contains("linux (http,10.0.2.2)/pxe/vmlinuz "),
+        "{grub}"
+    );
     assert!(
         grub.contains("initrd (http,10.0.2.2)/pxe/initrd.pxe (http,10.0.2.2)/pxe/health.img\n"),
         "{grub}"
