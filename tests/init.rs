@@ -505,12 +505,7 @@ fn installs_a_node_end_to_end_over_http() {
         "edeploy: installed base D12-1.0.0 (profile vm) on /dev/vda",
         "edeploy: rebooting",
     ];
-    let mut last = 0;
-    for step in steps {
-        let at = text_position(s, step);
-        assert!(at >= last, "{step:?} out of order on the console:\n{s}");
-        last = at;
-    }
+    assert_in_order(s, &steps);
     assert!(!s.contains("install failed"), "{s}");
     // Without VERBOSE the device commands are not echoed, but logged.
     assert!(!s.contains("+ mount -t proc"), "{s}");
@@ -1195,12 +1190,7 @@ fn installs_a_uefi_node_with_secure_boot() {
         "edeploy: NVRAM: entry eDeploy added for /dev/vda partition 1 (\\EFI\\debian\\shimx64.efi)",
         "edeploy: installed base D12-1.0.0 (profile vm) on /dev/vda",
     ];
-    let mut last = 0;
-    for step in steps {
-        let at = text_position(s, step);
-        assert!(at >= last, "{step:?} out of order on the console:\n{s}");
-        last = at;
-    }
+    assert_in_order(s, &steps);
     assert!(!s.contains("warning"), "{s}");
 }
 
@@ -1396,4 +1386,14 @@ fn a_bios_node_runs_no_uefi_step() {
         "{hw}"
     );
     assert!(!hw.contains("secureboot"), "{hw}");
+}
+
+/// Each of `steps` is on the console `s`, in this order.
+fn assert_in_order(s: &str, steps: &[&str]) {
+    let mut last = 0;
+    for step in steps {
+        let at = text_position(s, step);
+        assert!(at >= last, "{step:?} out of order on the console:\n{s}");
+        last = at;
+    }
 }
