@@ -16,12 +16,15 @@
 //!   directory, with [`inflate`] (the two-thread inflate pipeline);
 //! - [`pax`]: PAX extended header records, written and read;
 //! - [`xattr`]: extended attributes, read and set;
+//! - [`beneath`]: the check that no parent of a written path is a
+//!   symlink;
 //! - [`place`]: putting one entry in place (owner, mode, mtime, temporary
 //!   names, syncing), for every writer of a tree;
 //! - [`manifest`]: manifests, built, written and read;
 //! - [`delta`]: deltas between two versions of a role, written by the
 //!   packer and read by the host's upgrade.
 
+pub mod beneath;
 pub mod delta;
 pub mod inflate;
 pub mod layout;

@@ -50,6 +50,27 @@ pub const STAGING: &str = ".edeploy-partial";
 /// The suffix of a file's temporary name: `.NAME.edeploy-new`.
 pub const NEW_SUFFIX: &str = ".edeploy-new";
 
+/// Whether a file name is one of the format's own: the staging directory
+/// [`STAGING`] or a temporary name `.NAME.edeploy-new`. An archive holding
+/// one would collide with the unpack's own files.
+pub fn is_reserved(name: &std::ffi::OsStr) -> bool {
+    let b = name.as_bytes();
+    b == STAGING.as_bytes()
+        || (b.len() > 1 + NEW_SUFFIX.len() && b[0] == b'.' && b.ends_with(NEW_SUFFIX.as_bytes()))
+}
+
+/// Refuses a path (relative to its tree) with a component [`is_reserved`].
+pub fn check_reserved(path: &Path) -> Result<()> {
+    if let Some(c) = path.iter().find(|c| is_reserved(c)) {
+        bail!(
+            "/{}: {} is a name edeploy reserves for its own temporary files",
+            path.display(),
+            c.to_string_lossy()
+        );
+    }
+    Ok(())
+}
+
 /// `.NAME.edeploy-new` beside `path`.
 pub fn temporary_name(path: &Path) -> Result<PathBuf> {
     let name = path
@@ -383,6 +404,26 @@ mod tests {
         .is_err());
         put(&dst, Content::Dir, &how).expect("kept");
         assert!(dst.is_dir());
+    }
+
+    #[test]
+    fn the_format_s_own_names_are_reserved() {
+        for bad in [
+            ".edeploy-partial",
+            "x/.edeploy-partial/y",
+            "etc/.motd.edeploy-new",
+        ] {
+            let err = check_reserved(Path::new(bad)).expect_err(bad);
+            assert!(err.to_string().starts_with(&format!("/{bad}: ")), "{err}");
+        }
+        for ok in [
+            "etc/motd",
+            "x/edeploy-partial",
+            ".edeploy-new",
+            "a.edeploy-new",
+        ] {
+            check_reserved(Path::new(ok)).expect(ok);
+        }
     }
 
     #[test]
