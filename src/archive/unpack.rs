@@ -15,9 +15,13 @@
 //! unpacking system's own `/etc/passwd`); modes, hard links, symlinks,
 //! character and block devices, fifos, mtimes and extended attributes
 //! (`SCHILY.xattr.*`, e.g. file capabilities) are kept. Nothing is written
-//! outside the staging directory: paths with `..` and entries under a
-//! symlink leading out of it are refused.
+//! outside the staging directory, and nothing through a symlink: paths
+//! with `..`, entries under a symlink (the archive's own, wherever it
+//! points, [`super::beneath`]) and names the format reserves
+//! (`.edeploy-partial`, `.NAME.edeploy-new`, [`place::check_reserved`])
+//! are refused while the stream is staged, before anything moves in.
 
+use super::beneath;
 use super::inflate::{self, CHUNK};
 use super::pax::{self, Framing, PaxTap};
 use super::place::{self, Attrs, Content, How, STAGING};
@@ -193,6 +197,10 @@ fn unpack_entries<R: Read>(
             continue;
         }
         let pax = pax::tapped(&mut entry, framing, name)?;
+        if let Ok(p) = entry.path() {
+            let rel = staged_path(Path::new(""), &p).unwrap_or_default();
+            place::check_reserved(&rel).with_context(|| name.to_string())?;
+        }
         if kind.is_dir() {
             dirs.push((entry, pax));
             continue;
@@ -396,7 +404,8 @@ impl Fast {
     }
 }
 
-/// `entry.unpack_in(staging)`; returns where the entry went.
+/// `entry.unpack_in(staging)`, once no parent of the entry (nor of a hard
+/// link's target) is a symlink; returns where the entry went.
 fn unpack_one<R: Read>(
     entry: &mut tar::Entry<R>,
     staging: &Path,
@@ -410,6 +419,15 @@ fn unpack_one<R: Read>(
         .ok()
         .and_then(|p| staged_path(staging, &p))
         .ok_or_else(outside)?;
+    let mut rels = vec![dst.strip_prefix(staging).unwrap_or(&dst).to_path_buf()];
+    if entry.header().entry_type().is_hard_link() {
+        if let Ok(Some(target)) = entry.link_name() {
+            rels.push(staged_path(Path::new(""), &target).ok_or_else(outside)?);
+        }
+    }
+    for rel in rels {
+        beneath::check_parent(staging, &rel).with_context(|| name.to_string())?;
+    }
     if !entry.unpack_in(staging).map_err(corrupt)? {
         return Err(outside());
     }
@@ -602,40 +620,68 @@ mod tests {
         }
     }
 
+    /// Before, an entry under the archive's own symlink to a directory
+    /// inside the target was followed (tar-rs does), and one leading out
+    /// was refused by tar-rs only as "outside"; now neither is followed,
+    /// and the refusal names the entry and the link.
     #[test]
-    fn entries_under_a_symlink_go_through_tar_rs() {
+    fn entries_under_a_symlink_are_refused_wherever_it_points() {
         use tar::EntryType as T;
         let tmp = tempfile::tempdir().expect("tmp");
         let outside = tmp.path().join("outside");
         fs::create_dir(&outside).expect("mkdir");
-
-        // A symlink to a directory inside the target: followed.
-        let dest = tmp.path().join("inside");
-        let bytes = gz_tar(&[
-            ("real/g", T::Regular, 0o644, 9, b"g"),
-            ("alias", T::Symlink, 0o777, 9, b"real"),
-            ("alias/f", T::Regular, 0o644, 9, b"x"),
-        ]);
-        unpack_verified(&bytes[..], None, &dest, "t", |_| {}).expect("unpack");
-        assert_eq!(fs::read(dest.join("real/f")).expect("f"), b"x");
-        assert!(dest
-            .join("alias")
-            .symlink_metadata()
-            .expect("alias")
-            .file_type()
-            .is_symlink());
-
-        // One leading out of it: refused, nothing written.
-        let dest = tmp.path().join("escape");
         let target = outside.to_string_lossy().into_owned();
-        let bytes = gz_tar(&[
-            ("out", T::Symlink, 0o777, 9, target.as_bytes()),
-            ("out/f", T::Regular, 0o644, 9, b"x"),
-        ]);
-        let err = unpack_verified(&bytes[..], None, &dest, "t", |_| {}).expect_err("escape");
-        assert!(format!("{err:#}").contains("outside"), "{err:#}");
-        assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
-        assert_eq!(fs::read_dir(&dest).expect("ls").count(), 0);
+        for (what, link) in [("inside", "real"), ("escape", target.as_str())] {
+            let dest = tmp.path().join(what);
+            let bytes = gz_tar(&[
+                ("real/g", T::Regular, 0o644, 9, b"g"),
+                ("alias", T::Symlink, 0o777, 9, link.as_bytes()),
+                ("alias/f", T::Regular, 0o644, 9, b"x"),
+            ]);
+            let err = unpack_verified(&bytes[..], None, &dest, "t", |_| {}).expect_err(what);
+            assert!(
+                format!("{err:#}").contains(
+                    "t: /alias/f: alias is a symlink; an archive may not write through it"
+                ),
+                "{err:#}"
+            );
+            assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
+            assert_eq!(fs::read_dir(&dest).expect("ls").count(), 0);
+        }
+    }
+
+    /// Before, an entry named `.edeploy-partial` collided with the
+    /// staging directory itself and failed only when moved in, after the
+    /// entries before it; now the stream is refused while staged.
+    #[test]
+    fn a_reserved_name_is_refused_before_anything_moves_in() {
+        use tar::EntryType as T;
+        let tmp = tempfile::tempdir().expect("tmp");
+        for bad in [
+            ".edeploy-partial",
+            "x/.edeploy-partial",
+            "etc/.motd.edeploy-new",
+        ] {
+            let dest = tmp.path().join("t");
+            fs::create_dir_all(dest.join("kept")).expect("mkdir");
+            fs::write(dest.join("kept/old"), "old").expect("old");
+            let bytes = gz_tar(&[
+                ("a", T::Regular, 0o644, 9, b"a"),
+                ("kept/old", T::Regular, 0o644, 9, b"new"),
+                (bad, T::Regular, 0o644, 9, b"x"),
+            ]);
+            let err = unpack_verified(&bytes[..], None, &dest, "t", |_| {}).expect_err(bad);
+            assert!(
+                format!("{err:#}").contains("is a name edeploy reserves"),
+                "{err:#}"
+            );
+            let left: Vec<_> = fs::read_dir(&dest)
+                .expect("ls")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            assert_eq!(left, ["kept"], "{bad}");
+            assert_eq!(fs::read(dest.join("kept/old")).expect("old"), b"old");
+        }
     }
 
     #[test]
