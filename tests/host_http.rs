@@ -381,3 +381,149 @@ fn an_ipv6_server_from_the_installer_conf_is_bracketed_once() {
         ran[0]
     );
 }
+
+/// The upgrade path metadata of a hand-made delta: nothing left out of
+/// it, the usual `exclude` and `add_only`, and a `pre` that leaves a
+/// marker.
+struct Hostile {
+    meta: std::path::PathBuf,
+}
+
+impl edeploy::archive::delta::Selection for Hostile {
+    fn skipped(&self) -> impl Fn(&str, bool) -> bool + '_ {
+        |_, _| false
+    }
+    fn is_add_only(&self, _: &str) -> bool {
+        false
+    }
+    fn meta_dir(&self) -> &Path {
+        &self.meta
+    }
+}
+
+/// Writes the delta V1 → `to` of role base into the server's `install/`,
+/// from the manifests of `from_tree` and `to_tree` (`edit` changes TO's
+/// manifest after the scan, as a hostile packer could), with a `pre`
+/// that creates `marker`.
+fn hand_made_delta(
+    s: &Setup,
+    to: &str,
+    from_tree: &Path,
+    to_tree: &Path,
+    edit: impl Fn(&mut Vec<edeploy::archive::manifest::Entry>),
+    marker: &Path,
+) {
+    use edeploy::archive::manifest::{KeepAll, Manifest};
+    let from = Manifest::build(from_tree, "base", "V1", &KeepAll).unwrap();
+    let mut target = Manifest::build(to_tree, "base", to, &KeepAll).unwrap();
+    edit(&mut target.entries);
+    target.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let meta = s.server.path().join(format!("hostile-meta-{to}"));
+    fs::create_dir_all(&meta).unwrap();
+    put(&meta, "exclude", EXCLUDE);
+    put(&meta, "add_only", ADD_ONLY);
+    let pre = meta.join("pre");
+    fs::write(&pre, format!("#!/bin/sh\ntouch '{}'\n", marker.display())).unwrap();
+    fs::set_permissions(&pre, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dest = s
+        .server
+        .path()
+        .join(format!("install/{to}/base-V1-{to}.delta"));
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    edeploy::archive::delta::write(&from, &target, to_tree, &Hostile { meta }, &dest).unwrap();
+}
+
+/// The refusal every hostile delta below must end in: exit 2, the
+/// sentence, the host still at V1 with nothing changed, `pre` never run,
+/// nothing left to roll back, and the outside directory as it was.
+fn assert_refused(s: &Setup, to: &str, sentence: &str, marker: &Path, outside: &Path) {
+    let r = s.root.path();
+    let before = snapshot(r);
+    let (code, out, err) = run(s, &["upgrade", "--transport", "http", to], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains(sentence), "{err}");
+    assert!(
+        err.contains("refusing the delta; nothing was changed"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "pre must not run");
+    assert_eq!(snapshot(r), before);
+    assert!(read(r, "var/lib/edeploy/conf").contains("\nVERS=V1\n"));
+    assert!(!r.join("var/lib/edeploy/journal").exists());
+    let (code, _, err) = run(s, &["rollback"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nothing to roll back"), "{err}");
+    let left: Vec<_> = fs::read_dir(outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["pwn"]);
+    assert_eq!(
+        fs::read_to_string(outside.join("pwn")).unwrap(),
+        "precious\n"
+    );
+}
+
+/// A delta that makes `x` a symlink to a directory outside the root and
+/// then puts `x/pwn`. Before the path checks, the upgrade ran `pre`, wrote
+/// `/outside/pwn` over the file there, and `rollback` then deleted it.
+#[test]
+fn a_delta_writing_through_its_own_symlink_is_refused_before_pre() {
+    let s = setup();
+    let outside = tempfile::tempdir().unwrap();
+    put(outside.path(), "pwn", "precious\n");
+    let marker = s.server.path().join("pre-ran");
+    let v1 = s.server.path().join("install/V1/base");
+    let to_tree = s.server.path().join("hostile-V5");
+    copy_tree(&v1, &to_tree);
+    put(&to_tree, "x/pwn", "pwned\n");
+    let link = outside.path().display().to_string();
+    hand_made_delta(
+        &s,
+        "V5",
+        &v1,
+        &to_tree,
+        |entries| {
+            for e in entries.iter_mut().filter(|e| e.path == "x") {
+                e.kind = edeploy::archive::manifest::Kind::Symlink;
+                e.mode = 0o777;
+                e.target = Some(link.clone());
+            }
+        },
+        &marker,
+    );
+    assert_refused(
+        &s,
+        "V5",
+        "/x/pwn: x is a symlink; an archive may not write through it",
+        &marker,
+        outside.path(),
+    );
+}
+
+/// The host's tree holds `etc/foo → /outside` where V1 has a directory,
+/// and the delta puts `etc/foo/bar`. Before, `pre` ran and the file went
+/// to `/outside/bar`.
+#[test]
+fn a_delta_writing_through_a_symlink_of_the_host_is_refused_before_pre() {
+    let s = setup();
+    let outside = tempfile::tempdir().unwrap();
+    put(outside.path(), "pwn", "precious\n");
+    let marker = s.server.path().join("pre-ran");
+    let from_tree = s.server.path().join("hostile-V1");
+    copy_tree(&s.server.path().join("install/V1/base"), &from_tree);
+    fs::create_dir(from_tree.join("etc/foo")).unwrap();
+    let to_tree = s.server.path().join("hostile-V6");
+    copy_tree(&from_tree, &to_tree);
+    put(&to_tree, "etc/foo/bar", "through the link\n");
+    let r = s.root.path();
+    std::os::unix::fs::symlink(outside.path(), r.join("etc/foo")).unwrap();
+    hand_made_delta(&s, "V6", &from_tree, &to_tree, |_| {}, &marker);
+    assert_refused(
+        &s,
+        "V6",
+        "/etc/foo/bar: etc/foo is a symlink; an archive may not write through it",
+        &marker,
+        outside.path(),
+    );
+}

@@ -105,6 +105,7 @@ impl Index {
             .chain(&self.add_only)
         {
             manifest::check_path(p).context(INDEX)?;
+            place::check_reserved(Path::new(p)).context(INDEX)?;
         }
         Ok(())
     }
@@ -354,8 +355,28 @@ pub fn unpack(
         if manifest.get(p).is_none() {
             bail!("/{p}: listed but not in the target manifest");
         }
+        check_parents(&manifest, p)?;
     }
     Ok((index, manifest))
+}
+
+/// Refuses a path of TO under an entry that TO makes a symlink (or
+/// anything but a directory): the upgrade would write through it.
+fn check_parents(m: &Manifest, path: &str) -> Result<()> {
+    let mut parent = Path::new(path).parent();
+    while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+        match m.get(&p.to_string_lossy()) {
+            Some(e) if e.kind == Kind::Symlink => {
+                return Err(super::beneath::through_symlink(Path::new(path), p))
+            }
+            Some(e) if e.kind != Kind::Dir => {
+                bail!("/{path}: {} is not a directory in the target", p.display())
+            }
+            _ => {}
+        }
+        parent = p.parent();
+    }
+    Ok(())
 }
 
 fn read_index(entry: &mut impl Read) -> Result<Index> {

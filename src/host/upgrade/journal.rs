@@ -4,13 +4,14 @@
 use super::put::{self, lstat};
 use super::stage::Staged;
 use super::{skip_rules, Paths, Versions};
+use crate::archive::beneath;
 use crate::archive::delta::{self, Index};
 use crate::archive::manifest::{self, Entry, Kind, Manifest};
 use crate::exec::Exec;
 use crate::host::meta::{self, Metadata, ScriptEnd};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -85,16 +86,48 @@ pub(super) fn interrupted(
     Ok(Some(j))
 }
 
-/// Phase `saved`: plans this host's operations, keeps what rollback
-/// needs, and records the operations in the journal. Returns the
-/// `add_only` paths the upgrade creates.
+/// This host's operations, planned and checked before anything runs.
+pub(super) struct Plan {
+    deletes: Vec<String>,
+    puts: Vec<String>,
+    added: Vec<String>,
+}
+
+/// Plans this host's operations and checks them against the tree: no
+/// path is under a symlink of the host ([`beneath::check_parent_unless`]),
+/// except one the upgrade itself first replaces by a directory of TO.
+pub(super) fn plan(root: &Path, staged: &Staged) -> Result<Plan> {
+    let (deletes, puts, added) = host_plan(root, &staged.index, &staged.target, &staged.meta)?;
+    let made_dirs: HashSet<&str> = puts
+        .iter()
+        .filter(|p| staged.target.get(p).is_some_and(|e| e.kind == Kind::Dir))
+        .map(String::as_str)
+        .collect();
+    let replaced = |a: &Path| a.to_str().is_some_and(|a| made_dirs.contains(a));
+    for p in deletes.iter().chain(&puts) {
+        beneath::check_parent_unless(root, Path::new(p), &replaced)?;
+    }
+    Ok(Plan {
+        deletes,
+        puts,
+        added,
+    })
+}
+
+/// Phase `saved`: keeps what rollback needs of the planned operations,
+/// and records them in the journal. Returns the `add_only` paths the
+/// upgrade creates.
 pub(super) fn save(
     root: &Path,
     paths: &Paths,
-    staged: &Staged,
+    plan: Plan,
     journal: &mut Journal,
 ) -> Result<Vec<String>> {
-    let (deletes, puts, added) = host_plan(root, &staged.index, &staged.target, &staged.meta)?;
+    let Plan {
+        deletes,
+        puts,
+        added,
+    } = plan;
     save_for_rollback(root, paths, &journal.v, &deletes, &puts)?;
     journal.deletes = deletes;
     journal.puts = puts;
@@ -114,7 +147,7 @@ pub(super) fn apply(
     let slots = staged.index.slots();
     let mut tick = abort_hook();
     for p in &journal.deletes {
-        put::remove(&root.join(p), out)?;
+        put::remove(root, p, out)?;
         tick()?;
     }
     for p in &journal.puts {

@@ -5,21 +5,25 @@
 //!
 //! 1. `fetch`: the archive is downloaded;
 //! 2. `stage`: it is unpacked to a staging directory while every file is
-//!    hashed and checked against the manifest; any mismatch stops the
-//!    upgrade before anything is touched. The journal
+//!    hashed and checked against the manifest, and every path against the
+//!    format (no `..`, no reserved name, no entry under a symlink of TO);
+//!    any mismatch stops the upgrade before anything is touched. The journal
 //!    (`ROOT/var/lib/edeploy/journal`) is then written, phase `staged`;
-//! 3. `journal::save`, phase `saved`: every path the upgrade will touch
+//! 3. `journal::plan`: this host's operations, each path checked against
+//!    the host's tree (no parent is a symlink, [`crate::archive::beneath`]);
+//!    only then does `pre` run;
+//! 4. `journal::save`, phase `saved`: every path the upgrade will touch
 //!    is recorded (its type, mode, owner, times, or "absent") in
 //!    `ROOT/var/lib/edeploy/rollback/FROM/saved.json`, and its bytes kept
 //!    under `rollback/FROM/tree/` (a hard link when possible, else a
 //!    copy); the journal then lists the exact operations to run;
-//! 4. `journal::apply`, phase `applied`: deletions (deepest first), then
+//! 5. `journal::apply`, phase `applied`: deletions (deepest first), then
 //!    each new or changed path in order, each file replaced by writing a
 //!    temporary file beside it and renaming it over, so every path is at
 //!    any instant wholly old or wholly new. Every operation can run
 //!    twice, so an interrupted upgrade is finished by running the same
 //!    command again;
-//! 5. `journal::finish`: the manifest is installed, `post` runs, the
+//! 6. `journal::finish`: the manifest is installed, `post` runs, the
 //!    version is recorded and the journal removed.
 //!
 //! [`rollback`] puts back every saved path exactly (bytes, type, mode,
@@ -137,17 +141,33 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
     };
     let staged = stage::Staged::load(&paths, &v)?;
     let mut outcome = SyncOutcome::default();
+    // Every check passes before `pre` runs.
+    let plan = match journal.phase {
+        Phase::Staged => Some(refuse_or(journal::plan(root, &staged), &paths, &v)?),
+        _ => None,
+    };
     if journal.phase != Phase::Applied {
         if let Some(pre) = &staged.meta.pre {
             meta::run_script(exec, out, root, pre, &v.role, &v.from, to)?;
         }
     }
-    if journal.phase == Phase::Staged {
-        outcome.added = journal::save(root, &paths, &staged, &mut journal)?;
+    if let Some(plan) = plan {
+        outcome.added = journal::save(root, &paths, plan, &mut journal)?;
     }
     if journal.phase == Phase::Saved {
         journal::apply(root, &paths, &staged, &mut journal, out)?;
     }
     outcome.reboot = journal::finish(exec, out, root, &paths, &v, &staged)?;
     Ok(outcome)
+}
+
+/// `r`, or its error once the staged upgrade is forgotten (nothing on the
+/// host has changed yet).
+fn refuse_or<T>(r: Result<T>, paths: &Paths, v: &Versions) -> Result<T> {
+    if r.is_err() {
+        let _ = std::fs::remove_file(paths.journal());
+        let _ = std::fs::remove_dir_all(paths.staging(&v.to));
+        let _ = std::fs::remove_dir_all(paths.meta(&v.to));
+    }
+    r.map_err(|e| e.context("refusing the delta; nothing was changed"))
 }

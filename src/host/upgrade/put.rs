@@ -1,19 +1,29 @@
 //! The operations of an HTTP upgrade and of its rollback on one path:
 //! removing it, or making it what a manifest entry says.
 
+use crate::archive::beneath;
 use crate::archive::manifest::{Entry, Kind};
 use crate::archive::place::{self, Attrs, Content, Durability, How, Naming};
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub(super) fn lstat(p: &Path) -> Option<fs::Metadata> {
     fs::symlink_metadata(p).ok()
 }
 
+/// `root/rel`, once every parent of `rel` is known to be a real directory
+/// ([`beneath::check_parent`]): nothing is written or removed through a
+/// symlink.
+pub(super) fn inside(root: &Path, rel: &str) -> Result<PathBuf> {
+    beneath::check_parent(root, Path::new(rel))?;
+    Ok(root.join(rel))
+}
+
 /// Removes one path if it is there (a directory only when empty).
-pub(super) fn remove(full: &Path, out: &mut dyn Write) -> Result<()> {
+pub(super) fn remove(root: &Path, rel: &str, out: &mut dyn Write) -> Result<()> {
+    let full = &inside(root, rel)?;
     let Some(md) = lstat(full) else {
         return Ok(());
     };
@@ -31,7 +41,7 @@ pub(super) fn remove(full: &Path, out: &mut dyn Write) -> Result<()> {
 /// Makes one path what `e` says, a file's bytes taken from `bytes` when
 /// they changed.
 pub(super) fn put(root: &Path, e: &Entry, bytes: Option<&Path>, out: &mut dyn Write) -> Result<()> {
-    let full = root.join(&e.path);
+    let full = inside(root, &e.path)?;
     match (e.kind, bytes) {
         (Kind::File, None) => match lstat(&full) {
             // Same bytes as before: only the attributes change.
@@ -45,7 +55,7 @@ pub(super) fn put(root: &Path, e: &Entry, bytes: Option<&Path>, out: &mut dyn Wr
                 Ok(())
             }
         },
-        (Kind::Dir | Kind::File | Kind::Symlink, _) => place(&full, e, bytes),
+        (Kind::Dir | Kind::File | Kind::Symlink, _) => place(root, e, bytes),
         _ => {
             writeln!(
                 out,
@@ -58,13 +68,15 @@ pub(super) fn put(root: &Path, e: &Entry, bytes: Option<&Path>, out: &mut dyn Wr
     }
 }
 
-/// Places the directory, file or symlink `e` at `full` with its owner,
+/// Places the directory, file or symlink `e` under `root` with its owner,
 /// mode and mtime, a file's bytes copied from `bytes`, through
 /// [`place::put`]: a file or link replaces what is there by a rename from
 /// its temporary name beside it, the file synced first. An empty
 /// directory in the way of a file or link is removed, a non-directory in
-/// the way of a directory is replaced.
-pub(super) fn place(full: &Path, e: &Entry, bytes: Option<&Path>) -> Result<()> {
+/// the way of a directory is replaced. A symlink among its parents is
+/// refused ([`inside`]).
+pub(super) fn place(root: &Path, e: &Entry, bytes: Option<&Path>) -> Result<()> {
+    let full = &inside(root, &e.path)?;
     let how = How {
         attrs: attrs(e),
         naming: Naming::Beside,

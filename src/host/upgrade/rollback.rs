@@ -2,8 +2,9 @@
 //! or an interrupted upgrade undone.
 
 use super::journal::{load_json, Journal, Phase, Saved};
-use super::put::{lstat, place};
+use super::put::{inside, lstat, place};
 use super::Paths;
+use crate::archive::beneath;
 use crate::archive::manifest::Kind;
 use crate::host::conf::Conf;
 use crate::host::meta;
@@ -79,10 +80,23 @@ fn saved_leading_to(paths: &Paths, current: &str) -> Result<String> {
 }
 
 /// Removes what the upgrade created (deepest first), then puts back what
-/// it changed or deleted (parents first), bytes from `tree`.
+/// it changed or deleted (parents first), bytes from `tree`. A path under
+/// a symlink is refused, never removed or written through.
 fn restore(root: &Path, saved: &Saved, tree: &Path) -> Result<()> {
+    // All checked first: a directory put back replaces what is there.
+    let made_dir = |a: &Path| {
+        a.to_str()
+            .and_then(|a| saved.paths.get(a))
+            .is_some_and(|e| e.as_ref().is_some_and(|e| e.kind == Kind::Dir))
+    };
+    for (p, e) in &saved.paths {
+        match e {
+            None => beneath::check_parent(root, Path::new(p))?,
+            Some(_) => beneath::check_parent_unless(root, Path::new(p), &made_dir)?,
+        }
+    }
     for (p, _) in saved.paths.iter().rev().filter(|(_, e)| e.is_none()) {
-        let full = root.join(p);
+        let full = inside(root, p)?;
         if let Some(md) = lstat(&full) {
             if md.is_dir() {
                 fs::remove_dir_all(&full)
@@ -96,7 +110,7 @@ fn restore(root: &Path, saved: &Saved, tree: &Path) -> Result<()> {
     for (p, e) in &saved.paths {
         let Some(e) = e else { continue };
         if matches!(e.kind, Kind::Dir | Kind::File | Kind::Symlink) {
-            place(&root.join(p), e, Some(&tree.join(p)))?;
+            place(root, e, Some(&tree.join(p)))?;
         }
     }
     crate::persist::sync_dir(root)
