@@ -530,6 +530,36 @@ fn overlay_copies_keep_modes_owners_links_and_never_write_through_symlinks() {
     assert!(!outside.path().join(".ssh").exists());
 }
 
+/// The tree holds `etc → /outside` and the overlay has `a` and
+/// `etc/hostname`: the overlay is refused as a whole, naming the link, and
+/// the link is kept (the operator made it; replacing it would silently
+/// change what the tree means). Before, `a` was already copied when the
+/// refusal came.
+#[test]
+fn an_overlay_under_a_symlink_of_the_tree_is_refused_before_any_copy() {
+    let src = tempfile::tempdir().expect("src");
+    let dst = tempfile::tempdir().expect("dst");
+    let outside = tempfile::tempdir().expect("outside");
+    let (s, d) = (src.path(), dst.path());
+    fs::write(s.join("a"), "a").expect("a");
+    fs::create_dir(s.join("etc")).expect("mkdir");
+    fs::write(s.join("etc/hostname"), "vm01\n").expect("hostname");
+    std::os::unix::fs::symlink(outside.path(), d.join("etc")).expect("symlink");
+
+    let err = format!("{:#}", copy::copy_tree(s, d).expect_err("refused"));
+    assert_eq!(
+        err,
+        format!(
+            "{}/etc is a symlink in the tree; the copy of {}/etc would go through it",
+            d.display(),
+            s.display()
+        )
+    );
+    assert!(!d.join("a").exists(), "nothing copied before the refusal");
+    assert_eq!(fs::read_link(d.join("etc")).expect("link"), outside.path());
+    assert_eq!(fs::read_dir(outside.path()).expect("ls").count(), 0);
+}
+
 // ------------------------------------------------------ installed files
 
 fn role() -> Role {

@@ -3,9 +3,10 @@
 //! installed tree, and a read-only medium's configuration to a writable
 //! place. Every entry is put in place by [`crate::archive::place`].
 
+use crate::archive::beneath;
 use crate::archive::place::{self, Attrs, Content, How};
 use crate::archive::unpack;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -24,11 +25,14 @@ pub fn copy_verified(src: &Path, dest: &Path) -> Result<Vec<PathBuf>> {
 /// directories already in `dst` keep their own mode and owner. A file or
 /// symlink in `dst` is replaced, never written through: a symlink in the
 /// installed tree must not send a file outside it. A directory of `src`
-/// that is a symlink in `dst` is refused for the same reason.
+/// that is a symlink in `dst` is refused for the same reason, as is any
+/// entry under a symlink of `dst` ([`beneath::check_parent`]); all of
+/// `src` is checked before the first entry is copied.
 /// Returns the special files (devices, fifos, sockets) left out.
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<Vec<PathBuf>> {
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut skipped = Vec::new();
+    check_tree(src, dst, dst)?;
     copy_dir(src, dst, &mut links, &mut skipped)?;
     Ok(skipped)
 }
@@ -39,6 +43,39 @@ fn kept(meta: &fs::Metadata) -> How {
         mtime: None,
         ..Attrs::of(meta)
     })
+}
+
+/// Refuses the copy of `src` over `dst` (inside `top`) when a directory
+/// of `src` is a symlink in `dst`, or an entry would go under one.
+fn check_tree(src: &Path, dst: &Path, top: &Path) -> Result<()> {
+    if let Ok(m) = dst.symlink_metadata() {
+        if m.file_type().is_symlink() {
+            return Err(through_link(dst, src));
+        }
+    }
+    for entry in fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
+        let entry = entry.with_context(|| format!("cannot read {}", src.display()))?;
+        let d = dst.join(entry.file_name());
+        beneath::check_parent(top, d.strip_prefix(top).unwrap_or(&d))?;
+        let is_dir = entry
+            .file_type()
+            .with_context(|| format!("cannot read {}", entry.path().display()))?
+            .is_dir();
+        if is_dir {
+            check_tree(&entry.path(), &d, top)?;
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a directory `src` of the copy that is a symlink `dst`
+/// in the tree.
+fn through_link(dst: &Path, src: &Path) -> anyhow::Error {
+    anyhow!(
+        "{} is a symlink in the tree; the copy of {} would go through it",
+        dst.display(),
+        src.display()
+    )
 }
 
 fn copy_dir(
@@ -53,11 +90,7 @@ fn copy_dir(
     // A directory already in the target keeps its mode and owner (the
     // overlay's /root must not turn the tree's 0700 /root into 0755).
     let created = match dst.symlink_metadata() {
-        Ok(m) if m.file_type().is_symlink() => bail!(
-            "{} is a symlink in the tree; the copy of {} would go through it",
-            dst.display(),
-            src.display()
-        ),
+        Ok(m) if m.file_type().is_symlink() => return Err(through_link(dst, src)),
         Ok(m) if !m.is_dir() => {
             fs::remove_file(dst).with_context(|| format!("cannot replace {}", dst.display()))?;
             true
