@@ -255,7 +255,14 @@ mod tests {
     fn node(product: &str, vendor: &str, serial: &str) -> Vec<Line> {
         [("name", product), ("vendor", vendor), ("serial", serial)]
             .iter()
-            .map(|(k, v)| ["system".into(), "product".into(), k.to_string(), v.to_string()])
+            .map(|(k, v)| {
+                [
+                    "system".into(),
+                    "product".into(),
+                    k.to_string(),
+                    v.to_string(),
+                ]
+            })
             .collect()
     }
 
