@@ -817,25 +817,16 @@ fn a_long_sysname_is_cut_and_later_uploads_answer_200(kind: Kind) {
 fn two_long_names_stay_distinct_after_cutting(kind: Kind) {
     let site = Site::start(kind, Options::default());
     let (p, v) = ("P".repeat(100), "V".repeat(80));
-    let one = long_named(
-        &site,
-        "one.hw",
-        &p,
-        &v,
-        &format!("{}1", "S".repeat(67)),
-        0x31,
-    );
-    let two = long_named(
-        &site,
-        "two.hw",
-        &p,
-        &v,
-        &format!("{}2", "S".repeat(67)),
-        0x32,
-    );
-    let (n1, n2) = (sysname_of(&one), sysname_of(&two));
-    assert_ne!(n1, n2);
-    for (file, name) in [(&one, &n1), (&two, &n2)] {
+    // The serials differ only in their last byte, which the cut drops.
+    let files: Vec<PathBuf> = (1..=2u8)
+        .map(|i| {
+            let serial = format!("{}{i}", "S".repeat(67));
+            long_named(&site, &format!("{i}.hw"), &p, &v, &serial, 0x30 + i)
+        })
+        .collect();
+    let names: Vec<String> = files.iter().map(|f| sysname_of(f)).collect();
+    assert_ne!(names[0], names[1]);
+    for (file, name) in files.iter().zip(&names) {
         let a = site.upload(file, &[]);
         assert_eq!(a.status, 200, "{}", a.body);
         assert!(site.path(&format!("hw/{name}.hw")).exists(), "{name}.hw");
