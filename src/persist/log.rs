@@ -573,13 +573,13 @@ impl Wal {
             paths.extend(record.writes.into_iter().map(|w| w.path));
         }
         let mut dirs = BTreeSet::new();
-        for p in &paths {
+        // A file a record set aside could not write is not there to sync.
+        for p in paths.iter().filter(|p| super::check_target(p).is_ok()) {
             match File::open(p) {
                 Ok(f) => f
                     .sync_all()
                     .with_context(|| format!("{}: cannot sync", p.display()))?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // A file a record set aside could not write.
                 Err(e) if e.raw_os_error().is_some_and(|n| PERMANENT.contains(&n)) => {}
                 Err(e) => return Err(e).with_context(|| format!("{}: cannot open", p.display())),
             }
