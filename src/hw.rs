@@ -126,19 +126,55 @@ pub fn macs(lines: &[Line]) -> Vec<&str> {
 /// HEALTHDIR): `<product name>-<vendor>-<serial>`, each part stripped of
 /// every non-word character, with the first MAC address (`:` → `-`) when
 /// there is no serial. Only word characters and `-` can appear, so the
-/// name can never leave the directory it is joined to.
+/// name can never leave the directory it is joined to. A name longer than
+/// [`NAME_ROOM`] bytes is cut ([`fit`]).
 pub fn sysname(lines: &[Line]) -> String {
-    node_name(lines, &SYSNAME)
+    fit(node_name(lines, &SYSNAME))
+}
+
+/// The longest sysname or install log stem kept whole, in bytes: what
+/// leaves room, within the 255 bytes of a file name, for the longest name
+/// made from it, the spare file of a health result,
+/// `.<sysname>-<YYYYmmddHHMMSS>-<N>.hw.edeploy-tmp` (42 bytes more, `N`
+/// up to 10 digits). The others need less: `<sysname>.hw` 3,
+/// `.<sysname>.hw.edeploy-tmp` 16, `.<stem>.log.gz.edeploy-tmp` 20, the
+/// rotated `<stem>.<YYYYmmddHHMMSS>-<N>.log.gz` 33.
+pub const NAME_ROOM: usize = 255 - 42;
+
+/// The hex digits of the hash that ends a cut name.
+const HASH_HEX: usize = 8;
+
+/// `name` when it holds at most [`NAME_ROOM`] bytes; otherwise its first
+/// bytes (cut on a character boundary), `-` and the first 8 hex digits of
+/// the SHA-256 of the whole name, [`NAME_ROOM`] bytes at most: two long
+/// names that share their start stay distinct.
+pub fn fit(name: String) -> String {
+    use sha2::{Digest, Sha256};
+    if name.len() <= NAME_ROOM {
+        return name;
+    }
+    let hash = Sha256::digest(name.as_bytes());
+    let hex: String = hash
+        .iter()
+        .take(HASH_HEX / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut cut = NAME_ROOM - 1 - HASH_HEX;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{hex}", &name[..cut])
 }
 
 /// The name the installer uploads its log under (LOGDIR):
 /// `<vendor>-<product name>-<serial>.log.gz`, each part reduced to ASCII
 /// word characters, the SKU lshw appends in parentheses left out, the
-/// first MAC standing for a missing serial.
+/// first MAC standing for a missing serial, the stem cut as the sysname
+/// is ([`fit`]).
 pub fn log_name(lines: &[Line]) -> String {
     format!(
         "{}{}",
-        node_name(lines, &LOG_NAME),
+        fit(node_name(lines, &LOG_NAME)),
         crate::protocol::LOG_SUFFIX
     )
 }
@@ -210,4 +246,56 @@ fn node_name(lines: &[Line], naming: &Naming) -> String {
 pub fn format_line(l: &Line) -> String {
     let parts: Vec<String> = l.iter().map(|s| literal::py_repr(s)).collect();
     format!("({})", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(product: &str, vendor: &str, serial: &str) -> Vec<Line> {
+        [("name", product), ("vendor", vendor), ("serial", serial)]
+            .iter()
+            .map(|(k, v)| {
+                [
+                    "system".into(),
+                    "product".into(),
+                    k.to_string(),
+                    v.to_string(),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_that_fit_are_unchanged() {
+        let n = node("ProLiant DL360", "HP", "CZ33");
+        assert_eq!(sysname(&n), "ProLiantDL360-HP-CZ33");
+        assert_eq!(log_name(&n), "HP-ProLiantDL360-CZ33.log.gz");
+        let p = "p".repeat(NAME_ROOM - 4);
+        let exact = node(&p, "v", "s");
+        assert_eq!(sysname(&exact).len(), NAME_ROOM);
+        assert_eq!(sysname(&exact), format!("{p}-v-s"));
+    }
+
+    #[test]
+    fn long_names_are_cut_with_a_hash_and_stay_distinct() {
+        let a = node(&"P".repeat(120), &"V".repeat(60), &"S".repeat(70));
+        let b = node(&"P".repeat(120), &"V".repeat(60), &"T".repeat(70));
+        let (sa, sb) = (sysname(&a), sysname(&b));
+        assert_eq!(sa.len(), NAME_ROOM);
+        assert_ne!(sa, sb);
+        assert!(sa.starts_with(&"P".repeat(120)));
+        let hash = &sa[sa.len() - HASH_HEX..];
+        assert!(hash.bytes().all(|c| c.is_ascii_hexdigit()), "{sa}");
+        assert_eq!(sa.as_bytes()[sa.len() - HASH_HEX - 1], b'-');
+        // Every name made from it fits in 255 bytes.
+        let longest = format!(".{sa}-20261206101500-4294967295.hw.edeploy-tmp");
+        assert_eq!(longest.len(), 255);
+        let log = log_name(&a);
+        assert!(log.len() <= NAME_ROOM + crate::protocol::LOG_SUFFIX.len());
+        assert_ne!(log, log_name(&b));
+        // A cut never splits a character.
+        let wide = node(&"é".repeat(200), "v", "s");
+        assert!(sysname(&wide).len() <= NAME_ROOM);
+    }
 }

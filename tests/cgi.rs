@@ -759,3 +759,87 @@ fn killed_uploads_leave_consistent_files() {
         used.len()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Names too long for a file: a system product name, vendor and serial that
+// make a sysname of 250 bytes. Before sysnames were cut, the commit's
+// spare `.NAME.hw.edeploy-tmp` went over NAME_MAX after the commit point:
+// the upload answered 500 having taken an install, and every later upload
+// answered 500 on the record it could not replay.
+
+/// The KVM fixture (as [`kvm`] sends it) with the given system product
+/// name, vendor and serial, its MACs ending in `mac`.
+fn long_named(site: &Site, file: &str, name: &str, vendor: &str, serial: &str, mac: u8) -> PathBuf {
+    let text = fs::read_to_string(kvm(site)).expect("kvm fixture");
+    let text = text
+        .replace("'edeploy_test_vm ()'", &format!("'{name}'"))
+        .replace(
+            "('system', 'product', 'vendor', 'kvm'),",
+            &format!(
+                "('system', 'product', 'vendor', '{vendor}'),\n \
+                 ('system', 'product', 'serial', '{serial}'),"
+            ),
+        )
+        .replace("52:54:12:34:00:0", &format!("52:54:00:{mac:02x}:00:0"));
+    scratch(site, file, text.as_bytes())
+}
+
+/// The sysname the server gives the hardware list in `file`.
+fn sysname_of(file: &Path) -> String {
+    let text = fs::read_to_string(file).expect("hardware list");
+    hw::sysname(&hw::parse(&text, "upload").expect("parses"))
+}
+
+fn a_long_sysname_is_cut_and_later_uploads_answer_200(kind: Kind) {
+    let site = Site::start(kind, Options::default());
+    let (p, v, s) = ("P".repeat(100), "V".repeat(80), "S".repeat(68));
+    let file = long_named(&site, "long.hw", &p, &v, &s, 0x21);
+    let a = site.upload(&file, &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["profile"], "vm");
+    let name = sysname_of(&file);
+    assert!(name.len() <= hw::NAME_ROOM, "{} bytes", name.len());
+    assert!(name.starts_with(&format!("{p}-{v}-")), "{name}");
+    let (head, hash) = name.split_at(name.len() - 9);
+    assert!(head.len() < 250 && hash.starts_with('-'), "{name}");
+    assert!(hash[1..].bytes().all(|c| c.is_ascii_hexdigit()), "{name}");
+    assert!(site.path(&format!("hw/{name}.hw")).exists(), "{name}.hw");
+    assert_eq!(count(&site, "vm"), Count::Left(9));
+    // Later uploads work, and the log holds nothing left to apply.
+    for i in 0..5 {
+        let a = site.upload(&kvm(&site), &[]);
+        assert_eq!(a.status, 200, "upload {i}: {}", a.body);
+    }
+    assert!(!edeploy::persist::pending(&site.path("config")).expect("log"));
+    assert!(!site.path("config/.edeploy-log.set-aside").exists());
+}
+
+fn two_long_names_stay_distinct_after_cutting(kind: Kind) {
+    let site = Site::start(kind, Options::default());
+    let (p, v) = ("P".repeat(100), "V".repeat(80));
+    // The serials differ only in their last byte, which the cut drops.
+    let files: Vec<PathBuf> = (1..=2u8)
+        .map(|i| {
+            let serial = format!("{}{i}", "S".repeat(67));
+            long_named(&site, &format!("{i}.hw"), &p, &v, &serial, 0x30 + i)
+        })
+        .collect();
+    let names: Vec<String> = files.iter().map(|f| sysname_of(f)).collect();
+    assert_ne!(names[0], names[1]);
+    for (file, name) in files.iter().zip(&names) {
+        let a = site.upload(file, &[]);
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(site.path(&format!("hw/{name}.hw")).exists(), "{name}.hw");
+    }
+    // Two nodes, two installs.
+    assert_eq!(count(&site, "vm"), Count::Left(8));
+}
+
+mod long_names {
+    use super::*;
+
+    suite!(
+        a_long_sysname_is_cut_and_later_uploads_answer_200,
+        two_long_names_stay_distinct_after_cutting,
+    );
+}

@@ -426,3 +426,161 @@ fn binaries_built_for_the_tests_pause_inside_commits() {
     );
     assert!(took >= std::time::Duration::from_secs(1), "{took:?}");
 }
+
+/// The names in `dir` that start with `prefix`.
+fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A config of `d` whose lock file is inside it.
+fn config_of(d: &Path) -> edeploy::config::ServerConfig {
+    let mut cfg = edeploy::config::ServerConfig::with_configdir(d);
+    cfg.lockfile = d.join("lock");
+    cfg.healthdir = d.join("health");
+    cfg
+}
+
+/// A target whose own name fits in NAME_MAX (255 bytes) but whose spare
+/// `.NAME.edeploy-tmp` does not: what a 250-byte sysname made of
+/// `HWDIR/<sysname>.hw`. Before the record was set aside, every later
+/// recovery failed on it with ENAMETOOLONG and the log stayed wedged.
+#[test]
+fn a_record_that_cannot_be_applied_is_set_aside_and_the_next_request_succeeds() {
+    let dir = setup();
+    let d = dir.path();
+    let long = d.join(format!("{}.hw", "n".repeat(247)));
+    log::commit_record_only(
+        d,
+        vec![
+            (d.join("state"), b"[('vm', 2)]\n".to_vec()),
+            (long.clone(), b"[]\n".to_vec()),
+        ],
+    )
+    .unwrap();
+    assert!(persist::pending(d).unwrap());
+    // The next request recovers: the record is set aside, what could be
+    // applied of it is, and its own commit goes through.
+    commit(d, &[("vm.cmdb", "[{'ip': '10.0.0.2'}]\n")]);
+    assert_eq!(read(d, "state"), "[('vm', 2)]\n");
+    assert_eq!(read(d, "vm.cmdb"), "[{'ip': '10.0.0.2'}]\n");
+    assert!(!persist::pending(d).unwrap());
+    let aside = names_starting(d, ".edeploy-log.failed-");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    // The copy still holds the record, for the operator.
+    let kept = fs::read(d.join(&aside[0])).unwrap();
+    assert!(kept.windows(7).any(|w| w == b"nnnnnnn"));
+    // Later requests work normally.
+    for n in 0..5 {
+        commit(d, &[("state", &format!("[('vm', {n})]\n"))]);
+    }
+    assert_eq!(read(d, "state"), "[('vm', 4)]\n");
+    // The status page names the problem.
+    let status = edeploy::status::gather(&config_of(d), &Default::default());
+    let found: Vec<&str> = status
+        .problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .filter(|m| m.contains("a write-ahead log record could not be applied and was set aside"))
+        .collect();
+    assert_eq!(found.len(), 1, "{:?}", status.problems);
+    assert!(found[0].contains(&aside[0]), "{}", found[0]);
+    assert!(found[0].contains("nnnn.hw"), "{}", found[0]);
+}
+
+/// After a reboot the whole lap is replayed: a record that cannot be
+/// applied is set aside there too, and the records after it still are.
+#[test]
+fn after_a_reboot_a_record_that_cannot_be_applied_is_set_aside() {
+    let dir = setup();
+    let d = dir.path();
+    let long = d.join(format!("{}.hw", "m".repeat(247)));
+    log::commit_record_only(d, vec![(long, b"[]\n".to_vec())]).unwrap();
+    assert_eq!(log::recover_after_reboot(d).unwrap(), 0);
+    assert_eq!(names_starting(d, ".edeploy-log.failed-").len(), 1);
+    commit(d, &[("state", "[('vm', 1)]\n")]);
+    assert_eq!(read(d, "state"), "[('vm', 1)]\n");
+}
+
+/// A failure retrying can fix (here a directory that cannot be written,
+/// as a full or failing disk would be) keeps the record for the next
+/// request: nothing is set aside.
+#[test]
+fn a_transient_failure_keeps_the_record() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } == 0 {
+        // root writes through any mode; the case cannot be made here.
+        return;
+    }
+    let dir = setup();
+    let d = dir.path();
+    let sub = d.join("hw");
+    fs::create_dir(&sub).unwrap();
+    log::commit_record_only(d, vec![(sub.join("node.hw"), b"[]\n".to_vec())]).unwrap();
+    fs::set_permissions(&sub, fs::Permissions::from_mode(0o555)).unwrap();
+    let first = persist::recover(d);
+    fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(first.is_err(), "{first:?}");
+    assert!(persist::pending(d).unwrap());
+    assert!(names_starting(d, ".edeploy-log.failed-").is_empty());
+    // Once the directory is writable again, the record is applied.
+    assert_eq!(persist::recover(d).unwrap(), 1);
+    assert_eq!(read(&sub, "node.hw"), "[]\n");
+}
+
+/// A commit whose target cannot be named (its spare file over NAME_MAX,
+/// a NUL byte) is refused before its record is written: nothing of it is
+/// applied and the log holds nothing. Before, the state and CMDB of such
+/// a commit were replaced and its answer was an error.
+#[test]
+fn a_target_that_cannot_be_named_is_refused_before_the_commit() {
+    let dir = setup();
+    let d = dir.path();
+    for bad in [d.join(format!("{}.hw", "x".repeat(247))), d.join("a\0b.hw")] {
+        let mut txn = Transaction::new();
+        txn.write(d.join("state"), b"[('vm', 0)]\n".to_vec());
+        txn.write(&bad, b"[]\n".to_vec());
+        let e = txn.commit(d).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("file name"), "{msg}");
+        assert_eq!(read(d, "state"), "[('vm', 3)]\n");
+        assert!(!persist::pending(d).unwrap());
+    }
+    assert!(log::records(d).map(|r| r.is_empty()).unwrap_or(true));
+}
+
+/// A decision whose commit is refused takes neither the install nor the
+/// CMDB entry, and answers an error.
+#[test]
+fn a_decision_whose_commit_fails_consumes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = env!("CARGO_MANIFEST_DIR");
+    for f in ["vm.specs", "vm.configure"] {
+        fs::copy(format!("{root}/share/examples/config/{f}"), d.join(f)).unwrap();
+    }
+    fs::write(d.join("state"), "[('vm', 3)]\n").unwrap();
+    let cmdb = "[{'ip': '10.0.0.1', 'hostname': 'n1'}]\n";
+    fs::write(d.join("vm.cmdb"), cmdb).unwrap();
+    let cfg = config_of(d);
+    let text = fs::read_to_string(format!("{root}/tests/fixtures/hw/kvm-test-vm.hw")).unwrap();
+    let text = text.replacen('[', "[('firmware', 'boot', 'mode', 'bios'),\n ", 1);
+    let hw = edeploy::hw::parse(&text, "kvm").unwrap();
+    // The same decision with a target that can be named is taken.
+    let decided = edeploy::provision::decide::preview(&cfg, &hw, &mut |_| {});
+    assert!(decided.is_ok(), "{decided:?}");
+    let keep = (d.join(format!("{}.hw", "k".repeat(247))), b"[]\n".to_vec());
+    let r = edeploy::provision::decide::decide_keeping(&cfg, &hw, None, Some(keep), &mut |_| {});
+    let e = r.expect_err("a target over NAME_MAX");
+    assert_eq!(e.http_status(), 500, "{e}");
+    assert!(e.to_string().contains("file name"), "{e}");
+    assert_eq!(read(d, "state"), "[('vm', 3)]\n");
+    assert_eq!(read(d, "vm.cmdb"), cmdb);
+    assert!(!persist::pending(d).unwrap());
+}

@@ -47,6 +47,23 @@
 //! by someone else (an operator's edit, made durable by their editor) and
 //! is kept, with a warning. So replaying never undoes a later change. A
 //! splice applies only to a file that holds exactly what it held before.
+//!
+//! A commit opens (creating them) the spare files of all its targets
+//! before its commit point, so a target that cannot be written there (a
+//! name too long, a directory missing or not writable) fails the commit
+//! with nothing committed.
+//!
+//! A record that cannot be applied: when writing one of its files fails
+//! for a reason retrying cannot fix ([`is_permanent`]: `ENAMETOOLONG`,
+//! `EINVAL`, `ENOTDIR`, `EISDIR`, `ELOOP`, or a target that fails
+//! [`check_target`](super::check_target)), the record's other files are
+//! still written, the log is copied to `DIR/.edeploy-log.failed-<stamp>`,
+//! a line `<that name> TAB <file>: <reason>` is added to
+//! `DIR/.edeploy-log.set-aside` (what the status page shows), the error
+//! goes to stderr, and the record counts as done: it never blocks later
+//! requests. Any other error (`EIO`, `ENOSPC`, `EDQUOT`, `EACCES`,
+//! `EROFS`, `ENOENT`…) may pass once the disk or the operator is fixed:
+//! the record is kept, the request fails, and the next one tries again.
 
 use super::{parent, sync_dir, tmp_name};
 use anyhow::{bail, Context, Result};
@@ -59,6 +76,17 @@ use std::path::{Path, PathBuf};
 
 /// The log's name inside the directory it protects.
 pub const LOG: &str = ".edeploy-log";
+/// The notes of records set aside, one line each, beside the log.
+pub const SET_ASIDE: &str = ".edeploy-log.set-aside";
+/// The errors of a write that retrying cannot fix (see the module's
+/// documentation).
+const PERMANENT: [i32; 5] = [
+    libc::ENAMETOOLONG,
+    libc::EINVAL,
+    libc::ENOTDIR,
+    libc::EISDIR,
+    libc::ELOOP,
+];
 const HEADER_AT: u64 = 0;
 const TAIL_AT: u64 = 512;
 const RECORDS_AT: u64 = 4096;
@@ -219,6 +247,11 @@ impl Write1 {
             data,
             splice,
         }
+    }
+
+    /// The file it writes.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Bytes this write takes in a record.
@@ -482,7 +515,9 @@ impl Wal {
                 self.file
                     .sync_data()
                     .with_context(|| format!("{}: cannot sync", self.path.display()))?;
-                let changed = apply_guarded(&record.writes)?;
+                let mut unapplied = Vec::new();
+                let changed = apply_guarded(&record.writes, &mut unapplied)?;
+                self.set_aside(record.seq, &unapplied)?;
                 self.note_full(record.writes.iter().filter_map(|w| match &w.body {
                     Body::Full(data) => Some((&w.path, data.len())),
                     Body::Splice { .. } => None,
@@ -502,7 +537,9 @@ impl Wal {
                     if record.seq != expect {
                         break;
                     }
-                    changed += apply_guarded(&record.writes)?;
+                    let mut unapplied = Vec::new();
+                    changed += apply_guarded(&record.writes, &mut unapplied)?;
+                    self.set_aside(record.seq, &unapplied)?;
                     off += record.len;
                     expect += 1;
                 }
@@ -536,12 +573,14 @@ impl Wal {
             paths.extend(record.writes.into_iter().map(|w| w.path));
         }
         let mut dirs = BTreeSet::new();
-        for p in &paths {
+        // A file a record set aside could not write is not there to sync.
+        for p in paths.iter().filter(|p| super::check_target(p).is_ok()) {
             match File::open(p) {
                 Ok(f) => f
                     .sync_all()
                     .with_context(|| format!("{}: cannot sync", p.display()))?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error().is_some_and(|n| PERMANENT.contains(&n)) => {}
                 Err(e) => return Err(e).with_context(|| format!("{}: cannot open", p.display())),
             }
             dirs.insert(parent(p).to_path_buf());
@@ -568,6 +607,47 @@ impl Wal {
         })
     }
 
+    /// Sets aside record `seq`, of which `unapplied` could not be
+    /// written: a copy of the log, a note, a line on stderr (see the
+    /// module's documentation). Nothing when `unapplied` is empty.
+    fn set_aside(&self, seq: u64, unapplied: &[Unapplied]) -> Result<()> {
+        if unapplied.is_empty() {
+            return Ok(());
+        }
+        let stamp = crate::clock::Utc::now().compact();
+        let mut name = format!("{LOG}.failed-{stamp}");
+        let mut n = 2u32;
+        while fs::symlink_metadata(self.dir.join(&name)).is_ok() {
+            name = format!("{LOG}.failed-{stamp}-{n}");
+            n += 1;
+        }
+        let copy = self.dir.join(&name);
+        fs::copy(&self.path, &copy)
+            .and_then(|_| File::open(&copy)?.sync_all())
+            .with_context(|| format!("{}: cannot copy the log to it", copy.display()))?;
+        let mut note = String::new();
+        for u in unapplied {
+            let reason = one_line(&format!("{}: {}", u.path.display(), u.reason));
+            eprintln!(
+                "edeploy: {}: a write-ahead log record (number {seq}) could not be applied \
+                 and was set aside as {name}: {reason}",
+                self.path.display()
+            );
+            note.push_str(&format!("{name}\t{reason}\n"));
+        }
+        let notes = self.dir.join(SET_ASIDE);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&notes)
+            .and_then(|mut f| {
+                f.write_all(note.as_bytes())?;
+                f.sync_all()
+            })
+            .with_context(|| format!("{}: cannot write", notes.display()))?;
+        sync_dir(&self.dir)
+    }
+
     fn set_tail(&mut self, tail: Tail) -> Result<()> {
         self.file
             .write_all_at(&tail_bytes(&self.boot, tail, &self.lap), TAIL_AT)
@@ -591,11 +671,17 @@ impl Wal {
         }
         let len = record.len() as u64;
         let tail = self.tail.context("no tail after a checkpoint")?;
+        // Before the commit point: a target that cannot be written fails
+        // the commit, not the record's replay.
+        let spares = writes
+            .iter()
+            .map(|w| open_spare(&w.path))
+            .collect::<Result<Vec<_>>>()?;
         self.file
             .write_all_at(&record, tail.next_off)
             .and_then(|_| self.file.sync_data())
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        apply(writes)?;
+        apply(writes, spares)?;
         self.note_full(writes.iter().map(|w| (&w.path, w.data.len())));
         self.set_tail(Tail {
             next_off: tail.next_off + len,
@@ -737,72 +823,105 @@ fn read_record_at(file: &File, off: u64, capacity: u64) -> Result<Option<Record>
     }))
 }
 
-/// Writes each file of a commit, under the lock that read the old
-/// contents. Returns the number of files written.
-fn apply(writes: &[Write1]) -> Result<usize> {
-    for (i, w) in writes.iter().enumerate() {
+/// Writes each file of a commit into its open spare, under the lock that
+/// read the old contents. Returns the number of files written.
+fn apply(writes: &[Write1], spares: Vec<(PathBuf, File)>) -> Result<usize> {
+    for (i, (w, (tmp, f))) in writes.iter().zip(spares).enumerate() {
         if i > 0 {
             super::test_delay();
         }
-        replace(&w.path, &w.data)?;
+        swap_in(&w.path, &tmp, f, &w.data)?;
     }
     Ok(writes.len())
 }
 
+/// Whether an error writing a file is one retrying cannot fix (see the
+/// module's documentation).
+pub fn is_permanent(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<super::BadName>()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+                .is_some_and(|n| PERMANENT.contains(&n))
+    })
+}
+
+/// A file of a record that could not be written, and why.
+struct Unapplied {
+    path: PathBuf,
+    reason: String,
+}
+
 /// Brings each file of a record read back to its new content, guarded
-/// by what the file holds (see the module's documentation). Returns the
-/// number of files written.
-fn apply_guarded(writes: &[Stored]) -> Result<usize> {
+/// by what the file holds (see the module's documentation). A file that
+/// fails for a permanent reason is noted in `unapplied` and the others
+/// are still written; any other failure is returned. Returns the number
+/// of files written.
+fn apply_guarded(writes: &[Stored], unapplied: &mut Vec<Unapplied>) -> Result<usize> {
     let mut changed = 0;
     for (i, w) in writes.iter().enumerate() {
         if i > 0 {
             super::test_delay();
         }
-        let now = read_opt(&w.path)?;
-        let now_id = now.as_deref().map(Identity::of);
-        let new = match &w.body {
-            Body::Full(data) => {
-                let keep = match &now {
-                    None => w.old.is_some(),
-                    Some(d) if d.is_empty() || d.contains(&0) => false,
-                    Some(_) => now_id == Some(Identity::of(data)) || now_id != w.old,
-                };
-                if keep {
-                    if now_id != Some(Identity::of(data)) {
-                        kept(&w.path);
-                    }
-                    continue;
-                }
-                std::borrow::Cow::Borrowed(data)
-            }
-            Body::Splice {
-                prefix,
-                suffix,
-                new,
-                mid,
-            } => {
-                if now_id == Some(*new) {
-                    continue;
-                }
-                match now.as_deref().filter(|_| now_id == w.old) {
-                    Some(d) => match splice(d, *prefix, *suffix, mid) {
-                        Some(data) if Identity::of(&data) == *new => std::borrow::Cow::Owned(data),
-                        _ => {
-                            kept(&w.path);
-                            continue;
-                        }
-                    },
-                    None => {
-                        kept(&w.path);
-                        continue;
-                    }
-                }
-            }
-        };
-        replace(&w.path, &new)?;
-        changed += 1;
+        match apply_stored(w) {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(e) if is_permanent(&e) => unapplied.push(Unapplied {
+                path: w.path.clone(),
+                reason: format!("{e:#}"),
+            }),
+            Err(e) => return Err(e),
+        }
     }
     Ok(changed)
+}
+
+/// [`apply_guarded`] of one file: whether it was written.
+fn apply_stored(w: &Stored) -> Result<bool> {
+    super::check_target(&w.path)?;
+    let now = read_opt(&w.path)?;
+    let now_id = now.as_deref().map(Identity::of);
+    let new = match &w.body {
+        Body::Full(data) => {
+            let keep = match &now {
+                None => w.old.is_some(),
+                Some(d) if d.is_empty() || d.contains(&0) => false,
+                Some(_) => now_id == Some(Identity::of(data)) || now_id != w.old,
+            };
+            if keep {
+                if now_id != Some(Identity::of(data)) {
+                    kept(&w.path);
+                }
+                return Ok(false);
+            }
+            std::borrow::Cow::Borrowed(data)
+        }
+        Body::Splice {
+            prefix,
+            suffix,
+            new,
+            mid,
+        } => {
+            if now_id == Some(*new) {
+                return Ok(false);
+            }
+            match now.as_deref().filter(|_| now_id == w.old) {
+                Some(d) => match splice(d, *prefix, *suffix, mid) {
+                    Some(data) if Identity::of(&data) == *new => std::borrow::Cow::Owned(data),
+                    _ => {
+                        kept(&w.path);
+                        return Ok(false);
+                    }
+                },
+                None => {
+                    kept(&w.path);
+                    return Ok(false);
+                }
+            }
+        }
+    };
+    replace(&w.path, &new)?;
+    Ok(true)
 }
 
 /// `old`'s first `prefix` bytes, `mid`, then `old`'s last `suffix` bytes.
@@ -817,6 +936,19 @@ fn splice(old: &[u8], prefix: u64, suffix: u64, mid: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(mid);
     out.extend_from_slice(&old[old.len() - suffix..]);
     Some(out)
+}
+
+/// `s` with its control characters escaped: one line of a note.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn kept(path: &Path) {
@@ -843,6 +975,12 @@ fn kept(path: &Path) {
 /// supported, or there is no old file yet, it is a plain rename (and the
 /// next write makes a new spare).
 fn replace(path: &Path, data: &[u8]) -> Result<()> {
+    let (tmp, f) = open_spare(path)?;
+    swap_in(path, &tmp, f, data)
+}
+
+/// Opens (creating it) the spare file of `path`: see [`replace`].
+fn open_spare(path: &Path) -> Result<(PathBuf, File)> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = tmp_name(path)?;
     // O_NOFOLLOW: a symlink put in the spare's place is removed, not
@@ -862,14 +1000,20 @@ fn replace(path: &Path, data: &[u8]) -> Result<()> {
         other => other,
     }
     .with_context(|| format!("{}: cannot open", tmp.display()))?;
+    Ok((tmp, f))
+}
+
+/// Writes `data` into the open spare `tmp` and swaps it with `path`: see
+/// [`replace`].
+fn swap_in(path: &Path, tmp: &Path, f: File, data: &[u8]) -> Result<()> {
     f.write_all_at(data, 0)
         .and_then(|_| f.set_len(data.len() as u64))
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     drop(f);
-    if exchange(&tmp, path) {
+    if exchange(tmp, path) {
         return Ok(());
     }
-    fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace", path.display()))
+    fs::rename(tmp, path).with_context(|| format!("{}: cannot replace", path.display()))
 }
 
 /// Swaps two paths atomically; false when the kernel or the file system
@@ -972,4 +1116,33 @@ pub fn records(dir: &Path) -> Result<Vec<RecordInfo>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(n: i32) -> anyhow::Error {
+        anyhow::Error::from(std::io::Error::from_raw_os_error(n)).context("x: cannot open")
+    }
+
+    #[test]
+    fn which_errors_set_a_record_aside() {
+        for n in PERMANENT {
+            assert!(is_permanent(&os(n)), "{n}");
+        }
+        let bad = super::super::check_target(Path::new("/a\0b")).unwrap_err();
+        assert!(is_permanent(&anyhow::Error::from(bad)));
+        for n in [
+            libc::EIO,
+            libc::ENOSPC,
+            libc::EDQUOT,
+            libc::EACCES,
+            libc::EROFS,
+            libc::ENOENT,
+        ] {
+            assert!(!is_permanent(&os(n)), "{n}");
+        }
+        assert!(!is_permanent(&anyhow::anyhow!("no os error")));
+    }
 }

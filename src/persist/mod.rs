@@ -17,6 +17,12 @@
 //! host client's files) are replaced with temporary file, fsync, rename
 //! and directory fsync.
 //!
+//! Every target is checked before anything is committed ([`check_target`]):
+//! a name whose spare would not fit in [`NAME_MAX`] bytes, or that holds a
+//! NUL byte, is refused, and the commit writes nothing. A record that
+//! still cannot be applied later, for a reason retrying cannot fix, is set
+//! aside rather than retried forever ([`log`], [`set_aside`]).
+//!
 //! Everything here must run under the exclusive lock of [`Lock`].
 
 use anyhow::{Context, Result};
@@ -32,6 +38,44 @@ pub use log::LOG;
 
 /// Temporary and spare files are named `.NAME.edeploy-tmp`.
 const TMP_SUFFIX: &str = ".edeploy-tmp";
+
+/// The longest file name, in bytes, of the file systems the server runs
+/// on (ext4, xfs, btrfs, tmpfs).
+pub const NAME_MAX: usize = 255;
+
+/// A target of a commit that cannot be a file: refused before the commit
+/// point, and a permanent failure when met in a record ([`log`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {why}")]
+pub struct BadName {
+    path: String,
+    why: String,
+}
+
+/// Whether `target` can be written through its spare file: it has a file
+/// name, holds no NUL byte, and `.NAME.edeploy-tmp` fits in [`NAME_MAX`].
+pub fn check_target(target: &Path) -> Result<(), BadName> {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = |why: String| BadName {
+        path: target.display().to_string(),
+        why,
+    };
+    if target.as_os_str().as_bytes().contains(&0) {
+        return Err(bad("the file name holds a NUL byte".into()));
+    }
+    let name = match target.file_name() {
+        Some(n) => n.as_bytes().len(),
+        None => return Err(bad("the path ends without a file name".into())),
+    };
+    let spare = 1 + name + TMP_SUFFIX.len();
+    if spare > NAME_MAX {
+        return Err(bad(format!(
+            "the file name is {name} bytes; its spare file .NAME{TMP_SUFFIX} would be {spare}, \
+             over the {NAME_MAX} bytes a file name may hold"
+        )));
+    }
+    Ok(())
+}
 
 /// An exclusive `flock` on LOCKFILE. The kernel drops it when the process
 /// dies, so a killed request never leaves a stale lock behind.
@@ -152,10 +196,19 @@ impl Transaction {
         self.writes.is_empty()
     }
 
-    /// Applies every write, through the log of `dir` (see [`log`]).
+    /// Applies every write, through the log of `dir` (see [`log`]). A
+    /// target that fails [`check_target`] is an error before anything is
+    /// written.
     pub fn commit(self, dir: &Path) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
+        }
+        for w in &self.writes {
+            let path = match w {
+                Planned::Write(p, _) => p.as_path(),
+                Planned::Ready(w) => w.path(),
+            };
+            check_target(path)?;
         }
         let writes = self
             .writes
@@ -193,4 +246,33 @@ pub fn pending(dir: &Path) -> Result<bool> {
         Some(log) => log.pending(),
         None => Ok(false),
     }
+}
+
+/// A record of the log that could not be applied and was set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The copy of the log that holds it (`DIR/.edeploy-log.failed-<stamp>`).
+    pub file: PathBuf,
+    /// The file it could not write and why.
+    pub reason: String,
+}
+
+/// The records of `dir`'s log set aside so far, oldest first (read from
+/// `DIR/.edeploy-log.set-aside`, which the operator removes once they are
+/// dealt with). Read-only.
+pub fn set_aside(dir: &Path) -> Result<Vec<SetAside>> {
+    let notes = dir.join(log::SET_ASIDE);
+    let text = match fs::read(&notes) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", notes.display())),
+    };
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(file, reason)| SetAside {
+            file: dir.join(file),
+            reason: reason.to_string(),
+        })
+        .collect())
 }

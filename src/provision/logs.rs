@@ -2,8 +2,8 @@
 //!
 //! A log is kept as `LOGDIR/<name>`. The name comes from the client, so it
 //! must be a plain file name: no `/` or `\`, no `..`, no NUL or other
-//! control character, not hidden, and ending in `.log.gz` with something
-//! before it. A log already there is first renamed after its own mtime
+//! control character, not hidden, ending in `.log.gz` with something
+//! before it, and short enough for its rotated name (229 bytes). A log already there is first renamed after its own mtime
 //! (UTC), `<stem>.YYYYmmddHHMMSS.log.gz`, so a node that installs again
 //! does not erase the log of its previous attempt.
 
@@ -12,6 +12,10 @@ use crate::persist::{self, Lock};
 use crate::protocol::{rotated_log_name, LOG_SUFFIX as SUFFIX};
 use anyhow::{Context, Result};
 use std::path::Path;
+
+/// The longest log name kept: its rotated name adds `.YYYYmmddHHMMSS-N`
+/// (26 bytes, `N` up to 10 digits) within NAME_MAX.
+const MAX_NAME: usize = crate::persist::NAME_MAX - 26;
 
 /// Whether a `file` part is a log rather than a hardware list.
 pub fn is_log_name(filename: Option<&str>) -> bool {
@@ -32,6 +36,12 @@ pub fn refuse_name(name: &str) -> Option<String> {
         "the log file name must not start with '.'"
     } else if !name.ends_with(SUFFIX) || name.len() == SUFFIX.len() {
         "the log file name must be NAME.log.gz"
+    } else if name.len() > MAX_NAME {
+        return Some(format!(
+            "the log file name is {} bytes; at most {MAX_NAME} leave room for its rotated \
+             name <stem>.YYYYmmddHHMMSS-N.log.gz (got {name:?})",
+            name.len()
+        ));
     } else {
         return None;
     };
@@ -91,6 +101,7 @@ mod tests {
     fn names() {
         assert_eq!(refuse_name("node1.log.gz"), None);
         assert_eq!(refuse_name("ProLiant-HP-CZ33.log.gz"), None);
+        assert_eq!(refuse_name(&format!("{}.log.gz", "n".repeat(222))), None);
         for bad in [
             "",
             "../x.log.gz",
@@ -103,6 +114,7 @@ mod tests {
             ".log.gz",
             ".hidden.log.gz",
             "x.log",
+            &format!("{}.log.gz", "n".repeat(223)),
         ] {
             assert!(refuse_name(bad).is_some(), "{bad:?} accepted");
         }

@@ -285,6 +285,21 @@ pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
         }),
     }
 
+    match persist::set_aside(&cfg.configdir) {
+        Ok(records) => problems.extend(records.into_iter().map(|r| Problem {
+            part: "profiles",
+            message: format!(
+                "a write-ahead log record could not be applied and was set aside: {}: {}",
+                r.file.display(),
+                r.reason
+            ),
+        })),
+        Err(e) => problems.push(Problem {
+            part: "profiles",
+            message: format!("{e:#}"),
+        }),
+    }
+
     let state = match State::load(&cfg.configdir.join("state")) {
         Ok(s) => Some(s),
         Err(e) => {
