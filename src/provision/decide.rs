@@ -431,10 +431,12 @@ fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// `PXEMNGR_URL` and `METADATA_URL` for the node, when configured.
+/// `PXEMNGR_URL` (only with `USEPXEMNGR = True`, as the original: the
+/// installer then tells pxemngr to boot the node locally) and
+/// `METADATA_URL` for the node, when configured.
 pub fn settings(cfg: &ServerConfig) -> IndexMap<String, String> {
     let mut s = IndexMap::new();
-    if let Some(u) = &cfg.pxemngr_url {
+    if let Some(u) = cfg.pxemngr_url.as_ref().filter(|_| cfg.use_pxemngr) {
         s.insert("PXEMNGR_URL".into(), u.clone());
     }
     if let Some(u) = &cfg.metadata_url {
