@@ -759,3 +759,27 @@ fn killed_uploads_leave_consistent_files() {
         used.len()
     );
 }
+
+// ---------------------------------------------------------------------------
+// What the original's installer and tests rely on.
+
+fn the_node_is_told_its_cmdb_entry_is_used(kind: Kind) {
+    let site = Site::start(kind, Options::default());
+    let a = site.upload(&fixture(HP), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    // An integer, as the original's `var['used'] = 1`.
+    assert_eq!(v["vars"]["used"], serde_json::json!(1), "{}", a.body);
+    assert!(v["vars"]["used"].is_i64(), "{}", a.body);
+    assert_eq!(v["vars"]["hostname"], "hp-1");
+    // A profile without a CMDB hands out no entry.
+    let a = site.upload(&fixture(JSON), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["profile"], "virtio");
+    assert!(a.json()["vars"].get("used").is_none(), "{}", a.body);
+}
+
+mod compat {
+    use super::*;
+    suite!(the_node_is_told_its_cmdb_entry_is_used);
+}

@@ -569,6 +569,35 @@ fn the_kept_file_lands_with_the_decision_or_alone() {
 }
 
 #[test]
+fn the_node_is_told_its_cmdb_entry_is_used() {
+    let (_dir, cfg) = setup(&[
+        ("state", "[('vm', 3), ('hp', 2)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'ip': '10.0.2.3'}, {'ip': '10.0.2.4'}]\n"),
+        ("hp.specs", HP_SPECS),
+        ("hp.configure", ""),
+    ]);
+    // As the original: `used` is an integer 1, before `edeploy-profile`.
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(d.vars.get("used"), Some(&Value::Int(1)));
+    let keys: Vec<&str> = d.vars.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["ip", "disk", "eth", "mac", "used", "edeploy-profile"],
+        "{:?}",
+        d.vars
+    );
+    // The same node again: the same vars, `used` once.
+    let again = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(again.vars, d.vars);
+    // A profile without a CMDB hands out no entry: no `used`.
+    let d = decide(&cfg, &hp_hw()).unwrap();
+    assert_eq!(d.profile, "hp");
+    assert!(!d.vars.contains_key("used"), "{:?}", d.vars);
+}
+
+#[test]
 fn pxemngr_url_is_sent_only_with_usepxemngr() {
     let conf = |use_pxemngr: &str| {
         let text = format!(

@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub profile: String,
-    /// The match's variables merged with the CMDB entry, plus
-    /// `edeploy-profile`.
+    /// The match's variables merged with the CMDB entry and `used: 1`
+    /// (when the profile has a CMDB), plus `edeploy-profile`.
     pub vars: IndexMap<String, Value>,
     /// The profile's configure script (Rhai source).
     pub script: String,
@@ -392,8 +392,12 @@ fn take_entry(
     if let Some(text) = alloc.text {
         txn.write_over(cmdb_path, text, db.source().as_bytes());
     }
+    // The node is told its entry is taken, as the original did
+    // (`var['used'] = 1`); the CMDB's own copy has it in its place.
+    let mut vars = alloc.vars;
+    vars.insert("used".into(), Value::Int(1));
     Ok(Some(Entry {
-        vars: alloc.vars,
+        vars,
         cmdb_entry: Some(alloc.index),
         reused: alloc.reused,
     }))
