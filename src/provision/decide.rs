@@ -146,7 +146,7 @@ pub fn preview(cfg: &ServerConfig, hw: &[Line], warn: Warn<'_>) -> Result<Decisi
 }
 
 /// The decision, committed under the exclusive lock, considering only the
-/// profile `only` when it is given (`upload.cgi -F PROFILE`; a profile
+/// profile `only` when it is given (`upload.cgi --only PROFILE`; a profile
 /// absent from `state` is no match). `keep` (a path and its new contents:
 /// `upload.cgi`'s `HWDIR/<sysname>.hw`) is written under the same lock
 /// whatever the outcome: with the decision's files in one commit when the

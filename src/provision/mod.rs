@@ -36,7 +36,7 @@ pub struct Provisioned {
 
 /// A node asks for its configuration: keep its hardware list as
 /// `HWDIR/<sysname>.hw`, decide (committing), register it with pxemngr.
-/// `only` restricts the decision to one profile (`upload.cgi -F`).
+/// `only` restricts the decision to one profile (`upload.cgi --only`).
 pub fn provision(
     cfg: &ServerConfig,
     lines: &[Line],

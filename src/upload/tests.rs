@@ -393,6 +393,49 @@ fn local_mode_prints_the_envelope_and_can_be_restricted_to_a_profile() {
     );
 }
 
+fn vm_count(s: &Server) -> crate::state::Count {
+    let state = State::load(&s.path("config/state")).unwrap();
+    state.get("vm").unwrap().count
+}
+
+#[test]
+fn local_mode_with_a_failed_profile_gives_one_install_back_and_prints_nothing() {
+    let s = Server::new("");
+    let hw = s.path("kvm.hw");
+    fs::write(&hw, kvm()).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(local(&s.conf, &hw, None, None, &mut out, &mut err), 0);
+    let before = vm_count(&s);
+    // Nothing to print (the original's `upload.py -f HW -F P` printed
+    // nothing either): only the log line.
+    let mut err = Vec::new();
+    assert_eq!(local_failure(&s.conf, &hw, "vm", None, &mut err), 0);
+    let err = String::from_utf8(err).unwrap();
+    assert!(
+        err.contains(
+            "local: 200 edeploy_test_vm-kvm-52-54-12-34-00-03: install of profile vm failed, \
+             one install given back"
+        ),
+        "{err}"
+    );
+    let crate::state::Count::Left(n) = before else {
+        panic!("vm's count is {before:?}")
+    };
+    assert_eq!(vm_count(&s), crate::state::Count::Left(n + 1));
+
+    // A profile absent from `state`: said so, nothing changed.
+    let mut err = Vec::new();
+    assert_eq!(local_failure(&s.conf, &hw, "nosuch", None, &mut err), 1);
+    let err = String::from_utf8(err).unwrap();
+    assert!(err.contains("404") && err.contains("\"nosuch\""), "{err}");
+    assert_eq!(vm_count(&s), crate::state::Count::Left(n + 1));
+    // An unreadable file is bad input, as in the deciding mode.
+    let mut err = Vec::new();
+    let missing = s.path("missing.hw");
+    assert_eq!(local_failure(&s.conf, &missing, "vm", None, &mut err), 2);
+    assert_eq!(vm_count(&s), crate::state::Count::Left(n + 1));
+}
+
 #[test]
 fn pxemngr_is_given_only_the_ethernet_macs() {
     let s = Server::new("");
