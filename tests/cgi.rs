@@ -843,3 +843,85 @@ mod long_names {
         two_long_names_stay_distinct_after_cutting,
     );
 }
+
+// ---------------------------------------------------------------------------
+// What the original's installer and tests rely on.
+
+fn the_node_is_told_its_cmdb_entry_is_used(kind: Kind) {
+    let site = Site::start(kind, Options::default());
+    let a = site.upload(&fixture(HP), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    // An integer, as the original's `var['used'] = 1`.
+    assert_eq!(v["vars"]["used"], serde_json::json!(1), "{}", a.body);
+    assert!(v["vars"]["used"].is_i64(), "{}", a.body);
+    assert_eq!(v["vars"]["hostname"], "hp-1");
+    // A profile without a CMDB hands out no entry.
+    let a = site.upload(&fixture(JSON), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["profile"], "virtio");
+    assert!(a.json()["vars"].get("used").is_none(), "{}", a.body);
+}
+
+mod compat {
+    use super::*;
+    suite!(the_node_is_told_its_cmdb_entry_is_used);
+}
+
+/// `upload.cgi` run by hand, as the installer's embedded mode does.
+fn local_upload_cgi(site: &Site, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_upload-cgi"))
+        .args(args)
+        .env("EDEPLOY_CONF", site.path("edeploy.conf"))
+        .env_remove("REQUEST_METHOD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run upload.cgi")
+}
+
+#[test]
+fn local_mode_big_f_reports_a_failure_and_only_restricts() {
+    let site = Site::start(Kind::Lighttpd, Options::default());
+    let hw = kvm(&site);
+    let hw = hw.to_str().expect("UTF-8 path");
+
+    // --only: the decision considers that profile alone.
+    let out = local_upload_cgi(&site, &["-f", hw, "--only", "hp"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(err.contains("local: 404 ") && err.contains("hp: "), "{err}");
+    assert_eq!(count(&site, "vm"), Count::Left(10));
+    let out = local_upload_cgi(&site, &["-f", hw, "--only", "vm"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    assert_eq!(v["profile"], "vm");
+    assert_eq!(count(&site, "vm"), Count::Left(9));
+
+    // -F: the install of vm failed, one install back, nothing printed.
+    let out = local_upload_cgi(&site, &["-f", hw, "-F", "vm"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("local: 200 edeploy_test_vm-kvm-52-54-12-34-00-03: install of profile vm failed, one install given back"),
+        "{err}"
+    );
+    assert_eq!(count(&site, "vm"), Count::Left(10));
+
+    // The two cannot be mixed; a profile not in `state` is said so.
+    let out = local_upload_cgi(&site, &["-f", hw, "-F", "vm", "--only", "vm"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = local_upload_cgi(&site, &["-f", hw, "-F", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(count(&site, "vm"), Count::Left(10));
+}

@@ -567,3 +567,73 @@ fn the_kept_file_lands_with_the_decision_or_alone() {
     assert_eq!(read(dir.path(), "node.hw"), "second\n");
     assert_eq!(read(dir.path(), "state"), "[('vm', 0)]\n");
 }
+
+#[test]
+fn the_node_is_told_its_cmdb_entry_is_used() {
+    let (_dir, cfg) = setup(&[
+        ("state", "[('vm', 3), ('hp', 2)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'ip': '10.0.2.3'}, {'ip': '10.0.2.4'}]\n"),
+        ("hp.specs", HP_SPECS),
+        ("hp.configure", ""),
+    ]);
+    // As the original: `used` is an integer 1, before `edeploy-profile`.
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(d.vars.get("used"), Some(&Value::Int(1)));
+    let keys: Vec<&str> = d.vars.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["ip", "disk", "eth", "mac", "used", "edeploy-profile"],
+        "{:?}",
+        d.vars
+    );
+    // The same node again: the same vars, `used` once.
+    let again = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(again.vars, d.vars);
+    // A profile without a CMDB hands out no entry: no `used`.
+    let d = decide(&cfg, &hp_hw()).unwrap();
+    assert_eq!(d.profile, "hp");
+    assert!(!d.vars.contains_key("used"), "{:?}", d.vars);
+}
+
+#[test]
+fn pxemngr_url_is_sent_only_with_usepxemngr() {
+    let conf = |use_pxemngr: &str| {
+        let text = format!(
+            "[SERVER]\nCONFIGDIR = /x\nUSEPXEMNGR = {use_pxemngr}\n\
+             PXEMNGRURL = http://pxemngr.example/\nMETADATAURL = http://metadata.example/\n"
+        );
+        ConfFile::parse(&text, "edeploy.conf")
+            .unwrap()
+            .server(None)
+            .unwrap()
+    };
+    let off = decide::settings(&conf("False"));
+    assert_eq!(off.get("PXEMNGR_URL"), None, "{off:?}");
+    assert_eq!(
+        off.get("METADATA_URL").map(String::as_str),
+        Some("http://metadata.example/")
+    );
+    let on = decide::settings(&conf("True"));
+    assert_eq!(
+        on.get("PXEMNGR_URL").map(String::as_str),
+        Some("http://pxemngr.example/")
+    );
+
+    // Through a decision: the answer's settings.
+    let (_dir, mut cfg) = setup(&[
+        ("state", "[('vm', '*')]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+    ]);
+    cfg.pxemngr_url = Some("http://pxemngr.example/".into());
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert!(!d.settings.contains_key("PXEMNGR_URL"), "{:?}", d.settings);
+    cfg.use_pxemngr = true;
+    let d = decide(&cfg, &kvm_hw()).unwrap();
+    assert_eq!(
+        d.settings.get("PXEMNGR_URL").map(String::as_str),
+        Some("http://pxemngr.example/")
+    );
+}

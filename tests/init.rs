@@ -429,7 +429,8 @@ fn installs_a_node_end_to_end_over_http() {
     let conf = site.read("edeploy.conf").replace(
         "[SERVER]\n",
         &format!(
-            "[SERVER]\nPXEMNGRURL = http://127.0.0.1:{p}/pxemngr/\nMETADATAURL = http://127.0.0.1:{p}/meta/\n",
+            "[SERVER]\nUSEPXEMNGR = True\nPXEMNGR = /bin/true\n\
+             PXEMNGRURL = http://127.0.0.1:{p}/pxemngr/\nMETADATAURL = http://127.0.0.1:{p}/meta/\n",
             p = site.port
         ),
     );

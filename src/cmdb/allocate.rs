@@ -12,7 +12,8 @@ use crate::literal::Value;
 pub struct Allocation {
     /// Position of the entry in the CMDB (0-based).
     pub index: usize,
-    /// The entry merged with the match variables, without `used`.
+    /// The entry merged with the match variables, without `used` (the
+    /// decision adds `used: 1` to what the node is told).
     pub vars: IndexMap<String, Value>,
     /// The entry was already `used`: the node was seen before.
     pub reused: bool,

@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub profile: String,
-    /// The match's variables merged with the CMDB entry, plus
-    /// `edeploy-profile`.
+    /// The match's variables merged with the CMDB entry and `used: 1`
+    /// (when the profile has a CMDB), plus `edeploy-profile`.
     pub vars: IndexMap<String, Value>,
     /// The profile's configure script (Rhai source).
     pub script: String,
@@ -146,7 +146,7 @@ pub fn preview(cfg: &ServerConfig, hw: &[Line], warn: Warn<'_>) -> Result<Decisi
 }
 
 /// The decision, committed under the exclusive lock, considering only the
-/// profile `only` when it is given (`upload.cgi -F PROFILE`; a profile
+/// profile `only` when it is given (`upload.cgi --only PROFILE`; a profile
 /// absent from `state` is no match). `keep` (a path and its new contents:
 /// `upload.cgi`'s `HWDIR/<sysname>.hw`) is written under the same lock
 /// whatever the outcome: with the decision's files in one commit when the
@@ -392,8 +392,12 @@ fn take_entry(
     if let Some(text) = alloc.text {
         txn.write_over(cmdb_path, text, db.source().as_bytes());
     }
+    // The node is told its entry is taken, as the original did
+    // (`var['used'] = 1`); the CMDB's own copy has it in its place.
+    let mut vars = alloc.vars;
+    vars.insert("used".into(), Value::Int(1));
     Ok(Some(Entry {
-        vars: alloc.vars,
+        vars,
         cmdb_entry: Some(alloc.index),
         reused: alloc.reused,
     }))
@@ -431,10 +435,12 @@ fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// `PXEMNGR_URL` and `METADATA_URL` for the node, when configured.
+/// `PXEMNGR_URL` (only with `USEPXEMNGR = True`, as the original: the
+/// installer then tells pxemngr to boot the node locally) and
+/// `METADATA_URL` for the node, when configured.
 pub fn settings(cfg: &ServerConfig) -> IndexMap<String, String> {
     let mut s = IndexMap::new();
-    if let Some(u) = &cfg.pxemngr_url {
+    if let Some(u) = cfg.pxemngr_url.as_ref().filter(|_| cfg.use_pxemngr) {
         s.insert("PXEMNGR_URL".into(), u.clone());
     }
     if let Some(u) = &cfg.metadata_url {

@@ -36,7 +36,7 @@ pub struct Provisioned {
 
 /// A node asks for its configuration: keep its hardware list as
 /// `HWDIR/<sysname>.hw`, decide (committing), register it with pxemngr.
-/// `only` restricts the decision to one profile (`upload.cgi -F`).
+/// `only` restricts the decision to one profile (`upload.cgi --only`).
 pub fn provision(
     cfg: &ServerConfig,
     lines: &[Line],
@@ -103,7 +103,9 @@ fn refuse_sysname(sysname: &str, path: &std::path::Path) -> Option<String> {
     ))
 }
 
-/// `<PXEMNGR> addsystem <sysname> <MAC>…`
+/// `<PXEMNGR> addsystem <sysname> <MAC>…`, with the node's Ethernet MACs
+/// only (the 17-character `xx:xx:xx:xx:xx:xx` ones; pxemngr knows nothing
+/// of InfiniBand's 20-byte addresses), in list order.
 pub fn pxemngr_addsystem(
     cfg: &ServerConfig,
     exec: &dyn Exec,
@@ -115,7 +117,46 @@ pub fn pxemngr_addsystem(
         "addsystem".to_string(),
         sysname.to_string(),
     ];
-    argv.extend(hw::macs(lines).into_iter().map(String::from));
+    argv.extend(
+        hw::macs(lines)
+            .into_iter()
+            .filter(|m| is_ethernet_mac(m))
+            .map(String::from),
+    );
     exec.run(&CmdLine::Argv(argv))?;
     Ok(())
+}
+
+/// Whether `mac` is an Ethernet address written `xx:xx:xx:xx:xx:xx`.
+fn is_ethernet_mac(mac: &str) -> bool {
+    let b = mac.as_bytes();
+    b.len() == 17
+        && b.iter().enumerate().all(|(i, &c)| {
+            if i % 3 == 2 {
+                c == b':'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ethernet_mac;
+
+    #[test]
+    fn only_ethernet_addresses_go_to_pxemngr() {
+        for good in ["52:54:12:34:00:03", "D8:9D:67:1A:D0:FC"] {
+            assert!(is_ethernet_mac(good), "{good}");
+        }
+        for bad in [
+            "a0:00:02:20:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0d:1c:51",
+            "52-54-12-34-00-03",
+            "52:54:12:34:00:0g",
+            "52:54:12:34:00",
+            "",
+        ] {
+            assert!(!is_ethernet_mac(bad), "{bad}");
+        }
+    }
 }

@@ -110,11 +110,11 @@ fn save_log(cfg: &ServerConfig, name: &str, data: &[u8]) -> Result<(Response, St
     ))
 }
 
-/// Local mode, `upload.cgi -f HWFILE [-F PROFILE] [-s SECTION]`: what a
-/// hardware upload does, on a file, with the configuration at
-/// `conf_path`, printing the answer. Returns the exit
-/// code: 0 answered, 1 no profile or nothing to give (404, 409), 2 bad
-/// input or configuration.
+/// Local mode, `upload.cgi -f HWFILE [--only PROFILE] [-s SECTION]`:
+/// what a hardware upload does, on a file, with the configuration at
+/// `conf_path`, printing the answer. `only` restricts the decision to one
+/// profile. Returns the exit code: 0 answered, 1 no profile or nothing to
+/// give (404, 409), 2 bad input or configuration.
 pub fn local(
     conf_path: &Path,
     hw_path: &Path,
@@ -123,6 +123,57 @@ pub fn local(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> u8 {
+    run_local(
+        conf_path,
+        hw_path,
+        section,
+        stdout,
+        stderr,
+        |cfg, data, log| {
+            let lines = parse_hw(data)?;
+            let p = provision(cfg, &lines, only, log)?;
+            Ok((Some(decide::envelope(&p.decision)), p.reason))
+        },
+    )
+}
+
+/// Local mode, `upload.cgi -f HWFILE -F PROFILE [-s SECTION]`: the node
+/// whose hardware list is HWFILE failed to install PROFILE; one install
+/// is given back, as with the CGI's `failure=PROFILE`. As the original,
+/// nothing is printed on stdout; the log line goes to stderr. Returns 0
+/// reported (given back, or nothing to give back for a `'*'` profile), 1
+/// PROFILE not in `state` (404), 2 bad input or configuration.
+pub fn local_failure(
+    conf_path: &Path,
+    hw_path: &Path,
+    profile: &str,
+    section: Option<&str>,
+    stderr: &mut dyn Write,
+) -> u8 {
+    run_local(
+        conf_path,
+        hw_path,
+        section,
+        &mut std::io::sink(),
+        stderr,
+        |cfg, data, _| failure(cfg, profile, data).map(|(_, reason)| (None, reason)),
+    )
+}
+
+/// What local modes share: the configuration and the file read, `act`
+/// run, its answer (if any) printed pretty, one log line, the exit code.
+fn run_local(
+    conf_path: &Path,
+    hw_path: &Path,
+    section: Option<&str>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    act: impl FnOnce(
+        &ServerConfig,
+        &[u8],
+        &mut RequestLog<'_>,
+    ) -> Result<(Option<serde_json::Value>, String), Reject>,
+) -> u8 {
     let mut log = RequestLog::new("local", stderr);
     let result = (|| {
         let cfg = ConfFile::load(conf_path)
@@ -130,13 +181,15 @@ pub fn local(
             .map_err(|e| Reject::server(format!("{e:#}")))?;
         let data = std::fs::read(hw_path)
             .map_err(|e| Reject::bad(format!("{}: cannot read: {e}", hw_path.display())))?;
-        let lines = parse_hw(&data)?;
-        provision(&cfg, &lines, only, &mut log)
+        act(&cfg, &data, &mut log)
     })();
     match result {
-        Ok(p) => {
-            log.status(200, &p.reason);
-            let text = match serde_json::to_string_pretty(&decide::envelope(&p.decision)) {
+        Ok((answer, reason)) => {
+            log.status(200, &reason);
+            let Some(answer) = answer else {
+                return 0;
+            };
+            let text = match serde_json::to_string_pretty(&answer) {
                 Ok(t) => t,
                 Err(e) => {
                     log.status(500, &format!("cannot print the answer: {e}"));

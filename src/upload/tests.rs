@@ -317,9 +317,9 @@ fn logs_are_kept_and_rotated() {
     assert!(!s.path("escape.log.gz").exists());
 }
 
-#[test]
-fn pxemngr_is_called_with_sysname_and_macs_and_its_failure_is_not_fatal() {
-    let s = Server::new("");
+/// A pxemngr that records its arguments, turned on in `s`'s
+/// configuration. Returns the configuration as it was, and the record.
+fn fake_pxemngr(s: &Server) -> (String, PathBuf) {
     let script = s.path("pxemngr");
     let record = s.path("pxemngr.args");
     fs::write(
@@ -335,6 +335,13 @@ fn pxemngr_is_called_with_sysname_and_macs_and_its_failure_is_not_fatal() {
         format!("{conf}USEPXEMNGR = True\nPXEMNGR = {}\n", script.display()),
     )
     .unwrap();
+    (conf, record)
+}
+
+#[test]
+fn pxemngr_is_called_with_sysname_and_macs_and_its_failure_is_not_fatal() {
+    let s = Server::new("");
+    let (conf, record) = fake_pxemngr(&s);
     assert_eq!(s.post(&[("file", Some("hw"), &kvm())]).0.status, 200);
     assert_eq!(
         fs::read_to_string(&record).unwrap(),
@@ -383,5 +390,69 @@ fn local_mode_prints_the_envelope_and_can_be_restricted_to_a_profile() {
             &mut err
         ),
         2
+    );
+}
+
+fn vm_count(s: &Server) -> crate::state::Count {
+    let state = State::load(&s.path("config/state")).unwrap();
+    state.get("vm").unwrap().count
+}
+
+#[test]
+fn local_mode_with_a_failed_profile_gives_one_install_back_and_prints_nothing() {
+    let s = Server::new("");
+    let hw = s.path("kvm.hw");
+    fs::write(&hw, kvm()).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(local(&s.conf, &hw, None, None, &mut out, &mut err), 0);
+    let before = vm_count(&s);
+    // Nothing to print (the original's `upload.py -f HW -F P` printed
+    // nothing either): only the log line.
+    let mut err = Vec::new();
+    assert_eq!(local_failure(&s.conf, &hw, "vm", None, &mut err), 0);
+    let err = String::from_utf8(err).unwrap();
+    assert!(
+        err.contains(
+            "local: 200 edeploy_test_vm-kvm-52-54-12-34-00-03: install of profile vm failed, \
+             one install given back"
+        ),
+        "{err}"
+    );
+    let crate::state::Count::Left(n) = before else {
+        panic!("vm's count is {before:?}")
+    };
+    assert_eq!(vm_count(&s), crate::state::Count::Left(n + 1));
+
+    // A profile absent from `state`: said so, nothing changed.
+    let mut err = Vec::new();
+    assert_eq!(local_failure(&s.conf, &hw, "nosuch", None, &mut err), 1);
+    let err = String::from_utf8(err).unwrap();
+    assert!(err.contains("404") && err.contains("\"nosuch\""), "{err}");
+    assert_eq!(vm_count(&s), crate::state::Count::Left(n + 1));
+    // An unreadable file is bad input, as in the deciding mode.
+    let mut err = Vec::new();
+    let missing = s.path("missing.hw");
+    assert_eq!(local_failure(&s.conf, &missing, "vm", None, &mut err), 2);
+    assert_eq!(vm_count(&s), crate::state::Count::Left(n + 1));
+}
+
+#[test]
+fn pxemngr_is_given_only_the_ethernet_macs() {
+    let s = Server::new("");
+    let (_, record) = fake_pxemngr(&s);
+    // An InfiniBand port (20-byte address) among the Ethernet ones.
+    let ib = "a0:00:02:20:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0d:1c:51";
+    let hw = String::from_utf8(kvm()).unwrap().replacen(
+        " ('network', 'eth0', 'serial',",
+        &format!(" ('network', 'ib0', 'serial', '{ib}'),\n ('network', 'eth0', 'serial',"),
+        1,
+    );
+    assert!(hw.contains(ib));
+    let (r, log) = s.post(&[("file", Some("hw"), hw.as_bytes())]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!log.contains("warning"), "{log}");
+    assert_eq!(
+        fs::read_to_string(&record).unwrap(),
+        "addsystem edeploy_test_vm-kvm-52-54-12-34-00-03 52:54:12:34:00:03 52:54:12:34:00:02 52:54:12:34:00:01\n"
     );
 }
