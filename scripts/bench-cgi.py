@@ -33,7 +33,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KVM = os.path.join(ROOT, "tests", "fixtures", "hw", "kvm-test-vm.hw")
+KVM = os.path.join(ROOT, "tests", "fixtures", "hw", "kvm-test-vm-bios.hw")
 EXAMPLE = os.path.join(ROOT, "share", "examples", "config")
 BOUNDARY = "------------------------edeploybench0001"
 # Wall-clock bound of one P1 side (seconds): the loop stops early, and says
