@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// What a command prints and how it exits.
 #[derive(Debug, Default, PartialEq)]
-pub struct Report {
+pub struct AdminOutput {
     pub stdout: String,
     pub stderr: String,
     pub code: u8,
@@ -26,10 +26,10 @@ pub fn read_hw(path: &Path) -> Result<Vec<Line>> {
 }
 
 /// `match SPECS HW [--json] [--explain]`.
-pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Result<Report> {
+pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Result<AdminOutput> {
     let compiled = decide::load_specs(specs)?;
     let lines = read_hw(hw_path)?;
-    let mut report = Report::default();
+    let mut report = AdminOutput::default();
     let result = if explain {
         let (r, steps) = compiled.find_explained(&lines, 10_000);
         for s in steps {
@@ -60,10 +60,10 @@ pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Res
 }
 
 /// `try CONFIGDIR HW [--json]`: the server's decision, changing nothing.
-pub fn try_cmd(configdir: &Path, hw_path: &Path, json: bool) -> Result<Report> {
+pub fn try_cmd(configdir: &Path, hw_path: &Path, json: bool) -> Result<AdminOutput> {
     let lines = read_hw(hw_path)?;
     let cfg = ServerConfig::with_configdir(configdir);
-    let mut report = Report::default();
+    let mut report = AdminOutput::default();
     let mut warnings = String::new();
     let mut warn = |w: String| {
         warnings.push_str("warning: ");
@@ -117,23 +117,23 @@ fn load_cmdb(file: &Path) -> Result<Cmdb> {
 }
 
 /// `cmdb expand FILE`: the entries as a JSON list.
-pub fn cmdb_expand(file: &Path) -> Result<Report> {
+pub fn cmdb_expand(file: &Path) -> Result<AdminOutput> {
     let db = load_cmdb(file)?;
     let json = cmdb::to_json(&db.entries);
-    Ok(Report {
+    Ok(AdminOutput {
         stdout: format!("{}\n", serde_json::to_string_pretty(&json)?),
-        ..Report::default()
+        ..AdminOutput::default()
     })
 }
 
 /// `cmdb check FILE`: duplicates and used entries; exit 1 on duplicates.
-pub fn cmdb_check(file: &Path) -> Result<Report> {
+pub fn cmdb_check(file: &Path) -> Result<AdminOutput> {
     let db = load_cmdb(file)?;
     let report = cmdb::check(&db.entries);
-    Ok(Report {
+    Ok(AdminOutput {
         stdout: format!("{report}"),
         code: if report.has_duplicates() { 1 } else { 0 },
-        ..Report::default()
+        ..AdminOutput::default()
     })
 }
 
@@ -145,7 +145,7 @@ pub fn health_compare(
     threshold: f64,
     json: bool,
     plot: Option<&Path>,
-) -> Result<Report> {
+) -> Result<AdminOutput> {
     use crate::health;
     let mut found = health::compare(dir, &health::CompareOptions { threshold })?;
     if found.files == 0 {
@@ -157,13 +157,13 @@ pub fn health_compare(
     if let Some(outdir) = plot {
         found.plots = health::plot::write_plots(&found, outdir)?;
     }
-    let mut report = Report {
+    let mut report = AdminOutput {
         stdout: if json {
             format!("{}\n", serde_json::to_string_pretty(&found)?)
         } else {
             found.to_text()
         },
-        ..Report::default()
+        ..AdminOutput::default()
     };
     let mut errors = String::new();
     for p in &found.problems {

@@ -358,7 +358,7 @@ fn fake_node(cmdline: &str) -> tempfile::TempDir {
 }
 
 struct Run {
-    report: edeploy::init::Report,
+    report: edeploy::init::RunReport,
     screen: String,
     commands: Vec<String>,
 }

@@ -227,7 +227,7 @@ fn tuning() -> Tuning {
 }
 
 struct Run {
-    report: edeploy::init::Report,
+    report: edeploy::init::RunReport,
     screen: String,
     log: String,
     commands: Vec<String>,

@@ -28,7 +28,7 @@ use super::cmdline::{OnFailure, OnSuccess, Settings};
 use super::console::Console;
 use super::finish::{self, Action};
 use super::server::{self, Part};
-use super::{Installed, Installer, Known, Report, Tuning};
+use super::{Installed, Installer, Known, RunReport, Tuning};
 use crate::clock::Utc;
 use crate::detect::disk::is_disk;
 use crate::exec::{CmdLine, Exec};
@@ -486,7 +486,7 @@ pub(super) fn run(
     early: Option<anyhow::Error>,
     known: &mut Known,
     exec: &dyn Exec,
-) -> Report {
+) -> RunReport {
     let console = &inst.console;
     let result = match early {
         Some(e) => Err(e),
@@ -504,7 +504,7 @@ pub(super) fn run(
                 OnSuccess::Console => Action::Console,
             };
             finish::end(&inst.root, exec, console, action, None, false);
-            Report {
+            RunReport {
                 result: Ok(Installed::nothing()),
                 action,
                 health: Some(checked),
@@ -520,7 +520,7 @@ pub(super) fn run(
                 OnFailure::Console => Action::Console,
             };
             finish::end(&inst.root, exec, console, action, None, true);
-            Report {
+            RunReport {
                 result: Err(reason),
                 action,
                 health: None,

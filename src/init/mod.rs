@@ -113,7 +113,7 @@ pub struct Installed {
 
 impl Installed {
     /// What a health check (`HEALTH=1`) reports: it installs nothing, so
-    /// no profile and an empty role; its results are [`Report::health`].
+    /// no profile and an empty role; its results are [`RunReport::health`].
     pub fn nothing() -> Installed {
         Installed {
             profile: String::new(),
@@ -128,7 +128,7 @@ impl Installed {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub struct RunReport {
     /// The installation, or why it failed.
     pub result: std::result::Result<Installed, String>,
     /// What the run ended with.
@@ -153,7 +153,7 @@ impl Installer<'_> {
     }
 
     /// Runs the installer to its end action.
-    pub fn run(&self) -> Report {
+    pub fn run(&self) -> RunReport {
         let console = &self.console;
         let traced = Traced {
             inner: self.exec,
@@ -231,7 +231,7 @@ impl Installer<'_> {
                     args: &args,
                 };
                 finish::end(&self.root, &traced, console, action, Some(&plan), false);
-                Report {
+                RunReport {
                     result: Ok(installed),
                     action,
                     health: None,
@@ -247,7 +247,7 @@ impl Installer<'_> {
                     OnFailure::Console => Action::Console,
                 };
                 finish::end(&self.root, &traced, console, action, None, true);
-                Report {
+                RunReport {
                     result: Err(reason),
                     action,
                     health: None,
