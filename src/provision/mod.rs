@@ -46,11 +46,9 @@ pub fn provision(
     let sysname = hw::sysname(lines);
     // `HWDIR/<sysname>.hw` is written in the decision's commit (or alone,
     // under the same lock, when there is no decision to commit). Its name
-    // is checked first, so a name that cannot be a file commits nothing.
+    // fits a file name by construction (`hw::sysname` cuts it), and the
+    // commit checks every target's name before anything is committed.
     let path = cfg.hwdir.join(format!("{sysname}.hw"));
-    if let Some(why) = refuse_sysname(&sysname, &path) {
-        return Err(Reject::bad(why));
-    }
     let keep = (path, hw::to_literal(lines).into_bytes());
     let mut warnings = Vec::new();
     let result = decide::decide_keeping(cfg, lines, only, Some(keep), &mut |w| warnings.push(w));
@@ -86,21 +84,6 @@ pub fn provision(
         sysname,
         reason,
     })
-}
-
-/// Why `HWDIR/<sysname>.hw` (`path`) cannot be written, naming the fields
-/// it comes from; `None` when it can. [`hw::sysname`] keeps names within
-/// bounds, so this guards the rule rather than the input.
-fn refuse_sysname(sysname: &str, path: &std::path::Path) -> Option<String> {
-    let why = if sysname.contains(['/', '\0']) {
-        "holds '/' or a NUL byte".to_string()
-    } else {
-        crate::persist::check_target(path).err()?.to_string()
-    };
-    Some(format!(
-        "{sysname}: the name made of the hardware list's system product name, vendor and \
-         serial cannot be a file name in HWDIR: {why}"
-    ))
 }
 
 /// `<PXEMNGR> addsystem <sysname> <MAC>…`, with the node's Ethernet MACs
