@@ -2,7 +2,7 @@
 //! fixture, adversarial disk lists and an independent brute-force reference.
 
 use edeploy::hw::Line;
-use edeploy::matcher::{format_line, Hardware, Match, NoMatch, Specs};
+use edeploy::matcher::{format_line, Budget, Hardware, Match, Miss, NoMatch, Specs};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -891,4 +891,29 @@ fn plain_and_regex_patterns_side_by_side() {
         ["system", "product", "name", "Not a Standard PC"],
     ]);
     assert_eq!(found(&specs, &hw).pairing, vec![1, 0]);
+}
+
+/// A spent budget stops a search that has work left, whatever the input:
+/// here spec lines that every one of 40,000 hardware lines fits, where
+/// only the last line can satisfy the final spec line.
+#[test]
+fn spent_budget_stops_the_search() {
+    let mut hw = Vec::new();
+    for i in 0..20_000 {
+        hw.push(line("disk", &format!("a{i}"), "size", "10"));
+        hw.push(line("disk", &format!("b{i}"), "model", "m"));
+    }
+    let specs = compile(&[
+        ["disk", "$a", "size", "$s"],
+        ["disk", "$b", "model", "$m"],
+        ["disk", "$a", "model", "$m"],
+    ]);
+    let index = Hardware::new(&hw);
+    let spent = Budget::until(std::time::Instant::now());
+    assert_eq!(specs.find_within(&index, &spent), Err(Miss::OverBudget));
+    // The same search without a limit ends with an answer.
+    assert!(matches!(
+        specs.find_within(&index, &Budget::unlimited()),
+        Ok(_) | Err(Miss::NoMatch(_))
+    ));
 }

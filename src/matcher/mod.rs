@@ -203,6 +203,48 @@ impl std::fmt::Display for NoMatch {
 
 impl std::error::Error for NoMatch {}
 
+/// A limit on the time one match may take ([`Specs::find_within`]). The
+/// search looks at the clock every few hundred steps, so it stops soon
+/// after the deadline whatever the shape of the input.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    deadline: Option<std::time::Instant>,
+}
+
+impl Budget {
+    /// No limit (the command-line tools).
+    pub fn unlimited() -> Budget {
+        Budget { deadline: None }
+    }
+
+    /// Work stops at `deadline`.
+    pub fn until(deadline: std::time::Instant) -> Budget {
+        Budget {
+            deadline: Some(deadline),
+        }
+    }
+
+    /// Work stops `limit` from now.
+    pub fn lasting(limit: std::time::Duration) -> Budget {
+        Budget::until(std::time::Instant::now() + limit)
+    }
+
+    /// Whether the deadline has passed.
+    pub fn exceeded(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+}
+
+/// Why [`Specs::find_within`] gave no match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// The specs do not match.
+    NoMatch(NoMatch),
+    /// The budget ran out before the search ended.
+    OverBudget,
+}
+
 impl Specs {
     /// Compiles spec lines. Errors name the 1-based spec line index, the
     /// position (class/name/key/value) and what is wrong.
@@ -258,14 +300,32 @@ impl Specs {
 
     /// The first solution in search order, or why not.
     pub fn find(&self, hw: &[Line]) -> Result<Match, NoMatch> {
-        search::run(self, hw, None, &mut search::Silent)
+        unbudgeted(search::run(
+            self,
+            hw,
+            None,
+            &mut search::Silent,
+            &Budget::unlimited(),
+        ))
     }
 
     /// [`Specs::find`] on a hardware list indexed once for several specs:
     /// the same answer, without testing every spec line against every
     /// hardware line.
     pub fn find_in(&self, hw: &Hardware<'_>) -> Result<Match, NoMatch> {
-        search::run(self, hw.lines, Some(hw), &mut search::Silent)
+        unbudgeted(search::run(
+            self,
+            hw.lines,
+            Some(hw),
+            &mut search::Silent,
+            &Budget::unlimited(),
+        ))
+    }
+
+    /// [`Specs::find_in`] that gives up with [`Miss::OverBudget`] once
+    /// `budget` is spent.
+    pub fn find_within(&self, hw: &Hardware<'_>, budget: &Budget) -> Result<Match, Miss> {
+        search::run(self, hw.lines, Some(hw), &mut search::Silent, budget)
     }
 
     /// Same as [`Specs::find`], also describing the search for humans: every
@@ -278,9 +338,28 @@ impl Specs {
         max_events: usize,
     ) -> (Result<Match, NoMatch>, Vec<String>) {
         let mut recorder = search::Recorder::new(max_events);
-        let result = search::run(self, hw, None, &mut recorder);
+        let result = unbudgeted(search::run(
+            self,
+            hw,
+            None,
+            &mut recorder,
+            &Budget::unlimited(),
+        ));
         (result, recorder.finish())
     }
+}
+
+/// The answer of a search whose budget cannot run out.
+fn unbudgeted(result: Result<Match, Miss>) -> Result<Match, NoMatch> {
+    result.map_err(|miss| match miss {
+        Miss::NoMatch(no) => no,
+        // Unreachable with `Budget::unlimited()`; named like a miss of
+        // the first line rather than a panic.
+        Miss::OverBudget => NoMatch {
+            spec_index: 0,
+            spec: Line::default(),
+        },
+    })
 }
 
 /// A hardware list with its lines grouped by class and by (class, key),

@@ -10,7 +10,7 @@
 
 use indexmap::IndexMap;
 
-use super::{format_line, repr_str, Hardware, Match, NoMatch, Specs};
+use super::{format_line, repr_str, Budget, Hardware, Match, Miss, NoMatch, Specs};
 use crate::hw::Line;
 
 const NONE: usize = usize::MAX;
@@ -113,14 +113,24 @@ struct Search<'a, 'h, T: Tracer> {
     stack: Vec<Frame>,
     /// `(depth, block)` of the deepest block seen.
     deepest: Option<(usize, Block)>,
+    budget: &'a Budget,
+    /// Units of work (candidates looked at) since the clock was last read.
+    work: usize,
+    /// The budget ran out: every pending step gives up.
+    over: bool,
 }
+
+/// Units of work between two looks at the clock: a few hundred
+/// microseconds.
+const WORK_PER_CLOCK: usize = 1 << 14;
 
 pub(super) fn run<T: Tracer>(
     specs: &Specs,
     hw: &[Line],
     index: Option<&Hardware<'_>>,
     tracer: &mut T,
-) -> Result<Match, NoMatch> {
+    budget: &Budget,
+) -> Result<Match, Miss> {
     let n = specs.compiled.len();
     let mut cand_data = Vec::new();
     let mut cand_start = Vec::with_capacity(n + 1);
@@ -164,11 +174,18 @@ pub(super) fn run<T: Tracer>(
         stamp: 0,
         stack: Vec::new(),
         deepest: None,
+        budget,
+        work: 0,
+        over: false,
     };
     match search.search() {
         Ok(()) => {
             search.tracer.event(|| "match found".to_owned());
             Ok(search.result())
+        }
+        Err(_) if search.over => {
+            search.tracer.event(|| "the time budget ran out".to_owned());
+            Err(Miss::OverBudget)
         }
         Err(k) => {
             let failure = NoMatch {
@@ -176,7 +193,7 @@ pub(super) fn run<T: Tracer>(
                 spec: specs.lines[k].clone(),
             };
             search.tracer.event(|| format!("no match: {failure}"));
-            Err(failure)
+            Err(Miss::NoMatch(failure))
         }
     }
 }
@@ -199,6 +216,19 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             })
     }
 
+    /// Counts `units` of work; reads the clock now and then. True once the
+    /// budget has run out.
+    fn spend(&mut self, units: usize) -> bool {
+        self.work += units;
+        if self.work >= WORK_PER_CLOCK {
+            self.work = 0;
+            if self.budget.exceeded() {
+                self.over = true;
+            }
+        }
+        self.over
+    }
+
     fn viable(&self, k: usize, j: usize) -> bool {
         !self.used[j] && self.consistent(k, j)
     }
@@ -217,11 +247,17 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             return Err(k);
         }
         if let Err(block) = self.propagate(0) {
+            if self.over {
+                return Err(0);
+            }
             self.note_block(0, block);
             return Err(self.blocker());
         }
         let mut d = 0;
         loop {
+            if self.spend(1) {
+                return Err(d);
+            }
             match self.next_viable(d) {
                 Some(idx) => {
                     let j = self.candidates(d)[idx];
@@ -317,6 +353,9 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         }
         // A matched line has a candidate; only the others need a scan.
         for k in first..n {
+            if self.spend(self.candidates(k).len()) {
+                return Err(Block::Empty(k));
+            }
             if self.mate[k] == NONE && !self.candidates(k).iter().any(|&j| self.viable(k, j)) {
                 self.tracer.event(|| {
                     format!(
@@ -328,6 +367,9 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             }
         }
         for k in first..n {
+            if self.spend(self.candidates(k).len()) {
+                return Err(Block::Empty(k));
+            }
             if self.mate[k] == NONE && !self.augment(k) {
                 self.tracer.event(|| {
                     format!(
