@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use edeploy::detect::{
-    self, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, DetectOptions,
+    self, auxv, cpu, disk, dmi, hpacucli, ipmi, megacli, memory, network, topology, DetectOptions,
 };
 use edeploy::exec::{Fake, Reply, When};
 use edeploy::hw::{self, Line};
@@ -138,6 +138,8 @@ fn system_product_firmware_kernel_os_from_the_tree() {
                 "version",
                 "CentOS Linux release 7.9.2009 (Core)"
             ),
+            // No timedatectl on this fake machine.
+            l("system", "rtc", "utc", "unknown"),
             l("firmware", "bios", "version", "P71"),
             l("firmware", "bios", "date", "05/24/2019"),
             l("firmware", "bios", "vendor", "HP"),
@@ -1559,4 +1561,377 @@ fn detect_reports_the_boot_mode_among_the_firmware_lines() {
     ])
     .unwrap();
     assert_eq!(specs.find(&lines).unwrap().vars["sb"], "enabled");
+}
+
+// ------------------------------------- the keys of hardware-detect
+
+/// The captures of the CI machine (a 2-CPU virtual machine): `lscpu`,
+/// `lscpu -x`, the loader's auxv, `timedatectl`'s failure without
+/// systemd, what `hardware-detect` 0.33 printed there, and a copy of the
+/// sysfs/procfs files the CPU and NUMA readers use.
+const CI: &str = "detect/ci-vm";
+
+/// A fake machine answering the CI machine's captured outputs.
+fn ci_fake() -> Fake {
+    Fake::bare()
+        .answer("env LC_ALL=C lscpu", fixture(&format!("{CI}/lscpu")))
+        .answer("env LC_ALL=C lscpu -x", fixture(&format!("{CI}/lscpu_x")))
+        .answer(
+            "env LD_SHOW_AUXV=1 /bin/true",
+            fixture(&format!("{CI}/ld_show_auxv")),
+        )
+        .on(
+            When::line("timedatectl status --no-pager"),
+            Reply::exit(
+                fixture(&format!("{CI}/timedatectl_status.rc"))
+                    .trim()
+                    .parse()
+                    .expect("exit status"),
+                fixture(&format!("{CI}/timedatectl_status.out")),
+                fixture(&format!("{CI}/timedatectl_status.err")),
+            ),
+        )
+}
+
+fn ci_root() -> std::path::PathBuf {
+    Path::new(FIX).join(CI).join("tree")
+}
+
+/// `hardware-detect`'s JSON as lines of text (it prints some numbers as
+/// JSON numbers).
+fn hardware_detect_lines(path: &str) -> Vec<Line> {
+    let v: serde_json::Value = serde_json::from_str(&fixture(path)).expect("json");
+    let text = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| {
+            let t = t.as_array().expect("a tuple");
+            [text(&t[0]), text(&t[1]), text(&t[2]), text(&t[3])]
+        })
+        .collect()
+}
+
+/// The lines of the families this comparison covers: cpu, numa, hw and
+/// the RTC.
+fn topology_family(x: &Line) -> bool {
+    ["cpu", "numa", "hw"].contains(&x[0].as_str()) || (x[0] == "system" && x[1] == "rtc")
+}
+
+/// The keys `hardware-detect` has and eDeploy had not.
+const NEW_KEYS: [(&str, &str, &str); 16] = [
+    ("numa", "nodes", "count"),
+    ("numa", "node_0", "cpu_count"),
+    ("numa", "node_0", "cpu_mask"),
+    ("cpu", "physical_0", "l1d cache"),
+    ("cpu", "physical_0", "l1i cache"),
+    ("cpu", "physical_0", "l2 cache"),
+    ("cpu", "physical_0", "l3 cache"),
+    ("cpu", "physical_0", "threads_per_core"),
+    ("cpu", "physical_0", "architecture"),
+    ("cpu", "physical", "smt"),
+    ("system", "rtc", "utc"),
+    ("hw", "auxv", "hwcap"),
+    ("hw", "auxv", "hwcap2"),
+    ("hw", "auxv", "pagesz"),
+    ("hw", "auxv", "platform"),
+    ("hw", "auxv", "flags"),
+];
+
+#[test]
+fn ci_machine_captures_give_hardware_detects_cpu_numa_rtc_auxv_lines() {
+    let theirs = hardware_detect_lines(&format!("{CI}/hardware-detect.json"));
+    let ours = detect::detect(&ci_root(), &ci_fake(), &DetectOptions::default());
+    let mut compared = 0;
+    for t in theirs.iter().filter(|x| topology_family(x)) {
+        // The vendor keeps eDeploy's lshw name (docs/detection.md).
+        if t[1] == "physical_0" && t[2] == "vendor" {
+            assert_eq!(t[3], "GenuineIntel");
+            assert_eq!(
+                get(&ours, "cpu", "physical_0", "vendor"),
+                Some("Intel Corp.")
+            );
+            continue;
+        }
+        assert_eq!(
+            get(&ours, &t[0], &t[1], &t[2]),
+            Some(t[3].as_str()),
+            "{t:?}"
+        );
+        compared += 1;
+    }
+    // 16 cpu lines (the vendor aside), 3 numa, the RTC, 5 auxv.
+    assert_eq!(compared, 25);
+    for (c, n, k) in NEW_KEYS {
+        assert!(
+            get(&theirs, c, n, k).is_some(),
+            "hardware-detect has no {c}/{n}/{k}"
+        );
+        assert!(get(&ours, c, n, k).is_some(), "no {c}/{n}/{k}");
+    }
+    assert_eq!(get(&ours, "system", "rtc", "utc"), Some("unknown"));
+    assert_eq!(get(&ours, "hw", "auxv", "platform"), Some("x86_64"));
+    assert_eq!(get(&ours, "numa", "node_0", "cpu_mask"), Some("3"));
+    // The socket's details follow its own lines, SMT the sockets.
+    let cpu: Vec<&str> = ours
+        .iter()
+        .filter(|x| x[0] == "cpu")
+        .map(|x| x[2].as_str())
+        .collect();
+    let flags = cpu.iter().position(|k| *k == "flags").expect("flags");
+    assert_eq!(
+        cpu[flags + 1..],
+        [
+            "architecture",
+            "l1d cache",
+            "l1i cache",
+            "l2 cache",
+            "l3 cache",
+            "threads_per_core",
+            "smt",
+            "number",
+            "number"
+        ]
+    );
+    let classes: Vec<&str> = ours.iter().map(|x| x[0].as_str()).collect();
+    assert_eq!(classes.last(), Some(&"hw"));
+    let numa = classes.iter().position(|c| *c == "numa").expect("numa");
+    assert_eq!(classes[numa - 1], "cpu");
+}
+
+#[test]
+fn without_lscpu_sysfs_gives_the_same_cpu_and_numa_values() {
+    let with = detect::detect(&ci_root(), &ci_fake(), &DetectOptions::default());
+    let fake = Fake::bare();
+    let without = detect::detect(&ci_root(), &fake, &DetectOptions::default());
+    assert!(fake.lines().contains(&"env LC_ALL=C lscpu".to_string()));
+    let pick = |lines: &[Line]| -> Vec<Line> {
+        lines
+            .iter()
+            .filter(|x| x[0] == "cpu" || x[0] == "numa")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(pick(&without), pick(&with));
+    assert_eq!(
+        get(&without, "cpu", "physical_0", "l1d cache"),
+        Some("96 KiB (2 instances)")
+    );
+    // No loader output without the program: no hw lines; the RTC unknown.
+    assert!(of(&without, "hw", "auxv").is_empty());
+    assert_eq!(get(&without, "system", "rtc", "utc"), Some("unknown"));
+}
+
+#[test]
+fn numa_and_socket_details_from_a_two_socket_lscpu_without_masks() {
+    // A 2-socket, 8-node EPYC; its `lscpu -x` is not available.
+    let fake = Fake::bare()
+        .answer("env LC_ALL=C lscpu", fixture("tool-output/lscpu"))
+        .on(
+            When::line("env LC_ALL=C lscpu -x"),
+            Reply::exit(1, "", "lscpu: invalid option -- 'x'"),
+        );
+    let t = Tree::new();
+    t.file("proc/cpuinfo", &cpuinfo(2, 24, 2, true));
+    let lscpu = topology::Lscpu::run(&fake).expect("lscpu");
+    let lines = cpu::cpu_with(t.root(), &fake, Some(&lscpu));
+    for socket in ["physical_0", "physical_1"] {
+        assert_eq!(get(&lines, "cpu", socket, "architecture"), Some("x86_64"));
+        assert_eq!(get(&lines, "cpu", socket, "l1d cache"), Some("32K"));
+        assert_eq!(get(&lines, "cpu", socket, "l1i cache"), Some("64K"));
+        assert_eq!(get(&lines, "cpu", socket, "l2 cache"), Some("512K"));
+        assert_eq!(get(&lines, "cpu", socket, "l3 cache"), Some("8192K"));
+        assert_eq!(get(&lines, "cpu", socket, "threads_per_core"), Some("2"));
+    }
+    // No smt/control in this tree: no SMT line.
+    assert_eq!(get(&lines, "cpu", "physical", "smt"), None);
+    let numa = topology::numa(t.root(), Some(&lscpu));
+    assert_eq!(numa.len(), 1 + 8 * 2);
+    assert_eq!(get(&numa, "numa", "nodes", "count"), Some("8"));
+    for n in 0..8 {
+        assert_eq!(
+            get(&numa, "numa", &format!("node_{n}"), "cpu_count"),
+            Some("12")
+        );
+    }
+    // 0-5,48-53 and 42-47,90-95, written as lscpu -x writes masks.
+    assert_eq!(
+        get(&numa, "numa", "node_0", "cpu_mask"),
+        Some("3f00000000003f")
+    );
+    assert_eq!(
+        get(&numa, "numa", "node_7", "cpu_mask"),
+        Some("fc0000000000fc0000000000")
+    );
+    // The VM capture: one node, CPUs 0 and 1.
+    let vm = topology::Lscpu::parse(&fixture("tool-output/lscpu-vm"), "");
+    let numa = topology::numa(t.root(), Some(&vm));
+    assert_eq!(
+        numa,
+        vec![
+            l("numa", "nodes", "count", "1"),
+            l("numa", "node_0", "cpu_count", "2"),
+            l("numa", "node_0", "cpu_mask", "3"),
+        ]
+    );
+}
+
+#[test]
+fn sysfs_caches_add_up_distinct_instances_and_numa_nodes_in_order() {
+    // Two sockets of two CPUs: private L1d of 32K, an L2 of 1.5M shared
+    // by both CPUs of a socket, a unified L3 of 16M per socket.
+    let t = Tree::new();
+    for cpu in 0..4u32 {
+        let sock_map = if cpu < 2 { "3" } else { "c" };
+        let own_map = format!("{:x}", 1 << cpu);
+        for (i, (level, kind, size, map)) in [
+            ("1", "Data", "32K", own_map.as_str()),
+            ("2", "Unified", "1536K", sock_map),
+            ("3", "Unified", "16384K", sock_map),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let d = format!("sys/devices/system/cpu/cpu{cpu}/cache/index{i}");
+            t.file(&format!("{d}/level"), &format!("{level}\n"))
+                .file(&format!("{d}/type"), &format!("{kind}\n"))
+                .file(&format!("{d}/size"), &format!("{size}\n"))
+                .file(&format!("{d}/shared_cpu_map"), &format!("{map}\n"));
+        }
+    }
+    // Not a CPU directory.
+    t.dir("sys/devices/system/cpu/cpufreq");
+    // Nodes numbered like people count (node10 after node2); a node
+    // without CPUs.
+    t.file("sys/devices/system/node/node0/cpulist", "0-1\n")
+        .file("sys/devices/system/node/node2/cpulist", "2-3\n")
+        .file("sys/devices/system/node/node10/cpulist", "\n")
+        .file("sys/devices/system/node/online", "0,2,10\n");
+    // One core of two threads per socket in cpuinfo.
+    t.file("proc/cpuinfo", &cpuinfo(2, 1, 2, true));
+    assert_eq!(
+        topology::sysfs_caches(t.root()),
+        vec![
+            ("l1d cache".to_string(), "128 KiB (4 instances)".to_string()),
+            ("l2 cache".to_string(), "3 MiB (2 instances)".to_string()),
+            ("l3 cache".to_string(), "32 MiB (2 instances)".to_string()),
+        ]
+    );
+    let details = topology::socket_details(t.root(), None);
+    assert!(details.contains(&("l2 cache".into(), "3 MiB (2 instances)".into())));
+    assert!(!details.iter().any(|(k, _)| k == "l1i cache"));
+    // No topology files: siblings / cpu cores of cpuinfo.
+    assert!(details.contains(&("threads_per_core".into(), "2".into())));
+    // With them, the siblings of CPU 0.
+    t.file(
+        "sys/devices/system/cpu/cpu0/topology/thread_siblings_list",
+        "0\n",
+    );
+    let details = topology::socket_details(t.root(), None);
+    assert!(details.contains(&("threads_per_core".into(), "1".into())));
+    assert_eq!(
+        topology::numa(t.root(), None),
+        vec![
+            l("numa", "nodes", "count", "3"),
+            l("numa", "node_0", "cpu_count", "2"),
+            l("numa", "node_0", "cpu_mask", "3"),
+            l("numa", "node_2", "cpu_count", "2"),
+            l("numa", "node_2", "cpu_mask", "c"),
+            l("numa", "node_10", "cpu_count", "0"),
+            l("numa", "node_10", "cpu_mask", "0"),
+        ]
+    );
+    // A kernel without NUMA: no lines.
+    assert!(topology::numa(Tree::new().root(), None).is_empty());
+}
+
+#[test]
+fn auxv_entries_as_the_loader_prints_them() {
+    let lines = auxv::parse(&fixture(&format!("{CI}/ld_show_auxv")));
+    assert_eq!(
+        lines,
+        vec![
+            l("hw", "auxv", "hwcap", "1f8bfbff"),
+            l("hw", "auxv", "pagesz", "4096"),
+            l("hw", "auxv", "flags", "0x0"),
+            l("hw", "auxv", "hwcap2", "0x2"),
+            l("hw", "auxv", "platform", "x86_64"),
+        ]
+    );
+    // POWER names its capabilities; a name with no space after the colon.
+    let power = "AT_HWCAP:        true_le archpmu vsx\nAT_PAGESZ:       65536\n\
+                 AT_UID:          0\nAT_PLATFORM:     power8\nAT_BASE_PLATFORM:power8\n";
+    assert_eq!(
+        auxv::parse(power),
+        vec![
+            l("hw", "auxv", "hwcap", "true_le archpmu vsx"),
+            l("hw", "auxv", "pagesz", "65536"),
+            l("hw", "auxv", "platform", "power8"),
+            l("hw", "auxv", "base_platform", "power8"),
+        ]
+    );
+    // A static /bin/true prints nothing; a missing env, no lines either.
+    let fake = Fake::bare().answer("env LD_SHOW_AUXV=1 /bin/true", "");
+    assert!(auxv::auxv(&fake).is_empty());
+    assert!(auxv::auxv(&Fake::bare()).is_empty());
+}
+
+#[test]
+fn rtc_from_timedatectl_or_unknown() {
+    // Written in the format of systemd 252's `timedatectl status`.
+    let utc = "               Local time: Sun 2026-12-06 11:53:43 UTC\n\
+                          Universal time: Sun 2026-12-06 11:53:43 UTC\n\
+                                RTC time: Sun 2026-12-06 11:53:43\n\
+                               Time zone: Etc/UTC (UTC, +0000)\n\
+               System clock synchronized: yes\n\
+                             NTP service: active\n\
+                         RTC in local TZ: no\n";
+    assert_eq!(detect::system::rtc_in_local_tz(utc).as_deref(), Some("no"));
+    let fake = Fake::bare().answer("timedatectl status --no-pager", utc);
+    assert_eq!(detect::system::rtc(&fake), l("system", "rtc", "utc", "no"));
+    // A local-time RTC is followed by a warning: hardware-detect finds no
+    // answer at the end, and neither do we.
+    let local = format!(
+        "{}\nWarning: The system is configured to read the RTC time in the local time zone.\n",
+        utc.replace("TZ: no", "TZ: yes")
+    );
+    assert_eq!(detect::system::rtc_in_local_tz(&local), None);
+    let fake = Fake::bare().answer("timedatectl status --no-pager", local);
+    assert_eq!(
+        detect::system::rtc(&fake),
+        l("system", "rtc", "utc", "unknown")
+    );
+    // The CI machine has no systemd: timedatectl fails.
+    assert_eq!(
+        detect::system::rtc(&ci_fake()),
+        l("system", "rtc", "utc", "unknown")
+    );
+    assert_eq!(
+        detect::system::rtc(&Fake::bare()),
+        l("system", "rtc", "utc", "unknown")
+    );
+}
+
+#[test]
+fn binary_on_this_machine_reports_the_topology_keys() {
+    let out = detect_bin(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines = hw::parse(&String::from_utf8_lossy(&out.stdout), "json").unwrap();
+    assert!(get(&lines, "system", "rtc", "utc").is_some());
+    let arch = get(&lines, "cpu", "physical_0", "architecture");
+    assert_eq!(arch, Some(std::env::consts::ARCH));
+    assert!(get(&lines, "cpu", "physical_0", "threads_per_core")
+        .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 1)));
+    if Path::new("/sys/devices/system/cpu/smt/control").exists() {
+        assert!(get(&lines, "cpu", "physical", "smt").is_some());
+    }
+    if Path::new("/sys/devices/system/node/node0").exists() {
+        let n: usize = get(&lines, "numa", "nodes", "count")
+            .and_then(|n| n.parse().ok())
+            .expect("numa count");
+        assert!(n >= 1);
+    }
 }

@@ -5,11 +5,13 @@
 //! when the field is missing, as on some virtual machines and ARM systems),
 //! named `physical_0`, `physical_1`… in the order of their ids; logical CPUs
 //! are its `processor` entries. The names of the keys and the vendor names
-//! (`Intel Corp.`) are those `lshw` gave eDeploy.
+//! (`Intel Corp.`) are those `lshw` gave eDeploy. The cache, architecture
+//! and SMT lines of `hardware-detect` come from [`topology`].
 
 use std::path::Path;
 
 use super::dmi::{self, Record};
+use super::topology::{self, Lscpu};
 use super::{line, run_ok};
 use crate::exec::Exec;
 use crate::hw::Line;
@@ -153,11 +155,38 @@ pub fn cpu_lines(cpuinfo: &str, dmi_records: &[Record]) -> Vec<Line> {
     lines
 }
 
-/// `cpu` lines of the system under `root`.
+/// `cpu` lines of the system under `root`, `lscpu` run for the details.
 pub fn cpu(root: &Path, exec: &dyn Exec) -> Vec<Line> {
+    cpu_with(root, exec, Lscpu::run(exec).as_ref())
+}
+
+/// `cpu` lines of the system under `root`, given what `lscpu` said
+/// (`None`: not installed): [`cpu_lines`], each socket followed by the
+/// `hardware-detect` details ([`topology::socket_details`]), and
+/// `('cpu','physical','smt', …)` before the socket count.
+pub fn cpu_with(root: &Path, exec: &dyn Exec, lscpu: Option<&Lscpu>) -> Vec<Line> {
     let cpuinfo = std::fs::read_to_string(root.join("proc/cpuinfo")).unwrap_or_default();
     let records = run_ok(exec, &["dmidecode", "-t", "processor"])
         .map(|o| dmi::parse(&o))
         .unwrap_or_default();
-    cpu_lines(&cpuinfo, &records)
+    let base = cpu_lines(&cpuinfo, &records);
+    let details = topology::socket_details(root, lscpu);
+    let mut lines: Vec<Line> = Vec::with_capacity(base.len() + details.len() * 2 + 1);
+    for (i, l) in base.iter().enumerate() {
+        if l[1] == "physical" && l[2] == "number" {
+            lines.extend(topology::smt(root));
+        }
+        lines.push(l.clone());
+        // After the last line of a socket, its details.
+        let socket_ends =
+            l[1].starts_with("physical_") && base.get(i + 1).is_none_or(|n| n[1] != l[1]);
+        if socket_ends {
+            lines.extend(
+                details
+                    .iter()
+                    .map(|(k, v)| line("cpu", &l[1], k, v.as_str())),
+            );
+        }
+    }
+    lines
 }

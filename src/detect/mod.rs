@@ -5,13 +5,14 @@
 //! (`root.join("sys/class/net")`, `root.join("proc/cpuinfo")`, …), so the
 //! same code reads a live system (`/`) or a small tree built by a test.
 //! Every external program (`dmidecode`, `ipmitool`, `ethtool`, `ip`,
-//! `hpacucli`/`ssacli`, `megacli`) runs through the [`Exec`] seam; a program
+//! `lscpu`, `timedatectl`, `hpacucli`/`ssacli`, `megacli`) runs through the [`Exec`] seam; a program
 //! that is not installed, or that fails, contributes nothing.
 //!
 //! The names of the lines are those of the original eDeploy (which existing
 //! `.specs` files match on), completed with those of the `hardware-detect`
 //! tool where eDeploy had none. `docs/detection.md` lists them all.
 
+pub mod auxv;
 pub mod cpu;
 pub mod disk;
 pub mod dmi;
@@ -22,6 +23,7 @@ pub mod megacli;
 pub mod memory;
 pub mod network;
 pub mod system;
+pub mod topology;
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -44,19 +46,22 @@ pub struct DetectOptions {
 }
 
 /// The whole hardware list, families in a fixed order: system, firmware,
-/// memory, cpu, disk (block devices, then RAID controllers' disks),
-/// network, infiniband.
+/// memory, cpu, numa, disk (block devices, then RAID controllers' disks),
+/// network, infiniband, hw (the auxiliary vector).
 pub fn detect(root: &Path, exec: &dyn Exec, opts: &DetectOptions) -> Vec<Line> {
     let mut lines = system::system(root, exec, opts);
     lines.extend(system::firmware(root, exec));
     lines.extend(system::boot_mode(root));
     lines.extend(memory::memory(root, exec));
-    lines.extend(cpu::cpu(root, exec));
+    let lscpu = topology::Lscpu::run(exec);
+    lines.extend(cpu::cpu_with(root, exec, lscpu.as_ref()));
+    lines.extend(topology::numa(root, lscpu.as_ref()));
     lines.extend(disk::disks(root));
     lines.extend(hpacucli::detect(exec));
     lines.extend(megacli::detect(exec));
     lines.extend(network::network(root, exec));
     lines.extend(infiniband::infiniband(root));
+    lines.extend(auxv::auxv(exec));
     lines
 }
 

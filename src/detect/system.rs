@@ -1,5 +1,6 @@
 //! The `system` family (product, motherboard, kernel, OS, IPMI) and the
-//! `firmware` family (BIOS strings, boot mode, Secure Boot).
+//! `firmware` family (BIOS strings, boot mode, Secure Boot), and the RTC
+//! line of `hardware-detect`.
 //!
 //! DMI strings come from `sys/class/dmi/id`; when the kernel does not
 //! export one (old kernels, some architectures) `dmidecode -s` is asked.
@@ -14,12 +15,13 @@ use crate::hw::Line;
 /// the system UUID replaces them so that nodes get distinct names.
 const FAKE_SERIALS: [&str; 2] = ["0123456789", "0000000000"];
 
-/// `system` lines: product, motherboard, kernel, os, then ipmi.
+/// `system` lines: product, motherboard, kernel, os, rtc, then ipmi.
 pub fn system(root: &Path, exec: &dyn Exec, opts: &DetectOptions) -> Vec<Line> {
     let mut lines = product(root, exec);
     lines.extend(motherboard(root, exec));
     lines.extend(kernel(root));
     lines.extend(os(root));
+    lines.push(rtc(exec));
     lines.extend(ipmi::detect(root, exec, opts));
     lines
 }
@@ -169,6 +171,27 @@ pub fn kernel(root: &Path) -> Vec<Line> {
         lines.push(line("system", "kernel", "cmdline", v));
     }
     lines
+}
+
+/// `('system','rtc','utc', value)` as `hardware-detect` reports it: the
+/// answer of `timedatectl status --no-pager` to `RTC in local TZ` (`no`
+/// when the RTC keeps UTC, `yes` when it keeps local time), or `unknown`
+/// when `timedatectl` cannot answer (not installed, no systemd).
+pub fn rtc(exec: &dyn Exec) -> Line {
+    let value = run_ok(exec, &["timedatectl", "status", "--no-pager"])
+        .and_then(|out| rtc_in_local_tz(&out))
+        .unwrap_or_else(|| "unknown".to_string());
+    line("system", "rtc", "utc", value)
+}
+
+/// The lower-case word after `RTC in local TZ: ` when it ends the output
+/// of `timedatectl status`. As in `hardware-detect`, only at the very
+/// end: when the RTC keeps local time, `timedatectl` follows the line
+/// with a warning, and the answer is then unknown.
+pub fn rtc_in_local_tz(out: &str) -> Option<String> {
+    let text = out.strip_suffix('\n').unwrap_or(out);
+    let (_, after) = text.rsplit_once("RTC in local TZ: ")?;
+    (!after.is_empty() && after.bytes().all(|b| b.is_ascii_lowercase())).then(|| after.to_string())
 }
 
 /// `('system','os', vendor|version, …)`, as `lsb_release -is` / `-ds`
