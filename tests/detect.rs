@@ -1745,6 +1745,10 @@ fn numa_and_socket_details_from_a_two_socket_lscpu_without_masks() {
         assert_eq!(get(&lines, "cpu", socket, "l2 cache"), Some("512K"));
         assert_eq!(get(&lines, "cpu", socket, "l3 cache"), Some("8192K"));
         assert_eq!(get(&lines, "cpu", socket, "threads_per_core"), Some("2"));
+        // Floats, as hardware-detect prints them.
+        assert_eq!(get(&lines, "cpu", socket, "min_Mhz"), Some("1200.0"));
+        assert_eq!(get(&lines, "cpu", socket, "max_Mhz"), Some("2300.0"));
+        assert_eq!(get(&lines, "cpu", socket, "current_Mhz"), Some("1197.549"));
     }
     // No smt/control in this tree: no SMT line.
     assert_eq!(get(&lines, "cpu", "physical", "smt"), None);
@@ -1933,5 +1937,53 @@ fn binary_on_this_machine_reports_the_topology_keys() {
             .and_then(|n| n.parse().ok())
             .expect("numa count");
         assert!(n >= 1);
+    }
+}
+
+#[test]
+fn boost_clocks_and_governors_from_cpufreq() {
+    let t = Tree::new();
+    t.file("proc/cpuinfo", &cpuinfo(1, 2, 1, true))
+        .file("sys/devices/system/cpu/cpufreq/boost", "1\n")
+        // The policy directory for CPU 0, the per-CPU one for CPU 1.
+        .file(
+            "sys/devices/system/cpu/cpufreq/policy0/scaling_governor",
+            "performance\n",
+        )
+        .file(
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor",
+            "powersave\n",
+        );
+    for (cpu, min, max) in [(0, "800000", "3400000"), (1, "1200000", "3600500")] {
+        let d = format!("sys/devices/system/cpu/cpu{cpu}/cpufreq");
+        t.file(&format!("{d}/cpuinfo_min_freq"), &format!("{min}\n"))
+            .file(&format!("{d}/cpuinfo_max_freq"), &format!("{max}\n"));
+    }
+    let lines = cpu::cpu(t.root(), &Fake::bare());
+    let socket: Vec<(&str, &str)> = of(&lines, "cpu", "physical_0")
+        .iter()
+        .map(|x| (x[2].as_str(), x[3].as_str()))
+        .collect();
+    assert!(socket.contains(&("boost", "enabled")));
+    // Without lscpu: the lowest minimum, the highest maximum, no current.
+    assert!(socket.contains(&("min_Mhz", "800.0")));
+    assert!(socket.contains(&("max_Mhz", "3600.5")));
+    assert!(!socket.iter().any(|(k, _)| *k == "current_Mhz"));
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            l("cpu", "logical_0", "governor", "performance"),
+            l("cpu", "logical_1", "governor", "powersave"),
+        ]
+    );
+    t.file("sys/devices/system/cpu/cpufreq/boost", "0\n");
+    let lines = cpu::cpu(t.root(), &Fake::bare());
+    assert_eq!(get(&lines, "cpu", "physical_0", "boost"), Some("disabled"));
+    // No cpufreq at all: none of these lines.
+    let bare = Tree::new();
+    bare.file("proc/cpuinfo", &cpuinfo(1, 2, 1, true));
+    let lines = cpu::cpu(bare.root(), &Fake::bare());
+    for key in ["boost", "min_Mhz", "max_Mhz", "governor"] {
+        assert!(!lines.iter().any(|x| x[2] == key), "{key}");
     }
 }

@@ -162,8 +162,9 @@ pub fn cpu(root: &Path, exec: &dyn Exec) -> Vec<Line> {
 
 /// `cpu` lines of the system under `root`, given what `lscpu` said
 /// (`None`: not installed): [`cpu_lines`], each socket followed by the
-/// `hardware-detect` details ([`topology::socket_details`]), and
-/// `('cpu','physical','smt', …)` before the socket count.
+/// `hardware-detect` details ([`topology::socket_details`]),
+/// `('cpu','physical','smt', …)` before the socket count, and the
+/// governors of the logical CPUs ([`topology::governors`]) last.
 pub fn cpu_with(root: &Path, exec: &dyn Exec, lscpu: Option<&Lscpu>) -> Vec<Line> {
     let cpuinfo = std::fs::read_to_string(root.join("proc/cpuinfo")).unwrap_or_default();
     let records = run_ok(exec, &["dmidecode", "-t", "processor"])
@@ -186,6 +187,10 @@ pub fn cpu_with(root: &Path, exec: &dyn Exec, lscpu: Option<&Lscpu>) -> Vec<Line
                     .iter()
                     .map(|(k, v)| line("cpu", &l[1], k, v.as_str())),
             );
+        }
+        if l[1] == "logical" && l[2] == "number" {
+            let count = l[3].parse().unwrap_or(0);
+            lines.extend(topology::governors(root, count));
         }
     }
     lines

@@ -109,11 +109,23 @@ const CACHES: [(&str, &str); 4] = [
 ];
 
 /// The keys every `physical_N` socket gets (the same for all: `lscpu`
-/// describes the whole machine), in `hardware-detect`'s order:
+/// describes the whole machine), in this order when known: `boost`,
 /// `architecture`, `l1d cache`, `l1i cache`, `l2 cache`, `l3 cache`,
-/// `threads_per_core`.
+/// `min_Mhz`, `max_Mhz`, `current_Mhz`, `threads_per_core`.
+///
+/// `boost` is `sys/devices/system/cpu/cpufreq/boost` (`1`: `enabled`,
+/// else `disabled`). The clocks are `lscpu`'s `CPU min MHz`, `CPU max MHz`
+/// and `CPU MHz` written as Python writes a float (`2300.0`, `1197.549`),
+/// as `hardware-detect` prints them; without `lscpu`, min and max are the
+/// lowest `cpuinfo_min_freq` and the highest `cpuinfo_max_freq` of
+/// `sys/devices/system/cpu/cpuN/cpufreq` (kHz), and the current clock is
+/// left out.
 pub fn socket_details(root: &Path, lscpu: Option<&Lscpu>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
+    if let Some(b) = read_attr(&root.join("sys/devices/system/cpu/cpufreq/boost")) {
+        let v = if b == "1" { "enabled" } else { "disabled" };
+        out.push(("boost".into(), v.into()));
+    }
     match lscpu {
         Some(l) => {
             let f = &l.plain;
@@ -123,6 +135,15 @@ pub fn socket_details(root: &Path, lscpu: Option<&Lscpu>) -> Vec<(String, String
             for (key, label) in CACHES {
                 if let Some(v) = f.get(label) {
                     out.push((key.into(), v.into()));
+                }
+            }
+            for (key, label) in [
+                ("min_Mhz", "CPU min MHz"),
+                ("max_Mhz", "CPU max MHz"),
+                ("current_Mhz", "CPU MHz"),
+            ] {
+                if let Some(v) = f.get(label).and_then(|v| v.parse::<f64>().ok()) {
+                    out.push((key.into(), python_float(v)));
                 }
             }
             // hardware-detect converts it to a number.
@@ -143,12 +164,62 @@ pub fn socket_details(root: &Path, lscpu: Option<&Lscpu>) -> Vec<(String, String
                     out.push((key.into(), v.clone()));
                 }
             }
+            let khz = |file: &str| -> Vec<u64> {
+                let dir = root.join("sys/devices/system/cpu");
+                dir_names(&dir)
+                    .iter()
+                    .filter(|n| is_cpu_dir(n))
+                    .filter_map(|n| read_value(&dir.join(n).join("cpufreq").join(file)))
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .collect()
+            };
+            let mhz = |k: u64| python_float(k as f64 / 1000.0);
+            if let Some(min) = khz("cpuinfo_min_freq").into_iter().min() {
+                out.push(("min_Mhz".into(), mhz(min)));
+            }
+            if let Some(max) = khz("cpuinfo_max_freq").into_iter().max() {
+                out.push(("max_Mhz".into(), mhz(max)));
+            }
             if let Some(n) = sysfs_threads_per_core(root) {
                 out.push(("threads_per_core".into(), n.to_string()));
             }
         }
     }
     out
+}
+
+/// `('cpu','logical_N','governor', …)` for the logical CPUs 0 to
+/// `count - 1` that have a cpufreq scaling governor:
+/// `sys/devices/system/cpu/cpufreq/policyN/scaling_governor`, else
+/// `sys/devices/system/cpu/cpuN/cpufreq/scaling_governor`, as
+/// `hardware-detect` looks for them.
+pub fn governors(root: &Path, count: usize) -> Vec<Line> {
+    let cpu = root.join("sys/devices/system/cpu");
+    (0..count)
+        .filter_map(|n| {
+            let v = read_attr(&cpu.join(format!("cpufreq/policy{n}/scaling_governor")))
+                .or_else(|| read_attr(&cpu.join(format!("cpu{n}/cpufreq/scaling_governor"))))?;
+            Some(line("cpu", &format!("logical_{n}"), "governor", v))
+        })
+        .collect()
+}
+
+/// A float as Python's `str` writes it for the values at hand: the
+/// shortest text that reads back the same, with `.0` when whole
+/// (`2300.0`, `1197.549`).
+pub fn python_float(v: f64) -> String {
+    let s = format!("{v}");
+    if v.is_finite() && !s.contains('.') {
+        format!("{s}.0")
+    } else {
+        s
+    }
+}
+
+/// `cpu0`, `cpu12`: a logical CPU's directory in sysfs.
+fn is_cpu_dir(name: &str) -> bool {
+    name.strip_prefix("cpu")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `('cpu','physical','smt', value)`: the first line of
@@ -304,10 +375,7 @@ pub fn sysfs_caches(root: &Path) -> Vec<(String, String)> {
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     let mut totals: Vec<(String, u64, u32)> = Vec::new();
     for cpu in dir_names(&cpu_dir) {
-        if cpu
-            .strip_prefix("cpu")
-            .is_none_or(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if !is_cpu_dir(&cpu) {
             continue;
         }
         let cache_dir = cpu_dir.join(&cpu).join("cache");
@@ -389,6 +457,13 @@ mod tests {
         assert_eq!(cpu_mask(&parse_cpu_list("4").unwrap()), "10");
         assert!(parse_cpu_list("a-b").is_none());
         assert!(parse_cpu_list("5-1").is_none());
+    }
+
+    #[test]
+    fn floats_like_python() {
+        assert_eq!(python_float(2300.0), "2300.0");
+        assert_eq!(python_float(1197.549), "1197.549");
+        assert_eq!(python_float(3400000.0 / 1000.0), "3400.0");
     }
 
     #[test]
