@@ -1987,3 +1987,129 @@ fn boost_clocks_and_governors_from_cpufreq() {
         assert!(!lines.iter().any(|x| x[2] == key), "{key}");
     }
 }
+
+// ------------------------------------------------- scripts/detect-diff
+
+/// Runs `scripts/detect-diff --compare` on three hardware lists; its exit
+/// status and standard output.
+fn detect_diff(hw1: &serde_json::Value, hw2: &serde_json::Value, ours: &[Line]) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name);
+    fs::write(path("hw1.json"), hw1.to_string()).expect("write");
+    fs::write(path("hw2.json"), hw2.to_string()).expect("write");
+    fs::write(path("ours.json"), hw::to_json(ours)).expect("write");
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/detect-diff"))
+        .arg("--compare")
+        .args([path("hw1.json"), path("hw2.json"), path("ours.json")])
+        .output()
+        .expect("run scripts/detect-diff (bash, python3)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "{code}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, stdout)
+}
+
+/// Replaces the value of a (class, name, key) in a `hardware-detect` list.
+fn set_value(
+    list: &serde_json::Value,
+    key: [&str; 3],
+    value: serde_json::Value,
+) -> serde_json::Value {
+    let mut list = list.clone();
+    for t in list.as_array_mut().expect("list") {
+        let t = t.as_array_mut().expect("tuple");
+        if (0..3).all(|i| t[i] == key[i]) {
+            t[3] = value.clone();
+        }
+    }
+    list
+}
+
+#[test]
+fn detect_diff_fails_on_missing_or_different_keys_except_the_listed_ones() {
+    let hw: serde_json::Value =
+        serde_json::from_str(&fixture(&format!("{CI}/hardware-detect.json"))).expect("json");
+    // What edeploy-detect would print where it agrees: the same lines as
+    // text, but the vendor and the architecture are ours (listed as
+    // deliberate in docs/detection.md).
+    let same: Vec<Line> = hardware_detect_lines(&format!("{CI}/hardware-detect.json"))
+        .into_iter()
+        .map(|mut x| {
+            if x[2] == "vendor" && x[1] == "physical_0" {
+                x[3] = "Intel Corp.".into();
+            }
+            if x[1] == "kernel" && x[2] == "arch" {
+                x[3] = "x86_64".into();
+            }
+            x
+        })
+        .collect();
+    let (code, out) = detect_diff(&hw, &hw, &same);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("('cpu', 'physical_0', 'vendor'): deliberate"),
+        "{out}"
+    );
+
+    // A key missing, a value different: both named, exit 1.
+    let mut broken: Vec<Line> = same
+        .iter()
+        .filter(|x| !(x[0] == "numa" && x[2] == "cpu_mask"))
+        .cloned()
+        .collect();
+    for x in broken.iter_mut().filter(|x| x[2] == "threads_per_core") {
+        x[3] = "2".into();
+    }
+    let (code, out) = detect_diff(&hw, &hw, &broken);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("MISSING from edeploy-detect: 1\n  ('numa', 'node_0', 'cpu_mask') = ['3']"),
+        "{out}"
+    );
+    assert!(out.contains("('cpu', 'physical_0', 'threads_per_core'): hardware-detect ['1'], edeploy-detect ['2']"), "{out}");
+
+    // A value that changed between the two hardware-detect runs and is
+    // not listed fails; a listed volatile one (the current clock) must be
+    // present, its value is not compared.
+    let moved = set_value(
+        &hw,
+        ["cpu", "physical_0", "l2 cache"],
+        "8 MiB (2 instances)".into(),
+    );
+    let (code, out) = detect_diff(&hw, &moved, &same);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("CHANGED between two hardware-detect runs, not listed: 1"),
+        "{out}"
+    );
+    let mut clocked = hw.clone();
+    clocked
+        .as_array_mut()
+        .expect("list")
+        .push(serde_json::json!([
+            "cpu",
+            "physical_0",
+            "current_Mhz",
+            1197.549
+        ]));
+    let reclocked = set_value(
+        &clocked,
+        ["cpu", "physical_0", "current_Mhz"],
+        2100.0.into(),
+    );
+    let mut with_clock = same.clone();
+    with_clock.push(l("cpu", "physical_0", "current_Mhz", "1800.0"));
+    let (code, out) = detect_diff(&clocked, &reclocked, &with_clock);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("current_Mhz'): volatile"), "{out}");
+    let (code, out) = detect_diff(&clocked, &reclocked, &same);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("('cpu', 'physical_0', 'current_Mhz') = ['1197.549']"),
+        "{out}"
+    );
+}
