@@ -286,21 +286,25 @@ pub fn numa(root: &Path, lscpu: Option<&Lscpu>) -> Vec<Line> {
     lines
 }
 
+/// CPU numbers at or above this are not believed (Linux allows 8192).
+const MAX_CPU: u32 = 1 << 20;
+
 /// A kernel CPU list (`0-5,48-53`, `0,1`, empty) as a set; `None` when
-/// it is not one.
+/// it is not one (or names a CPU number of a million or more).
 pub fn parse_cpu_list(text: &str) -> Option<BTreeSet<u32>> {
     let mut set = BTreeSet::new();
+    let cpu = |t: &str| t.trim().parse::<u32>().ok().filter(|n| *n < MAX_CPU);
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         match item.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-                if b < a || b - a > 1 << 20 {
+                let (a, b) = (cpu(a)?, cpu(b)?);
+                if b < a {
                     return None;
                 }
                 set.extend(a..=b);
             }
             None => {
-                set.insert(item.parse().ok()?);
+                set.insert(cpu(item)?);
             }
         }
     }
@@ -457,6 +461,8 @@ mod tests {
         assert_eq!(cpu_mask(&parse_cpu_list("4").unwrap()), "10");
         assert!(parse_cpu_list("a-b").is_none());
         assert!(parse_cpu_list("5-1").is_none());
+        assert!(parse_cpu_list("4000000000").is_none());
+        assert!(parse_cpu_list("0-4000000").is_none());
     }
 
     #[test]
