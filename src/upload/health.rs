@@ -62,7 +62,7 @@ fn handle<R: Read + Send + Unpin>(
     let Some(file) = form.file else {
         return Err(Reject::bad("the upload has no \"file\" field"));
     };
-    let lines = parse_hw(&file.data)?;
+    let lines = parse_hw(&file.data, &cfg.hw_limits())?;
     let figures = check_figures(&lines).map_err(Reject::bad)?;
     let sysname = hw::sysname(&lines);
     let name = store(&cfg, &sysname, &lines, &Utc::now().compact())

@@ -52,7 +52,7 @@ fn handle<R: Read + Send + Unpin>(
     if let Some(profile) = form.failure.as_deref() {
         return failure(&cfg, profile, &file.data);
     }
-    let lines = parse_hw(&file.data)?;
+    let lines = parse_hw(&file.data, &cfg.hw_limits())?;
     let outcome = provision(&cfg, &lines, None, log)?;
     Ok((
         Response::ok(decide::envelope(&outcome.decision)),
@@ -130,7 +130,7 @@ pub fn local(
         stdout,
         stderr,
         |cfg, data, log| {
-            let lines = parse_hw(data)?;
+            let lines = parse_hw(data, &cfg.hw_limits())?;
             let p = provision(cfg, &lines, only, log)?;
             Ok((Some(decide::envelope(&p.decision)), p.reason))
         },
