@@ -273,3 +273,43 @@ fn strip_comment(line: &str) -> &str {
 pub fn load(section: Option<&str>) -> Result<ServerConfig> {
     ConfFile::load(&conf_path())?.server(section)
 }
+
+// --- Limits (docs/server.md, "Limits")
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_gives_the_default_limits() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/edeploy.conf");
+        let cfg = ConfFile::load(&path).unwrap().server(None).unwrap();
+        let d = ServerConfig::with_configdir("");
+        for (key, field) in LIMIT_KEYS {
+            let mut a = cfg.clone();
+            let mut b = d.clone();
+            assert_eq!(*field(&mut a), *field(&mut b), "{key}");
+        }
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let text = "[SERVER]\nCONFIGDIR = /c\nwalmax = 4096\n\n[lab]\nHWMAXLINES = 7\n";
+        let conf = ConfFile::parse(text, "e.conf").unwrap();
+        let lab = conf.server(Some("lab")).unwrap();
+        assert_eq!((lab.wal_max, lab.hw_max_lines), (4096, 7));
+        assert_eq!(lab.hw_limits().max_lines, 7);
+        for bad in ["0", "-1", "1k", ""] {
+            let text = format!("CONFIGDIR = /c\nLOGMAX = {bad}\n");
+            let e = ConfFile::parse(&text, "e.conf")
+                .unwrap()
+                .server(None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("e.conf:2: LOGMAX must be a whole number greater than 0"),
+                "{e}"
+            );
+        }
+    }
+}
+// --- end of the limits
