@@ -19,8 +19,9 @@
 //! pass its cap, the answer is 507 and nothing is written or deleted. A
 //! node never deletes another node's results: they are measurements an
 //! operator compares, and a node (or one pretending to be many) must not
-//! be able to erase them. Only regular files named as results
-//! ([`crate::protocol::parse_health_name`]) are counted or deleted.
+//! be able to erase them. Only regular files named as results, with
+//! their stamp ([`crate::protocol::parse_health_name`]), are counted or
+//! deleted.
 //!
 //! Nothing else is read or written: not CONFIGDIR, the state, the CMDB or
 //! HWDIR. Errors are answered as `upload.cgi` answers them (400, 405, 413,
@@ -197,7 +198,9 @@ fn make_room(cfg: &ServerConfig, sysname: &str, size: u64) -> anyhow::Result<()>
         let Ok(file) = entry.file_name().into_string() else {
             continue;
         };
-        let Some(parsed) = parse_health_name(&file) else {
+        // Only the names results are stored under: a `<name>.hw` without
+        // a stamp (HWDIR's lists, should HEALTHDIR be HWDIR) is not one.
+        let Some(parsed) = parse_health_name(&file).filter(|p| p.stamp.is_some()) else {
             continue;
         };
         // `DirEntry::metadata` does not follow a symbolic link.
@@ -334,6 +337,8 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink("/etc/hostname", cfg.healthdir.join("a-20260101000000.hw"))
             .unwrap();
+        // HWDIR's list of the same node, should HEALTHDIR be HWDIR.
+        std::fs::write(cfg.healthdir.join("a.hw"), vec![0u8; 10 * one as usize]).unwrap();
         let stamps = ["20261125100000", "20261125100001", "20261125100002"];
         let names: Vec<String> = stamps
             .iter()
@@ -345,6 +350,7 @@ mod tests {
         assert!(cfg.healthdir.join(&names[2]).is_file());
         assert!(cfg.healthdir.join("a-20260101000000.hw").is_symlink());
         assert!(cfg.healthdir.join("notes.txt").is_file());
+        assert!(cfg.healthdir.join("a.hw").is_file());
         // Node b fills HEALTHDIR (a 2, b 2); c is refused, nothing changes.
         store(&cfg, "b", &lines, stamps[0]).unwrap();
         store(&cfg, "b", &lines, stamps[1]).unwrap();
