@@ -204,8 +204,17 @@ fn a_commit_over_walmax_is_507_and_the_log_stays_within_it(kind: Kind) {
     for i in 0..150 {
         lines.push(line("extra", &format!("e{i}"), "k", &"x".repeat(8000)));
     }
-    let a = send(&site, "big.json", &lines);
+    let big = scratch(&site, "big.json", hw::to_json(&lines).as_bytes());
+    let head = site.path("scratch/head.txt");
+    let arg = format!("file=@{}", big.display());
+    let a = site.curl(&["-D", &head.display().to_string(), "-F", &arg]);
     assert_eq!(a.status, 507, "{}", a.body);
+    let head = fs::read_to_string(&head).expect("the answer's head");
+    assert!(
+        head.lines()
+            .any(|l| l == "HTTP/1.1 507 Insufficient Storage"),
+        "{head}"
+    );
     let e = a.error();
     assert!(
         e.contains("WALMAX") && e.contains("nothing was written"),
