@@ -9,8 +9,9 @@
 //!
 //! Every answer is JSON; errors are `{"error": "<sentence>"}` with 400
 //! (bad request or hardware list), 404 (no profile matches), 405 (not a
-//! POST), 409 (the CMDB has nothing to give), 413 (too large) or 500 (the
-//! server's configuration). Each request also writes one line to stderr,
+//! POST), 409 (the CMDB has nothing to give), 413 (too large), 500 (the
+//! server's configuration) or 507 (no room within `WALMAX` or LOGDIR's
+//! caps, docs/server.md "Limits"). Each request also writes one line to stderr,
 //! which the web server puts in its error log (see [`RequestLog`]).
 
 pub mod health;
