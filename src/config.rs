@@ -38,7 +38,52 @@ pub struct ServerConfig {
     pub metadata_url: Option<String>,
     /// Largest upload accepted, in bytes (key `MAXUPLOAD`).
     pub max_upload: u64,
+    // --- Limits on what nodes send and what the server keeps
+    // (docs/server.md, "Limits").
+    /// Lines of a hardware list (key `HWMAXLINES`).
+    pub hw_max_lines: u64,
+    /// Bytes of one string of a hardware line (key `HWMAXVALUE`).
+    pub hw_max_value: u64,
+    /// Size of CONFIGDIR's write-ahead log, `.edeploy-log` (key `WALMAX`).
+    pub wal_max: u64,
+    /// Bytes of install logs kept per node and in all in LOGDIR (keys
+    /// `LOGMAXNODE`, `LOGMAX`).
+    pub log_max_node: u64,
+    pub log_max: u64,
+    /// Bytes of health results kept per node and in all in HEALTHDIR
+    /// (keys `HEALTHMAXNODE`, `HEALTHMAX`).
+    pub health_max_node: u64,
+    pub health_max: u64,
+    // --- end of the limits
 }
+
+// --- Limits (docs/server.md, "Limits")
+const MIB: u64 = 1024 * 1024;
+
+/// The keys of the limits: (key, field), each a whole number (of bytes,
+/// but `HWMAXLINES`), at least 1.
+type LimitField = fn(&mut ServerConfig) -> &mut u64;
+const LIMIT_KEYS: [(&str, LimitField); 7] = [
+    ("HWMAXLINES", |c| &mut c.hw_max_lines),
+    ("HWMAXVALUE", |c| &mut c.hw_max_value),
+    ("WALMAX", |c| &mut c.wal_max),
+    ("LOGMAXNODE", |c| &mut c.log_max_node),
+    ("LOGMAX", |c| &mut c.log_max),
+    ("HEALTHMAXNODE", |c| &mut c.health_max_node),
+    ("HEALTHMAX", |c| &mut c.health_max),
+];
+
+impl ServerConfig {
+    /// The limits on a hardware list a node sends.
+    pub fn hw_limits(&self) -> crate::hw::Limits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::hw::Limits {
+            max_lines: size(self.hw_max_lines),
+            max_value: size(self.hw_max_value),
+        }
+    }
+}
+// --- end of the limits
 
 impl ServerConfig {
     /// The defaults of the original, rooted at `configdir`.
@@ -55,6 +100,15 @@ impl ServerConfig {
             pxemngr_url: None,
             metadata_url: None,
             max_upload: 16 * 1024 * 1024,
+            // --- Limits (docs/server.md, "Limits")
+            hw_max_lines: 100_000,
+            hw_max_value: 8192,
+            wal_max: 64 * MIB,
+            log_max_node: 64 * MIB,
+            log_max: 2048 * MIB,
+            health_max_node: 64 * MIB,
+            health_max: 2048 * MIB,
+            // --- end of the limits
             configdir,
         }
     }
@@ -178,6 +232,18 @@ impl ConfFile {
                 )
             })?;
         }
+        // --- Limits (docs/server.md, "Limits")
+        for (key, field) in LIMIT_KEYS {
+            if let Some((v, line)) = self.lookup(section, key) {
+                *field(&mut cfg) = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}:{line}: {key} must be a whole number greater than 0, found {v:?}",
+                        self.name
+                    )
+                })?;
+            }
+        }
+        // --- end of the limits
         cfg.pxemngr_url = get("PXEMNGRURL")
             .filter(|v| !v.is_empty())
             .map(String::from);
@@ -207,3 +273,43 @@ fn strip_comment(line: &str) -> &str {
 pub fn load(section: Option<&str>) -> Result<ServerConfig> {
     ConfFile::load(&conf_path())?.server(section)
 }
+
+// --- Limits (docs/server.md, "Limits")
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_gives_the_default_limits() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/edeploy.conf");
+        let cfg = ConfFile::load(&path).unwrap().server(None).unwrap();
+        let d = ServerConfig::with_configdir("");
+        for (key, field) in LIMIT_KEYS {
+            let mut a = cfg.clone();
+            let mut b = d.clone();
+            assert_eq!(*field(&mut a), *field(&mut b), "{key}");
+        }
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let text = "[SERVER]\nCONFIGDIR = /c\nwalmax = 4096\n\n[lab]\nHWMAXLINES = 7\n";
+        let conf = ConfFile::parse(text, "e.conf").unwrap();
+        let lab = conf.server(Some("lab")).unwrap();
+        assert_eq!((lab.wal_max, lab.hw_max_lines), (4096, 7));
+        assert_eq!(lab.hw_limits().max_lines, 7);
+        for bad in ["0", "-1", "1k", ""] {
+            let text = format!("CONFIGDIR = /c\nLOGMAX = {bad}\n");
+            let e = ConfFile::parse(&text, "e.conf")
+                .unwrap()
+                .server(None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("e.conf:2: LOGMAX must be a whole number greater than 0"),
+                "{e}"
+            );
+        }
+    }
+}
+// --- end of the limits

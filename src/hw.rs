@@ -35,6 +35,97 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Line>, HwError> {
     from_document(&doc, name)
 }
 
+/// What a hardware list a node sends may hold (keys `HWMAXLINES` and
+/// `HWMAXVALUE` of `edeploy.conf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most lines a list may have.
+    pub max_lines: usize,
+    /// The most bytes (UTF-8) any of the 4 strings of a line may hold.
+    pub max_value: usize,
+}
+
+impl Default for Limits {
+    /// 100,000 lines (a server with 60 disks has a few thousand), 8 KiB
+    /// per string (the longest real one, a CPU's flags, is under 2 KiB).
+    fn default() -> Limits {
+        Limits {
+            max_lines: 100_000,
+            max_value: 8192,
+        }
+    }
+}
+
+/// The names of the 4 positions of a line, for errors.
+pub const POSITIONS: [&str; 4] = ["class", "name", "key", "value"];
+
+/// A hardware list over a [`Limits`], or with a control character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error(
+        "the hardware list has {lines} lines, more than the {max} the server accepts (HWMAXLINES)"
+    )]
+    Lines { lines: usize, max: usize },
+    #[error(
+        "line {line} of the hardware list: its {position} is {len} bytes, more than the {max} \
+         the server accepts (HWMAXVALUE)"
+    )]
+    Value {
+        line: usize,
+        position: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "line {line} of the hardware list: its {position} holds the control character \
+         U+{code:04X} at byte {at}; a hardware list holds no control characters"
+    )]
+    Control {
+        line: usize,
+        position: &'static str,
+        code: u32,
+        at: usize,
+    },
+}
+
+/// Checks `lines` against `limits` and refuses control characters (C0
+/// including tab and newline, DEL, C1: what `char::is_control` says) in
+/// any of the 4 positions. Lines are numbered from 1 in list order.
+///
+/// With no control character, the stored list (printed by
+/// [`to_literal`]) is never much larger than the list sent: an escape
+/// doubles a character at most (`\\`, a quote, `\xa0`), and the
+/// 4-byte characters Python does not print take 10 bytes.
+pub fn check(lines: &[Line], limits: &Limits) -> Result<(), LimitError> {
+    if lines.len() > limits.max_lines {
+        return Err(LimitError::Lines {
+            lines: lines.len(),
+            max: limits.max_lines,
+        });
+    }
+    for (i, l) in lines.iter().enumerate() {
+        for (s, position) in l.iter().zip(POSITIONS) {
+            if s.len() > limits.max_value {
+                return Err(LimitError::Value {
+                    line: i + 1,
+                    position,
+                    len: s.len(),
+                    max: limits.max_value,
+                });
+            }
+            if let Some((at, c)) = s.char_indices().find(|(_, c)| c.is_control()) {
+                return Err(LimitError::Control {
+                    line: i + 1,
+                    position,
+                    code: u32::from(c),
+                    at,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Converts a parsed document into hardware lines.
 pub fn from_document(doc: &literal::Document, name: &str) -> Result<Vec<Line>, HwError> {
     let shape = |i: Option<usize>, msg: String| HwError::Shape {
@@ -264,6 +355,104 @@ mod tests {
                 ]
             })
             .collect()
+    }
+
+    fn one(v: &str) -> Vec<Line> {
+        vec![["disk".into(), "sda".into(), "size".into(), v.into()]]
+    }
+
+    #[test]
+    fn limits_name_the_line_and_position() {
+        let limits = Limits {
+            max_lines: 3,
+            max_value: 10,
+        };
+        assert_eq!(check(&one(&"x".repeat(10)), &limits), Ok(()));
+        let long = check(&one(&"x".repeat(11)), &limits).unwrap_err();
+        assert_eq!(
+            long.to_string(),
+            "line 1 of the hardware list: its value is 11 bytes, more than the 10 \
+             the server accepts (HWMAXVALUE)"
+        );
+        // Bytes, not characters: 'é' is 2.
+        assert!(check(&one(&"é".repeat(6)), &limits).is_err());
+        let mut four: Vec<Line> = (0..3).map(|_| one("1")[0].clone()).collect();
+        assert_eq!(check(&four, &limits), Ok(()));
+        four.push(one("1")[0].clone());
+        assert_eq!(
+            check(&four, &limits),
+            Err(LimitError::Lines { lines: 4, max: 3 })
+        );
+        let mut key = one("1");
+        key[0][2] = "k".repeat(11);
+        assert!(matches!(
+            check(&key, &limits),
+            Err(LimitError::Value {
+                position: "key",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn control_characters_are_refused_wherever_they_are() {
+        let limits = Limits::default();
+        for (c, code) in [
+            ('\u{7f}', 0x7f),
+            ('\t', 9),
+            ('\n', 10),
+            ('\0', 0),
+            ('\u{85}', 0x85),
+        ] {
+            let mut l = one("ok");
+            l.push(["a".into(), format!("n{c}"), "k".into(), "v".into()]);
+            assert_eq!(
+                check(&l, &limits),
+                Err(LimitError::Control {
+                    line: 2,
+                    position: "name",
+                    code,
+                    at: 1
+                }),
+                "{c:?}"
+            );
+        }
+        let e = check(&one("\u{7f}"), &limits).unwrap_err().to_string();
+        assert!(
+            e.contains("line 1") && e.contains("value") && e.contains("U+007F"),
+            "{e}"
+        );
+        // Printable text that is not ASCII is kept.
+        assert_eq!(check(&one("Intel® Xeon® – ü"), &limits), Ok(()));
+    }
+
+    #[test]
+    fn real_lists_are_within_the_default_limits() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hw");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines = parse(&text, &path.display().to_string()).unwrap();
+            assert_eq!(check(&lines, &Limits::default()), Ok(()), "{path:?}");
+            // Stored, a real list is about as large as sent.
+            assert!(to_literal(&lines).len() < 2 * text.len() + 64, "{path:?}");
+            seen += 1;
+        }
+        assert!(seen >= 4, "only {seen} fixtures");
+    }
+
+    #[test]
+    fn stored_size_is_bounded_once_checked() {
+        // The worst escapes left: backslashes, a quote of each kind, a
+        // 4-byte character Python does not print.
+        for v in ["\\".repeat(100), "'\"".repeat(50), "\u{f0000}".repeat(25)] {
+            let lines = one(&v);
+            assert_eq!(check(&lines, &Limits::default()), Ok(()));
+            let sent = serde_json::to_string(&lines).unwrap().len();
+            let stored = to_literal(&lines).len();
+            assert!(stored <= 3 * sent, "{v:?}: {stored} stored for {sent}");
+        }
     }
 
     #[test]

@@ -15,18 +15,23 @@
 //! * bits 3-5, `CONTENT_LENGTH`: the body's length (twice as likely),
 //!   absent, empty, one more, one less, `12x`, or 1 GiB;
 //! * bits 6-7: a POST, a POST on an empty CMDB (`[]`: a node that
-//!   matches gets 409), a POST with `MAXUPLOAD = 1024`, or a GET.
+//!   matches gets 409), a POST with small limits (`MAXUPLOAD = 1024`,
+//!   `HWMAXLINES = 40`, `HWMAXVALUE = 64`, `WALMAX = 65536`,
+//!   `LOGMAXNODE = 512`, `LOGMAX = 768`), or a GET.
 //!
 //! The configuration also has a `[lab]` section with `MAXUPLOAD = 400`.
 //! Checks: `serve` returns (no panic); the status is one of 200, 400, 404,
-//! 405, 409, 413, 500; the CGI output has a `Status:` line exactly when the
+//! 405, 409, 413, 500, 507; the CGI output has a `Status:` line exactly when the
 //! status is not 200, `Content-Type: application/json`, `Allow: POST` on a
 //! 405, and a body that parses as JSON: an object with a non-empty `error`
 //! string on errors, with `profile` or `log` on success; every log line is
 //! one `upload.cgi[pid] …` line, the last one giving the status; no file or
 //! directory appears outside the site's config, hw and logs directories
 //! (nor a `.hw` or `.log.gz` file in the working directory or next to the
-//! scratch directory); a saved log is in LOGDIR under the answered name.
+//! scratch directory); a saved log is in LOGDIR under the answered name;
+//! the write-ahead log is never larger than WALMAX, LOGDIR never holds
+//! more than LOGMAX, and a hardware answer's kept list is within the
+//! hardware limits (lines, string length, no control character).
 
 #![no_main]
 
@@ -43,7 +48,11 @@ const SPECS: &[u8] = include_bytes!("../../share/examples/config/vm.specs");
 const CMDB: &[u8] = include_bytes!("../../share/examples/config/vm.cmdb");
 const CONFIGURE: &[u8] = include_bytes!("../../share/examples/config/vm.configure");
 
-const STATUSES: [u16; 7] = [200, 400, 404, 405, 409, 413, 500];
+const STATUSES: [u16; 8] = [200, 400, 404, 405, 409, 413, 500, 507];
+
+/// The small limits of bits 6-7 = 2 (see the top of the file).
+const SMALL_LIMITS: &str = "MAXUPLOAD = 1024\nHWMAXLINES = 40\nHWMAXVALUE = 64\n\
+                            WALMAX = 65536\nLOGMAXNODE = 512\nLOGMAX = 768\n";
 
 /// The scratch directory of this process: `$EDEPLOY_FUZZ_TMP`, else
 /// `/dev/shm` (no disk writes for the fsyncs), else the temp dir. Each
@@ -89,11 +98,7 @@ fn make_site(small_limit: bool, empty_cmdb: bool) -> Site {
         fs::write(config.join(name), data).expect("cannot write the scratch config");
     }
     let p = site.display();
-    let limit = if small_limit {
-        "MAXUPLOAD = 1024\n"
-    } else {
-        ""
-    };
+    let limit = if small_limit { SMALL_LIMITS } else { "" };
     let conf = site.join("edeploy.conf");
     fs::write(
         &conf,
@@ -334,6 +339,34 @@ fuzz_target!(|data: &[u8]| {
             Some(Value::Str(s)) if !s.is_empty() => {}
             _ => panic!("an error answer without a sentence: {body:?}"),
         }
+    }
+
+    // What is kept stays within the limits.
+    let (wal_max, log_max, limits) = if req.small_limit {
+        (
+            65536,
+            768,
+            edeploy::hw::Limits {
+                max_lines: 40,
+                max_value: 64,
+            },
+        )
+    } else {
+        (64 << 20, 2048 << 20, edeploy::hw::Limits::default())
+    };
+    if let Ok(meta) = fs::metadata(site.site.join("config/.edeploy-log")) {
+        assert!(meta.len() <= wal_max, "the log is {} bytes", meta.len());
+    }
+    let logs: u64 = names(&site.site.join("logs"))
+        .iter()
+        .filter_map(|n| fs::metadata(site.site.join("logs").join(n)).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(logs <= log_max, "LOGDIR holds {logs} bytes");
+    for n in names(&site.site.join("hw")) {
+        let text = fs::read_to_string(site.site.join("hw").join(&n)).expect("a kept list is UTF-8");
+        let lines = edeploy::hw::parse(&text, &n).expect("a kept list parses");
+        assert_eq!(edeploy::hw::check(&lines, &limits), Ok(()), "{n}");
     }
 
     // The server log: whole lines, one closing line with the status.

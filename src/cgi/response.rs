@@ -90,6 +90,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Content Too Large",
         500 => "Internal Server Error",
+        507 => "Insufficient Storage",
         _ => "Unknown",
     }
 }
@@ -188,6 +189,7 @@ mod tests {
              Allow: POST\r\n\r\n{\"error\":\"only POST is accepted\"}\n"
         );
         assert!(cgi(&Response::error(413, "x")).starts_with("Status: 413 Content Too Large\r\n"));
+        assert!(cgi(&Response::error(507, "x")).starts_with("Status: 507 Insufficient Storage\r\n"));
     }
 
     #[test]

@@ -5,6 +5,13 @@
 //! has already allocated: making one durable is a flush of data
 //! (`fdatasync`), not a journal commit of the file system.
 //!
+//! Its size is room for [`RECORDS_PER_LAP`] records of the largest commit
+//! seen, rounded up to a power of two, but never more than the cap the
+//! commit is given (`WALMAX`, [`DEFAULT_MAX`]): a commit whose record
+//! alone would not fit under the cap is refused before anything is
+//! written ([`super::TooLarge`]), and a log larger than the cap (made
+//! before it existed) is made again at its size at the next commit.
+//!
 //! ```text
 //! 0      header  "EDJH" start_seq capacity crc32        (synced at checkpoints)
 //! 512    tail    "EDJU" boot_id next_off next_seq lap crc32 (never synced)
@@ -91,6 +98,8 @@ const HEADER_AT: u64 = 0;
 const TAIL_AT: u64 = 512;
 const RECORDS_AT: u64 = 4096;
 const MIN_CAPACITY: u64 = 1 << 20;
+/// The largest log by default (`WALMAX`): 64 MiB.
+pub const DEFAULT_MAX: u64 = 64 << 20;
 /// How many records of the largest size a new log is made to hold.
 const RECORDS_PER_LAP: u64 = 16;
 const RECORD_HEAD: usize = 4 + 8 + 4 + 4;
@@ -488,13 +497,13 @@ impl Wal {
     }
 
     /// Opens the log of `dir`, creating it when there is none, recovered.
-    pub(super) fn open_recovered(dir: &Path, room: u64) -> Result<Wal> {
+    pub(super) fn open_recovered(dir: &Path, room: u64, cap: u64) -> Result<Wal> {
         match Wal::open(dir)? {
             Some(mut log) => {
                 log.recover()?;
                 Ok(log)
             }
-            None => Wal::create(dir, capacity_for(room), 1),
+            None => Wal::create(dir, capacity_for(room, cap), 1),
         }
     }
 
@@ -553,10 +562,11 @@ impl Wal {
         }
     }
 
-    /// Makes every file of the lap durable, then empties the log (making
-    /// a larger one when it would hold fewer than [`RECORDS_PER_LAP`]
-    /// records of `room` bytes).
-    fn checkpoint(&mut self, room: Option<u64>) -> Result<()> {
+    /// Makes every file of the lap durable, then empties the log. With
+    /// `resize` (a record's size and the cap), the log is made again at
+    /// [`capacity_for`] that record when that is larger than it is, or
+    /// when it is larger than the cap.
+    fn checkpoint(&mut self, resize: Option<(u64, u64)>) -> Result<()> {
         let tail = self.tail.context("checkpoint without a tail")?;
         let mut paths = BTreeSet::new();
         let mut off = RECORDS_AT;
@@ -589,11 +599,14 @@ impl Wal {
             sync_dir(d)?;
         }
         // A log that holds fewer than RECORDS_PER_LAP records of this size
-        // is made larger: checkpoints stay rare when the files grow.
-        let wanted = room.map(capacity_for).unwrap_or(0);
-        if wanted > self.capacity {
-            *self = Wal::create(&self.dir, capacity_for(room.unwrap_or(0)), tail.next_seq)?;
-            return Ok(());
+        // is made larger (checkpoints stay rare when the files grow), up
+        // to the cap; one larger than the cap is made smaller.
+        if let Some((room, cap)) = resize {
+            let wanted = capacity_for(room, cap);
+            if wanted > self.capacity || self.capacity > cap {
+                *self = Wal::create(&self.dir, wanted, tail.next_seq)?;
+                return Ok(());
+            }
         }
         self.file
             .write_all_at(&header_bytes(tail.next_seq, self.capacity), HEADER_AT)
@@ -656,17 +669,19 @@ impl Wal {
         Ok(())
     }
 
-    /// Commits `writes`: see the module's documentation.
-    pub(super) fn commit(&mut self, writes: &[Write1]) -> Result<()> {
+    /// Commits `writes`, the log taking at most `cap` bytes (the caller
+    /// has checked that their record [`fits`]): see the module's
+    /// documentation.
+    pub(super) fn commit(&mut self, writes: &[Write1], cap: u64) -> Result<()> {
         let tail = self
             .tail
             .context("commit on a log that was not recovered")?;
         let mut record = encode(tail.next_seq, writes, &self.lap)?;
-        if tail.next_off + record.len() as u64 > self.capacity {
+        if tail.next_off + record.len() as u64 > self.capacity || self.capacity > cap {
             // Splices were relative to the lap the checkpoint ends: the
             // record becomes the first of a new lap, in full.
             let full = encode(tail.next_seq, writes, &[])?;
-            self.checkpoint(Some(full.len() as u64))?;
+            self.checkpoint(Some((full.len() as u64, cap)))?;
             record = full;
         }
         let len = record.len() as u64;
@@ -714,10 +729,34 @@ impl Wal {
     }
 }
 
-fn capacity_for(record: u64) -> u64 {
-    (RECORDS_AT + RECORDS_PER_LAP * record)
+/// The size of a log for records of `record` bytes: room for
+/// [`RECORDS_PER_LAP`] of them, 1 MiB at least, a power of two, but at
+/// most `cap`, and always room for one (the caller checks it [`fits`]).
+fn capacity_for(record: u64, cap: u64) -> u64 {
+    RECORDS_PER_LAP
+        .saturating_mul(record)
+        .saturating_add(RECORDS_AT)
         .max(MIN_CAPACITY)
-        .next_power_of_two()
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX)
+        .min(cap)
+        .max(needed(record))
+}
+
+/// The bytes a log needs to hold one record of `record` bytes.
+pub(super) fn needed(record: u64) -> u64 {
+    RECORDS_AT.saturating_add(record)
+}
+
+/// Whether a record of `record` bytes fits in a log of at most `cap`.
+pub(super) fn fits(record: u64, cap: u64) -> bool {
+    needed(record) <= cap
+}
+
+/// The size of the record of `writes` written in full (the largest it
+/// can be: a splice is smaller).
+pub(super) fn record_size(writes: &[Write1]) -> u64 {
+    RECORD_HEAD as u64 + 4 + writes.iter().map(|w| w.size()).sum::<u64>()
 }
 
 fn header_bytes(start_seq: u64, capacity: u64) -> Vec<u8> {
@@ -1060,8 +1099,8 @@ pub fn commit_record_only(dir: &Path, writes: Vec<(PathBuf, Vec<u8>)>) -> Result
         .into_iter()
         .map(|(p, d)| Write1::new(p, d))
         .collect::<Result<Vec<_>>>()?;
-    let room = writes.iter().map(Write1::size).sum::<u64>();
-    let log = Wal::open_recovered(dir, room)?;
+    let room = record_size(&writes);
+    let log = Wal::open_recovered(dir, room, DEFAULT_MAX)?;
     let tail = log.tail.context("no tail")?;
     let record = encode(tail.next_seq, &writes, &log.lap)?;
     if tail.next_off + record.len() as u64 > log.capacity {
@@ -1144,5 +1183,79 @@ mod tests {
             assert!(!is_permanent(&os(n)), "{n}");
         }
         assert!(!is_permanent(&anyhow::anyhow!("no os error")));
+    }
+
+    #[test]
+    fn the_log_never_grows_past_its_cap() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(capacity_for(100, DEFAULT_MAX), MIB);
+        assert_eq!(capacity_for(MIB, DEFAULT_MAX), 32 * MIB);
+        // A record of 16 MiB stored 4 times larger made a 1 GiB log.
+        assert_eq!(capacity_for(64 * MIB, u64::MAX), 2048 * MIB);
+        assert_eq!(capacity_for(10 * MIB, DEFAULT_MAX), DEFAULT_MAX);
+        assert!(fits(DEFAULT_MAX - RECORDS_AT, DEFAULT_MAX));
+        assert!(!fits(DEFAULT_MAX - RECORDS_AT + 1, DEFAULT_MAX));
+        assert_eq!(
+            capacity_for(DEFAULT_MAX - RECORDS_AT, DEFAULT_MAX),
+            DEFAULT_MAX
+        );
+        // A cap below 1 MiB is the size, room for one record kept.
+        assert_eq!(capacity_for(100, 65536), 65536);
+        assert_eq!(capacity_for(u64::MAX / 2, u64::MAX), u64::MAX);
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_record_over_the_cap_is_refused_with_nothing_written() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let big = vec![b'x'; 2 << 20];
+        let mut txn = super::super::Transaction::new();
+        txn.write(dir.join("a"), big.clone());
+        let e = txn.commit_within(dir, 1 << 20).unwrap_err();
+        let too = e
+            .downcast_ref::<super::super::TooLarge>()
+            .expect("TooLarge");
+        assert_eq!(too.cap, 1 << 20);
+        assert!(too.need > 2 << 20, "{}", too.need);
+        assert!(e.to_string().contains("WALMAX"), "{e}");
+        assert!(names(dir).is_empty(), "{:?}", names(dir));
+
+        // Within the cap: written, the log no larger than the cap.
+        let cap = 3 << 20;
+        let mut txn = super::super::Transaction::new();
+        txn.write(dir.join("a"), big.clone());
+        txn.commit_within(dir, cap).unwrap();
+        assert_eq!(fs::read(dir.join("a")).unwrap(), big);
+        let size = fs::metadata(dir.join(LOG)).unwrap().len();
+        assert!(size <= cap && size > 2 << 20, "{size}");
+    }
+
+    #[test]
+    fn a_log_larger_than_the_cap_is_made_smaller() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let mut txn = super::super::Transaction::new();
+        txn.write(dir.join("a"), vec![b'a'; 3 << 20]);
+        txn.commit(dir).unwrap();
+        assert_eq!(fs::metadata(dir.join(LOG)).unwrap().len(), DEFAULT_MAX);
+        for (i, cap) in [(1u8, 2u64 << 20), (2, 2 << 20)] {
+            let mut txn = super::super::Transaction::new();
+            txn.write(dir.join("b"), vec![i; 1000]);
+            txn.commit_within(dir, cap).unwrap();
+            assert_eq!(fs::metadata(dir.join(LOG)).unwrap().len(), 1 << 20);
+            assert_eq!(fs::read(dir.join("b")).unwrap(), vec![i; 1000]);
+        }
+        assert_eq!(fs::read(dir.join("a")).unwrap().len(), 3 << 20);
+        // What was committed survives a replay of the new log.
+        assert_eq!(super::super::recover(dir).unwrap(), 0);
     }
 }

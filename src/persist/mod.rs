@@ -77,6 +77,19 @@ pub fn check_target(target: &Path) -> Result<(), BadName> {
     Ok(())
 }
 
+/// A commit whose record would not fit in the write-ahead log's largest
+/// size (`WALMAX`): refused before anything is written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{log}: this update needs {need} bytes of the write-ahead log, more than the {cap} \
+     bytes it may take (WALMAX); nothing was written"
+)]
+pub struct TooLarge {
+    pub log: String,
+    pub need: u64,
+    pub cap: u64,
+}
+
 /// An exclusive `flock` on LOCKFILE. The kernel drops it when the process
 /// dies, so a killed request never leaves a stale lock behind.
 pub struct Lock {
@@ -196,10 +209,17 @@ impl Transaction {
         self.writes.is_empty()
     }
 
-    /// Applies every write, through the log of `dir` (see [`log`]). A
-    /// target that fails [`check_target`] is an error before anything is
-    /// written.
+    /// Applies every write, through the log of `dir` (see [`log`]), the
+    /// log taking at most [`log::DEFAULT_MAX`] bytes.
     pub fn commit(self, dir: &Path) -> Result<()> {
+        self.commit_within(dir, log::DEFAULT_MAX)
+    }
+
+    /// Applies every write, through the log of `dir` (see [`log`]), the
+    /// log taking at most `cap` bytes (`WALMAX`). A target that fails
+    /// [`check_target`], or a record that would not fit in `cap` bytes
+    /// ([`TooLarge`]), is an error before anything is written.
+    pub fn commit_within(self, dir: &Path, cap: u64) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }
@@ -218,9 +238,17 @@ impl Transaction {
                 Planned::Ready(w) => Ok(w),
             })
             .collect::<Result<Vec<_>>>()?;
-        let room = writes.iter().map(|w| w.size()).sum::<u64>();
-        let mut log = Wal::open_recovered(dir, room)?;
-        log.commit(&writes)
+        let room = log::record_size(&writes);
+        if !log::fits(room, cap) {
+            return Err(TooLarge {
+                log: dir.join(LOG).display().to_string(),
+                need: log::needed(room),
+                cap,
+            }
+            .into());
+        }
+        let mut log = Wal::open_recovered(dir, room, cap)?;
+        log.commit(&writes, cap)
     }
 }
 

@@ -107,6 +107,7 @@ impl DecideError {
         match self {
             DecideError::NoMatch(_) => 404,
             DecideError::Cmdb(_) => 409,
+            DecideError::Io(e) if e.is::<persist::TooLarge>() => 507,
             DecideError::Config(_) | DecideError::Io(_) => 500,
         }
     }
@@ -170,7 +171,7 @@ pub fn decide_keeping(
         // Not taken into the decision's commit: no profile, or an error.
         let mut txn = Transaction::new();
         txn.write(path, data);
-        txn.commit(&cfg.configdir).map_err(io)?;
+        txn.commit_within(&cfg.configdir, cfg.wal_max).map_err(io)?;
     }
     result
 }
@@ -421,7 +422,7 @@ fn commit(
     if let Some((path, data)) = keep.take() {
         txn.write(path, data);
     }
-    txn.commit(&cfg.configdir).map_err(io)?;
+    txn.commit_within(&cfg.configdir, cfg.wal_max).map_err(io)?;
     Ok(picked.decision)
 }
 
@@ -462,7 +463,7 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str) -> Result<bool, DecideE
     if changed {
         let mut txn = Transaction::new();
         txn.write(&path, state.to_text());
-        txn.commit(&cfg.configdir).map_err(io)?;
+        txn.commit_within(&cfg.configdir, cfg.wal_max).map_err(io)?;
     }
     Ok(changed)
 }

@@ -13,8 +13,11 @@ use crate::hw::{self, Line};
 use crate::state::Count;
 use decide::Decision;
 
-/// Parses an uploaded hardware list (JSON or the literal dialect).
-pub fn parse_hw(data: &[u8]) -> Result<Vec<Line>, Reject> {
+/// Parses an uploaded hardware list (JSON or the literal dialect) and
+/// checks it against `limits` (lines, bytes per string, no control
+/// characters: [`hw::check`]); every refusal is a 400 naming the limit,
+/// and the line and position for a string.
+pub fn parse_hw(data: &[u8], limits: &hw::Limits) -> Result<Vec<Line>, Reject> {
     let text = std::str::from_utf8(data)
         .map_err(|e| Reject::bad(format!("the hardware list is not valid UTF-8 ({e})")))?;
     let lines = hw::parse(text, "the uploaded hardware list")
@@ -22,6 +25,7 @@ pub fn parse_hw(data: &[u8]) -> Result<Vec<Line>, Reject> {
     if lines.is_empty() {
         return Err(Reject::bad("the hardware list is empty"));
     }
+    hw::check(&lines, limits).map_err(|e| Reject::bad(e.to_string()))?;
     Ok(lines)
 }
 

@@ -9,8 +9,9 @@
 //!
 //! Every answer is JSON; errors are `{"error": "<sentence>"}` with 400
 //! (bad request or hardware list), 404 (no profile matches), 405 (not a
-//! POST), 409 (the CMDB has nothing to give), 413 (too large) or 500 (the
-//! server's configuration). Each request also writes one line to stderr,
+//! POST), 409 (the CMDB has nothing to give), 413 (too large), 500 (the
+//! server's configuration) or 507 (no room within `WALMAX` or LOGDIR's
+//! caps, docs/server.md "Limits"). Each request also writes one line to stderr,
 //! which the web server puts in its error log (see [`RequestLog`]).
 
 pub mod health;
@@ -52,7 +53,7 @@ fn handle<R: Read + Send + Unpin>(
     if let Some(profile) = form.failure.as_deref() {
         return failure(&cfg, profile, &file.data);
     }
-    let lines = parse_hw(&file.data)?;
+    let lines = parse_hw(&file.data, &cfg.hw_limits())?;
     let outcome = provision(&cfg, &lines, None, log)?;
     Ok((
         Response::ok(decide::envelope(&outcome.decision)),
@@ -98,8 +99,11 @@ fn save_log(cfg: &ServerConfig, name: &str, data: &[u8]) -> Result<(Response, St
     if let Some(why) = logs::refuse_name(name) {
         return Err(Reject::bad(why));
     }
-    let saved = logs::save(&cfg.logdir, &cfg.lockfile, name, data)
-        .map_err(|e| Reject::server(format!("cannot keep the log: {e:#}")))?;
+    let saved = logs::save_within(&cfg.logdir, &cfg.lockfile, name, data, &logs::Caps::of(cfg))
+        .map_err(|e| {
+            let status = if e.is::<logs::Full>() { 507 } else { 500 };
+            Reject::new(status, format!("cannot keep the log: {e:#}"))
+        })?;
     let reason = match &saved.rotated {
         Some(old) => format!("log {name} kept (the previous one is now {old})"),
         None => format!("log {name} kept"),
@@ -130,7 +134,7 @@ pub fn local(
         stdout,
         stderr,
         |cfg, data, log| {
-            let lines = parse_hw(data)?;
+            let lines = parse_hw(data, &cfg.hw_limits())?;
             let p = provision(cfg, &lines, only, log)?;
             Ok((Some(decide::envelope(&p.decision)), p.reason))
         },
