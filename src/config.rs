@@ -38,6 +38,13 @@ pub struct ServerConfig {
     pub metadata_url: Option<String>,
     /// Largest upload accepted, in bytes (key `MAXUPLOAD`).
     pub max_upload: u64,
+    // Decision budget.
+    /// The longest a hardware upload may spend matching specs, over all
+    /// profiles, and the status page over all its previews (key
+    /// `DECISIONBUDGET`, in seconds; default 2). Past it the upload is
+    /// answered 503 naming the profile, and the page shows the nodes it
+    /// could not evaluate in time.
+    pub decision_budget: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -55,6 +62,7 @@ impl ServerConfig {
             pxemngr_url: None,
             metadata_url: None,
             max_upload: 16 * 1024 * 1024,
+            decision_budget: DEFAULT_DECISION_BUDGET,
             configdir,
         }
     }
@@ -178,6 +186,16 @@ impl ConfFile {
                 )
             })?;
         }
+        // Decision budget.
+        if let Some((v, line)) = self.lookup(section, "DECISIONBUDGET") {
+            cfg.decision_budget = parse_seconds(v).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}:{line}: DECISIONBUDGET must be a number of seconds (such as 2 or 0.5), \
+                     found {v:?}",
+                    self.name
+                )
+            })?;
+        }
         cfg.pxemngr_url = get("PXEMNGRURL")
             .filter(|v| !v.is_empty())
             .map(String::from);
@@ -186,6 +204,17 @@ impl ConfFile {
             .map(String::from);
         Ok(cfg)
     }
+}
+
+// Decision budget.
+/// `DECISIONBUDGET` when the file does not set it.
+pub const DEFAULT_DECISION_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A number of seconds, decimals allowed (`2`, `0.5`), at most a day.
+fn parse_seconds(v: &str) -> Option<std::time::Duration> {
+    let secs: f64 = v.parse().ok()?;
+    (secs.is_finite() && (0.0..=86_400.0).contains(&secs))
+        .then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 /// Drops a `#` or `;` comment: at the start of the line, or after a blank.
