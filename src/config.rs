@@ -39,8 +39,8 @@ pub struct ServerConfig {
     /// Largest upload accepted, in bytes (key `MAXUPLOAD`).
     pub max_upload: u64,
     // Decision budget.
-    /// The longest a hardware upload may spend matching specs, over all
-    /// profiles, and the status page over all its previews (key
+    /// The processor time a hardware upload may spend matching specs,
+    /// over all profiles, and the status page over all its previews (key
     /// `DECISIONBUDGET`, in seconds; default 2). Past it the upload is
     /// answered 503 naming the profile, and the page shows the nodes it
     /// could not evaluate in time.

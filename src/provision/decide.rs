@@ -109,8 +109,9 @@ pub enum DecideError {
     Io(anyhow::Error),
     /// The matches took longer than the decision budget.
     #[error(
-        "matching this hardware list against the specs of profile {profile} took longer than \
-         the {} the server gives a decision (DECISIONBUDGET); nothing was taken",
+        "matching this hardware list against the specs of profile {profile} took more than \
+         the {} of processor time the server gives a decision (DECISIONBUDGET); nothing was \
+         taken",
         seconds(.budget)
     )]
     OverBudget {
@@ -209,20 +210,19 @@ pub fn decide(
 /// What the node would get now, without the lock and changing nothing
 /// (what `edeploy-admin try` shows), however long matching takes.
 pub fn preview(cfg: &ServerConfig, hw: &[Line], warn: Warn<'_>) -> Result<Decision, DecideError> {
-    preview_within(cfg, hw, Budget::unlimited(), None, warn)
+    preview_within(cfg, hw, CpuBudget::unlimited(), warn)
 }
 
 /// [`preview`] that gives up with [`DecideError::OverBudget`] once
-/// `budget` is spent (`limit`: its length, for the sentence).
+/// `budget` is spent.
 pub fn preview_within(
     cfg: &ServerConfig,
     hw: &[Line],
-    budget: Budget,
-    limit: Option<Duration>,
+    budget: CpuBudget,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
     let mut state = read_state(&cfg.configdir.join("state"))?;
-    let mut matches = Matches::new(budget, limit);
+    let mut matches = Matches::new(budget);
     let hw = Hardware::new(hw);
     pick(
         cfg,
@@ -251,8 +251,7 @@ pub fn decide_keeping(
     keep: Option<(PathBuf, Vec<u8>)>,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    let budget = Budget::lasting(cfg.decision_budget);
-    let mut matches = Matches::new(budget, Some(cfg.decision_budget));
+    let mut matches = Matches::new(CpuBudget::starting_now(cfg.decision_budget));
     let hw_index = Hardware::new(hw);
     let sysname = hw::sysname(hw);
     let mut keep = keep;
@@ -477,11 +476,85 @@ struct Entry {
     reused: bool,
 }
 
+/// A limit on the CPU time this thread spends matching, from the moment
+/// it is made: what `DECISIONBUDGET` sets. CPU time rather than time
+/// passed, so a node's answer does not depend on how many others share
+/// the processors (a boot storm of hundreds of uploads on two cores keeps
+/// every CGI waiting for its turn, not working).
+///
+/// The matcher's own [`Budget`] is a deadline; a match is given the CPU
+/// time left as its deadline (it cannot use more CPU time than time
+/// passes), and when that deadline passes with CPU time left (the process
+/// was waiting for a processor) it is run again with what is left, at
+/// most [`CpuBudget::TRIES`] times.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuBudget {
+    limit: Option<Duration>,
+    start: Duration,
+}
+
+impl CpuBudget {
+    /// How many times one match is started before the budget is called
+    /// spent.
+    pub const TRIES: usize = 8;
+
+    /// No limit (`edeploy-admin try`).
+    pub fn unlimited() -> CpuBudget {
+        CpuBudget {
+            limit: None,
+            start: Duration::ZERO,
+        }
+    }
+
+    /// `limit` of CPU time from now, for this thread.
+    pub fn starting_now(limit: Duration) -> CpuBudget {
+        CpuBudget {
+            limit: Some(limit),
+            start: thread_cpu_time(),
+        }
+    }
+
+    /// The limit, `None` when unlimited.
+    pub fn limit(&self) -> Option<Duration> {
+        self.limit
+    }
+
+    /// The CPU time left (`None`: no limit).
+    pub fn remaining(&self) -> Option<Duration> {
+        let limit = self.limit?;
+        let spent = thread_cpu_time().saturating_sub(self.start);
+        Some(limit.saturating_sub(spent))
+    }
+
+    /// Whether no CPU time is left.
+    pub fn spent(&self) -> bool {
+        self.remaining().is_some_and(|r| r.is_zero())
+    }
+}
+
+/// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`); should
+/// the clock be unavailable, the time since the first call, which bounds
+/// it.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes only the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 {
+        if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+            return Duration::new(secs, nanos);
+        }
+    }
+    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    FIRST.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// The match results of one decision, by profile, and the budget they
 /// share.
 struct Matches {
-    budget: Budget,
-    limit: Option<Duration>,
+    budget: CpuBudget,
     done: HashMap<String, Result<Match, NoMatch>>,
     /// Whether a match not yet computed may be (before the lock), or is
     /// [`PickError::NeedsMatch`] (under it).
@@ -489,10 +562,9 @@ struct Matches {
 }
 
 impl Matches {
-    fn new(budget: Budget, limit: Option<Duration>) -> Matches {
+    fn new(budget: CpuBudget) -> Matches {
         Matches {
             budget,
-            limit,
             done: HashMap::new(),
             compute: true,
         }
@@ -514,19 +586,25 @@ impl Matches {
         let over = || {
             PickError::Decide(DecideError::OverBudget {
                 profile: profile.to_string(),
-                budget: self.limit,
+                budget: self.budget.limit(),
             })
         };
-        if self.budget.exceeded() {
-            return Err(over());
+        for _ in 0..CpuBudget::TRIES {
+            let deadline = match self.budget.remaining() {
+                None => Budget::unlimited(),
+                Some(left) if left.is_zero() => return Err(over()),
+                Some(left) => Budget::lasting(left),
+            };
+            let result = match specs.find_within(hw, &deadline) {
+                Ok(m) => Ok(m),
+                Err(Miss::NoMatch(no)) => Err(no),
+                // The deadline passed; CPU time may be left.
+                Err(Miss::OverBudget) => continue,
+            };
+            self.done.insert(profile.to_string(), result.clone());
+            return Ok(result);
         }
-        let result = match specs.find_within(hw, &self.budget) {
-            Ok(m) => Ok(m),
-            Err(Miss::NoMatch(no)) => Err(no),
-            Err(Miss::OverBudget) => return Err(over()),
-        };
-        self.done.insert(profile.to_string(), result.clone());
-        Ok(result)
+        Err(over())
     }
 }
 

@@ -27,10 +27,9 @@ use crate::config::ServerConfig;
 use crate::health::{self, Outlier};
 use crate::hw::{self, Line};
 use crate::literal::Value;
-use crate::matcher::Budget;
 use crate::persist;
 use crate::protocol::{log_stem, parse_health_name, HW_SUFFIX, LOG_SUFFIX};
-use crate::provision::decide::{self, Cmdb};
+use crate::provision::decide::{self, Cmdb, CpuBudget};
 use crate::state::{Count, State};
 use fs4::fs_std::FileExt;
 use serde::Serialize;
@@ -325,7 +324,7 @@ pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
     // one budget for the whole page, an upload's (DECISIONBUDGET): a
     // stored list that costs more than that is shown as not evaluated,
     // and so are the nodes after it.
-    let budget = Budget::lasting(cfg.decision_budget);
+    let budget = CpuBudget::starting_now(cfg.decision_budget);
     for item in &mut uploads.items {
         if item.outcome == Outcome::Unrecorded {
             if let Some(Ok(lines)) = nodes.get(item.node).map(|n| &n.lines) {
@@ -783,19 +782,19 @@ fn uploads(
 
 /// What the server would answer the node now, committing nothing, within
 /// what is left of the page's `budget`.
-fn decide_now(cfg: &ServerConfig, lines: &[Line], budget: Budget) -> Now {
-    if budget.exceeded() {
+fn decide_now(cfg: &ServerConfig, lines: &[Line], budget: CpuBudget) -> Now {
+    if budget.spent() {
         return Now {
             profile: None,
             sentence: format!(
-                "not evaluated in time: the page's decision budget ({} s, DECISIONBUDGET) \
-                 was spent before this node",
+                "not evaluated in time: the page's decision budget ({} s of processor time, \
+                 DECISIONBUDGET) was spent before this node",
                 cfg.decision_budget.as_secs_f64()
             ),
             evaluated: false,
         };
     }
-    match decide::preview_within(cfg, lines, budget, Some(cfg.decision_budget), &mut |_| {}) {
+    match decide::preview_within(cfg, lines, budget, &mut |_| {}) {
         Ok(d) => Now {
             sentence: format!("would get profile {}", d.profile),
             profile: Some(d.profile),
