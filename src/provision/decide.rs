@@ -34,8 +34,8 @@
 //!
 //! # The budget
 //!
-//! All the matches of one upload share one [`Budget`]
-//! (`DECISIONBUDGET`, [`ServerConfig::decision_budget`]); past it the
+//! All the matches of one upload share one [`CpuBudget`], processor
+//! time (`DECISIONBUDGET`, [`ServerConfig::decision_budget`]); past it the
 //! upload is answered 503 naming the profile whose specs cost too much,
 //! and nothing is taken. [`preview`] (`edeploy-admin try`) has no limit;
 //! [`preview_within`] (the status page) has one.
