@@ -55,6 +55,13 @@ pub struct ServerConfig {
     pub health_max_node: u64,
     pub health_max: u64,
     // --- end of the limits
+    // Decision budget.
+    /// The processor time a hardware upload may spend matching specs,
+    /// over all profiles, and the status page over all its previews (key
+    /// `DECISIONBUDGET`, in seconds; default 2). Past it the upload is
+    /// answered 503 naming the profile, and the page shows the nodes it
+    /// could not evaluate in time.
+    pub decision_budget: std::time::Duration,
 }
 
 // --- Limits (docs/server.md, "Limits")
@@ -109,6 +116,7 @@ impl ServerConfig {
             health_max_node: 64 * MIB,
             health_max: 2048 * MIB,
             // --- end of the limits
+            decision_budget: DEFAULT_DECISION_BUDGET,
             configdir,
         }
     }
@@ -244,6 +252,16 @@ impl ConfFile {
             }
         }
         // --- end of the limits
+        // Decision budget.
+        if let Some((v, line)) = self.lookup(section, "DECISIONBUDGET") {
+            cfg.decision_budget = parse_seconds(v).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}:{line}: DECISIONBUDGET must be a number of seconds (such as 2 or 0.5), \
+                     found {v:?}",
+                    self.name
+                )
+            })?;
+        }
         cfg.pxemngr_url = get("PXEMNGRURL")
             .filter(|v| !v.is_empty())
             .map(String::from);
@@ -252,6 +270,17 @@ impl ConfFile {
             .map(String::from);
         Ok(cfg)
     }
+}
+
+// Decision budget.
+/// `DECISIONBUDGET` when the file does not set it.
+pub const DEFAULT_DECISION_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A number of seconds, decimals allowed (`2`, `0.5`), at most a day.
+fn parse_seconds(v: &str) -> Option<std::time::Duration> {
+    let secs: f64 = v.parse().ok()?;
+    (secs.is_finite() && (0.0..=86_400.0).contains(&secs))
+        .then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 /// Drops a `#` or `;` comment: at the start of the line, or after a blank.

@@ -261,13 +261,207 @@ fn cmdb_exhaustion_is_409_and_changes_nothing() {
     );
 }
 
+/// The KVM list with other MAC addresses: another node of the same kind.
+fn other_kvm_hw() -> Vec<Line> {
+    let mut other = kvm_hw();
+    for l in other.iter_mut() {
+        for f in l.iter_mut() {
+            *f = f.replace("52:54:12:34:00:", "52:54:99:34:00:");
+        }
+    }
+    other
+}
+
 #[test]
-fn failure_report_gives_quota_back() {
-    let (dir, cfg) = setup(&[("state", "[('vm', 0), ('any', '*')]")]);
-    assert!(decide::report_failure(&cfg, "vm").unwrap());
+fn failure_report_gives_quota_back_once_per_hand_out() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 1), ('any', '*')]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("any.specs", "[]"),
+        ("any.configure", ""),
+    ]);
+    let node = kvm_hw();
+    let other = other_kvm_hw();
+    assert_eq!(decide(&cfg, &node).unwrap().profile, "vm");
+    assert_eq!(decide(&cfg, &other).unwrap().profile, "any");
+    let state = read(dir.path(), "state");
+    assert_eq!(state, "[('vm', 0),\n ('any', '*')]\n");
+    let handouts = read(dir.path(), decide::HANDOUTS);
+    assert!(
+        handouts.contains(&format!("('vm', '{}', 1)", hw::sysname(&node))),
+        "{handouts}"
+    );
+    // A node never handed vm: refused, nothing changed.
+    let e = decide::report_failure(&cfg, "vm", &other).unwrap_err();
+    assert_eq!(e.http_status(), 409, "{e}");
+    assert!(e.to_string().contains(&hw::sysname(&other)), "{e}");
+    assert_eq!(read(dir.path(), "state"), state);
+    assert_eq!(read(dir.path(), decide::HANDOUTS), handouts);
+    // The node handed vm: counts once.
+    assert!(decide::report_failure(&cfg, "vm", &node).unwrap());
     assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
-    assert!(!decide::report_failure(&cfg, "any").unwrap());
-    assert!(decide::report_failure(&cfg, "nope").is_err());
+    let e = decide::report_failure(&cfg, "vm", &node).unwrap_err();
+    assert_eq!(e.http_status(), 409, "{e}");
+    assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
+    // A '*' profile has nothing to give back, once.
+    assert!(!decide::report_failure(&cfg, "any", &other).unwrap());
+    assert_eq!(
+        decide::report_failure(&cfg, "any", &other)
+            .unwrap_err()
+            .http_status(),
+        409
+    );
+    assert!(decide::report_failure(&cfg, "nope", &node).is_err());
+    assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
+}
+
+#[test]
+fn a_bad_handouts_file_names_its_line() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 1)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        (decide::HANDOUTS, "[('vm', 'a', 1),\n ('vm', 'b', -1)]\n"),
+    ]);
+    let e = decide(&cfg, &kvm_hw()).unwrap_err();
+    assert_eq!(e.http_status(), 500, "{e}");
+    assert!(e.to_string().contains("handouts:2"), "{e}");
+    assert_eq!(read(dir.path(), "state"), "[('vm', 1)]");
+}
+
+/// Runs `f` before each decision of this thread takes its lock, with the
+/// number of the call (from 1).
+fn before_lock(mut f: impl FnMut(usize) + 'static) -> std::rc::Rc<std::cell::Cell<usize>> {
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let c = calls.clone();
+    decide::hooks::set_before_lock(move || {
+        c.set(c.get() + 1);
+        f(c.get());
+    });
+    calls
+}
+
+#[test]
+fn installs_taken_between_matching_and_the_lock_send_the_node_on() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 1), ('any', '*')]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("any.specs", "[]"),
+        ("any.configure", ""),
+    ]);
+    // Matched against vm, which had an install left; before the lock
+    // another node takes it.
+    let state = dir.path().join("state");
+    let calls = before_lock(move |n| {
+        if n == 1 {
+            fs::write(&state, "[('vm', 0), ('any', '*')]").unwrap();
+        }
+    });
+    let d = decide(&cfg, &kvm_hw());
+    decide::hooks::clear();
+    let d = d.unwrap();
+    // What the decision under the lock gives for that state: `any`,
+    // whose match was computed in a second round.
+    assert_eq!(d.profile, "any");
+    assert_eq!(calls.get(), 2);
+    assert_eq!(read(dir.path(), "state"), "[('vm', 0), ('any', '*')]");
+}
+
+#[test]
+fn installs_given_back_between_matching_and_the_lock_are_taken() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 0), ('any', '*')]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("any.specs", "[]"),
+        ("any.configure", ""),
+    ]);
+    // vm had no install left and was not matched; one comes back before
+    // the lock.
+    let state = dir.path().join("state");
+    let calls = before_lock(move |n| {
+        if n == 1 {
+            fs::write(&state, "[('vm', 1), ('any', '*')]").unwrap();
+        }
+    });
+    let d = decide(&cfg, &kvm_hw());
+    decide::hooks::clear();
+    assert_eq!(d.unwrap().profile, "vm");
+    assert_eq!(calls.get(), 2);
+    assert_eq!(read(dir.path(), "state"), "[('vm', 0),\n ('any', '*')]\n");
+}
+
+#[test]
+fn installs_that_keep_changing_give_up_after_some_rounds_taking_nothing() {
+    let profiles = ["p1", "p2", "p3", "p4", "p5"];
+    let one_left = move |k: usize| {
+        let items: Vec<String> = profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("('{p}', {})", u8::from(i == k)))
+            .collect();
+        format!("[{}]", items.join(", "))
+    };
+    let mut files = vec![("state".to_string(), one_left(0))];
+    for p in profiles {
+        files.push((format!("{p}.specs"), "[]".into()));
+        files.push((format!("{p}.configure"), String::new()));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (dir, cfg) = setup(&files);
+    // Each time before the lock, the install left moves to the next
+    // profile: the walk under the lock always needs a match it did not
+    // compute.
+    let state = dir.path().join("state");
+    let calls = before_lock(move |n| fs::write(&state, one_left(n)).unwrap());
+    let e = decide(&cfg, &kvm_hw());
+    decide::hooks::clear();
+    let e = e.unwrap_err();
+    assert_eq!(e.http_status(), 503, "{e}");
+    assert!(e.to_string().contains("kept changing"), "{e}");
+    assert_eq!(calls.get(), decide::ROUNDS);
+    assert_eq!(read(dir.path(), "state"), one_left(decide::ROUNDS));
+    assert!(!dir.path().join(decide::HANDOUTS).exists());
+}
+
+#[test]
+fn over_budget_is_503_naming_the_profile_and_takes_nothing() {
+    let (dir, mut cfg) = setup(&[
+        ("state", "[('vm', 1)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", "[{'ip': '10.0.0.1'}]"),
+    ]);
+    cfg.decision_budget = std::time::Duration::ZERO;
+    let kept = dir.path().join("node.hw");
+    let e = decide::decide_keeping(
+        &cfg,
+        &kvm_hw(),
+        None,
+        Some((kept.clone(), b"kept\n".to_vec())),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(e.http_status(), 503, "{e}");
+    assert!(e.to_string().contains("profile vm"), "{e}");
+    assert!(e.to_string().contains("DECISIONBUDGET"), "{e}");
+    assert_eq!(read(dir.path(), "state"), "[('vm', 1)]");
+    assert_eq!(read(dir.path(), "vm.cmdb"), "[{'ip': '10.0.0.1'}]");
+    assert!(!dir.path().join(decide::HANDOUTS).exists());
+    // As for every upload answered with an error, the list is kept.
+    assert_eq!(read(dir.path(), "node.hw"), "kept\n");
+    // A preview (edeploy-admin try) has no limit.
+    assert_eq!(
+        decide::preview(&cfg, &kvm_hw(), &mut |_| {})
+            .unwrap()
+            .profile,
+        "vm"
+    );
 }
 
 #[test]
@@ -540,11 +734,11 @@ fn the_kept_file_lands_with_the_decision_or_alone() {
     assert_eq!(d.profile, "vm");
     assert_eq!(read(dir.path(), "node.hw"), "first\n");
     assert_eq!(read(dir.path(), "state"), "[('vm', 0)]\n");
-    // One commit held the three files.
+    // One commit held the four files: CMDB, state, hand-out record, list.
     let records = persist::log::records(dir.path()).unwrap();
     assert_eq!(
         records.last().map(|r| r.paths.len()),
-        Some(3),
+        Some(4),
         "{records:?}"
     );
 
@@ -636,4 +830,21 @@ fn pxemngr_url_is_sent_only_with_usepxemngr() {
         d.settings.get("PXEMNGR_URL").map(String::as_str),
         Some("http://pxemngr.example/")
     );
+}
+
+#[test]
+fn decision_budget_is_read_in_seconds_and_checked() {
+    let conf = |text: &str| ConfFile::parse(text, "edeploy.conf").and_then(|c| c.server(None));
+    let default = conf("CONFIGDIR = /c\n").unwrap();
+    assert_eq!(default.decision_budget, std::time::Duration::from_secs(2));
+    let half = conf("CONFIGDIR = /c\nDECISIONBUDGET = 0.5\n").unwrap();
+    assert_eq!(half.decision_budget, std::time::Duration::from_millis(500));
+    for bad in ["soon", "-1", "nan", "1e9"] {
+        let e = conf(&format!("CONFIGDIR = /c\n\nDECISIONBUDGET = {bad}\n")).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("edeploy.conf:3") && e.contains("DECISIONBUDGET"),
+            "{e}"
+        );
+    }
 }

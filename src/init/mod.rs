@@ -500,9 +500,13 @@ impl Installer<'_> {
         }
         if let Some(env) = &known.envelope {
             let sent = match &known.medium {
-                Some(m) => crate::provision::decide::report_failure(&m.cfg, &env.profile)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                Some(m) => crate::provision::decide::report_failure(
+                    &m.cfg,
+                    &env.profile,
+                    known.hw.as_deref().unwrap_or_default(),
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
                 None => server::report(
                     &server::upload_url(s),
                     &[

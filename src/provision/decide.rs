@@ -17,19 +17,60 @@
 //! script), matches (picks the profile and its CMDB entry, taking the
 //! install in memory), and, when it is not a [`preview`], commits: under
 //! the exclusive lock, the CMDB (with its `.orig` backup on first
-//! expansion) and the state change together through one [`Transaction`],
-//! or not at all.
+//! expansion), the state change and the hand-out record together through
+//! one [`Transaction`], or not at all.
+//!
+//! # The lock covers only what needs it
+//!
+//! Matching reads only the operator's files and the upload, so it runs
+//! before the lock: the state is read, and the profiles are matched in
+//! `state` order until one matches and has an install left in that
+//! snapshot, every match result being remembered. Under the lock the state
+//! is read again and the profiles walked in order with the remembered
+//! results; the answer is the one the whole decision under the lock would
+//! give for that state. When the walk reaches a profile whose match was not
+//! computed (installs changed meanwhile), the lock is dropped, the match
+//! computed, and the walk retried, at most [`ROUNDS`] times (then 503).
+//!
+//! # The budget
+//!
+//! All the matches of one upload share one [`CpuBudget`], processor
+//! time (`DECISIONBUDGET`, [`ServerConfig::decision_budget`]); past it the
+//! upload is answered 503 naming the profile whose specs cost too much,
+//! and nothing is taken. [`preview`] (`edeploy-admin try`) has no limit;
+//! [`preview_within`] (the status page) has one.
+//!
+//! # Hand-outs and failure reports
+//!
+//! Every decision records its hand-out in `CONFIGDIR/handouts` (profile,
+//! the node's sysname, how many installs it took and has not been given
+//! back), in the decision's commit. A failure report
+//! ([`report_failure`]) counts only against such a record, and consumes
+//! it: a node never handed the profile, or reporting twice, gives nothing
+//! back (409).
 
 use crate::cmdb::{self, CmdbError, CmdbFile};
 use crate::config::ServerConfig;
 use crate::hw::{self, Line};
 use crate::literal::{self, Dialect, Document, ParseOptions, Value};
-use crate::matcher::{Hardware, Specs};
+use crate::matcher::{Budget, Hardware, Match, Miss, NoMatch, Specs};
 use crate::persist::{self, Lock, Transaction};
 use crate::protocol::Envelope;
 use crate::state::{Count, State};
 use indexmap::IndexMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How many times a decision computes matches before the lock and finds,
+/// under it, that the installs left call for a match it has not computed,
+/// before it gives up with [`DecideError::Busy`].
+pub const ROUNDS: usize = 3;
+
+/// The file of hand-outs in CONFIGDIR: `[('PROFILE', 'SYSNAME', N), …]`,
+/// N the installs taken by hand-outs of PROFILE to the node and not given
+/// back.
+pub const HANDOUTS: &str = "handouts";
 
 /// What the node is told.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +107,33 @@ pub enum DecideError {
     Config(String),
     #[error("{0:#}")]
     Io(anyhow::Error),
+    /// The matches took longer than the decision budget.
+    #[error(
+        "matching this hardware list against the specs of profile {profile} took more than \
+         the {} of processor time the server gives a decision (DECISIONBUDGET); nothing was \
+         taken",
+        seconds(.budget)
+    )]
+    OverBudget {
+        profile: String,
+        budget: Option<Duration>,
+    },
+    /// The installs left kept changing between matching and the lock.
+    #[error(
+        "the installs left kept changing while this node was matched ({0} tries); nothing \
+         was taken, ask again"
+    )]
+    Busy(usize),
+    /// A failure report that does not count.
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn seconds(budget: &Option<Duration>) -> String {
+    match budget {
+        Some(d) => format!("{} s", d.as_secs_f64()),
+        None => "time".into(),
+    }
 }
 
 /// Why a profile was passed over, before it is written out.
@@ -106,9 +174,10 @@ impl DecideError {
     pub fn http_status(&self) -> u16 {
         match self {
             DecideError::NoMatch(_) => 404,
-            DecideError::Cmdb(_) => 409,
+            DecideError::Cmdb(_) | DecideError::Refused(_) => 409,
             DecideError::Io(e) if e.is::<persist::TooLarge>() => 507,
             DecideError::Config(_) | DecideError::Io(_) => 500,
+            DecideError::OverBudget { .. } | DecideError::Busy(_) => 503,
         }
     }
 }
@@ -140,16 +209,40 @@ pub fn decide(
 }
 
 /// What the node would get now, without the lock and changing nothing
-/// (what `edeploy-admin try` and the status page show).
+/// (what `edeploy-admin try` shows), however long matching takes.
 pub fn preview(cfg: &ServerConfig, hw: &[Line], warn: Warn<'_>) -> Result<Decision, DecideError> {
+    preview_within(cfg, hw, CpuBudget::unlimited(), warn)
+}
+
+/// [`preview`] that gives up with [`DecideError::OverBudget`] once
+/// `budget` is spent.
+pub fn preview_within(
+    cfg: &ServerConfig,
+    hw: &[Line],
+    budget: CpuBudget,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
     let mut state = read_state(&cfg.configdir.join("state"))?;
-    pick(cfg, &mut state, hw, None, Changes::Left, warn).map(|p| p.decision)
+    let mut matches = Matches::new(budget);
+    let hw = Hardware::new(hw);
+    pick(
+        cfg,
+        &mut state,
+        &hw,
+        None,
+        Changes::Left,
+        warn,
+        &mut matches,
+    )
+    .map(|p| p.decision)
+    .map_err(PickError::into_decide)
 }
 
 /// The decision, committed under the exclusive lock, considering only the
 /// profile `only` when it is given (`upload.cgi --only PROFILE`; a profile
-/// absent from `state` is no match). `keep` (a path and its new contents:
-/// `upload.cgi`'s `HWDIR/<sysname>.hw`) is written under the same lock
+/// absent from `state` is no match), its matches computed before the lock
+/// within `cfg.decision_budget`. `keep` (a path and its new contents:
+/// `upload.cgi`'s `HWDIR/<sysname>.hw`) is written under the lock
 /// whatever the outcome: with the decision's files in one commit when the
 /// node gets a profile, alone otherwise.
 pub fn decide_keeping(
@@ -159,21 +252,130 @@ pub fn decide_keeping(
     keep: Option<(PathBuf, Vec<u8>)>,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
-    persist::recover(&cfg.configdir).map_err(io)?;
+    let mut matches = Matches::new(CpuBudget::starting_now(cfg.decision_budget));
+    let hw_index = Hardware::new(hw);
+    let sysname = hw::sysname(hw);
     let mut keep = keep;
     let state_path = cfg.configdir.join("state");
-    let result = read_state(&state_path).and_then(|mut state| {
-        let picked = pick(cfg, &mut state, hw, only, Changes::Prepared, warn)?;
-        commit(cfg, &state_path, &state, picked, &mut keep)
-    });
+    // The same warning from the pass before the lock and the one under it
+    // is given once.
+    let mut seen = HashSet::new();
+    let mut warn_once = |w: String| {
+        if seen.insert(w.clone()) {
+            warn(w)
+        }
+    };
+    let mut answer = Err(DecideError::Busy(ROUNDS));
+    for _ in 0..ROUNDS {
+        // Before the lock: the matches this snapshot of `state` calls for.
+        // Only running out of budget ends the decision here; anything else
+        // the walk under the lock finds again, on the files as they are
+        // then.
+        matches.compute = true;
+        let early = read_state(&state_path)
+            .map_err(PickError::Decide)
+            .and_then(|mut state| {
+                let w: Warn<'_> = &mut warn_once;
+                pick(
+                    cfg,
+                    &mut state,
+                    &hw_index,
+                    only,
+                    Changes::Left,
+                    w,
+                    &mut matches,
+                )
+            });
+        if let Err(PickError::Decide(e @ DecideError::OverBudget { .. })) = early {
+            answer = Err(e);
+            break;
+        }
+        hooks::before_lock();
+        let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
+        persist::recover(&cfg.configdir).map_err(io)?;
+        matches.compute = false;
+        let result = read_state(&state_path)
+            .map_err(PickError::Decide)
+            .and_then(|mut state| {
+                let w: Warn<'_> = &mut warn_once;
+                let picked = pick(
+                    cfg,
+                    &mut state,
+                    &hw_index,
+                    only,
+                    Changes::Prepared,
+                    w,
+                    &mut matches,
+                )?;
+                commit(cfg, &state_path, &state, picked, &sysname, &mut keep)
+                    .map_err(PickError::Decide)
+            });
+        match result {
+            Err(PickError::NeedsMatch) => continue,
+            Ok(d) => return Ok(d),
+            Err(PickError::Decide(e)) => {
+                keep_alone(cfg, keep)?;
+                return Err(e);
+            }
+        }
+    }
+    let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
+    persist::recover(&cfg.configdir).map_err(io)?;
+    keep_alone(cfg, keep)?;
+    answer
+}
+
+/// Writes `keep` alone (no profile, or an error), under the lock the
+/// caller holds.
+fn keep_alone(cfg: &ServerConfig, keep: Option<(PathBuf, Vec<u8>)>) -> Result<(), DecideError> {
     if let Some((path, data)) = keep {
-        // Not taken into the decision's commit: no profile, or an error.
         let mut txn = Transaction::new();
         txn.write(path, data);
         txn.commit_within(&cfg.configdir, cfg.wal_max).map_err(io)?;
     }
-    result
+    Ok(())
+}
+
+/// A pause before the decision's lock is taken, for tests that change the
+/// state between matching and locking (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
+pub mod hooks {
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn FnMut()>;
+
+    thread_local! {
+        static BEFORE_LOCK: RefCell<Option<Hook>> = RefCell::new(None);
+    }
+
+    /// Runs `f` in this thread each time a decision is about to take the
+    /// lock, until [`clear`].
+    pub fn set_before_lock(f: impl FnMut() + 'static) {
+        BEFORE_LOCK.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub fn clear() {
+        BEFORE_LOCK.with(|h| *h.borrow_mut() = None);
+    }
+
+    pub(super) fn before_lock() {
+        let hook = BEFORE_LOCK.with(|h| h.borrow_mut().take());
+        if let Some(mut f) = hook {
+            f();
+            BEFORE_LOCK.with(|h| {
+                let mut slot = h.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(f);
+                }
+            });
+        }
+    }
+}
+
+/// Without the feature `test-hooks`, nothing.
+#[cfg(not(feature = "test-hooks"))]
+mod hooks {
+    pub(super) fn before_lock() {}
 }
 
 // Reading.
@@ -275,22 +477,179 @@ struct Entry {
     reused: bool,
 }
 
+/// A limit on the CPU time this thread spends matching, from the moment
+/// it is made: what `DECISIONBUDGET` sets. CPU time rather than time
+/// passed, so a node's answer does not depend on how many others share
+/// the processors (a boot storm of hundreds of uploads on two cores keeps
+/// every CGI waiting for its turn, not working).
+///
+/// The matcher's own [`Budget`] is a deadline; a match is given the CPU
+/// time left as its deadline (it cannot use more CPU time than time
+/// passes), and when that deadline passes with CPU time left (the process
+/// was waiting for a processor) it is run again with what is left, at
+/// most [`CpuBudget::TRIES`] times.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuBudget {
+    limit: Option<Duration>,
+    start: Duration,
+}
+
+impl CpuBudget {
+    /// How many times one match is started before the budget is called
+    /// spent.
+    pub const TRIES: usize = 8;
+
+    /// No limit (`edeploy-admin try`).
+    pub fn unlimited() -> CpuBudget {
+        CpuBudget {
+            limit: None,
+            start: Duration::ZERO,
+        }
+    }
+
+    /// `limit` of CPU time from now, for this thread.
+    pub fn starting_now(limit: Duration) -> CpuBudget {
+        CpuBudget {
+            limit: Some(limit),
+            start: thread_cpu_time(),
+        }
+    }
+
+    /// The limit, `None` when unlimited.
+    pub fn limit(&self) -> Option<Duration> {
+        self.limit
+    }
+
+    /// The CPU time left (`None`: no limit).
+    pub fn remaining(&self) -> Option<Duration> {
+        let limit = self.limit?;
+        let spent = thread_cpu_time().saturating_sub(self.start);
+        Some(limit.saturating_sub(spent))
+    }
+
+    /// Whether no CPU time is left.
+    pub fn spent(&self) -> bool {
+        self.remaining().is_some_and(|r| r.is_zero())
+    }
+}
+
+/// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`); should
+/// the clock be unavailable, the time since the first call, which bounds
+/// it.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes only the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 {
+        if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+            return Duration::new(secs, nanos);
+        }
+    }
+    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    FIRST.get_or_init(std::time::Instant::now).elapsed()
+}
+
+/// The match results of one decision, by profile, and the budget they
+/// share.
+struct Matches {
+    budget: CpuBudget,
+    done: HashMap<String, Result<Match, NoMatch>>,
+    /// Whether a match not yet computed may be (before the lock), or is
+    /// [`PickError::NeedsMatch`] (under it).
+    compute: bool,
+}
+
+impl Matches {
+    fn new(budget: CpuBudget) -> Matches {
+        Matches {
+            budget,
+            done: HashMap::new(),
+            compute: true,
+        }
+    }
+
+    /// `specs` (of `profile`) against `hw`, computed once.
+    fn get(
+        &mut self,
+        profile: &str,
+        specs: &Specs,
+        hw: &Hardware<'_>,
+    ) -> Result<Result<Match, NoMatch>, PickError> {
+        if let Some(done) = self.done.get(profile) {
+            return Ok(done.clone());
+        }
+        if !self.compute {
+            return Err(PickError::NeedsMatch);
+        }
+        let over = || {
+            PickError::Decide(DecideError::OverBudget {
+                profile: profile.to_string(),
+                budget: self.budget.limit(),
+            })
+        };
+        for _ in 0..CpuBudget::TRIES {
+            let deadline = match self.budget.remaining() {
+                None => Budget::unlimited(),
+                Some(left) if left.is_zero() => return Err(over()),
+                Some(left) => Budget::lasting(left),
+            };
+            let result = match specs.find_within(hw, &deadline) {
+                Ok(m) => Ok(m),
+                Err(Miss::NoMatch(no)) => Err(no),
+                // The deadline passed; CPU time may be left.
+                Err(Miss::OverBudget) => continue,
+            };
+            self.done.insert(profile.to_string(), result.clone());
+            return Ok(result);
+        }
+        Err(over())
+    }
+}
+
+/// Why a walk of the profiles stopped without a profile.
+enum PickError {
+    Decide(DecideError),
+    /// Under the lock: a match not computed before it is needed.
+    NeedsMatch,
+}
+
+impl From<DecideError> for PickError {
+    fn from(e: DecideError) -> PickError {
+        PickError::Decide(e)
+    }
+}
+
+impl PickError {
+    /// The error of a walk that computes every match it needs.
+    fn into_decide(self) -> DecideError {
+        match self {
+            PickError::Decide(e) => e,
+            PickError::NeedsMatch => {
+                DecideError::Io(anyhow::anyhow!("a match was needed and not computed"))
+            }
+        }
+    }
+}
+
 /// Tries the profiles in `state` order; the first that matches and still
 /// lets the node in wins, and its install is taken from `state` (in
 /// memory only).
 fn pick(
     cfg: &ServerConfig,
     state: &mut State,
-    hw: &[Line],
+    hw_index: &Hardware<'_>,
     only: Option<&str>,
     changes: Changes,
     warn: Warn<'_>,
-) -> Result<Picked, DecideError> {
+    matches: &mut Matches,
+) -> Result<Picked, PickError> {
     let dir = &cfg.configdir;
     // Why each profile was passed over, formatted only when no profile
     // matches: a matching node does not pay for the others' reasons.
     let mut tried: Vec<(String, Passed)> = Vec::new();
-    let hw_index = Hardware::new(hw);
     if let Some(p) = only {
         if state.get(p).is_none() {
             tried.push((p.to_string(), Passed::Because("not in the state file")));
@@ -309,7 +668,7 @@ fn pick(
                 continue;
             }
         };
-        let m = match files.specs.find_in(&hw_index) {
+        let m = match matches.get(&profile, &files.specs, hw_index)? {
             Ok(m) => m,
             Err(no) => {
                 tried.push((profile, Passed::Unmatched(no)));
@@ -343,7 +702,7 @@ fn pick(
             },
         });
     }
-    Err(DecideError::NoMatch(
+    Err(PickError::Decide(DecideError::NoMatch(
         tried
             .into_iter()
             .map(|(profile, why)| Tried {
@@ -351,7 +710,7 @@ fn pick(
                 reason: why.to_string(),
             })
             .collect(),
-    ))
+    )))
 }
 
 /// The CMDB entry a matching profile hands out (`None`: none may be, the
@@ -406,18 +765,25 @@ fn take_entry(
 
 // Committing.
 
-/// Writes a pick's files, the state when its count went down, and `keep`,
-/// in one commit.
+/// Writes a pick's files, the state when its count went down, the
+/// hand-out record of `sysname` and `keep`, in one commit.
 fn commit(
     cfg: &ServerConfig,
     state_path: &Path,
     state: &State,
     picked: Picked,
+    sysname: &str,
     keep: &mut Option<(PathBuf, Vec<u8>)>,
 ) -> Result<Decision, DecideError> {
     let mut txn = picked.txn;
     if picked.state_changed {
         txn.write(state_path, state.to_text());
+    }
+    let handouts_path = cfg.configdir.join(HANDOUTS);
+    let mut handouts = Handouts::load(&handouts_path)?;
+    let taken = u64::from(picked.state_changed);
+    if handouts.record(&picked.decision.profile, sysname, taken) {
+        txn.write_over(&handouts_path, handouts.to_text(), &handouts.source);
     }
     if let Some((path, data)) = keep.take() {
         txn.write(path, data);
@@ -450,22 +816,147 @@ pub fn settings(cfg: &ServerConfig) -> IndexMap<String, String> {
     s
 }
 
-/// A node's install of `profile` failed: give the install back. Returns
-/// whether the count changed (`'*'` profiles have nothing to give back).
-pub fn report_failure(cfg: &ServerConfig, profile: &str) -> Result<bool, DecideError> {
+/// The node whose hardware list is `hw` reports that its install of
+/// `profile` failed: when the server handed it `profile` (a record in
+/// [`HANDOUTS`] for its sysname), that record is consumed and the install
+/// it took given back, in one commit. Returns whether the count changed
+/// (a hand-out of a `'*'` profile, or one that re-used the node's CMDB
+/// entry, took nothing). No record: [`DecideError::Refused`] (409),
+/// nothing changed.
+pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<bool, DecideError> {
+    let sysname = hw::sysname(hw);
     let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
     persist::recover(&cfg.configdir).map_err(io)?;
     let path = cfg.configdir.join("state");
     let mut state = State::load(&path).map_err(|e| config(format!("{e:#}")))?;
-    let changed = state
-        .give_back(profile)
-        .map_err(|e| DecideError::Config(e.to_string()))?;
-    if changed {
-        let mut txn = Transaction::new();
-        txn.write(&path, state.to_text());
-        txn.commit_within(&cfg.configdir, cfg.wal_max).map_err(io)?;
+    if state.get(profile).is_none() {
+        return Err(config(format!(
+            "the profile {profile:?} is not in the state file"
+        )));
     }
+    let handouts_path = cfg.configdir.join(HANDOUTS);
+    let mut handouts = Handouts::load(&handouts_path)?;
+    let Some(taken) = handouts.consume(profile, &sysname) else {
+        return Err(DecideError::Refused(format!(
+            "{sysname} has no hand-out of profile {profile} to report a failure of (never handed \
+             it, or its failure was already reported): nothing given back"
+        )));
+    };
+    let mut txn = Transaction::new();
+    txn.write_over(&handouts_path, handouts.to_text(), &handouts.source);
+    let changed = taken
+        && state
+            .give_back(profile)
+            .map_err(|e| DecideError::Config(e.to_string()))?;
+    if changed {
+        txn.write(&path, state.to_text());
+    }
+    txn.commit_within(&cfg.configdir, cfg.wal_max).map_err(io)?;
     Ok(changed)
+}
+
+/// The hand-outs file ([`HANDOUTS`]) as read.
+struct Handouts {
+    /// `(profile, sysname, installs taken)` in file order.
+    entries: Vec<(String, String, u64)>,
+    /// The file's bytes (empty when it does not exist).
+    source: Vec<u8>,
+}
+
+impl Handouts {
+    /// Reads the file; a missing one holds no hand-out. Errors name the
+    /// file and line.
+    fn load(path: &Path) -> Result<Handouts, DecideError> {
+        let source = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Handouts {
+                    entries: Vec::new(),
+                    source: Vec::new(),
+                })
+            }
+            Err(e) => return Err(config(format!("{}: cannot read: {e}", path.display()))),
+        };
+        let name = path.display().to_string();
+        let text = std::str::from_utf8(&source)
+            .map_err(|_| config(format!("{name}: the file is not valid UTF-8")))?;
+        let doc = literal::parse_named(text, &name, ParseOptions::default()).map_err(config)?;
+        let Value::List(items) = &doc.value else {
+            return Err(config(format!(
+                "{name}: expected a list of ('PROFILE', 'SYSNAME', N) hand-outs"
+            )));
+        };
+        let mut entries = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let entry = match item.as_seq() {
+                Some([Value::Str(p), Value::Str(n), Value::Int(k)]) => {
+                    u64::try_from(*k).ok().map(|k| (p.clone(), n.clone(), k))
+                }
+                _ => None,
+            };
+            let Some(entry) = entry else {
+                return Err(config(format!(
+                    "{name}:{}: expected ('PROFILE', 'SYSNAME', N), N a count of installs",
+                    doc.pos_of(i).line
+                )));
+            };
+            entries.push(entry);
+        }
+        Ok(Handouts { entries, source })
+    }
+
+    /// Records a hand-out of `profile` to `sysname` that took `taken`
+    /// installs. Returns whether the file changes.
+    fn record(&mut self, profile: &str, sysname: &str, taken: u64) -> bool {
+        match self
+            .entries
+            .iter_mut()
+            .find(|(p, n, _)| p == profile && n == sysname)
+        {
+            Some(_) if taken == 0 => false,
+            Some((_, _, k)) => {
+                *k = k.saturating_add(taken);
+                true
+            }
+            None => {
+                self.entries
+                    .push((profile.to_string(), sysname.to_string(), taken));
+                true
+            }
+        }
+    }
+
+    /// Consumes one hand-out of `profile` to `sysname`: `None` when there
+    /// is none, else whether it took an install (then given back).
+    fn consume(&mut self, profile: &str, sysname: &str) -> Option<bool> {
+        let i = self
+            .entries
+            .iter()
+            .position(|(p, n, _)| p == profile && n == sysname)?;
+        let k = &mut self.entries[i].2;
+        if *k > 1 {
+            *k -= 1;
+            return Some(true);
+        }
+        let taken = *k == 1;
+        self.entries.remove(i);
+        Some(taken)
+    }
+
+    fn to_text(&self) -> String {
+        let items: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|(p, n, k)| {
+                Value::Tuple(vec![
+                    Value::Str(p.clone()),
+                    Value::Str(n.clone()),
+                    Value::Int(i128::from(*k)),
+                ])
+            })
+            .collect();
+        literal::print_list(&items, Dialect::Python)
+    }
 }
 
 /// Reads and compiles a `.specs` file; errors name the file and line.

@@ -29,7 +29,7 @@ use crate::hw::{self, Line};
 use crate::literal::Value;
 use crate::persist;
 use crate::protocol::{log_stem, parse_health_name, HW_SUFFIX, LOG_SUFFIX};
-use crate::provision::decide::{self, Cmdb};
+use crate::provision::decide::{self, Cmdb, CpuBudget};
 use crate::state::{Count, State};
 use fs4::fs_std::FileExt;
 use serde::Serialize;
@@ -214,6 +214,9 @@ pub struct Now {
     pub profile: Option<String>,
     /// The server's sentence: the profile, or why none.
     pub sentence: String,
+    /// False when the page's decision budget ran out before this node's
+    /// decision ended (`profile` is then `None`).
+    pub evaluated: bool,
 }
 
 /// An install log in LOGDIR.
@@ -317,11 +320,15 @@ pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
     let mut uploads = uploads(&nodes, &cmdbs, &holdings, &logs, opts.uploads);
     drop(lock);
     // The decisions read the files again and take most of the time: out
-    // of the lock, so uploads wait only for the reading above.
+    // of the lock, so uploads wait only for the reading above. They share
+    // one budget for the whole page, an upload's (DECISIONBUDGET): a
+    // stored list that costs more than that is shown as not evaluated,
+    // and so are the nodes after it.
+    let budget = CpuBudget::starting_now(cfg.decision_budget);
     for item in &mut uploads.items {
         if item.outcome == Outcome::Unrecorded {
             if let Some(Ok(lines)) = nodes.get(item.node).map(|n| &n.lines) {
-                item.now = Some(decide_now(cfg, lines));
+                item.now = Some(decide_now(cfg, lines, budget));
             }
         }
     }
@@ -773,16 +780,35 @@ fn uploads(
     out
 }
 
-/// What the server would answer the node now, committing nothing.
-fn decide_now(cfg: &ServerConfig, lines: &[Line]) -> Now {
-    match decide::preview(cfg, lines, &mut |_| {}) {
+/// What the server would answer the node now, committing nothing, within
+/// what is left of the page's `budget`.
+fn decide_now(cfg: &ServerConfig, lines: &[Line], budget: CpuBudget) -> Now {
+    if budget.spent() {
+        return Now {
+            profile: None,
+            sentence: format!(
+                "not evaluated in time: the page's decision budget ({} s of processor time, \
+                 DECISIONBUDGET) was spent before this node",
+                cfg.decision_budget.as_secs_f64()
+            ),
+            evaluated: false,
+        };
+    }
+    match decide::preview_within(cfg, lines, budget, &mut |_| {}) {
         Ok(d) => Now {
             sentence: format!("would get profile {}", d.profile),
             profile: Some(d.profile),
+            evaluated: true,
+        },
+        Err(e @ decide::DecideError::OverBudget { .. }) => Now {
+            profile: None,
+            sentence: format!("not evaluated in time: {e}"),
+            evaluated: false,
         },
         Err(e) => Now {
             profile: None,
             sentence: e.to_string(),
+            evaluated: true,
         },
     }
 }

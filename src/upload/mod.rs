@@ -9,9 +9,12 @@
 //!
 //! Every answer is JSON; errors are `{"error": "<sentence>"}` with 400
 //! (bad request or hardware list), 404 (no profile matches), 405 (not a
-//! POST), 409 (the CMDB has nothing to give), 413 (too large), 500 (the
-//! server's configuration) or 507 (no room within `WALMAX` or LOGDIR's
-//! caps, docs/server.md "Limits"). Each request also writes one line to stderr,
+//! POST), 409 (the CMDB has nothing to give, or a failure report that does
+//! not count: the node was not handed that profile, or already reported
+//! it), 413 (too large), 500 (the server's configuration), 503 (matching
+//! took longer than `DECISIONBUDGET`, or the installs left kept changing)
+//! or 507 (no room within `WALMAX` or LOGDIR's caps, docs/server.md
+//! "Limits"). Each request also writes one line to stderr,
 //! which the web server puts in its error log (see [`RequestLog`]).
 
 pub mod health;
@@ -61,7 +64,9 @@ fn handle<R: Read + Send + Unpin>(
     ))
 }
 
-/// `file` + `failure=P`: the node's install of P failed; give it back.
+/// `file` + `failure=P`: the node's install of P failed; give it back,
+/// when the server handed P to this node (recognised by its hardware
+/// list's sysname) and this hand-out was not reported yet; 409 otherwise.
 fn failure(cfg: &ServerConfig, profile: &str, data: &[u8]) -> Result<(Response, String), Reject> {
     if !state::is_profile_name(profile) {
         return Err(Reject::bad(format!(
@@ -76,14 +81,19 @@ fn failure(cfg: &ServerConfig, profile: &str, data: &[u8]) -> Result<(Response, 
             format!("the profile {profile:?} is not in the state file"),
         ));
     }
-    let given_back = decide::report_failure(cfg, profile)?;
-    // The hardware list only names the node in the log; a report whose
-    // list does not parse still gives the install back.
-    let node = std::str::from_utf8(data)
-        .ok()
-        .and_then(|t| hw::parse(t, "upload").ok())
-        .map(|l| hw::sysname(&l))
-        .unwrap_or_else(|| "a node".into());
+    // The hardware list is how the node is recognised: one that does not
+    // parse cannot be, and the report changes nothing.
+    let lines = parse_hw(data, &cfg.hw_limits()).map_err(|r| {
+        Reject::new(
+            409,
+            format!(
+                "{}; the node cannot be recognised, nothing given back for profile {profile}",
+                r.sentence
+            ),
+        )
+    })?;
+    let node = hw::sysname(&lines);
+    let given_back = decide::report_failure(cfg, profile, &lines)?;
     let reason = if given_back {
         format!("{node}: install of profile {profile} failed, one install given back")
     } else {
@@ -143,10 +153,12 @@ pub fn local(
 
 /// Local mode, `upload.cgi -f HWFILE -F PROFILE [-s SECTION]`: the node
 /// whose hardware list is HWFILE failed to install PROFILE; one install
-/// is given back, as with the CGI's `failure=PROFILE`. As the original,
-/// nothing is printed on stdout; the log line goes to stderr. Returns 0
-/// reported (given back, or nothing to give back for a `'*'` profile), 1
-/// PROFILE not in `state` (404), 2 bad input or configuration.
+/// is given back, as with the CGI's `failure=PROFILE`, when the server
+/// handed PROFILE to that node and the hand-out was not reported yet. As
+/// the original, nothing is printed on stdout; the log line goes to
+/// stderr. Returns 0 reported (given back, or nothing to give back for a
+/// `'*'` profile), 1 PROFILE not in `state` (404) or a report that does
+/// not count (409), 2 bad input or configuration.
 pub fn local_failure(
     conf_path: &Path,
     hw_path: &Path,
