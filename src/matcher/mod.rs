@@ -179,6 +179,9 @@ pub struct Match {
     pub forced: IndexMap<String, String>,
     /// Hardware line index chosen for each spec line.
     pub pairing: Vec<usize>,
+    /// The reference's search (see the module documentation) gave up or
+    /// missed this match: it was found by the complete search.
+    pub beyond_reference: bool,
 }
 
 /// Why specs do not match: the spec line chosen by the rule in the module

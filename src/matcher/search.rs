@@ -8,10 +8,14 @@
 //! matching kept up to date incrementally). Both checks only reject branches
 //! without a solution, so the first solution found is the first in order.
 
+use std::collections::{HashMap, HashSet};
+
 use indexmap::IndexMap;
 
 use super::{format_line, repr_str, Budget, Hardware, Match, Miss, NoMatch, Specs};
 use crate::hw::Line;
+
+mod reference;
 
 const NONE: usize = usize::MAX;
 
@@ -84,7 +88,9 @@ impl Block {
 #[derive(Clone, Copy)]
 struct Frame {
     spec: usize,
+    /// Range of `cand_data` still to look at.
     next: usize,
+    end: usize,
     via: usize,
 }
 
@@ -92,9 +98,30 @@ struct Search<'a, 'h, T: Tracer> {
     specs: &'a Specs,
     hw: &'h [Line],
     tracer: &'a mut T,
-    /// Static candidates of spec line `k`: `cand_data[cand_start[k]..cand_start[k + 1]]`.
+    /// Static candidates of spec line `k`: `cand_data[cand_start[k]..cand_start[k + 1]]`,
+    /// in list order; the buckets of [`Search::pool`] follow them.
     cand_data: Vec<usize>,
     cand_start: Vec<usize>,
+    /// Whether some hardware line is equal to spec line `k` (it pairs with
+    /// it without binding anything, as in the reference's first pass).
+    has_exact: Vec<bool>,
+    /// Per spec line and variable position: candidates grouped by the value
+    /// at that position, as ranges of `cand_data`; built on first use.
+    buckets: Vec<Option<HashMap<&'h str, (usize, usize)>>>,
+    /// `(spec line, position)` of each variable's first position in each
+    /// spec line holding it, in file order.
+    var_uses: Vec<Vec<(usize, usize)>>,
+    /// Also check that the variables shared by several remaining lines can
+    /// still take a common value (turned on after some dead ends).
+    deep: bool,
+    dead_ends: usize,
+    /// Place of each hardware line in the reference's list order: its
+    /// index, or past the end once moved to the end by a retry.
+    order_key: Vec<usize>,
+    /// Lines moved to the end, oldest first, with their previous keys.
+    rotated: Vec<(usize, usize)>,
+    /// Units of work spent emulating the reference.
+    emulation_work: usize,
     used: Vec<bool>,
     binding: Vec<Option<&'h str>>,
     /// Variables in binding order, unbound back to `trail_mark[d]` when spec
@@ -103,7 +130,7 @@ struct Search<'a, 'h, T: Tracer> {
     trail_mark: Vec<usize>,
     /// Hardware line assigned to each paired spec line.
     chosen: Vec<usize>,
-    /// Next candidate position to try for each spec line.
+    /// Smallest hardware line index still to try for each spec line.
     next: Vec<usize>,
     /// Matching of remaining spec lines to hardware lines (`NONE` if none).
     mate: Vec<usize>,
@@ -124,6 +151,13 @@ struct Search<'a, 'h, T: Tracer> {
 /// microseconds.
 const WORK_PER_CLOCK: usize = 1 << 14;
 
+/// Candidate lists longer than this are grouped by value for bound
+/// variables ([`Search::pool`]).
+const BUCKET_MIN: usize = 16;
+
+/// Dead ends after which the shared-variable check runs too.
+const DEEP_AFTER: usize = 16;
+
 pub(super) fn run<T: Tracer>(
     specs: &Specs,
     hw: &[Line],
@@ -134,27 +168,35 @@ pub(super) fn run<T: Tracer>(
     let n = specs.compiled.len();
     let mut cand_data = Vec::new();
     let mut cand_start = Vec::with_capacity(n + 1);
+    let mut has_exact = Vec::with_capacity(n);
     cand_start.push(0);
     for (line, text) in specs.compiled.iter().zip(&specs.lines) {
         // The index only skips lines whose class or key differ from the
         // spec line's literal ones, which could not fit anyway; the order
-        // of the candidates stays the list order.
+        // of the candidates stays the list order. A line equal to the spec
+        // line has its class and key, literal or not.
+        let fits = |h: &Line| h == text || line.fits_statically(text, h);
         let narrowed = index.and_then(|ix| ix.narrow(line.literal(text, 0), line.literal(text, 2)));
+        let before = cand_data.len();
         match narrowed {
-            Some(subset) => cand_data.extend(
-                subset
-                    .iter()
-                    .copied()
-                    .filter(|&j| line.fits_statically(text, &hw[j])),
-            ),
+            Some(subset) => cand_data.extend(subset.iter().copied().filter(|&j| fits(&hw[j]))),
             None => cand_data.extend(
                 hw.iter()
                     .enumerate()
-                    .filter(|(_, h)| line.fits_statically(text, h))
+                    .filter(|(_, h)| fits(h))
                     .map(|(j, _)| j),
             ),
         }
+        has_exact.push(cand_data[before..].iter().any(|&j| hw[j] == *text));
         cand_start.push(cand_data.len());
+    }
+    let mut var_uses = vec![Vec::new(); specs.vars.len()];
+    for (k, line) in specs.compiled.iter().enumerate() {
+        for &(p, v) in &line.var_positions {
+            if var_uses[v].last().is_none_or(|&(last, _)| last != k) {
+                var_uses[v].push((k, p));
+            }
+        }
     }
     let mut search = Search {
         specs,
@@ -162,6 +204,14 @@ pub(super) fn run<T: Tracer>(
         tracer,
         cand_data,
         cand_start,
+        has_exact,
+        buckets: vec![None; n * 4],
+        var_uses,
+        deep: false,
+        dead_ends: 0,
+        order_key: (0..hw.len()).collect(),
+        rotated: Vec::new(),
+        emulation_work: 0,
         used: vec![false; hw.len()],
         binding: vec![None; specs.vars.len()],
         trail: Vec::new(),
@@ -178,10 +228,46 @@ pub(super) fn run<T: Tracer>(
         work: 0,
         over: false,
     };
+    if let Some(k) = (0..n).find(|&k| search.candidates(k).is_empty()) {
+        search
+            .tracer
+            .event(|| format!("{} fits no hardware line at all", spec_text(specs, k)));
+        let failure = NoMatch {
+            spec_index: k,
+            spec: specs.lines[k].clone(),
+        };
+        search.tracer.event(|| format!("no match: {failure}"));
+        return Err(Miss::NoMatch(failure));
+    }
+    search
+        .tracer
+        .event(|| "the reference's search order".to_owned());
+    match search.emulate() {
+        reference::Outcome::Found(found) => {
+            search.tracer.event(|| "match found".to_owned());
+            return Ok(found);
+        }
+        reference::Outcome::Over => {
+            search.tracer.event(|| "the time budget ran out".to_owned());
+            return Err(Miss::OverBudget);
+        }
+        reference::Outcome::Failed => search.tracer.event(|| {
+            "the reference's search finds no match; a complete search follows".to_owned()
+        }),
+        reference::Outcome::Abandoned(why) => search
+            .tracer
+            .event(|| format!("the reference's search {why}; a complete search follows")),
+    }
+    search.deep = false;
+    search.dead_ends = 0;
     match search.search() {
         Ok(()) => {
-            search.tracer.event(|| "match found".to_owned());
-            Ok(search.result())
+            search
+                .tracer
+                .event(|| "match found beyond the reference's search".to_owned());
+            let mut found = search.result();
+            found.beyond_reference = true;
+            Ok(found)
         }
         Err(_) if search.over => {
             search.tracer.event(|| "the time budget ran out".to_owned());
@@ -229,8 +315,51 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         self.over
     }
 
+    /// Whether hardware line `j` is equal to spec line `k`.
+    fn exact(&self, k: usize, j: usize) -> bool {
+        self.has_exact[k] && self.hw[j] == self.specs.lines[k]
+    }
+
     fn viable(&self, k: usize, j: usize) -> bool {
-        !self.used[j] && self.consistent(k, j)
+        !self.used[j] && (self.consistent(k, j) || self.exact(k, j))
+    }
+
+    /// Range of `cand_data` holding, in list order, the candidates of spec
+    /// line `k` that can agree with the bindings: all static candidates, or
+    /// only those whose value at a bound variable's position is that
+    /// variable's value.
+    fn pool(&mut self, k: usize) -> (usize, usize) {
+        let (start, end) = (self.cand_start[k], self.cand_start[k + 1]);
+        if end - start <= BUCKET_MIN || self.has_exact[k] {
+            return (start, end);
+        }
+        let specs = self.specs;
+        for (slot, &(p, v)) in specs.compiled[k].var_positions.iter().enumerate() {
+            let Some(value) = self.binding[v] else {
+                continue;
+            };
+            let key = k * 4 + slot;
+            if self.buckets[key].is_none() {
+                self.spend(end - start);
+                let hw = self.hw;
+                let mut groups: HashMap<&'h str, Vec<usize>> = HashMap::new();
+                for &j in &self.cand_data[start..end] {
+                    groups.entry(hw[j][p].as_str()).or_default().push(j);
+                }
+                let mut ranges = HashMap::with_capacity(groups.len());
+                for (value, members) in groups {
+                    let at = self.cand_data.len();
+                    self.cand_data.extend(members);
+                    ranges.insert(value, (at, self.cand_data.len()));
+                }
+                self.buckets[key] = Some(ranges);
+            }
+            return self.buckets[key]
+                .as_ref()
+                .and_then(|ranges| ranges.get(value).copied())
+                .unwrap_or((0, 0));
+        }
+        (start, end)
     }
 
     /// Returns `Ok` once all spec lines are paired (see `chosen`), or the
@@ -259,12 +388,11 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 return Err(d);
             }
             match self.next_viable(d) {
-                Some(idx) => {
-                    let j = self.candidates(d)[idx];
-                    self.next[d] = idx + 1;
+                Some(j) => {
+                    self.next[d] = j + 1;
                     self.tracer
                         .event(|| format!("try {} with {}", spec_text(specs, d), hw_text(hw, j)));
-                    self.assign(d, j);
+                    let _ = self.assign(d, j);
                     match self.propagate(d + 1) {
                         Ok(()) if d + 1 == n => return Ok(()),
                         Ok(()) => {
@@ -274,6 +402,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                         Err(block) => {
                             self.note_block(d + 1, block);
                             self.unassign(d);
+                            self.dead_end();
                         }
                     }
                 }
@@ -298,12 +427,38 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         }
     }
 
-    fn next_viable(&self, d: usize) -> Option<usize> {
-        let cands = self.candidates(d);
-        (self.next[d]..cands.len()).find(|&idx| self.viable(d, cands[idx]))
+    /// The first viable candidate of spec line `d` at or after `next[d]`.
+    fn next_viable(&mut self, d: usize) -> Option<usize> {
+        let (start, end) = self.pool(d);
+        let from = self.next[d];
+        let first = start + self.cand_data[start..end].partition_point(|&j| j < from);
+        let mut looked = 0;
+        let mut found = None;
+        for idx in first..end {
+            let j = self.cand_data[idx];
+            looked += 1;
+            if self.viable(d, j) {
+                found = Some(j);
+                break;
+            }
+        }
+        self.spend(looked);
+        found
     }
 
-    fn assign(&mut self, d: usize, j: usize) {
+    /// Counts a dead end; after enough of them the deeper check is worth
+    /// its cost.
+    fn dead_end(&mut self) {
+        self.dead_ends += 1;
+        if self.dead_ends >= DEEP_AFTER {
+            self.deep = true;
+        }
+    }
+
+    /// Pairs spec line `d` with hardware line `j`; true when that binds a
+    /// variable not bound before.
+    fn assign(&mut self, d: usize, j: usize) -> bool {
+        let exact = self.exact(d, j);
         self.used[j] = true;
         self.chosen[d] = j;
         self.trail_mark[d] = self.trail.len();
@@ -312,7 +467,11 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             self.owner[m] = NONE;
             self.mate[d] = NONE;
         }
+        if exact {
+            return false;
+        }
         let hw: &'h Line = &self.hw[j];
+        let before = self.trail.len();
         for &(p, v) in &self.specs.compiled[d].var_positions {
             if self.binding[v].is_none() {
                 self.binding[v] = Some(hw[p].as_str());
@@ -326,6 +485,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 });
             }
         }
+        self.trail.len() > before
     }
 
     fn unassign(&mut self, d: usize) {
@@ -351,12 +511,20 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 self.mate[k] = NONE;
             }
         }
+        self.spend(n - first);
         // A matched line has a candidate; only the others need a scan.
         for k in first..n {
-            if self.spend(self.candidates(k).len()) {
+            if self.mate[k] != NONE {
+                continue;
+            }
+            let (start, end) = self.pool(k);
+            if self.spend(end - start) {
                 return Err(Block::Empty(k));
             }
-            if self.mate[k] == NONE && !self.candidates(k).iter().any(|&j| self.viable(k, j)) {
+            if !self.cand_data[start..end]
+                .iter()
+                .any(|&j| self.viable(k, j))
+            {
                 self.tracer.event(|| {
                     format!(
                         "  prune: {} has no unused hardware line consistent with the bindings",
@@ -367,10 +535,10 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             }
         }
         for k in first..n {
-            if self.spend(self.candidates(k).len()) {
-                return Err(Block::Empty(k));
-            }
             if self.mate[k] == NONE && !self.augment(k) {
+                if self.over {
+                    return Err(Block::Empty(k));
+                }
                 self.tracer.event(|| {
                     format!(
                         "  prune: spec lines {}..{} cannot all get distinct hardware lines, {} is left without",
@@ -380,6 +548,67 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                     )
                 });
                 return Err(Block::Crowded(k));
+            }
+        }
+        if self.deep {
+            self.shared_values(first)?;
+        }
+        Ok(())
+    }
+
+    /// Every unbound variable held by several of spec lines `first..` must
+    /// have a value that each of them can give it; a line equal to its
+    /// hardware line binds nothing and constrains nothing.
+    fn shared_values(&mut self, first: usize) -> Result<(), Block> {
+        let specs = self.specs;
+        let hw = self.hw;
+        for v in 0..specs.vars.len() {
+            if self.binding[v].is_some() {
+                continue;
+            }
+            let uses = &self.var_uses[v];
+            let from = uses.partition_point(|&(k, _)| k < first);
+            if uses.len() - from < 2 {
+                continue;
+            }
+            let mut common: Option<HashSet<&'h str>> = None;
+            for u in from..self.var_uses[v].len() {
+                let (k, p) = self.var_uses[v][u];
+                let (start, end) = self.pool(k);
+                if self.spend(end - start) {
+                    return Err(Block::Empty(k));
+                }
+                let mut values = HashSet::new();
+                let mut free = false;
+                for &j in &self.cand_data[start..end] {
+                    if !self.viable(k, j) {
+                        continue;
+                    }
+                    if self.exact(k, j) {
+                        free = true;
+                        break;
+                    }
+                    if common
+                        .as_ref()
+                        .is_none_or(|c| c.contains(hw[j][p].as_str()))
+                    {
+                        values.insert(hw[j][p].as_str());
+                    }
+                }
+                if free {
+                    continue;
+                }
+                if values.is_empty() {
+                    self.tracer.event(|| {
+                        format!(
+                            "  prune: {} cannot give {} a value the earlier remaining lines can give it",
+                            spec_text(specs, k),
+                            specs.vars[v].spelling()
+                        )
+                    });
+                    return Err(Block::Empty(k));
+                }
+                common = Some(values);
             }
         }
         Ok(())
@@ -396,9 +625,11 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         self.stamp += 1;
         let mut stack = std::mem::take(&mut self.stack);
         stack.clear();
+        let (next, end) = self.pool(root);
         stack.push(Frame {
             spec: root,
-            next: self.cand_start[root],
+            next,
+            end,
             via: NONE,
         });
         let found = loop {
@@ -406,11 +637,12 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 break false;
             };
             let k = top.spec;
-            let end = self.cand_start[k + 1];
             let mut step = NONE;
-            while top.next < end {
+            let mut looked = 0;
+            while top.next < top.end {
                 let j = self.cand_data[top.next];
                 top.next += 1;
+                looked += 1;
                 if self.seen[j] != self.stamp && self.viable(k, j) {
                     self.seen[j] = self.stamp;
                     step = j;
@@ -419,18 +651,23 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             }
             if step == NONE {
                 stack.pop();
-                continue;
+            } else {
+                top.via = step;
+                let holder = self.owner[step];
+                if holder == NONE {
+                    break true;
+                }
+                let (next, end) = self.pool(holder);
+                stack.push(Frame {
+                    spec: holder,
+                    next,
+                    end,
+                    via: NONE,
+                });
             }
-            top.via = step;
-            let holder = self.owner[step];
-            if holder == NONE {
-                break true;
+            if self.spend(looked) {
+                break false;
             }
-            stack.push(Frame {
-                spec: holder,
-                next: self.cand_start[holder],
-                via: NONE,
-            });
         };
         if found {
             for frame in &stack {
@@ -474,6 +711,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             vars,
             forced,
             pairing: self.chosen.clone(),
+            beyond_reference: false,
         }
     }
 }
