@@ -1170,3 +1170,174 @@ fn equal_line_is_taken_first() {
     assert_eq!(m.pairing, vec![1]);
     assert!(m.vars.is_empty());
 }
+
+/// `edeploy-admin match --explain` says whether the match is the
+/// reference's or beyond it.
+#[test]
+fn admin_explain_says_whether_the_reference_matches() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let specs = dir.path().join("two.specs");
+    let hw = dir.path().join("two.hw");
+    std::fs::write(
+        &specs,
+        "[\n  ('disk', 'sda', 'size', 'gt(1)'),\n  ('disk', 'sda', 'size', '2'),\n]\n",
+    )
+    .expect("write the specs");
+    let explain = |lines: &str| {
+        std::fs::write(&hw, lines).expect("write the hardware list");
+        match edeploy::admin::match_cmd(&specs, &hw, false, true) {
+            Ok(out) => out,
+            Err(e) => panic!("match --explain: {e}"),
+        }
+    };
+    let beyond =
+        explain("[\n  ('disk', 'sda', 'size', '2'),\n  ('disk', 'sda', 'size', '3'),\n]\n");
+    assert_eq!(beyond.code, 0, "{}", beyond.stderr);
+    assert!(
+        beyond.stderr.contains("beyond the reference"),
+        "{}",
+        beyond.stderr
+    );
+    let same = explain("[\n  ('disk', 'sda', 'size', '3'),\n  ('disk', 'sda', 'size', '2'),\n]\n");
+    assert_eq!(same.code, 0, "{}", same.stderr);
+    assert!(
+        same.stderr
+            .contains("found in the reference's search order"),
+        "{}",
+        same.stderr
+    );
+    assert!(
+        !same.stderr.contains("beyond the reference"),
+        "{}",
+        same.stderr
+    );
+}
+
+// ------------------------------------------------- shapes that were slow
+
+/// `links` spec lines `('disk', '$diskK', 'size', 'gt(100)')` then as many
+/// `('disk', '$diskK', 'model', '$model')`.
+fn linked_specs(links: usize) -> Vec<Line> {
+    let mut specs: Vec<Line> = (0..links)
+        .map(|k| line("disk", &format!("$disk{k}"), "size", "gt(100)"))
+        .collect();
+    specs.extend((0..links).map(|k| line("disk", &format!("$disk{k}"), "model", "$model")));
+    specs
+}
+
+/// One disk per model given, each with a size line (small ones where
+/// `small` says so) and a model line.
+fn linked_hw(models: &[&str], small: &[bool]) -> Vec<Line> {
+    let mut hw = Vec::new();
+    for (k, model) in models.iter().enumerate() {
+        let size = if small.get(k).copied().unwrap_or(false) {
+            "50"
+        } else {
+            "200"
+        };
+        hw.push(line("disk", &format!("sd{k}"), "size", size));
+        hw.push(line("disk", &format!("sd{k}"), "model", model));
+    }
+    hw
+}
+
+/// `d` disks with a size and `v` others with a model, and `both` disks
+/// with both at the end.
+fn wide_hw(d: usize, v: usize, both: usize) -> Vec<Line> {
+    let mut hw = Vec::new();
+    for k in 0..d.max(v) {
+        if k < d {
+            hw.push(line("disk", &format!("a{k}"), "size", "10"));
+        }
+        if k < v {
+            hw.push(line("disk", &format!("b{k}"), "model", "m"));
+        }
+    }
+    for k in 0..both {
+        hw.push(line("disk", &format!("c{k}"), "size", "10"));
+        hw.push(line("disk", &format!("c{k}"), "model", "m"));
+    }
+    hw
+}
+
+fn wide_specs() -> Vec<Line> {
+    lines(&[
+        ["disk", "$a", "size", "$s"],
+        ["disk", "$b", "model", "$m"],
+        ["disk", "$a", "model", "$m"],
+    ])
+}
+
+fn agrees(specs: &[Line], hw: &[Line]) {
+    if let Err(e) = check_against_brute_force(specs, hw) {
+        panic!("{e}\nspecs {specs:?}\nhw {hw:?}");
+    }
+}
+
+#[test]
+fn linked_lines_agree_with_brute_force_at_tiny_sizes() {
+    agrees(&linked_specs(2), &linked_hw(&["m0", "m1", "m2"], &[]));
+    agrees(&linked_specs(2), &linked_hw(&["m0", "m1", "m0"], &[]));
+    agrees(
+        &linked_specs(2),
+        &linked_hw(&["m0", "m1", "m0", "m1"], &[true]),
+    );
+    agrees(
+        &linked_specs(3),
+        &linked_hw(&["m1", "m0", "m0", "m0"], &[false, true]),
+    );
+}
+
+#[test]
+fn wide_lists_agree_with_brute_force_at_tiny_sizes() {
+    agrees(&wide_specs(), &wide_hw(3, 3, 0));
+    agrees(&wide_specs(), &wide_hw(3, 2, 1));
+    agrees(&wide_specs(), &wide_hw(1, 3, 2));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest-regressions/matcher.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn linked_lines_follow_the_reference(
+        links in 1..=2usize,
+        models in prop::collection::vec(prop::sample::select(vec!["m0", "m1", "m2"]), 1..=4),
+        small in prop::collection::vec(any::<bool>(), 0..=4),
+    ) {
+        check_against_brute_force(&linked_specs(links), &linked_hw(&models, &small))?;
+    }
+}
+
+/// Large versions of the shapes end (a hang guard, not a timing): 8 linked
+/// lines against 60 disks of different models, and 20,000 + 20,000 wide
+/// lines, both without a match; with one disk answering, a match.
+#[test]
+fn slow_shapes_end() {
+    let names: Vec<String> = (0..60).map(|k| format!("model-{k}")).collect();
+    let models: Vec<&str> = names.iter().map(String::as_str).collect();
+    let specs = Specs::compile(&linked_specs(8)).expect("compiles");
+    let err = specs
+        .find(&linked_hw(&models, &[]))
+        .expect_err("no 8 disks share a model");
+    assert!(err.spec_index >= 8, "a model line is named: {err}");
+    let mut same = models.clone();
+    for m in same.iter_mut().skip(40).take(8) {
+        *m = "shared";
+    }
+    let m = found(&specs, &linked_hw(&same, &[]));
+    assert_eq!(m.vars.get("model").map(String::as_str), Some("shared"));
+
+    let specs = Specs::compile(&wide_specs()).expect("compiles");
+    let err = specs
+        .find(&wide_hw(20_000, 20_000, 0))
+        .expect_err("no disk has both");
+    assert_eq!(err.spec_index, 2);
+    let m = found(&specs, &wide_hw(20_000, 20_000, 1));
+    assert_eq!(m.vars.get("a").map(String::as_str), Some("c0"));
+}

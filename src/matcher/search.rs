@@ -111,6 +111,8 @@ struct Search<'a, 'h, T: Tracer> {
     /// `(spec line, position)` of each variable's first position in each
     /// spec line holding it, in file order.
     var_uses: Vec<Vec<(usize, usize)>>,
+    /// Variables by decreasing number of spec lines holding them.
+    var_order: Vec<usize>,
     /// Also check that the variables shared by several remaining lines can
     /// still take a common value (turned on after some dead ends).
     deep: bool,
@@ -158,6 +160,9 @@ const BUCKET_MIN: usize = 16;
 /// Dead ends after which the shared-variable check runs too.
 const DEEP_AFTER: usize = 16;
 
+/// Most values a shared variable is tried with, one by one.
+const PROBE_MAX: usize = 256;
+
 pub(super) fn run<T: Tracer>(
     specs: &Specs,
     hw: &[Line],
@@ -198,6 +203,8 @@ pub(super) fn run<T: Tracer>(
             }
         }
     }
+    let mut var_order: Vec<usize> = (0..specs.vars.len()).collect();
+    var_order.sort_by_key(|&v| std::cmp::Reverse(var_uses[v].len()));
     let mut search = Search {
         specs,
         hw,
@@ -207,6 +214,7 @@ pub(super) fn run<T: Tracer>(
         has_exact,
         buckets: vec![None; n * 4],
         var_uses,
+        var_order,
         deep: false,
         dead_ends: 0,
         order_key: (0..hw.len()).collect(),
@@ -501,6 +509,16 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     /// Checks that spec lines `first..` can still be paired, given the
     /// assignments and bindings so far.
     fn propagate(&mut self, first: usize) -> Result<(), Block> {
+        self.distinct(first)?;
+        if self.deep {
+            self.shared_values(first)?;
+        }
+        Ok(())
+    }
+
+    /// Forward checking, then a matching giving spec lines `first..`
+    /// distinct hardware lines.
+    fn distinct(&mut self, first: usize) -> Result<(), Block> {
         let specs = self.specs;
         let n = self.specs.compiled.len();
         // Drop matching pairs invalidated by the last assignment.
@@ -550,19 +568,21 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 return Err(Block::Crowded(k));
             }
         }
-        if self.deep {
-            self.shared_values(first)?;
-        }
         Ok(())
     }
 
     /// Every unbound variable held by several of spec lines `first..` must
     /// have a value that each of them can give it; a line equal to its
-    /// hardware line binds nothing and constrains nothing.
+    /// hardware line binds nothing and constrains nothing. Then the
+    /// variable held by the most of them is tried with each such value (if
+    /// there are at most [`PROBE_MAX`]): with none can the lines all get
+    /// distinct hardware lines, the branch is cut.
     fn shared_values(&mut self, first: usize) -> Result<(), Block> {
         let specs = self.specs;
         let hw = self.hw;
-        for v in 0..specs.vars.len() {
+        let mut probe: Option<(usize, usize, Vec<&'h str>)> = None;
+        for o in 0..self.var_order.len() {
+            let v = self.var_order[o];
             if self.binding[v].is_some() {
                 continue;
             }
@@ -572,6 +592,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 continue;
             }
             let mut common: Option<HashSet<&'h str>> = None;
+            let mut first_line = NONE;
             for u in from..self.var_uses[v].len() {
                 let (k, p) = self.var_uses[v][u];
                 let (start, end) = self.pool(k);
@@ -608,10 +629,41 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                     });
                     return Err(Block::Empty(k));
                 }
+                if first_line == NONE {
+                    first_line = k;
+                }
                 common = Some(values);
             }
+            if let Some(common) = common {
+                if probe.is_none() && common.len() <= PROBE_MAX {
+                    let mut values: Vec<&'h str> = common.into_iter().collect();
+                    values.sort_unstable();
+                    probe = Some((v, first_line, values));
+                }
+            }
         }
-        Ok(())
+        let Some((v, line, values)) = probe else {
+            return Ok(());
+        };
+        for value in values {
+            self.binding[v] = Some(value);
+            let fits = self.distinct(first).is_ok();
+            self.binding[v] = None;
+            if self.over {
+                return Err(Block::Empty(line));
+            }
+            if fits {
+                return Ok(());
+            }
+        }
+        self.tracer.event(|| {
+            format!(
+                "  prune: with any value of {} the spec lines from {} on cannot all get distinct hardware lines",
+                specs.vars[v].spelling(),
+                spec_text(specs, line)
+            )
+        });
+        Err(Block::Empty(line))
     }
 
     /// Looks for an augmenting path from spec line `root` (Kuhn's
