@@ -124,6 +124,11 @@ struct Search<'a, 'h, T: Tracer> {
     rotated: Vec<(usize, usize)>,
     /// Units of work spent emulating the reference.
     emulation_work: usize,
+    /// The spec line on which the reference's order last found nothing
+    /// (`NONE` before).
+    hint: usize,
+    /// No `$$` variable and no spec line equal to a hardware line.
+    shortcut: bool,
     used: Vec<bool>,
     binding: Vec<Option<&'h str>>,
     /// Variables in binding order, unbound back to `trail_mark[d]` when spec
@@ -220,6 +225,8 @@ pub(super) fn run<T: Tracer>(
         order_key: (0..hw.len()).collect(),
         rotated: Vec::new(),
         emulation_work: 0,
+        hint: NONE,
+        shortcut: false,
         used: vec![false; hw.len()],
         binding: vec![None; specs.vars.len()],
         trail: Vec::new(),
@@ -247,6 +254,7 @@ pub(super) fn run<T: Tracer>(
         search.tracer.event(|| format!("no match: {failure}"));
         return Err(Miss::NoMatch(failure));
     }
+    search.shortcut = specs.vars.iter().all(|v| !v.forced) && search.has_exact.iter().all(|&e| !e);
     search
         .tracer
         .event(|| "the reference's search order".to_owned());
@@ -452,6 +460,15 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         }
         self.spend(looked);
         found
+    }
+
+    /// Whether spec line `k` has a viable candidate.
+    fn has_viable(&mut self, k: usize) -> bool {
+        let (start, end) = self.pool(k);
+        self.spend(end - start);
+        self.cand_data[start..end]
+            .iter()
+            .any(|&j| self.viable(k, j))
     }
 
     /// Counts a dead end; after enough of them the deeper check is worth
@@ -675,9 +692,20 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             self.stamp = 0;
         }
         self.stamp += 1;
+        let (next, end) = self.pool(root);
+        // A free candidate needs no path.
+        let free = self.cand_data[next..end]
+            .iter()
+            .position(|&j| self.owner[j] == NONE && self.viable(root, j));
+        self.spend(free.map_or(end - next, |at| at + 1));
+        if let Some(at) = free {
+            let j = self.cand_data[next + at];
+            self.mate[root] = j;
+            self.owner[j] = root;
+            return true;
+        }
         let mut stack = std::mem::take(&mut self.stack);
         stack.clear();
-        let (next, end) = self.pool(root);
         stack.push(Frame {
             spec: root,
             next,

@@ -16,8 +16,11 @@
 
 use indexmap::IndexMap;
 
-use super::{hw_text, spec_text, Search, Tracer};
+use super::{hw_text, spec_text, Search, Tracer, NONE};
 use crate::matcher::Match;
+
+/// Longest candidate list looked at after each step for the shortcut.
+const HINT_MAX: usize = 64;
 
 /// The reference's `level == 50` test.
 const LEVEL_CAP: usize = 50;
@@ -80,11 +83,14 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             return Ended::Abandoned("reached its depth limit");
         }
         if level > 0 {
-            if let Err(block) = self.propagate(start) {
+            // The line that blocked last is looked at first: it often
+            // still has nothing, and the full check need not run.
+            let quick = self.hint != NONE && self.hint >= start && !self.has_viable(self.hint);
+            let blocked = quick || self.propagate(start).is_err();
+            if blocked {
                 if self.over {
                     return Ended::Over;
                 }
-                let _ = block;
                 self.dead_end();
                 self.tracer.event(|| {
                     format!(
@@ -112,14 +118,26 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                     points.push((i, j));
                 }
                 i += 1;
-                continue;
+                if !self.doomed(i) {
+                    continue;
+                }
+                // Every later line would be matched, then every retry of
+                // them would fail: go straight to the retries from here.
+                self.tracer.event(|| {
+                    format!(
+                        "  prune: {} has nothing left, the reference would fail further on",
+                        spec_text(specs, self.hint)
+                    )
+                });
+            } else {
+                self.tracer.event(|| {
+                    format!(
+                        "{} has no hardware line left in the reference's order",
+                        spec_text(specs, i)
+                    )
+                });
+                self.hint = i;
             }
-            self.tracer.event(|| {
-                format!(
-                    "{} has no hardware line left in the reference's order",
-                    spec_text(specs, i)
-                )
-            });
             self.dead_end();
             let snapshot: Snapshot<'h> = self
                 .trail
@@ -166,6 +184,19 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             };
         }
         Ended::Found
+    }
+
+    /// Whether the state, with spec lines before `next` paired, has no
+    /// complete pairing, as seen by a cheap look at the line that blocked
+    /// last. Only used where the variables the reference reports do not
+    /// depend on how it would go on from here (no `$$` variable, no spec
+    /// line equal to a hardware line).
+    fn doomed(&mut self, next: usize) -> bool {
+        if !self.shortcut || self.hint == NONE || self.hint < next {
+            return false;
+        }
+        let (start, end) = self.pool(self.hint);
+        end - start <= HINT_MAX && !self.has_viable(self.hint)
     }
 
     /// Unassigns spec lines `to..from`, latest first.
