@@ -33,28 +33,68 @@
 //!
 //! # Search order
 //!
-//! Spec lines are taken in file order; for each one, hardware lines are
-//! tried in hardware-list order, skipping lines already used; a dead end
-//! backtracks to the most recent spec line with another candidate. The
-//! answer is the first complete pairing in that order, i.e. the
-//! lexicographically smallest sequence of chosen hardware line indexes. The
-//! pruning used to get there fast (forward checking, and a check that the
-//! remaining spec lines can still all get distinct hardware lines) only
-//! discards branches holding no solution, so it never changes the answer.
+//! The answer is the one the reference matcher (`match_all` of the
+//! `hardware` package, 0.33, as the original eDeploy used it) gives,
+//! wherever it gives one:
+//!
+//! * spec lines are taken in file order; each takes the first unused
+//!   hardware line *equal* to it (binding nothing), else the first unused
+//!   line it fits with the bindings so far, in the current list order;
+//! * a spec line that binds a variable not bound before is a retry point;
+//!   no other line is ever retried;
+//! * when a spec line finds nothing, the retry points are tried, latest
+//!   first; a retry starts again at its spec line with the bindings it had
+//!   then, the hardware line it had taken moved to the end of the list (for
+//!   that line and every later one), one level deeper; a retry 50 levels
+//!   deep fails at once;
+//! * the variables are those of the retry that matched, `$$name` renamed
+//!   to `name` (also in [`Match::forced`]), copied over the variables the
+//!   enclosing retries held when they failed, as the reference does: a
+//!   `$$name` bound on a failed path can stay in [`Match::vars`] under its
+//!   key `$name`.
+//!
+//! Retries are skipped when the remaining spec lines cannot all be paired
+//! at all (the checks below only say so when it is true), since the
+//! reference's retry would fail too; its other dead ends are replayed, so
+//! the answer stays its answer. The replay stops after a few million steps.
+//!
+//! When the reference finds no match (it gave up at its depth limit, or a
+//! spec line that bound nothing new kept a line a later spec line needed),
+//! or the replay stopped, a complete search follows: spec lines in file
+//! order, hardware lines in list order, backtracking to the most recent
+//! spec line with another candidate; its answer is the first complete
+//! pairing in that order (the lexicographically smallest sequence of
+//! hardware line indexes) and has [`Match::beyond_reference`] set.
+//!
+//! The checks: every remaining spec line keeps an unused hardware line
+//! consistent with the bindings (candidates are grouped by the value of a
+//! bound variable, so that this is not a scan of the whole list); the
+//! remaining lines can get pairwise distinct hardware lines (a bipartite
+//! matching kept up to date); and, once the search has met 16 dead ends,
+//! every unbound variable shared by several remaining lines has a value
+//! all of them can give it, and the one shared by the most lines (with at
+//! most 256 such values) has a value with which the remaining lines can
+//! still get distinct hardware lines. All of them only discard states
+//! holding no solution.
 //!
 //! # Which spec line a failure names
+//!
+//! The failure comes from the complete search.
 //!
 //! 1. If some spec line has no hardware line it could ever pair with
 //!    (ignoring variables and the other spec lines), the first such line in
 //!    file order.
-//! 2. Otherwise the line that blocked the search at the greatest depth,
-//!    the depth being the number of spec lines paired when the block was
-//!    found; on ties the first block found wins. A block is a remaining
+//! 2. Otherwise the line that blocked the complete search at the greatest
+//!    depth, the depth being the number of spec lines paired when the block
+//!    was found; on ties the first block found wins. A block is a remaining
 //!    spec line left with no unused hardware line consistent with the
 //!    bindings (the first such line in file order), or, when every remaining
 //!    line still has one, the first remaining line that could not be given
 //!    its own hardware line while giving distinct lines to the remaining
-//!    lines in file order.
+//!    lines in file order; after 16 dead ends also the line where a shared
+//!    variable's possible values ran out (the first line holding that
+//!    variable that leaves it no value in common with the earlier ones), or
+//!    the first remaining line holding the variable tried with each value.
 
 mod func;
 mod search;

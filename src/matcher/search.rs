@@ -109,7 +109,7 @@ struct Search<'a, 'h, T: Tracer> {
     /// at that position, as ranges of `cand_data`; built on first use.
     buckets: Vec<Option<HashMap<&'h str, (usize, usize)>>>,
     /// `(spec line, position)` of each variable's first position in each
-    /// spec line holding it, in file order.
+    /// spec line holding it, in file order (filled on first use).
     var_uses: Vec<Vec<(usize, usize)>>,
     /// Variables by decreasing number of spec lines holding them.
     var_order: Vec<usize>,
@@ -117,8 +117,11 @@ struct Search<'a, 'h, T: Tracer> {
     /// still take a common value (turned on after some dead ends).
     deep: bool,
     dead_ends: usize,
+    /// The complete search took back a choice.
+    backtracked: bool,
     /// Place of each hardware line in the reference's list order: its
-    /// index, or past the end once moved to the end by a retry.
+    /// index, or past the end once moved to the end by a retry (empty until
+    /// the first move).
     order_key: Vec<usize>,
     /// Lines moved to the end, oldest first, with their previous keys.
     rotated: Vec<(usize, usize)>,
@@ -200,16 +203,6 @@ pub(super) fn run<T: Tracer>(
         has_exact.push(cand_data[before..].iter().any(|&j| hw[j] == *text));
         cand_start.push(cand_data.len());
     }
-    let mut var_uses = vec![Vec::new(); specs.vars.len()];
-    for (k, line) in specs.compiled.iter().enumerate() {
-        for &(p, v) in &line.var_positions {
-            if var_uses[v].last().is_none_or(|&(last, _)| last != k) {
-                var_uses[v].push((k, p));
-            }
-        }
-    }
-    let mut var_order: Vec<usize> = (0..specs.vars.len()).collect();
-    var_order.sort_by_key(|&v| std::cmp::Reverse(var_uses[v].len()));
     let mut search = Search {
         specs,
         hw,
@@ -218,11 +211,12 @@ pub(super) fn run<T: Tracer>(
         cand_start,
         has_exact,
         buckets: vec![None; n * 4],
-        var_uses,
-        var_order,
+        var_uses: Vec::new(),
+        var_order: Vec::new(),
         deep: false,
         dead_ends: 0,
-        order_key: (0..hw.len()).collect(),
+        backtracked: false,
+        order_key: Vec::new(),
         rotated: Vec::new(),
         emulation_work: 0,
         hint: NONE,
@@ -255,39 +249,17 @@ pub(super) fn run<T: Tracer>(
         return Err(Miss::NoMatch(failure));
     }
     search.shortcut = specs.vars.iter().all(|v| !v.forced) && search.has_exact.iter().all(|&e| !e);
+    // The complete search first: it says whether a match exists at all
+    // (when none does the reference finds none either) and names the
+    // failure.
     search
         .tracer
-        .event(|| "the reference's search order".to_owned());
-    match search.emulate() {
-        reference::Outcome::Found(found) => {
-            search.tracer.event(|| "match found".to_owned());
-            return Ok(found);
-        }
-        reference::Outcome::Over => {
-            search.tracer.event(|| "the time budget ran out".to_owned());
-            return Err(Miss::OverBudget);
-        }
-        reference::Outcome::Failed => search.tracer.event(|| {
-            "the reference's search finds no match; a complete search follows".to_owned()
-        }),
-        reference::Outcome::Abandoned(why) => search
-            .tracer
-            .event(|| format!("the reference's search {why}; a complete search follows")),
-    }
-    search.deep = false;
-    search.dead_ends = 0;
-    match search.search() {
-        Ok(()) => {
-            search
-                .tracer
-                .event(|| "match found beyond the reference's search".to_owned());
-            let mut found = search.result();
-            found.beyond_reference = true;
-            Ok(found)
-        }
+        .event(|| "complete search (spec lines in file order)".to_owned());
+    let first = match search.search() {
+        Ok(()) => search.result(),
         Err(_) if search.over => {
             search.tracer.event(|| "the time budget ran out".to_owned());
-            Err(Miss::OverBudget)
+            return Err(Miss::OverBudget);
         }
         Err(k) => {
             let failure = NoMatch {
@@ -295,7 +267,45 @@ pub(super) fn run<T: Tracer>(
                 spec: specs.lines[k].clone(),
             };
             search.tracer.event(|| format!("no match: {failure}"));
-            Err(Miss::NoMatch(failure))
+            return Err(Miss::NoMatch(failure));
+        }
+    };
+    if !search.backtracked && search.has_exact.iter().all(|&e| !e) {
+        // Each spec line took the first line it fits, in list order, and
+        // none was ever taken back: the reference makes the same choices,
+        // with no retry.
+        search
+            .tracer
+            .event(|| "match found, without backtracking: the reference's too".to_owned());
+        return Ok(search.reference_result(&[]));
+    }
+    for d in (0..n).rev() {
+        search.unassign(d);
+    }
+    search
+        .tracer
+        .event(|| "the reference's search order".to_owned());
+    match search.emulate() {
+        reference::Outcome::Found(found) => {
+            search.tracer.event(|| "match found".to_owned());
+            Ok(found)
+        }
+        reference::Outcome::Over => {
+            search.tracer.event(|| "the time budget ran out".to_owned());
+            Err(Miss::OverBudget)
+        }
+        outcome => {
+            search.tracer.event(|| match outcome {
+                reference::Outcome::Abandoned(why) => format!(
+                    "the reference's search {why}: match found beyond the reference's search"
+                ),
+                _ => "the reference's search finds no match: match found beyond the reference's search"
+                    .to_owned(),
+            });
+            Ok(Match {
+                beyond_reference: true,
+                ..first
+            })
         }
     }
 }
@@ -419,6 +429,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                             self.note_block(d + 1, block);
                             self.unassign(d);
                             self.dead_end();
+                            self.backtracked = true;
                         }
                     }
                 }
@@ -434,6 +445,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                     if d == 0 {
                         return Err(self.blocker());
                     }
+                    self.backtracked = true;
                     d -= 1;
                     self.tracer
                         .event(|| format!("backtrack to {}", spec_text(specs, d)));
@@ -597,6 +609,20 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     fn shared_values(&mut self, first: usize) -> Result<(), Block> {
         let specs = self.specs;
         let hw = self.hw;
+        if self.var_uses.is_empty() && !specs.vars.is_empty() {
+            let mut var_uses = vec![Vec::new(); specs.vars.len()];
+            for (k, line) in specs.compiled.iter().enumerate() {
+                for &(p, v) in &line.var_positions {
+                    if var_uses[v].last().is_none_or(|&(last, _)| last != k) {
+                        var_uses[v].push((k, p));
+                    }
+                }
+            }
+            let mut var_order: Vec<usize> = (0..specs.vars.len()).collect();
+            var_order.sort_by_key(|&v| std::cmp::Reverse(var_uses[v].len()));
+            self.var_uses = var_uses;
+            self.var_order = var_order;
+        }
         let mut probe: Option<(usize, usize, Vec<&'h str>)> = None;
         for o in 0..self.var_order.len() {
             let v = self.var_order[o];

@@ -208,9 +208,21 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
 
     /// Moves hardware line `j` to the end of the list order.
     fn rotate(&mut self, j: usize) {
+        if self.order_key.is_empty() {
+            self.order_key = (0..self.hw.len()).collect();
+        }
         let key = self.hw.len() + self.rotated.len();
         self.rotated.push((j, self.order_key[j]));
         self.order_key[j] = key;
+    }
+
+    /// Place of hardware line `j` in the list order.
+    fn key(&self, j: usize) -> usize {
+        if self.order_key.is_empty() {
+            j
+        } else {
+            self.order_key[j]
+        }
     }
 
     fn unrotate(&mut self) {
@@ -232,7 +244,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 looked += 1;
                 if !self.used[j]
                     && self.exact(i, j)
-                    && best.is_none_or(|b| self.order_key[j] < self.order_key[b])
+                    && best.is_none_or(|b| self.key(j) < self.key(b))
                 {
                     best = Some(j);
                 }
@@ -245,7 +257,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         for idx in start..end {
             let j = self.cand_data[idx];
             looked += 1;
-            if self.order_key[j] < n_hw && !self.used[j] && self.consistent(i, j) {
+            if self.key(j) < n_hw && !self.used[j] && self.consistent(i, j) {
                 return (Some(j), looked);
             }
         }
@@ -253,7 +265,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         let (specs, hw) = (self.specs, self.hw);
         for (s, &(j, _)) in self.rotated.iter().enumerate() {
             looked += 1;
-            if self.order_key[j] == n_hw + s
+            if self.key(j) == n_hw + s
                 && !self.used[j]
                 && specs.compiled[i].fits_statically(&specs.lines[i], &hw[j])
                 && self.consistent(i, j)
@@ -267,7 +279,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     /// The reference's variables: those of the call that matched, with
     /// `$$` ones renamed, copied over the variables each enclosing call
     /// held when it started its retries (innermost first in `chain`).
-    fn reference_result(&self, chain: &[Snapshot<'h>]) -> Match {
+    pub(in crate::matcher) fn reference_result(&self, chain: &[Snapshot<'h>]) -> Match {
         let vars_info = &self.specs.vars;
         let mut arr: IndexMap<String, String> = self
             .trail
