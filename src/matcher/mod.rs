@@ -146,6 +146,24 @@ impl CompiledLine {
         }
     }
 
+    /// [`CompiledLine::fits_statically`], or the hardware line is equal to
+    /// `spec` (the reference takes such a line whatever its patterns say).
+    fn fits_or_equal(&self, spec: &Line, hw: &Line) -> bool {
+        for (p, pattern) in self.patterns.iter().enumerate() {
+            if let Pattern::Literal = pattern {
+                if spec[p] != hw[p] {
+                    return false;
+                }
+            }
+        }
+        let equal = self
+            .patterns
+            .iter()
+            .enumerate()
+            .all(|(p, pattern)| matches!(pattern, Pattern::Literal) || spec[p] == hw[p]);
+        equal || self.fits_statically(spec, hw)
+    }
+
     /// Whether the hardware line fits, ignoring bindings made by other spec
     /// lines.
     /// `spec` is the text this line was compiled from.

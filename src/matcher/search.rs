@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
-use super::{format_line, repr_str, Budget, Hardware, Match, Miss, NoMatch, Specs};
+use super::{format_line, repr_str, Budget, Hardware, Match, Miss, NoMatch, Pattern, Specs};
 use crate::hw::Line;
 
 mod reference;
@@ -188,7 +188,10 @@ pub(super) fn run<T: Tracer>(
         // spec line's literal ones, which could not fit anyway; the order
         // of the candidates stays the list order. A line equal to the spec
         // line has its class and key, literal or not.
-        let fits = |h: &Line| h == text || line.fits_statically(text, h);
+        // A line of literals fits exactly the lines equal to it: its first
+        // equal line is its first fitting line, and neither binds.
+        let literals = line.patterns.iter().all(|p| matches!(p, Pattern::Literal));
+        let fits = |h: &Line| line.fits_or_equal(text, h);
         let narrowed = index.and_then(|ix| ix.narrow(line.literal(text, 0), line.literal(text, 2)));
         let before = cand_data.len();
         match narrowed {
@@ -200,7 +203,7 @@ pub(super) fn run<T: Tracer>(
                     .map(|(j, _)| j),
             ),
         }
-        has_exact.push(cand_data[before..].iter().any(|&j| hw[j] == *text));
+        has_exact.push(!literals && cand_data[before..].iter().any(|&j| hw[j] == *text));
         cand_start.push(cand_data.len());
     }
     let mut search = Search {
@@ -210,7 +213,7 @@ pub(super) fn run<T: Tracer>(
         cand_data,
         cand_start,
         has_exact,
-        buckets: vec![None; n * 4],
+        buckets: Vec::new(),
         var_uses: Vec::new(),
         var_order: Vec::new(),
         deep: false,
@@ -365,6 +368,9 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 continue;
             };
             let key = k * 4 + slot;
+            if self.buckets.is_empty() {
+                self.buckets = vec![None; specs.compiled.len() * 4];
+            }
             if self.buckets[key].is_none() {
                 self.spend(end - start);
                 let hw = self.hw;

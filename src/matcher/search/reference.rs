@@ -22,6 +22,9 @@ use crate::matcher::Match;
 /// Longest candidate list looked at after each step for the shortcut.
 const HINT_MAX: usize = 64;
 
+/// Dead ends after which retries are also checked for shared variables.
+const DEEP_REPLAY_AFTER: usize = 4096;
+
 /// The reference's `level == 50` test.
 const LEVEL_CAP: usize = 50;
 
@@ -86,7 +89,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             // The line that blocked last is looked at first: it often
             // still has nothing, and the full check need not run.
             let quick = self.hint != NONE && self.hint >= start && !self.has_viable(self.hint);
-            let blocked = quick || self.propagate(start).is_err();
+            let blocked = quick || self.check_retry(start);
             if blocked {
                 if self.over {
                     return Ended::Over;
@@ -199,6 +202,18 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         end - start <= HINT_MAX && !self.has_viable(self.hint)
     }
 
+    /// Whether a retry from spec line `start` surely fails: the remaining
+    /// lines cannot all get distinct consistent hardware lines; past
+    /// [`DEEP_REPLAY_AFTER`] dead ends of the replay, also the shared
+    /// variable check.
+    fn check_retry(&mut self, start: usize) -> bool {
+        if self.dead_ends < DEEP_REPLAY_AFTER {
+            self.distinct(start).is_err()
+        } else {
+            self.propagate(start).is_err()
+        }
+    }
+
     /// Unassigns spec lines `to..from`, latest first.
     fn unwind(&mut self, from: usize, to: usize) {
         for d in (to..from).rev() {
@@ -281,6 +296,10 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     /// held when it started its retries (innermost first in `chain`).
     pub(in crate::matcher) fn reference_result(&self, chain: &[Snapshot<'h>]) -> Match {
         let vars_info = &self.specs.vars;
+        if chain.is_empty() && vars_info.iter().all(|v| !v.forced) {
+            // Nothing to rename or carry over: the bindings as they are.
+            return self.result();
+        }
         let mut arr: IndexMap<String, String> = self
             .trail
             .iter()
