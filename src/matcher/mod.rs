@@ -53,24 +53,31 @@
 //!   `$$name` bound on a failed path can stay in [`Match::vars`] under its
 //!   key `$name`.
 //!
-//! Retries are skipped when the remaining spec lines cannot all be paired
-//! at all (the checks below only say so when it is true), since the
-//! reference's retry would fail too; its other dead ends are replayed, so
-//! the answer stays its answer. The replay stops after a few million steps.
-//!
-//! When the reference finds no match (it gave up at its depth limit, or a
-//! spec line that bound nothing new kept a line a later spec line needed),
-//! or the replay stopped, a complete search follows: spec lines in file
+//! How it is computed: a complete search runs first (spec lines in file
 //! order, hardware lines in list order, backtracking to the most recent
 //! spec line with another candidate; its answer is the first complete
-//! pairing in that order (the lexicographically smallest sequence of
-//! hardware line indexes) and has [`Match::beyond_reference`] set.
+//! pairing in that order, the lexicographically smallest sequence of
+//! hardware line indexes).
+//!
+//! * If it finds no match, none exists, and the reference finds none.
+//! * If it found its match without ever taking a choice back, and no spec
+//!   line holding a variable or a test is equal to a hardware line, the
+//!   reference makes the very same choices: that is the answer.
+//! * Otherwise the reference's search is replayed. Its retries are skipped
+//!   when the remaining spec lines cannot all be paired at all (the checks
+//!   below only say so when it is true), since the reference's retry would
+//!   fail too; its other dead ends are replayed, so the answer stays its
+//!   answer. When the reference finds no match (it gave up at its depth
+//!   limit, or a spec line that bound nothing new kept a line a later spec
+//!   line needed), or the replay passes a few million steps, the answer is
+//!   the complete search's, with [`Match::beyond_reference`] set.
 //!
 //! The checks: every remaining spec line keeps an unused hardware line
 //! consistent with the bindings (candidates are grouped by the value of a
 //! bound variable, so that this is not a scan of the whole list); the
 //! remaining lines can get pairwise distinct hardware lines (a bipartite
-//! matching kept up to date); and, once the search has met 16 dead ends,
+//! matching kept up to date); and, once the complete search has met 16
+//! dead ends (the replay: 4096),
 //! every unbound variable shared by several remaining lines has a value
 //! all of them can give it, and the one shared by the most lines (with at
 //! most 256 such values) has a value with which the remaining lines can
@@ -146,22 +153,37 @@ impl CompiledLine {
         }
     }
 
-    /// [`CompiledLine::fits_statically`], or the hardware line is equal to
-    /// `spec` (the reference takes such a line whatever its patterns say).
-    fn fits_or_equal(&self, spec: &Line, hw: &Line) -> bool {
+    /// `Some(equal)` when [`CompiledLine::fits_statically`] holds or the
+    /// hardware line is equal to `spec` (the reference takes such a line
+    /// whatever its patterns say); `equal` tells which.
+    fn fits_or_equal(&self, spec: &Line, hw: &Line) -> Option<bool> {
         for (p, pattern) in self.patterns.iter().enumerate() {
             if let Pattern::Literal = pattern {
                 if spec[p] != hw[p] {
-                    return false;
+                    return None;
                 }
             }
         }
-        let equal = self
-            .patterns
+        let equal =
+            self.patterns.iter().enumerate().all(|(p, pattern)| {
+                matches!(pattern, Pattern::Literal) || same_text(&spec[p], &hw[p])
+            });
+        (equal || self.fits_beyond_literals(hw)).then_some(equal)
+    }
+
+    /// The checks of [`CompiledLine::fits_statically`] after the literal
+    /// positions.
+    fn fits_beyond_literals(&self, hw: &Line) -> bool {
+        if self.repeats.iter().any(|&(a, b)| hw[a] != hw[b]) {
+            return false;
+        }
+        self.patterns
             .iter()
             .enumerate()
-            .all(|(p, pattern)| matches!(pattern, Pattern::Literal) || spec[p] == hw[p]);
-        equal || self.fits_statically(spec, hw)
+            .all(|(p, pattern)| match pattern {
+                Pattern::Func(f) | Pattern::VarFunc(_, f) => f.eval(&hw[p]),
+                Pattern::Literal | Pattern::Var(_) => true,
+            })
     }
 
     /// Whether the hardware line fits, ignoring bindings made by other spec
@@ -176,17 +198,14 @@ impl CompiledLine {
                 }
             }
         }
-        if self.repeats.iter().any(|&(a, b)| hw[a] != hw[b]) {
-            return false;
-        }
-        self.patterns
-            .iter()
-            .enumerate()
-            .all(|(p, pattern)| match pattern {
-                Pattern::Func(f) | Pattern::VarFunc(_, f) => f.eval(&hw[p]),
-                Pattern::Literal | Pattern::Var(_) => true,
-            })
+        self.fits_beyond_literals(hw)
     }
+}
+
+/// `a == b`, rejecting most different texts on their first byte (a
+/// variable's text starts with `$`, which values seldom do).
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 #[derive(Debug, Clone)]

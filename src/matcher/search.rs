@@ -191,9 +191,15 @@ pub(super) fn run<T: Tracer>(
         // A line of literals fits exactly the lines equal to it: its first
         // equal line is its first fitting line, and neither binds.
         let literals = line.patterns.iter().all(|p| matches!(p, Pattern::Literal));
-        let fits = |h: &Line| line.fits_or_equal(text, h);
+        let mut exact = false;
+        let mut fits = |h: &Line| match line.fits_or_equal(text, h) {
+            Some(equal) => {
+                exact |= equal;
+                true
+            }
+            None => false,
+        };
         let narrowed = index.and_then(|ix| ix.narrow(line.literal(text, 0), line.literal(text, 2)));
-        let before = cand_data.len();
         match narrowed {
             Some(subset) => cand_data.extend(subset.iter().copied().filter(|&j| fits(&hw[j]))),
             None => cand_data.extend(
@@ -203,7 +209,7 @@ pub(super) fn run<T: Tracer>(
                     .map(|(j, _)| j),
             ),
         }
-        has_exact.push(!literals && cand_data[before..].iter().any(|&j| hw[j] == *text));
+        has_exact.push(!literals && exact);
         cand_start.push(cand_data.len());
     }
     let mut search = Search {
