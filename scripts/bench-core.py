@@ -632,8 +632,15 @@ def diff_text(s):
 # The table
 
 ROWS = ["kvm", "kvm-compile+find", "jbod-4", "jbod-5", "jbod-6", "jbod-8",
-        "jbod-24", "jbod-60", "decision", "decision-nowrite"]
+        "jbod-24", "jbod-60", "linked-8+8-13", "linked-8+8-24",
+        "linked-8+8-60", "wide-80k+80k", "large-16MiB", "decision",
+        "decision-nowrite"]
 GOALS = {
+    "linked-8+8-13": ("≤ 10 ms", 10e6),
+    "linked-8+8-24": ("≤ 10 ms", 10e6),
+    "linked-8+8-60": ("≤ 10 ms", 10e6),
+    "wide-80k+80k": ("≤ 200 ms", 200e6),
+    "large-16MiB": ("≤ 1 s, reading included", 1e9),
     "kvm": ("≤ 20 µs (reference ~130 µs)", 20e3),
     "jbod-60": ("≤ 10 ms (reference: 0.57 s at N=4, 10.5 s at N=5, "
                 "never at N=6)", 10e6),
