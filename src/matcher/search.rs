@@ -1,12 +1,16 @@
-//! Backtracking search for the first pairing of spec lines with distinct
-//! hardware lines, in the order documented in the parent module.
+//! The complete search (the first pairing of spec lines with distinct
+//! hardware lines in file order) and, in `reference`, the replay of the
+//! reference's order on the same state; `run` chooses between them as the
+//! parent module documents.
 //!
 //! State is changed in place and undone on backtrack (bindings through a
 //! trail). After each assignment every remaining spec line must keep an
-//! unused, consistent candidate (forward checking) and the remaining lines
+//! unused, consistent candidate (forward checking), the remaining lines
 //! must still be able to get pairwise distinct candidates (a bipartite
-//! matching kept up to date incrementally). Both checks only reject branches
-//! without a solution, so the first solution found is the first in order.
+//! matching kept up to date incrementally), and, after some dead ends, the
+//! variables they share must keep a common value. The checks only reject
+//! states without a solution, so the first solution found is the first in
+//! order.
 
 use std::collections::{HashMap, HashSet};
 
