@@ -12,6 +12,13 @@
 //! * `jbod-N`: N identical disks whose slots are 0, 1, … except the last
 //!   one's `X`; the specs name N disks then ask for `$d0`'s slot to be `X`,
 //!   so the first N choices must all be undone. Compile and find;
+//! * `linked-8+8-N`: 8 spec lines `('disk', '$diskK', 'size', 'gt(100)')`
+//!   then 8 lines `('disk', '$diskK', 'model', '$model')` against N disks
+//!   of different models (no match);
+//! * `wide-80k+80k`: 80,000 disks with a size and 80,000 others with a
+//!   model, specs asking for one disk with both (no match);
+//! * `large-16MiB`: reading a 16 MiB hardware list (memory banks, then the
+//!   KVM guest's lines) and matching the KVM example's specs on it;
 //! * `decision`: one full decision on a configuration of 20 profiles (19
 //!   fail on their last spec line, the 20th matches and hands out an entry
 //!   of a 1000-entry CMDB), a new node each time, with the lock, the
@@ -27,7 +34,8 @@
 //!   reference is timed on the very same data) and exits;
 //! * `EDEPLOY_BENCH_DIFF=FILE.jsonl` reads cases, one JSON object per line
 //!   `{"specs": [[4 strings], ...], "hw": [[4 strings], ...]}`, and prints
-//!   one answer per line: `{"vars": {...}}`, `{"nomatch": true}` or
+//!   one answer per line: `{"vars": {...}, "beyond_reference": bool}`,
+//!   `{"nomatch": true}` or
 //!   `{"error": "..."}`.
 //!
 //! `EDEPLOY_BENCH_DIR` chooses where the decision's files are written
@@ -89,6 +97,18 @@ fn main() {
         if wanted(&case) {
             bench_jbod(&case, n);
         }
+    }
+    for n in LINKED_SIZES {
+        let case = format!("linked-8+8-{n}");
+        if wanted(&case) {
+            bench_linked(&case, n);
+        }
+    }
+    if wanted("wide-80k+80k") {
+        bench_wide("wide-80k+80k");
+    }
+    if wanted("large-16MiB") {
+        bench_large("large-16MiB");
     }
     if wanted("decision") || wanted("decision-nowrite") {
         bench_decision(&wanted);
@@ -209,6 +229,102 @@ fn bench_jbod(case: &str, n: usize) {
             .expect("compiles")
             .find(black_box(&hw_lines))
     });
+}
+
+/// Disk counts of the linked-lines cases.
+const LINKED_SIZES: [usize; 3] = [13, 24, 60];
+/// Lines of each kind in the wide case.
+const WIDE_LINES: usize = 80_000;
+/// Size of the large hardware list read and matched.
+const LARGE_BYTES: usize = 16 << 20;
+
+/// `disks` disks of different models, each with a size over 100.
+fn linked_hw(disks: usize) -> Vec<Line> {
+    let mut lines = Vec::with_capacity(2 * disks);
+    for k in 0..disks {
+        let name = format!("sd{k}");
+        lines.push(line("disk", &name, "size", "200"));
+        lines.push(line("disk", &name, "model", &format!("model-{k}")));
+    }
+    lines
+}
+
+/// 8 disks larger than 100, then all 8 of one model: never satisfied by
+/// disks of different models.
+fn linked_specs() -> Vec<Line> {
+    let mut lines: Vec<Line> = (0..8)
+        .map(|k| line("disk", &format!("$disk{k}"), "size", "gt(100)"))
+        .collect();
+    lines.extend((0..8).map(|k| line("disk", &format!("$disk{k}"), "model", "$model")));
+    lines
+}
+
+fn bench_linked(case: &str, disks: usize) {
+    let spec_lines = linked_specs();
+    let hw_lines = linked_hw(disks);
+    let specs = Specs::compile(&spec_lines).expect("linked specs compile");
+    let failure = specs
+        .find(&hw_lines)
+        .expect_err("disks of different models never match");
+    assert!(failure.spec_index >= 8, "{case}: a model line is named");
+    measure_pure(case, || specs.find(black_box(&hw_lines)));
+}
+
+/// `n` disks with a size and `n` others with a model: no disk has both.
+fn wide_hw(n: usize) -> Vec<Line> {
+    let mut lines = Vec::with_capacity(2 * n);
+    for k in 0..n {
+        lines.push(line("disk", &format!("a{k}"), "size", "10"));
+        lines.push(line("disk", &format!("b{k}"), "model", "m"));
+    }
+    lines
+}
+
+fn wide_specs() -> Vec<Line> {
+    vec![
+        line("disk", "$a", "size", "$s"),
+        line("disk", "$b", "model", "$m"),
+        line("disk", "$a", "model", "$m"),
+    ]
+}
+
+fn bench_wide(case: &str) {
+    let hw_lines = wide_hw(WIDE_LINES);
+    let specs = Specs::compile(&wide_specs()).expect("wide specs compile");
+    let failure = specs.find(&hw_lines).expect_err("no disk has both");
+    assert_eq!(failure.spec_index, 2, "{case}");
+    measure_pure(case, || specs.find(black_box(&hw_lines)));
+}
+
+/// A hardware list of about `bytes` bytes in the file dialect: memory
+/// banks, then the disks and interfaces of the KVM example's specs.
+fn large_text(bytes: usize) -> String {
+    let mut text = String::from("[\n");
+    let mut bank = 0usize;
+    while text.len() < bytes {
+        text.push_str(&format!(
+            "  ('memory', 'bank:{bank}', 'size', '{}'),\n  ('memory', 'bank:{bank}', 'slot', 'DIMM {bank}'),\n",
+            8 << 30
+        ));
+        bank += 1;
+    }
+    for l in fixture(KVM_HW) {
+        text.push_str(&format!("  {},\n", format_line(&l)));
+    }
+    text.push_str("]\n");
+    text
+}
+
+fn bench_large(case: &str) {
+    let text = large_text(LARGE_BYTES);
+    let specs = Specs::compile(&fixture(KVM_SPECS)).expect("kvm-test.specs compiles");
+    let read_and_match = || {
+        let lines = hw::parse(black_box(&text), "large.hw").expect("the large list parses");
+        specs.find(&lines).map(|m| m.vars.len())
+    };
+    assert!(read_and_match().is_ok(), "{case}: the KVM specs match");
+    eprintln!("{case}: {} bytes", text.len());
+    measure_pure(case, read_and_match);
 }
 
 // ---------------------------------------------------------------------------
@@ -674,7 +790,7 @@ fn answer(case: &serde_json::Value) -> serde_json::Value {
     match parsed {
         Err(e) => serde_json::json!({ "error": e }),
         Ok((specs, hw)) => match specs.find(&hw) {
-            Ok(m) => serde_json::json!({ "vars": m.vars }),
+            Ok(m) => serde_json::json!({ "vars": m.vars, "beyond_reference": m.beyond_reference }),
             Err(_) => serde_json::json!({ "nomatch": true }),
         },
     }

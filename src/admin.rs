@@ -36,6 +36,15 @@ pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Res
             report.stderr.push_str(&s);
             report.stderr.push('\n');
         }
+        if let Ok(m) = &r {
+            report.stderr.push_str(if m.beyond_reference {
+                "beyond the reference: the original matcher (hardware 0.33) finds no match \
+                 here (it gives up after 50 levels of retries or never retries a line \
+                 binding no new variable); this one is the first in file order\n"
+            } else {
+                "found in the reference's search order\n"
+            });
+        }
         r
     } else {
         compiled.find(&lines)

@@ -574,7 +574,7 @@ fn backtracking_retries_earlier_candidates() {
     assert!(
         events
             .iter()
-            .any(|e| e.starts_with("backtrack to spec line 1")),
+            .any(|e| e.starts_with("retry spec line 1 ('s', '$a', '-', '-') at level 1")),
         "{events:#?}"
     );
 
@@ -755,9 +755,129 @@ fn derived_case() -> impl Strategy<Value = (Vec<Line>, Vec<Line>)> {
         })
 }
 
+// ------------------------------------------------- the reference's order
+
+/// An insertion-ordered map, like a Python dict.
+type Dict = Vec<(String, String)>;
+
+fn dict_set(dict: &mut Dict, key: &str, value: &str) {
+    match dict.iter_mut().find(|(k, _)| k == key) {
+        Some(entry) => entry.1 = value.to_owned(),
+        None => dict.push((key.to_owned(), value.to_owned())),
+    }
+}
+
+/// The reference's `match_spec`: the first line equal to the spec line,
+/// else the first line it fits (with the fit of the generated language),
+/// removed from `lines`.
+fn model_match_spec(
+    spec: &Line,
+    hw: &[Line],
+    lines: &mut Vec<usize>,
+    arr: &mut Dict,
+) -> Option<usize> {
+    if let Some(at) = lines.iter().position(|&j| hw[j] == *spec) {
+        return Some(lines.remove(at));
+    }
+    for at in 0..lines.len() {
+        let mut env = arr.clone();
+        if (0..4).all(|p| position_ok(&spec[p], &hw[lines[at]][p], &mut env)) {
+            *arr = env;
+            return Some(lines.remove(at));
+        }
+    }
+    None
+}
+
+/// What every call of the model shares.
+struct Model<'a> {
+    specs: &'a [Line],
+    hw: &'a [Line],
+    /// The reference's `arr2`.
+    forced: Dict,
+    /// The pairing of the call that matched.
+    answer: Vec<usize>,
+}
+
+/// The reference's `match_all`, written plainly: copies of the list, the
+/// retry points, the line moved to the end, the level cap and the `$$`
+/// renaming. `pairing` holds the lines of the spec lines before `start`.
+fn model_match_all(
+    model: &mut Model<'_>,
+    mut lines: Vec<usize>,
+    start: usize,
+    arr: &mut Dict,
+    mut pairing: Vec<usize>,
+    level: usize,
+) -> bool {
+    if level == 50 {
+        return false;
+    }
+    let mut copy_arr = arr.clone();
+    let mut points: Vec<(Vec<usize>, usize, Dict, Vec<usize>)> = Vec::new();
+    for i in start..model.specs.len() {
+        let before = pairing.clone();
+        match model_match_spec(&model.specs[i], model.hw, &mut lines, arr) {
+            Some(j) => {
+                pairing.push(j);
+                if *arr != copy_arr {
+                    let mut copy_lines = lines.clone();
+                    copy_lines.push(j);
+                    points.push((copy_lines, i, copy_arr.clone(), before));
+                    copy_arr = arr.clone();
+                }
+            }
+            None => {
+                while let Some((lines, at, mut new_arr, before)) = points.pop() {
+                    if model_match_all(model, lines, at, &mut new_arr, before, level + 1) {
+                        for (k, v) in &new_arr {
+                            dict_set(arr, k, v);
+                        }
+                        return true;
+                    }
+                }
+                return false;
+            }
+        }
+    }
+    let keys: Vec<String> = arr.iter().map(|(k, _)| k.clone()).collect();
+    for key in keys {
+        if let Some(name) = key.strip_prefix('$') {
+            let value = arr
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            dict_set(arr, name, &value);
+            dict_set(&mut model.forced, name, &value);
+            arr.retain(|(k, _)| *k != key);
+        }
+    }
+    model.answer = pairing;
+    true
+}
+
+/// The reference's answer: `(pairing, vars, forced)`, or `None`.
+fn model_reference(specs: &[Line], hw: &[Line]) -> Option<(Vec<usize>, Dict, Dict)> {
+    let mut model = Model {
+        specs,
+        hw,
+        forced: Dict::new(),
+        answer: Vec::new(),
+    };
+    let mut arr = Dict::new();
+    let lines = (0..hw.len()).collect();
+    model_match_all(&mut model, lines, 0, &mut arr, Vec::new(), 0).then_some((
+        model.answer,
+        arr,
+        model.forced,
+    ))
+}
+
 fn check_against_brute_force(specs: &[Line], hw: &[Line]) -> Result<(), TestCaseError> {
     let compiled = Specs::compile(specs).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let reference = brute_force(specs, hw);
+    let first = brute_force(specs, hw);
+    let reference = model_reference(specs, hw);
     // The indexed search gives the same answer, failures included.
     prop_assert_eq!(compiled.find_in(&Hardware::new(hw)), compiled.find(hw));
     match compiled.find(hw) {
@@ -768,21 +888,59 @@ fn check_against_brute_force(specs: &[Line], hw: &[Line]) -> Result<(), TestCase
                 "returned pairing {:?} does not satisfy the specs",
                 m.pairing
             );
-            let got: Vec<(String, String)> =
-                m.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            prop_assert_eq!(Some(&got), bound.as_ref());
-            prop_assert!(m.forced.is_empty());
-            let (pairing, vars) = reference.unwrap_or_default();
-            prop_assert_eq!(m.pairing, pairing);
-            prop_assert_eq!(got, vars);
+            let got: Dict = m.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let got_forced: Dict = m
+                .forced
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match reference {
+                Some((pairing, vars, forced)) => {
+                    prop_assert!(!m.beyond_reference);
+                    prop_assert_eq!(m.pairing, pairing);
+                    prop_assert_eq!(got, vars);
+                    prop_assert_eq!(got_forced, forced);
+                }
+                None => {
+                    // Beyond the reference: the first pairing in file order.
+                    prop_assert!(m.beyond_reference);
+                    let (pairing, _) = first.unwrap_or_default();
+                    prop_assert_eq!(m.pairing, pairing);
+                }
+            }
         }
         Err(e) => {
-            prop_assert!(reference.is_none(), "brute force found {:?}", reference);
+            prop_assert!(first.is_none(), "brute force found {:?}", first);
+            prop_assert!(reference.is_none(), "the reference found {:?}", reference);
             prop_assert!(e.spec_index < specs.len());
             prop_assert_eq!(&e.spec, &specs[e.spec_index]);
         }
     }
     Ok(())
+}
+
+/// Cases that backtrack: few names, the same variables on several lines,
+/// near-duplicate hardware lines, numeric tests, `$$` variables.
+fn linked_case() -> impl Strategy<Value = (Vec<Line>, Vec<Line>)> {
+    let name =
+        prop::sample::select(vec!["$a", "$b", "$c", "$$a", "x", "y"]).prop_map(str::to_owned);
+    let key = prop::sample::select(vec!["s", "m", "$k"]).prop_map(str::to_owned);
+    let value = prop_oneof![
+        3 => prop::sample::select(vec!["1", "2", "$v", "$w", "$$v"]).prop_map(str::to_owned),
+        1 => (0..3u8).prop_map(|n| format!("gt({n})")),
+        1 => (1..4u8).prop_map(|n| format!("$w=le({n})")),
+    ];
+    let spec = (name, key, value).prop_map(|(n, k, v)| ["d".to_owned(), n, k, v]);
+    let hw_line = (
+        prop::sample::select(vec!["x", "y", "z", "w"]),
+        prop::sample::select(vec!["s", "m"]),
+        prop::sample::select(vec!["1", "2", "3"]),
+    )
+        .prop_map(|(n, k, v)| line("d", n, k, v));
+    (
+        prop::collection::vec(spec, 1..=5),
+        prop::collection::vec(hw_line, 1..=8),
+    )
 }
 
 proptest! {
@@ -865,6 +1023,21 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest-regressions/matcher.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn matcher_follows_the_reference_on_linked_specs(case in linked_case()) {
+        check_against_brute_force(&case.0, &case.1)?;
+    }
+}
+
 #[test]
 fn indexed_search_on_the_kvm_example() {
     let hw = read_hw_fixture("kvm-test-vm.hw");
@@ -916,4 +1089,255 @@ fn spent_budget_stops_the_search() {
         specs.find_within(&index, &Budget::unlimited()),
         Ok(_) | Err(Miss::NoMatch(_))
     ));
+}
+
+/// The reference retries `$disk0` (whose slot must be 1) with the line it
+/// took moved to the end of the list, and the later lines see that order:
+/// `$disk1` takes sda, not the first 8 GB disk.
+#[test]
+fn reference_order_moves_retried_lines_to_the_end() {
+    let specs = compile(&[
+        ["disk", "$disk0", "size", "$size0"],
+        ["disk", "$disk0", "slot", "1"],
+        ["disk", "$disk1", "size", "range(8, 100)"],
+        ["disk", "$disk2", "size", "$size2"],
+    ]);
+    let hw = lines(&[
+        ["disk", "sdb", "size", "8"],
+        ["disk", "sdb", "slot", "2"],
+        ["disk", "sdc", "size", "8"],
+        ["disk", "sdc", "slot", "2"],
+        ["disk", "sdd", "size", "20"],
+        ["disk", "sdd", "slot", "1"],
+        ["disk", "sda", "size", "20"],
+        ["disk", "sda", "slot", "0"],
+    ]);
+    let m = found(&specs, &hw);
+    assert!(!m.beyond_reference);
+    assert_eq!(
+        vars(&m),
+        vec![
+            ("disk0", "sdd"),
+            ("size0", "20"),
+            ("disk1", "sda"),
+            ("disk2", "sdb"),
+            ("size2", "8"),
+        ]
+    );
+    assert_eq!(m.pairing, vec![4, 5, 6, 0]);
+}
+
+/// A spec line binding no new variable is never retried by the reference:
+/// here it takes the line the next spec line needed, and the match is
+/// found by the complete search, marked as such.
+#[test]
+fn match_the_reference_misses_is_marked() {
+    let specs = compile(&[
+        ["disk", "sda", "size", "gt(1)"],
+        ["disk", "sda", "size", "2"],
+    ]);
+    let hw = lines(&[["disk", "sda", "size", "2"], ["disk", "sda", "size", "3"]]);
+    let m = found(&specs, &hw);
+    assert!(m.beyond_reference);
+    assert_eq!(m.pairing, vec![1, 0]);
+    // With the lines the other way round the reference finds it.
+    let hw = lines(&[["disk", "sda", "size", "3"], ["disk", "sda", "size", "2"]]);
+    let m = found(&specs, &hw);
+    assert!(!m.beyond_reference);
+    assert_eq!(m.pairing, vec![0, 1]);
+}
+
+/// Beyond the reference's 50 levels of retries (60 identical disks, the
+/// first one wanted last) the complete search answers.
+#[test]
+fn beyond_the_depth_cap_the_complete_search_answers() {
+    let (specs, hw) = jbod(60);
+    assert!(found(&specs, &hw).beyond_reference);
+    let (specs, hw) = jbod(8);
+    assert!(!found(&specs, &hw).beyond_reference);
+}
+
+/// A hardware line equal to the spec line is taken first, binding nothing,
+/// even when a line before it fits the spec line's patterns.
+#[test]
+fn equal_line_is_taken_first() {
+    let specs = compile(&[["disk", "$d", "size", "gt(1)"]]);
+    let hw = lines(&[
+        ["disk", "sda", "size", "5"],
+        ["disk", "$d", "size", "gt(1)"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(m.pairing, vec![1]);
+    assert!(m.vars.is_empty());
+}
+
+/// `edeploy-admin match --explain` says whether the match is the
+/// reference's or beyond it.
+#[test]
+fn admin_explain_says_whether_the_reference_matches() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let specs = dir.path().join("two.specs");
+    let hw = dir.path().join("two.hw");
+    std::fs::write(
+        &specs,
+        "[\n  ('disk', 'sda', 'size', 'gt(1)'),\n  ('disk', 'sda', 'size', '2'),\n]\n",
+    )
+    .expect("write the specs");
+    let explain = |lines: &str| {
+        std::fs::write(&hw, lines).expect("write the hardware list");
+        match edeploy::admin::match_cmd(&specs, &hw, false, true) {
+            Ok(out) => out,
+            Err(e) => panic!("match --explain: {e}"),
+        }
+    };
+    let beyond =
+        explain("[\n  ('disk', 'sda', 'size', '2'),\n  ('disk', 'sda', 'size', '3'),\n]\n");
+    assert_eq!(beyond.code, 0, "{}", beyond.stderr);
+    assert!(
+        beyond.stderr.contains("beyond the reference"),
+        "{}",
+        beyond.stderr
+    );
+    let same = explain("[\n  ('disk', 'sda', 'size', '3'),\n  ('disk', 'sda', 'size', '2'),\n]\n");
+    assert_eq!(same.code, 0, "{}", same.stderr);
+    assert!(
+        same.stderr
+            .contains("found in the reference's search order"),
+        "{}",
+        same.stderr
+    );
+    assert!(
+        !same.stderr.contains("beyond the reference"),
+        "{}",
+        same.stderr
+    );
+}
+
+// ------------------------------------------------- shapes that were slow
+
+/// `links` spec lines `('disk', '$diskK', 'size', 'gt(100)')` then as many
+/// `('disk', '$diskK', 'model', '$model')`.
+fn linked_specs(links: usize) -> Vec<Line> {
+    let mut specs: Vec<Line> = (0..links)
+        .map(|k| line("disk", &format!("$disk{k}"), "size", "gt(100)"))
+        .collect();
+    specs.extend((0..links).map(|k| line("disk", &format!("$disk{k}"), "model", "$model")));
+    specs
+}
+
+/// One disk per model given, each with a size line (small ones where
+/// `small` says so) and a model line.
+fn linked_hw(models: &[&str], small: &[bool]) -> Vec<Line> {
+    let mut hw = Vec::new();
+    for (k, model) in models.iter().enumerate() {
+        let size = if small.get(k).copied().unwrap_or(false) {
+            "50"
+        } else {
+            "200"
+        };
+        hw.push(line("disk", &format!("sd{k}"), "size", size));
+        hw.push(line("disk", &format!("sd{k}"), "model", model));
+    }
+    hw
+}
+
+/// `d` disks with a size and `v` others with a model, and `both` disks
+/// with both at the end.
+fn wide_hw(d: usize, v: usize, both: usize) -> Vec<Line> {
+    let mut hw = Vec::new();
+    for k in 0..d.max(v) {
+        if k < d {
+            hw.push(line("disk", &format!("a{k}"), "size", "10"));
+        }
+        if k < v {
+            hw.push(line("disk", &format!("b{k}"), "model", "m"));
+        }
+    }
+    for k in 0..both {
+        hw.push(line("disk", &format!("c{k}"), "size", "10"));
+        hw.push(line("disk", &format!("c{k}"), "model", "m"));
+    }
+    hw
+}
+
+fn wide_specs() -> Vec<Line> {
+    lines(&[
+        ["disk", "$a", "size", "$s"],
+        ["disk", "$b", "model", "$m"],
+        ["disk", "$a", "model", "$m"],
+    ])
+}
+
+fn agrees(specs: &[Line], hw: &[Line]) {
+    if let Err(e) = check_against_brute_force(specs, hw) {
+        panic!("{e}\nspecs {specs:?}\nhw {hw:?}");
+    }
+}
+
+#[test]
+fn linked_lines_agree_with_brute_force_at_tiny_sizes() {
+    agrees(&linked_specs(2), &linked_hw(&["m0", "m1", "m2"], &[]));
+    agrees(&linked_specs(2), &linked_hw(&["m0", "m1", "m0"], &[]));
+    agrees(
+        &linked_specs(2),
+        &linked_hw(&["m0", "m1", "m0", "m1"], &[true]),
+    );
+    agrees(
+        &linked_specs(3),
+        &linked_hw(&["m1", "m0", "m0", "m0"], &[false, true]),
+    );
+}
+
+#[test]
+fn wide_lists_agree_with_brute_force_at_tiny_sizes() {
+    agrees(&wide_specs(), &wide_hw(3, 3, 0));
+    agrees(&wide_specs(), &wide_hw(3, 2, 1));
+    agrees(&wide_specs(), &wide_hw(1, 3, 2));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest-regressions/matcher.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn linked_lines_follow_the_reference(
+        links in 1..=2usize,
+        models in prop::collection::vec(prop::sample::select(vec!["m0", "m1", "m2"]), 1..=4),
+        small in prop::collection::vec(any::<bool>(), 0..=4),
+    ) {
+        check_against_brute_force(&linked_specs(links), &linked_hw(&models, &small))?;
+    }
+}
+
+/// Large versions of the shapes end (a hang guard, not a timing): 8 linked
+/// lines against 60 disks of different models, and 20,000 + 20,000 wide
+/// lines, both without a match; with one disk answering, a match.
+#[test]
+fn slow_shapes_end() {
+    let names: Vec<String> = (0..60).map(|k| format!("model-{k}")).collect();
+    let models: Vec<&str> = names.iter().map(String::as_str).collect();
+    let specs = Specs::compile(&linked_specs(8)).expect("compiles");
+    let err = specs
+        .find(&linked_hw(&models, &[]))
+        .expect_err("no 8 disks share a model");
+    assert!(err.spec_index >= 8, "a model line is named: {err}");
+    let mut same = models.clone();
+    for m in same.iter_mut().skip(40).take(8) {
+        *m = "shared";
+    }
+    let m = found(&specs, &linked_hw(&same, &[]));
+    assert_eq!(m.vars.get("model").map(String::as_str), Some("shared"));
+
+    let specs = Specs::compile(&wide_specs()).expect("compiles");
+    let err = specs
+        .find(&wide_hw(20_000, 20_000, 0))
+        .expect_err("no disk has both");
+    assert_eq!(err.spec_index, 2);
+    let m = found(&specs, &wide_hw(20_000, 20_000, 1));
+    assert_eq!(m.vars.get("a").map(String::as_str), Some("c0"));
 }

@@ -33,28 +33,75 @@
 //!
 //! # Search order
 //!
-//! Spec lines are taken in file order; for each one, hardware lines are
-//! tried in hardware-list order, skipping lines already used; a dead end
-//! backtracks to the most recent spec line with another candidate. The
-//! answer is the first complete pairing in that order, i.e. the
-//! lexicographically smallest sequence of chosen hardware line indexes. The
-//! pruning used to get there fast (forward checking, and a check that the
-//! remaining spec lines can still all get distinct hardware lines) only
-//! discards branches holding no solution, so it never changes the answer.
+//! The answer is the one the reference matcher (`match_all` of the
+//! `hardware` package, 0.33, as the original eDeploy used it) gives,
+//! wherever it gives one:
+//!
+//! * spec lines are taken in file order; each takes the first unused
+//!   hardware line *equal* to it (binding nothing), else the first unused
+//!   line it fits with the bindings so far, in the current list order;
+//! * a spec line that binds a variable not bound before is a retry point;
+//!   no other line is ever retried;
+//! * when a spec line finds nothing, the retry points are tried, latest
+//!   first; a retry starts again at its spec line with the bindings it had
+//!   then, the hardware line it had taken moved to the end of the list (for
+//!   that line and every later one), one level deeper; a retry 50 levels
+//!   deep fails at once;
+//! * the variables are those of the retry that matched, `$$name` renamed
+//!   to `name` (also in [`Match::forced`]), copied over the variables the
+//!   enclosing retries held when they failed, as the reference does: a
+//!   `$$name` bound on a failed path can stay in [`Match::vars`] under its
+//!   key `$name`.
+//!
+//! How it is computed: a complete search runs first (spec lines in file
+//! order, hardware lines in list order, backtracking to the most recent
+//! spec line with another candidate; its answer is the first complete
+//! pairing in that order, the lexicographically smallest sequence of
+//! hardware line indexes).
+//!
+//! * If it finds no match, none exists, and the reference finds none.
+//! * If it found its match without ever taking a choice back, and no spec
+//!   line holding a variable or a test is equal to a hardware line, the
+//!   reference makes the very same choices: that is the answer.
+//! * Otherwise the reference's search is replayed. Its retries are skipped
+//!   when the remaining spec lines cannot all be paired at all (the checks
+//!   below only say so when it is true), since the reference's retry would
+//!   fail too; its other dead ends are replayed, so the answer stays its
+//!   answer. When the reference finds no match (it gave up at its depth
+//!   limit, or a spec line that bound nothing new kept a line a later spec
+//!   line needed), or the replay passes a few million steps, the answer is
+//!   the complete search's, with [`Match::beyond_reference`] set.
+//!
+//! The checks: every remaining spec line keeps an unused hardware line
+//! consistent with the bindings (candidates are grouped by the value of a
+//! bound variable, so that this is not a scan of the whole list); the
+//! remaining lines can get pairwise distinct hardware lines (a bipartite
+//! matching kept up to date); and, once the complete search has met 16
+//! dead ends (the replay: 4096),
+//! every unbound variable shared by several remaining lines has a value
+//! all of them can give it, and the one shared by the most lines (with at
+//! most 256 such values) has a value with which the remaining lines can
+//! still get distinct hardware lines. All of them only discard states
+//! holding no solution.
 //!
 //! # Which spec line a failure names
+//!
+//! The failure comes from the complete search.
 //!
 //! 1. If some spec line has no hardware line it could ever pair with
 //!    (ignoring variables and the other spec lines), the first such line in
 //!    file order.
-//! 2. Otherwise the line that blocked the search at the greatest depth,
-//!    the depth being the number of spec lines paired when the block was
-//!    found; on ties the first block found wins. A block is a remaining
+//! 2. Otherwise the line that blocked the complete search at the greatest
+//!    depth, the depth being the number of spec lines paired when the block
+//!    was found; on ties the first block found wins. A block is a remaining
 //!    spec line left with no unused hardware line consistent with the
 //!    bindings (the first such line in file order), or, when every remaining
 //!    line still has one, the first remaining line that could not be given
 //!    its own hardware line while giving distinct lines to the remaining
-//!    lines in file order.
+//!    lines in file order; after 16 dead ends also the line where a shared
+//!    variable's possible values ran out (the first line holding that
+//!    variable that leaves it no value in common with the earlier ones), or
+//!    the first remaining line holding the variable tried with each value.
 
 mod func;
 mod search;
@@ -106,6 +153,39 @@ impl CompiledLine {
         }
     }
 
+    /// `Some(equal)` when [`CompiledLine::fits_statically`] holds or the
+    /// hardware line is equal to `spec` (the reference takes such a line
+    /// whatever its patterns say); `equal` tells which.
+    fn fits_or_equal(&self, spec: &Line, hw: &Line) -> Option<bool> {
+        for (p, pattern) in self.patterns.iter().enumerate() {
+            if let Pattern::Literal = pattern {
+                if spec[p] != hw[p] {
+                    return None;
+                }
+            }
+        }
+        let equal =
+            self.patterns.iter().enumerate().all(|(p, pattern)| {
+                matches!(pattern, Pattern::Literal) || same_text(&spec[p], &hw[p])
+            });
+        (equal || self.fits_beyond_literals(hw)).then_some(equal)
+    }
+
+    /// The checks of [`CompiledLine::fits_statically`] after the literal
+    /// positions.
+    fn fits_beyond_literals(&self, hw: &Line) -> bool {
+        if self.repeats.iter().any(|&(a, b)| hw[a] != hw[b]) {
+            return false;
+        }
+        self.patterns
+            .iter()
+            .enumerate()
+            .all(|(p, pattern)| match pattern {
+                Pattern::Func(f) | Pattern::VarFunc(_, f) => f.eval(&hw[p]),
+                Pattern::Literal | Pattern::Var(_) => true,
+            })
+    }
+
     /// Whether the hardware line fits, ignoring bindings made by other spec
     /// lines.
     /// `spec` is the text this line was compiled from.
@@ -118,17 +198,14 @@ impl CompiledLine {
                 }
             }
         }
-        if self.repeats.iter().any(|&(a, b)| hw[a] != hw[b]) {
-            return false;
-        }
-        self.patterns
-            .iter()
-            .enumerate()
-            .all(|(p, pattern)| match pattern {
-                Pattern::Func(f) | Pattern::VarFunc(_, f) => f.eval(&hw[p]),
-                Pattern::Literal | Pattern::Var(_) => true,
-            })
+        self.fits_beyond_literals(hw)
     }
+}
+
+/// `a == b`, rejecting most different texts on their first byte (a
+/// variable's text starts with `$`, which values seldom do).
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +256,9 @@ pub struct Match {
     pub forced: IndexMap<String, String>,
     /// Hardware line index chosen for each spec line.
     pub pairing: Vec<usize>,
+    /// The reference's search (see the module documentation) gave up or
+    /// missed this match: it was found by the complete search.
+    pub beyond_reference: bool,
 }
 
 /// Why specs do not match: the spec line chosen by the rule in the module

@@ -1,17 +1,25 @@
-//! Backtracking search for the first pairing of spec lines with distinct
-//! hardware lines, in the order documented in the parent module.
+//! The complete search (the first pairing of spec lines with distinct
+//! hardware lines in file order) and, in `reference`, the replay of the
+//! reference's order on the same state; `run` chooses between them as the
+//! parent module documents.
 //!
 //! State is changed in place and undone on backtrack (bindings through a
 //! trail). After each assignment every remaining spec line must keep an
-//! unused, consistent candidate (forward checking) and the remaining lines
+//! unused, consistent candidate (forward checking), the remaining lines
 //! must still be able to get pairwise distinct candidates (a bipartite
-//! matching kept up to date incrementally). Both checks only reject branches
-//! without a solution, so the first solution found is the first in order.
+//! matching kept up to date incrementally), and, after some dead ends, the
+//! variables they share must keep a common value. The checks only reject
+//! states without a solution, so the first solution found is the first in
+//! order.
+
+use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
-use super::{format_line, repr_str, Budget, Hardware, Match, Miss, NoMatch, Specs};
+use super::{format_line, repr_str, Budget, Hardware, Match, Miss, NoMatch, Pattern, Specs};
 use crate::hw::Line;
+
+mod reference;
 
 const NONE: usize = usize::MAX;
 
@@ -84,7 +92,9 @@ impl Block {
 #[derive(Clone, Copy)]
 struct Frame {
     spec: usize,
+    /// Range of `cand_data` still to look at.
     next: usize,
+    end: usize,
     via: usize,
 }
 
@@ -92,9 +102,40 @@ struct Search<'a, 'h, T: Tracer> {
     specs: &'a Specs,
     hw: &'h [Line],
     tracer: &'a mut T,
-    /// Static candidates of spec line `k`: `cand_data[cand_start[k]..cand_start[k + 1]]`.
+    /// Static candidates of spec line `k`: `cand_data[cand_start[k]..cand_start[k + 1]]`,
+    /// in list order; the buckets of [`Search::pool`] follow them.
     cand_data: Vec<usize>,
     cand_start: Vec<usize>,
+    /// Whether some hardware line is equal to spec line `k` (it pairs with
+    /// it without binding anything, as in the reference's first pass).
+    has_exact: Vec<bool>,
+    /// Per spec line and variable position: candidates grouped by the value
+    /// at that position, as ranges of `cand_data`; built on first use.
+    buckets: Vec<Option<HashMap<&'h str, (usize, usize)>>>,
+    /// `(spec line, position)` of each variable's first position in each
+    /// spec line holding it, in file order (filled on first use).
+    var_uses: Vec<Vec<(usize, usize)>>,
+    /// Variables by decreasing number of spec lines holding them.
+    var_order: Vec<usize>,
+    /// Also check that the variables shared by several remaining lines can
+    /// still take a common value (turned on after some dead ends).
+    deep: bool,
+    dead_ends: usize,
+    /// The complete search took back a choice.
+    backtracked: bool,
+    /// Place of each hardware line in the reference's list order: its
+    /// index, or past the end once moved to the end by a retry (empty until
+    /// the first move).
+    order_key: Vec<usize>,
+    /// Lines moved to the end, oldest first, with their previous keys.
+    rotated: Vec<(usize, usize)>,
+    /// Units of work spent emulating the reference.
+    emulation_work: usize,
+    /// The spec line on which the reference's order last found nothing
+    /// (`NONE` before).
+    hint: usize,
+    /// No `$$` variable and no spec line equal to a hardware line.
+    shortcut: bool,
     used: Vec<bool>,
     binding: Vec<Option<&'h str>>,
     /// Variables in binding order, unbound back to `trail_mark[d]` when spec
@@ -103,7 +144,7 @@ struct Search<'a, 'h, T: Tracer> {
     trail_mark: Vec<usize>,
     /// Hardware line assigned to each paired spec line.
     chosen: Vec<usize>,
-    /// Next candidate position to try for each spec line.
+    /// Smallest hardware line index still to try for each spec line.
     next: Vec<usize>,
     /// Matching of remaining spec lines to hardware lines (`NONE` if none).
     mate: Vec<usize>,
@@ -124,6 +165,16 @@ struct Search<'a, 'h, T: Tracer> {
 /// microseconds.
 const WORK_PER_CLOCK: usize = 1 << 14;
 
+/// Candidate lists longer than this are grouped by value for bound
+/// variables ([`Search::pool`]).
+const BUCKET_MIN: usize = 16;
+
+/// Dead ends after which the shared-variable check runs too.
+const DEEP_AFTER: usize = 16;
+
+/// Most values a shared variable is tried with, one by one.
+const PROBE_MAX: usize = 256;
+
 pub(super) fn run<T: Tracer>(
     specs: &Specs,
     hw: &[Line],
@@ -134,26 +185,35 @@ pub(super) fn run<T: Tracer>(
     let n = specs.compiled.len();
     let mut cand_data = Vec::new();
     let mut cand_start = Vec::with_capacity(n + 1);
+    let mut has_exact = Vec::with_capacity(n);
     cand_start.push(0);
     for (line, text) in specs.compiled.iter().zip(&specs.lines) {
         // The index only skips lines whose class or key differ from the
         // spec line's literal ones, which could not fit anyway; the order
-        // of the candidates stays the list order.
+        // of the candidates stays the list order. A line equal to the spec
+        // line has its class and key, literal or not.
+        // A line of literals fits exactly the lines equal to it: its first
+        // equal line is its first fitting line, and neither binds.
+        let literals = line.patterns.iter().all(|p| matches!(p, Pattern::Literal));
+        let mut exact = false;
+        let mut fits = |h: &Line| match line.fits_or_equal(text, h) {
+            Some(equal) => {
+                exact |= equal;
+                true
+            }
+            None => false,
+        };
         let narrowed = index.and_then(|ix| ix.narrow(line.literal(text, 0), line.literal(text, 2)));
         match narrowed {
-            Some(subset) => cand_data.extend(
-                subset
-                    .iter()
-                    .copied()
-                    .filter(|&j| line.fits_statically(text, &hw[j])),
-            ),
+            Some(subset) => cand_data.extend(subset.iter().copied().filter(|&j| fits(&hw[j]))),
             None => cand_data.extend(
                 hw.iter()
                     .enumerate()
-                    .filter(|(_, h)| line.fits_statically(text, h))
+                    .filter(|(_, h)| fits(h))
                     .map(|(j, _)| j),
             ),
         }
+        has_exact.push(!literals && exact);
         cand_start.push(cand_data.len());
     }
     let mut search = Search {
@@ -162,6 +222,18 @@ pub(super) fn run<T: Tracer>(
         tracer,
         cand_data,
         cand_start,
+        has_exact,
+        buckets: Vec::new(),
+        var_uses: Vec::new(),
+        var_order: Vec::new(),
+        deep: false,
+        dead_ends: 0,
+        backtracked: false,
+        order_key: Vec::new(),
+        rotated: Vec::new(),
+        emulation_work: 0,
+        hint: NONE,
+        shortcut: false,
         used: vec![false; hw.len()],
         binding: vec![None; specs.vars.len()],
         trail: Vec::new(),
@@ -178,14 +250,29 @@ pub(super) fn run<T: Tracer>(
         work: 0,
         over: false,
     };
-    match search.search() {
-        Ok(()) => {
-            search.tracer.event(|| "match found".to_owned());
-            Ok(search.result())
-        }
+    if let Some(k) = (0..n).find(|&k| search.candidates(k).is_empty()) {
+        search
+            .tracer
+            .event(|| format!("{} fits no hardware line at all", spec_text(specs, k)));
+        let failure = NoMatch {
+            spec_index: k,
+            spec: specs.lines[k].clone(),
+        };
+        search.tracer.event(|| format!("no match: {failure}"));
+        return Err(Miss::NoMatch(failure));
+    }
+    search.shortcut = specs.vars.iter().all(|v| !v.forced) && search.has_exact.iter().all(|&e| !e);
+    // The complete search first: it says whether a match exists at all
+    // (when none does the reference finds none either) and names the
+    // failure.
+    search
+        .tracer
+        .event(|| "complete search (spec lines in file order)".to_owned());
+    let first = match search.search() {
+        Ok(()) => search.result(),
         Err(_) if search.over => {
             search.tracer.event(|| "the time budget ran out".to_owned());
-            Err(Miss::OverBudget)
+            return Err(Miss::OverBudget);
         }
         Err(k) => {
             let failure = NoMatch {
@@ -193,7 +280,45 @@ pub(super) fn run<T: Tracer>(
                 spec: specs.lines[k].clone(),
             };
             search.tracer.event(|| format!("no match: {failure}"));
-            Err(Miss::NoMatch(failure))
+            return Err(Miss::NoMatch(failure));
+        }
+    };
+    if !search.backtracked && search.has_exact.iter().all(|&e| !e) {
+        // Each spec line took the first line it fits, in list order, and
+        // none was ever taken back: the reference makes the same choices,
+        // with no retry.
+        search
+            .tracer
+            .event(|| "match found, without backtracking: the reference's too".to_owned());
+        return Ok(search.reference_result(&[]));
+    }
+    for d in (0..n).rev() {
+        search.unassign(d);
+    }
+    search
+        .tracer
+        .event(|| "the reference's search order".to_owned());
+    match search.emulate() {
+        reference::Outcome::Found(found) => {
+            search.tracer.event(|| "match found".to_owned());
+            Ok(found)
+        }
+        reference::Outcome::Over => {
+            search.tracer.event(|| "the time budget ran out".to_owned());
+            Err(Miss::OverBudget)
+        }
+        outcome => {
+            search.tracer.event(|| match outcome {
+                reference::Outcome::Abandoned(why) => format!(
+                    "the reference's search {why}: match found beyond the reference's search"
+                ),
+                _ => "the reference's search finds no match: match found beyond the reference's search"
+                    .to_owned(),
+            });
+            Ok(Match {
+                beyond_reference: true,
+                ..first
+            })
         }
     }
 }
@@ -229,8 +354,54 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         self.over
     }
 
+    /// Whether hardware line `j` is equal to spec line `k`.
+    fn exact(&self, k: usize, j: usize) -> bool {
+        self.has_exact[k] && self.hw[j] == self.specs.lines[k]
+    }
+
     fn viable(&self, k: usize, j: usize) -> bool {
-        !self.used[j] && self.consistent(k, j)
+        !self.used[j] && (self.consistent(k, j) || self.exact(k, j))
+    }
+
+    /// Range of `cand_data` holding, in list order, the candidates of spec
+    /// line `k` that can agree with the bindings: all static candidates, or
+    /// only those whose value at a bound variable's position is that
+    /// variable's value.
+    fn pool(&mut self, k: usize) -> (usize, usize) {
+        let (start, end) = (self.cand_start[k], self.cand_start[k + 1]);
+        if end - start <= BUCKET_MIN || self.has_exact[k] {
+            return (start, end);
+        }
+        let specs = self.specs;
+        for (slot, &(p, v)) in specs.compiled[k].var_positions.iter().enumerate() {
+            let Some(value) = self.binding[v] else {
+                continue;
+            };
+            let key = k * 4 + slot;
+            if self.buckets.is_empty() {
+                self.buckets = vec![None; specs.compiled.len() * 4];
+            }
+            if self.buckets[key].is_none() {
+                self.spend(end - start);
+                let hw = self.hw;
+                let mut groups: HashMap<&'h str, Vec<usize>> = HashMap::new();
+                for &j in &self.cand_data[start..end] {
+                    groups.entry(hw[j][p].as_str()).or_default().push(j);
+                }
+                let mut ranges = HashMap::with_capacity(groups.len());
+                for (value, members) in groups {
+                    let at = self.cand_data.len();
+                    self.cand_data.extend(members);
+                    ranges.insert(value, (at, self.cand_data.len()));
+                }
+                self.buckets[key] = Some(ranges);
+            }
+            return self.buckets[key]
+                .as_ref()
+                .and_then(|ranges| ranges.get(value).copied())
+                .unwrap_or((0, 0));
+        }
+        (start, end)
     }
 
     /// Returns `Ok` once all spec lines are paired (see `chosen`), or the
@@ -259,12 +430,11 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 return Err(d);
             }
             match self.next_viable(d) {
-                Some(idx) => {
-                    let j = self.candidates(d)[idx];
-                    self.next[d] = idx + 1;
+                Some(j) => {
+                    self.next[d] = j + 1;
                     self.tracer
                         .event(|| format!("try {} with {}", spec_text(specs, d), hw_text(hw, j)));
-                    self.assign(d, j);
+                    let _ = self.assign(d, j);
                     match self.propagate(d + 1) {
                         Ok(()) if d + 1 == n => return Ok(()),
                         Ok(()) => {
@@ -274,6 +444,8 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                         Err(block) => {
                             self.note_block(d + 1, block);
                             self.unassign(d);
+                            self.dead_end();
+                            self.backtracked = true;
                         }
                     }
                 }
@@ -289,6 +461,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                     if d == 0 {
                         return Err(self.blocker());
                     }
+                    self.backtracked = true;
                     d -= 1;
                     self.tracer
                         .event(|| format!("backtrack to {}", spec_text(specs, d)));
@@ -298,12 +471,47 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         }
     }
 
-    fn next_viable(&self, d: usize) -> Option<usize> {
-        let cands = self.candidates(d);
-        (self.next[d]..cands.len()).find(|&idx| self.viable(d, cands[idx]))
+    /// The first viable candidate of spec line `d` at or after `next[d]`.
+    fn next_viable(&mut self, d: usize) -> Option<usize> {
+        let (start, end) = self.pool(d);
+        let from = self.next[d];
+        let first = start + self.cand_data[start..end].partition_point(|&j| j < from);
+        let mut looked = 0;
+        let mut found = None;
+        for idx in first..end {
+            let j = self.cand_data[idx];
+            looked += 1;
+            if self.viable(d, j) {
+                found = Some(j);
+                break;
+            }
+        }
+        self.spend(looked);
+        found
     }
 
-    fn assign(&mut self, d: usize, j: usize) {
+    /// Whether spec line `k` has a viable candidate.
+    fn has_viable(&mut self, k: usize) -> bool {
+        let (start, end) = self.pool(k);
+        self.spend(end - start);
+        self.cand_data[start..end]
+            .iter()
+            .any(|&j| self.viable(k, j))
+    }
+
+    /// Counts a dead end; after enough of them the deeper check is worth
+    /// its cost.
+    fn dead_end(&mut self) {
+        self.dead_ends += 1;
+        if self.dead_ends >= DEEP_AFTER {
+            self.deep = true;
+        }
+    }
+
+    /// Pairs spec line `d` with hardware line `j`; true when that binds a
+    /// variable not bound before.
+    fn assign(&mut self, d: usize, j: usize) -> bool {
+        let exact = self.exact(d, j);
         self.used[j] = true;
         self.chosen[d] = j;
         self.trail_mark[d] = self.trail.len();
@@ -312,7 +520,11 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             self.owner[m] = NONE;
             self.mate[d] = NONE;
         }
+        if exact {
+            return false;
+        }
         let hw: &'h Line = &self.hw[j];
+        let before = self.trail.len();
         for &(p, v) in &self.specs.compiled[d].var_positions {
             if self.binding[v].is_none() {
                 self.binding[v] = Some(hw[p].as_str());
@@ -326,6 +538,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 });
             }
         }
+        self.trail.len() > before
     }
 
     fn unassign(&mut self, d: usize) {
@@ -341,6 +554,16 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     /// Checks that spec lines `first..` can still be paired, given the
     /// assignments and bindings so far.
     fn propagate(&mut self, first: usize) -> Result<(), Block> {
+        self.distinct(first)?;
+        if self.deep {
+            self.shared_values(first)?;
+        }
+        Ok(())
+    }
+
+    /// Forward checking, then a matching giving spec lines `first..`
+    /// distinct hardware lines.
+    fn distinct(&mut self, first: usize) -> Result<(), Block> {
         let specs = self.specs;
         let n = self.specs.compiled.len();
         // Drop matching pairs invalidated by the last assignment.
@@ -351,12 +574,20 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 self.mate[k] = NONE;
             }
         }
+        self.spend(n - first);
         // A matched line has a candidate; only the others need a scan.
         for k in first..n {
-            if self.spend(self.candidates(k).len()) {
+            if self.mate[k] != NONE {
+                continue;
+            }
+            let (start, end) = self.pool(k);
+            if self.spend(end - start) {
                 return Err(Block::Empty(k));
             }
-            if self.mate[k] == NONE && !self.candidates(k).iter().any(|&j| self.viable(k, j)) {
+            if !self.cand_data[start..end]
+                .iter()
+                .any(|&j| self.viable(k, j))
+            {
                 self.tracer.event(|| {
                     format!(
                         "  prune: {} has no unused hardware line consistent with the bindings",
@@ -367,10 +598,10 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             }
         }
         for k in first..n {
-            if self.spend(self.candidates(k).len()) {
-                return Err(Block::Empty(k));
-            }
             if self.mate[k] == NONE && !self.augment(k) {
+                if self.over {
+                    return Err(Block::Empty(k));
+                }
                 self.tracer.event(|| {
                     format!(
                         "  prune: spec lines {}..{} cannot all get distinct hardware lines, {} is left without",
@@ -385,6 +616,115 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         Ok(())
     }
 
+    /// Every unbound variable held by several of spec lines `first..` must
+    /// have a value that each of them can give it; a line equal to its
+    /// hardware line binds nothing and constrains nothing. Then the
+    /// variable held by the most of them is tried with each such value (if
+    /// there are at most [`PROBE_MAX`]): with none can the lines all get
+    /// distinct hardware lines, the branch is cut.
+    fn shared_values(&mut self, first: usize) -> Result<(), Block> {
+        let specs = self.specs;
+        let hw = self.hw;
+        if self.var_uses.is_empty() && !specs.vars.is_empty() {
+            let mut var_uses = vec![Vec::new(); specs.vars.len()];
+            for (k, line) in specs.compiled.iter().enumerate() {
+                for &(p, v) in &line.var_positions {
+                    if var_uses[v].last().is_none_or(|&(last, _)| last != k) {
+                        var_uses[v].push((k, p));
+                    }
+                }
+            }
+            let mut var_order: Vec<usize> = (0..specs.vars.len()).collect();
+            var_order.sort_by_key(|&v| std::cmp::Reverse(var_uses[v].len()));
+            self.var_uses = var_uses;
+            self.var_order = var_order;
+        }
+        let mut probe: Option<(usize, usize, Vec<&'h str>)> = None;
+        for o in 0..self.var_order.len() {
+            let v = self.var_order[o];
+            if self.binding[v].is_some() {
+                continue;
+            }
+            let uses = &self.var_uses[v];
+            let from = uses.partition_point(|&(k, _)| k < first);
+            if uses.len() - from < 2 {
+                continue;
+            }
+            let mut common: Option<HashSet<&'h str>> = None;
+            let mut first_line = NONE;
+            for u in from..self.var_uses[v].len() {
+                let (k, p) = self.var_uses[v][u];
+                let (start, end) = self.pool(k);
+                if self.spend(end - start) {
+                    return Err(Block::Empty(k));
+                }
+                let mut values = HashSet::new();
+                let mut free = false;
+                for &j in &self.cand_data[start..end] {
+                    if !self.viable(k, j) {
+                        continue;
+                    }
+                    if self.exact(k, j) {
+                        free = true;
+                        break;
+                    }
+                    if common
+                        .as_ref()
+                        .is_none_or(|c| c.contains(hw[j][p].as_str()))
+                    {
+                        values.insert(hw[j][p].as_str());
+                    }
+                }
+                if free {
+                    continue;
+                }
+                if values.is_empty() {
+                    self.tracer.event(|| {
+                        format!(
+                            "  prune: {} cannot give {} a value the earlier remaining lines can give it",
+                            spec_text(specs, k),
+                            specs.vars[v].spelling()
+                        )
+                    });
+                    return Err(Block::Empty(k));
+                }
+                if first_line == NONE {
+                    first_line = k;
+                }
+                common = Some(values);
+            }
+            if let Some(common) = common {
+                if probe.is_none() && common.len() <= PROBE_MAX {
+                    let mut values: Vec<&'h str> = common.into_iter().collect();
+                    values.sort_unstable();
+                    probe = Some((v, first_line, values));
+                }
+            }
+        }
+        let Some((v, line, values)) = probe else {
+            return Ok(());
+        };
+        for value in values {
+            self.binding[v] = Some(value);
+            let fits = self.distinct(first).is_ok();
+            self.binding[v] = None;
+            if self.over {
+                return Err(Block::Empty(line));
+            }
+            if fits {
+                return Ok(());
+            }
+        }
+        self.tracer.event(|| {
+            format!(
+                "  prune: with any value of {} the spec lines from {} on cannot all get distinct hardware lines",
+                specs.vars[v].spelling(),
+                spec_text(specs, line)
+            )
+        });
+        Err(Block::Empty(line))
+    }
+
     /// Looks for an augmenting path from spec line `root` (Kuhn's
     /// algorithm), iteratively so that long spec lists cannot overflow the
     /// stack.
@@ -394,11 +734,24 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             self.stamp = 0;
         }
         self.stamp += 1;
+        let (next, end) = self.pool(root);
+        // A free candidate needs no path.
+        let free = self.cand_data[next..end]
+            .iter()
+            .position(|&j| self.owner[j] == NONE && self.viable(root, j));
+        self.spend(free.map_or(end - next, |at| at + 1));
+        if let Some(at) = free {
+            let j = self.cand_data[next + at];
+            self.mate[root] = j;
+            self.owner[j] = root;
+            return true;
+        }
         let mut stack = std::mem::take(&mut self.stack);
         stack.clear();
         stack.push(Frame {
             spec: root,
-            next: self.cand_start[root],
+            next,
+            end,
             via: NONE,
         });
         let found = loop {
@@ -406,11 +759,12 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                 break false;
             };
             let k = top.spec;
-            let end = self.cand_start[k + 1];
             let mut step = NONE;
-            while top.next < end {
+            let mut looked = 0;
+            while top.next < top.end {
                 let j = self.cand_data[top.next];
                 top.next += 1;
+                looked += 1;
                 if self.seen[j] != self.stamp && self.viable(k, j) {
                     self.seen[j] = self.stamp;
                     step = j;
@@ -419,18 +773,23 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             }
             if step == NONE {
                 stack.pop();
-                continue;
+            } else {
+                top.via = step;
+                let holder = self.owner[step];
+                if holder == NONE {
+                    break true;
+                }
+                let (next, end) = self.pool(holder);
+                stack.push(Frame {
+                    spec: holder,
+                    next,
+                    end,
+                    via: NONE,
+                });
             }
-            top.via = step;
-            let holder = self.owner[step];
-            if holder == NONE {
-                break true;
+            if self.spend(looked) {
+                break false;
             }
-            stack.push(Frame {
-                spec: holder,
-                next: self.cand_start[holder],
-                via: NONE,
-            });
         };
         if found {
             for frame in &stack {
@@ -474,6 +833,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             vars,
             forced,
             pairing: self.chosen.clone(),
+            beyond_reference: false,
         }
     }
 }
