@@ -848,3 +848,42 @@ fn decision_budget_is_read_in_seconds_and_checked() {
         );
     }
 }
+
+/// A match the original matcher does not find (it never retries a line
+/// binding no new variable) is given, and the server log says it comes
+/// from beyond that matcher's search; a match it finds says nothing.
+#[test]
+fn a_match_beyond_the_original_search_is_logged() {
+    let (_dir, cfg) = setup(&[
+        ("state", "[('vm', '*')]"),
+        (
+            "vm.specs",
+            "[('disk', 'sda', 'size', 'gt(1)'), ('disk', 'sda', 'size', '2')]",
+        ),
+        ("vm.configure", ""),
+    ]);
+    let line = |v: &str| -> Line { ["disk".into(), "sda".into(), "size".into(), v.into()] };
+    let mut warnings = Vec::new();
+    let d = decide::decide_keeping(&cfg, &[line("2"), line("3")], None, None, &mut |w| {
+        warnings.push(w)
+    })
+    .unwrap();
+    assert_eq!(d.profile, "vm");
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("profile vm: matched beyond the original matcher's search"))
+            .count(),
+        1,
+        "{warnings:?}"
+    );
+    warnings.clear();
+    decide::decide_keeping(&cfg, &[line("3"), line("2")], None, None, &mut |w| {
+        warnings.push(w)
+    })
+    .unwrap();
+    assert!(
+        warnings.iter().all(|w| !w.contains("beyond")),
+        "{warnings:?}"
+    );
+}

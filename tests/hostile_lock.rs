@@ -20,25 +20,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{parse_curl, Answer, Kind, Options, Site, ROOT};
 
-/// Disk lines of each half of the wide list.
-const WIDE: usize = 40_000;
 /// The budget of the sites here, in seconds: far more than an ordinary
-/// node needs, far less than the wide list would take.
+/// node needs, far less than the costly decision would take.
 const BUDGET_S: u64 = 6;
 
-/// The wide list's profile: a size line and a model line of the same
-/// disk, which no disk of the list has (sizes are on `aN`, models on
-/// `bN`): a search that tries every pair.
-const WIDE_SPECS: &str = "[('disk', '$a', 'size', '$s'),\n \
-                          ('disk', '$b', 'model', '$m'),\n \
-                          ('disk', '$a', 'model', '$m')]\n";
-
 fn options() -> Options {
+    let (specs, _) = support::costly_decision("HOSTILE1");
     Options {
         fixtures: Vec::new(),
         files: vec![
             ("state".into(), "[('vm', 100), ('wide', '*')]\n".into()),
-            ("wide.specs".into(), WIDE_SPECS.into()),
+            ("wide.specs".into(), specs),
             ("wide.configure".into(), String::new()),
         ],
         conf: format!("DECISIONBUDGET = {BUDGET_S}\n"),
@@ -47,18 +39,10 @@ fn options() -> Options {
     }
 }
 
-/// `WIDE` lines `('disk', 'aN', 'size', '10')` then `WIDE` lines
-/// `('disk', 'bN', 'model', 'm')`, with a serial of its own.
+/// The hostile list: no decision on it ends within the budget
+/// ([`support::costly_decision`]).
 fn wide_list() -> String {
-    let mut text = String::from("[('system', 'product', 'serial', 'HOSTILE1'),\n");
-    for i in 0..WIDE {
-        text.push_str(&format!(" ('disk', 'a{i}', 'size', '10'),\n"));
-    }
-    for i in 0..WIDE {
-        text.push_str(&format!(" ('disk', 'b{i}', 'model', 'm'),\n"));
-    }
-    text.push_str("]\n");
-    text
+    support::costly_decision("HOSTILE1").1
 }
 
 /// The KVM fixture (booted BIOS) with MAC addresses of its own: node `i`.
@@ -192,7 +176,12 @@ fn hostile_upload_does_not_hold_the_others(kind: Kind) {
     assert_eq!(handouts.matches("('vm', ").count(), 10, "{handouts}");
     // Its list is kept in HWDIR, as every upload's is, errors included.
     let kept = read_or_empty(&site.path(&format!("hw/{hostile_name}.hw")));
-    assert!(kept.contains("'b39999'"), "{} bytes kept", kept.len());
+    assert_eq!(
+        kept.matches("'edge'").count(),
+        hostile_text.matches("'edge'").count(),
+        "{} bytes kept",
+        kept.len()
+    );
 }
 
 fn failure_reports_count_only_from_the_node_handed_the_profile(kind: Kind) {

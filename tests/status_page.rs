@@ -775,53 +775,20 @@ fn json_through_apache() {
     other_addresses_are_refused(&site);
 }
 
-/// A stored hardware list no decision can finish within the budget: 13
-/// disks of distinct models against specs linking 8 of them to one model
-/// (`linked`), and 20 000 + 20 000 disk lines against specs asking a size
-/// and a model of the same disk (`wide`). Either profile alone exceeds the
-/// budget today; both are there so that the list stays costly if the
-/// search gets smarter about one shape.
+/// A stored hardware list no decision can finish within the budget
+/// ([`support::costly_decision`]).
 fn hostile_list() -> String {
-    let mut text = String::from("[('system', 'product', 'serial', 'HOSTILE1'),\n");
-    for i in 1..=13 {
-        text.push_str(&format!(" ('disk', 'sd{i}', 'size', '200'),\n"));
-        text.push_str(&format!(" ('disk', 'sd{i}', 'model', 'm{i}'),\n"));
-    }
-    for i in 0..20_000 {
-        text.push_str(&format!(" ('disk', 'a{i}', 'size', '10'),\n"));
-    }
-    for i in 0..20_000 {
-        text.push_str(&format!(" ('disk', 'b{i}', 'model', 'm'),\n"));
-    }
-    text.push_str("]\n");
-    text
+    support::costly_decision("HOSTILE1").1
 }
 
 fn hostile_options() -> Options {
-    let mut linked = String::from("[");
-    for i in 1..=8 {
-        linked.push_str(&format!("('disk', '$disk{i}', 'size', 'gt(100)'),\n "));
-    }
-    for i in 1..=8 {
-        linked.push_str(&format!("('disk', '$disk{i}', 'model', '$model'),\n "));
-    }
-    linked.push_str("]\n");
+    let (specs, _) = support::costly_decision("HOSTILE1");
     Options {
         fixtures: Vec::new(),
         files: vec![
-            (
-                "state".into(),
-                "[('vm', 6), ('linked', '*'), ('wide', '*')]\n".into(),
-            ),
-            ("linked.specs".into(), linked),
-            ("linked.configure".into(), String::new()),
-            (
-                "wide.specs".into(),
-                "[('disk', '$a', 'size', '$s'),\n ('disk', '$b', 'model', '$m'),\n \
-                 ('disk', '$a', 'model', '$m')]\n"
-                    .into(),
-            ),
-            ("wide.configure".into(), String::new()),
+            ("state".into(), "[('vm', 6), ('costly', '*')]\n".into()),
+            ("costly.specs".into(), specs),
+            ("costly.configure".into(), String::new()),
         ],
         conf: "DECISIONBUDGET = 0.5\n".into(),
         ..Options::default()

@@ -688,6 +688,13 @@ fn pick(
             .vars
             .insert("edeploy-profile".into(), Value::Str(profile.clone()));
         let script = read_script(dir, &profile)?;
+        if m.beyond_reference {
+            warn(format!(
+                "profile {profile}: matched beyond the original matcher's search, which finds \
+                 no match here (it gives up after 50 levels of retries or never retries a line \
+                 binding no new variable); the variables are the first pairing in file order"
+            ));
+        }
         return Ok(Picked {
             state_changed: !entry.reused && count != Count::Unlimited,
             txn,

@@ -589,3 +589,42 @@ pub fn node_exec(ip_addr: &str) -> Fake {
         )
         .otherwise(Reply::not_installed())
 }
+
+/// A profile and a hardware list whose decision no search finishes in
+/// reasonable time, whatever its pruning: specs asking for a clique of 16
+/// vertices (`('edge', '$vI', '$vJ', '1')` for every pair) and a list of
+/// the edges, both ways, of a random graph of 100 vertices where each
+/// pair is joined with probability 1/2 (4,954 lines; its largest clique
+/// has about 12 vertices, so there is no match). Finding a clique is
+/// NP-complete: no known algorithm avoids trying a number of partial
+/// cliques that grows exponentially. Returns `(specs, list)`; the list
+/// has the serial `serial`.
+pub fn costly_decision(serial: &str) -> (String, String) {
+    const VERTICES: u64 = 100;
+    const CLIQUE: usize = 16;
+    let mut state: u64 = 12345;
+    let mut coin = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) & 1 == 1
+    };
+    let mut list = format!("[('system', 'product', 'serial', '{serial}'),\n");
+    for a in 0..VERTICES {
+        for b in a + 1..VERTICES {
+            if coin() {
+                list.push_str(&format!(" ('edge', 'v{a}', 'v{b}', '1'),\n"));
+                list.push_str(&format!(" ('edge', 'v{b}', 'v{a}', '1'),\n"));
+            }
+        }
+    }
+    list.push_str("]\n");
+    let mut specs = String::from("[");
+    for j in 1..CLIQUE {
+        for i in 0..j {
+            specs.push_str(&format!("('edge', '$v{i}', '$v{j}', '1'),\n "));
+        }
+    }
+    specs.push_str("]\n");
+    (specs, list)
+}
