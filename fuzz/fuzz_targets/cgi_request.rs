@@ -21,7 +21,7 @@
 //!
 //! The configuration also has a `[lab]` section with `MAXUPLOAD = 400`.
 //! Checks: `serve` returns (no panic); the status is one of 200, 400, 404,
-//! 405, 409, 413, 500, 507; the CGI output has a `Status:` line exactly when the
+//! 405, 409, 413, 500, 503 (the decision budget), 507; the CGI output has a `Status:` line exactly when the
 //! status is not 200, `Content-Type: application/json`, `Allow: POST` on a
 //! 405, and a body that parses as JSON: an object with a non-empty `error`
 //! string on errors, with `profile` or `log` on success; every log line is
@@ -48,7 +48,7 @@ const SPECS: &[u8] = include_bytes!("../../share/examples/config/vm.specs");
 const CMDB: &[u8] = include_bytes!("../../share/examples/config/vm.cmdb");
 const CONFIGURE: &[u8] = include_bytes!("../../share/examples/config/vm.configure");
 
-const STATUSES: [u16; 8] = [200, 400, 404, 405, 409, 413, 500, 507];
+const STATUSES: [u16; 9] = [200, 400, 404, 405, 409, 413, 500, 503, 507];
 
 /// The small limits of bits 6-7 = 2 (see the top of the file).
 const SMALL_LIMITS: &str = "MAXUPLOAD = 1024\nHWMAXLINES = 40\nHWMAXVALUE = 64\n\
