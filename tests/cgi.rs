@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Answer, Kind, Options, Site, ROOT};
+use support::{scratch, Answer, Kind, Options, Site, ROOT};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(ROOT).join("tests/fixtures/hw").join(name)
@@ -38,15 +38,6 @@ fn kvm(site: &Site) -> PathBuf {
     let text = fs::read_to_string(fixture(KVM)).expect("fixture");
     let text = text.replacen('[', "[('firmware', 'boot', 'mode', 'bios'),\n ", 1);
     scratch(site, KVM, text.as_bytes())
-}
-
-/// Writes a file in the site's scratch area (not one of its served dirs).
-fn scratch(site: &Site, name: &str, data: &[u8]) -> PathBuf {
-    let dir = site.path("scratch");
-    fs::create_dir_all(&dir).expect("scratch dir");
-    let p = dir.join(name);
-    fs::write(&p, data).expect("scratch file");
-    p
 }
 
 fn state_of(site: &Site, rel: &str) -> State {

@@ -18,8 +18,8 @@ mod support;
 use edeploy::hw::{self, Line};
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use support::{Answer, Kind, Options, Site, ROOT};
+use std::path::Path;
+use support::{scratch, Answer, Kind, Options, Site, ROOT};
 
 suite!(
     a_del_filled_list_is_refused_with_nothing_written,
@@ -43,15 +43,6 @@ fn kvm_lines() -> Vec<Line> {
 
 fn line(a: &str, b: &str, c: &str, d: &str) -> Line {
     [a.into(), b.into(), c.into(), d.into()]
-}
-
-/// Writes a file in the site's scratch area (not one of its served dirs).
-fn scratch(site: &Site, name: &str, data: &[u8]) -> PathBuf {
-    let dir = site.path("scratch");
-    fs::create_dir_all(&dir).expect("scratch dir");
-    let p = dir.join(name);
-    fs::write(&p, data).expect("scratch file");
-    p
 }
 
 fn send(site: &Site, name: &str, lines: &[Line]) -> Answer {

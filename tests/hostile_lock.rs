@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{parse_curl, Answer, Kind, Options, Site, ROOT};
+use support::{kvm_node, parse_curl, scratch, Answer, Kind, Options, Site};
 
 /// The budget of the sites here, in seconds: far more than an ordinary
 /// node needs, far less than the costly decision would take.
@@ -43,23 +43,6 @@ fn options() -> Options {
 /// ([`support::costly_decision`]).
 fn wide_list() -> String {
     support::costly_decision("HOSTILE1").1
-}
-
-/// The KVM fixture (booted BIOS) with MAC addresses of its own: node `i`.
-fn kvm_node(i: usize) -> String {
-    let text = fs::read_to_string(Path::new(ROOT).join("tests/fixtures/hw/kvm-test-vm-bios.hw"))
-        .expect("the KVM fixture");
-    let mine = text.replace("52:54:12:34:00:0", &format!("52:54:00:{i:02x}:00:0"));
-    assert_ne!(mine, text);
-    mine
-}
-
-fn scratch(site: &Site, name: &str, data: &[u8]) -> PathBuf {
-    let dir = site.path("scratch");
-    fs::create_dir_all(&dir).expect("scratch dir");
-    let p = dir.join(name);
-    fs::write(&p, data).expect("scratch file");
-    p
 }
 
 fn count(site: &Site, profile: &str) -> Count {

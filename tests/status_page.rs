@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-use support::{parse_curl, Answer, Kind, Options, Site, ROOT};
+use support::{parse_curl, scratch, Answer, Kind, Options, Site, ROOT};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const NODES: usize = 12;
@@ -72,14 +72,6 @@ fn kvm_node(i: usize) -> String {
     let mine = text.replace("52:54:12:34:00:0", &format!("52:54:00:{i:02x}:00:0"));
     assert_ne!(mine, text);
     mine.replacen('[', "[('firmware', 'boot', 'mode', 'bios'),\n ", 1)
-}
-
-fn scratch(site: &Site, name: &str, data: &[u8]) -> PathBuf {
-    let dir = site.path("scratch");
-    fs::create_dir_all(&dir).expect("scratch dir");
-    let p = dir.join(name);
-    fs::write(&p, data).expect("scratch file");
-    p
 }
 
 /// `curl` on a URL of the site, with extra arguments.

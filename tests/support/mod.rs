@@ -628,3 +628,21 @@ pub fn costly_decision(serial: &str) -> (String, String) {
     specs.push_str("]\n");
     (specs, list)
 }
+
+/// Writes a file in the site's scratch area (not one of its served dirs).
+pub fn scratch(site: &Site, name: &str, data: &[u8]) -> PathBuf {
+    let dir = site.path("scratch");
+    fs::create_dir_all(&dir).expect("scratch dir");
+    let p = dir.join(name);
+    fs::write(&p, data).expect("scratch file");
+    p
+}
+
+/// The KVM fixture (booted BIOS) with MAC addresses of its own: node `i`.
+pub fn kvm_node(i: usize) -> String {
+    let text = fs::read_to_string(Path::new(ROOT).join("tests/fixtures/hw/kvm-test-vm-bios.hw"))
+        .expect("the KVM fixture");
+    let mine = text.replace("52:54:12:34:00:0", &format!("52:54:00:{i:02x}:00:0"));
+    assert_ne!(mine, text);
+    mine
+}
