@@ -164,7 +164,7 @@ impl CompiledLine {
     fn fits_or_equal(&self, spec: &Line, hw: &Line) -> Option<bool> {
         for (p, pattern) in self.patterns.iter().enumerate() {
             if let Pattern::Literal = pattern {
-                if spec[p] != hw[p] {
+                if !same_text(&spec[p], &hw[p]) {
                     return None;
                 }
             }
@@ -195,7 +195,7 @@ impl CompiledLine {
         // Cheapest checks first: most hardware lines fail on the class.
         for (p, pattern) in self.patterns.iter().enumerate() {
             if let Pattern::Literal = pattern {
-                if spec[p] != hw[p] {
+                if !same_text(&spec[p], &hw[p]) {
                     return false;
                 }
             }

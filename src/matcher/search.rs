@@ -187,7 +187,8 @@ pub(super) fn run<T: Tracer>(
     budget: &Budget,
 ) -> Result<Match, Miss> {
     let n = specs.compiled.len();
-    let mut cand_data = Vec::new();
+    // Room for every line once: most lists need no growth.
+    let mut cand_data = Vec::with_capacity(hw.len());
     let mut cand_start = Vec::with_capacity(n + 1);
     let mut has_exact = Vec::with_capacity(n);
     cand_start.push(0);
@@ -241,7 +242,7 @@ pub(super) fn run<T: Tracer>(
         shortcut: false,
         used: vec![false; hw.len()],
         binding: vec![None; specs.vars.len()],
-        trail: Vec::new(),
+        trail: Vec::with_capacity(specs.vars.len()),
         trail_mark: vec![0; n],
         chosen: vec![NONE; n],
         next: vec![0; n],
@@ -839,7 +840,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     }
 
     fn result(&self) -> Match {
-        let mut vars = IndexMap::new();
+        let mut vars = IndexMap::with_capacity(self.trail.len());
         let mut forced = IndexMap::new();
         for &v in &self.trail {
             let (Some(value), info) = (self.binding[v], &self.specs.vars[v]) else {
