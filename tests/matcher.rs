@@ -245,6 +245,45 @@ fn variable_binds_then_must_agree() {
 }
 
 #[test]
+fn variable_twice_in_one_line_takes_the_last_value() {
+    let specs = compile(&[["b", "$c", "$c", "1"]]);
+    let m = found(&specs, &lines(&[["b", "x", "y", "1"]]));
+    assert_eq!(vars(&m), vec![("c", "y")]);
+    assert_eq!(m.pairing, vec![0]);
+    assert!(!m.beyond_reference);
+
+    // Bound by the line itself, the variable binds the next line.
+    let specs = compile(&[["b", "$c", "$c", "1"], ["d", "n", "k", "$c"]]);
+    let hw = lines(&[
+        ["d", "n", "k", "x"],
+        ["b", "x", "y", "1"],
+        ["d", "n", "k", "y"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("c", "y")]);
+    assert_eq!(m.pairing, vec![1, 2]);
+}
+
+#[test]
+fn variable_twice_in_one_line_already_bound_must_agree_everywhere() {
+    let specs = compile(&[["a", "n", "k", "$c"], ["b", "$c", "$c", "1"]]);
+    let hw = lines(&[
+        ["a", "n", "k", "y"],
+        ["b", "x", "y", "1"],
+        ["b", "y", "x", "1"],
+        ["b", "y", "y", "1"],
+    ]);
+    let m = found(&specs, &hw);
+    assert_eq!(vars(&m), vec![("c", "y")]);
+    assert_eq!(m.pairing, vec![0, 3]);
+
+    // No line has the bound value at both positions: no match, and the
+    // failure names the line holding the variable twice.
+    let m = specs.find(&hw[..3]);
+    assert_eq!(m.map_err(|e| e.spec_index), Err(1));
+}
+
+#[test]
 fn variable_names_with_dashes() {
     let specs = compile(&[
         ["network", "$eth-io", "link", "yes"],
@@ -593,17 +632,36 @@ fn backtracking_retries_earlier_candidates() {
 /// Variable bindings in order of first use.
 type Bindings = Vec<(String, String)>;
 
-/// The generated spec language: literal, `$a`..`$c`, `gt(n)`, `$a=le(n)`.
-fn position_ok(spec: &str, value: &str, vars: &mut Vec<(String, String)>) -> bool {
-    fn bind(name: &str, value: &str, vars: &mut Vec<(String, String)>) -> bool {
-        match vars.iter().find(|(n, _)| n == name) {
-            Some((_, bound)) => bound == value,
-            None => {
-                vars.push((name.to_owned(), value.to_owned()));
-                true
-            }
+/// One spec line against one hardware line, in the generated spec
+/// language: literal, `$a`..`$c`, `gt(n)`, `$a=le(n)`. A variable bound
+/// before the line must be equal at each of its positions; the others are
+/// bound after the line fits, position by position, the last one winning
+/// (the reference's `match_spec`).
+fn line_ok(spec: &Line, hw: &Line, vars: &mut Vec<(String, String)>) -> bool {
+    let mut binds = Vec::new();
+    for p in 0..4 {
+        match position_ok(&spec[p], &hw[p]) {
+            Some(None) => {}
+            Some(Some(name)) => match vars.iter().find(|(n, _)| n == name) {
+                Some((_, bound)) if *bound != hw[p] => return false,
+                Some(_) => {}
+                None => binds.push((name, hw[p].as_str())),
+            },
+            None => return false,
         }
     }
+    for (name, value) in binds {
+        match vars.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value.to_owned(),
+            None => vars.push((name.to_owned(), value.to_owned())),
+        }
+    }
+    true
+}
+
+/// Whether one position fits, ignoring bindings: `Some(Some(name))` when it
+/// is the variable `name`.
+fn position_ok<'s>(spec: &'s str, value: &str) -> Option<Option<&'s str>> {
     fn number(text: &str) -> Option<f64> {
         text.trim().parse::<f64>().ok()
     }
@@ -614,17 +672,17 @@ fn position_ok(spec: &str, value: &str, vars: &mut Vec<(String, String)>) -> boo
                 (Some(v), Some(l)) => v <= l,
                 _ => false,
             };
-            return fits && bind(name, value, vars);
+            return fits.then_some(Some(name));
         }
-        return bind(rest, value, vars);
+        return Some(Some(rest));
     }
     if let Some(limit) = spec.strip_prefix("gt(").and_then(|s| s.strip_suffix(')')) {
         return match (number(value), number(limit)) {
-            (Some(v), Some(l)) => v > l,
-            _ => false,
+            (Some(v), Some(l)) if v > l => Some(None),
+            _ => None,
         };
     }
-    spec == value
+    (spec == value).then_some(None)
 }
 
 /// Bindings in order of first use when `pairing` satisfies the specs.
@@ -638,10 +696,8 @@ fn verify(specs: &[Line], hw: &[Line], pairing: &[usize]) -> Option<Vec<(String,
     }
     let mut vars = Vec::new();
     for (spec, &j) in specs.iter().zip(pairing) {
-        for p in 0..4 {
-            if !position_ok(&spec[p], &hw[j][p], &mut vars) {
-                return None;
-            }
+        if !line_ok(spec, &hw[j], &mut vars) {
+            return None;
         }
     }
     Some(vars)
@@ -781,7 +837,7 @@ fn model_match_spec(
     }
     for at in 0..lines.len() {
         let mut env = arr.clone();
-        if (0..4).all(|p| position_ok(&spec[p], &hw[lines[at]][p], &mut env)) {
+        if line_ok(spec, &hw[lines[at]], &mut env) {
             *arr = env;
             return Some(lines.remove(at));
         }

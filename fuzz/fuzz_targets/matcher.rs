@@ -168,6 +168,12 @@ fn check_values(specs: &[Line], hw: &[Line], m: &Match) {
                     "literal paired with another value\nspecs: {specs:?}\nhw: {hw:?}\nmatch: {m:?}"
                 );
             } else if let Some(key) = plain_var(text) {
+                // A variable held again later in the line takes its value
+                // from the later position (as in the reference), unless an
+                // earlier line bound it: only the last position is sure.
+                if spec[p + 1..].iter().any(|t| plain_var(t) == Some(key)) {
+                    continue;
+                }
                 let (name, map) = match key.strip_prefix('$') {
                     Some(name) => (name, &m.forced),
                     None if forced_names.contains(&key) => continue,

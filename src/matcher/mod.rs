@@ -8,8 +8,12 @@
 //! # Spec positions
 //!
 //! * a literal string equals the hardware value;
-//! * `$name` is a variable: its first use binds it to the hardware value,
-//!   later uses must see the same value. Names may contain any character
+//! * `$name` is a variable. A variable bound by an earlier spec line must
+//!   equal the hardware value at each of its positions; one not bound yet
+//!   is bound once the line fits, to the value at the *last* position of
+//!   the line holding it (like the reference, the positions of one line
+//!   are not compared with each other: `('b', '$c', '$c', '1')` against
+//!   `('b', 'x', 'y', '1')` gives `c = 'y'`). Names may contain any character
 //!   (`$eth-io`, `$ipmi-fake-channel`);
 //! * `$$name` is a variable that is also a CMDB key. `$$tag` and `$tag` are
 //!   distinct variables; both are reported as `tag`, the `$$` one also in
@@ -139,8 +143,9 @@ struct CompiledLine {
     patterns: [Pattern; 4],
     /// `(position, variable)` for every variable position.
     var_positions: Vec<(usize, usize)>,
-    /// Pairs of positions holding the same variable.
-    repeats: Vec<(usize, usize)>,
+    /// Position `p` holds a variable that a later position of the line
+    /// holds too (the later one gives the variable its value).
+    not_last: [bool; 4],
 }
 
 impl CompiledLine {
@@ -159,7 +164,7 @@ impl CompiledLine {
     fn fits_or_equal(&self, spec: &Line, hw: &Line) -> Option<bool> {
         for (p, pattern) in self.patterns.iter().enumerate() {
             if let Pattern::Literal = pattern {
-                if spec[p] != hw[p] {
+                if !same_text(&spec[p], &hw[p]) {
                     return None;
                 }
             }
@@ -174,9 +179,6 @@ impl CompiledLine {
     /// The checks of [`CompiledLine::fits_statically`] after the literal
     /// positions.
     fn fits_beyond_literals(&self, hw: &Line) -> bool {
-        if self.repeats.iter().any(|&(a, b)| hw[a] != hw[b]) {
-            return false;
-        }
         self.patterns
             .iter()
             .enumerate()
@@ -193,7 +195,7 @@ impl CompiledLine {
         // Cheapest checks first: most hardware lines fail on the class.
         for (p, pattern) in self.patterns.iter().enumerate() {
             if let Pattern::Literal = pattern {
-                if spec[p] != hw[p] {
+                if !same_text(&spec[p], &hw[p]) {
                     return false;
                 }
             }
@@ -352,18 +354,14 @@ impl Specs {
                 .enumerate()
                 .filter_map(|(p, pattern)| pattern.var().map(|v| (p, v)))
                 .collect();
-            let mut repeats = Vec::new();
+            let mut not_last = [false; 4];
             for (i, &(pa, va)) in var_positions.iter().enumerate() {
-                for &(pb, vb) in &var_positions[i + 1..] {
-                    if va == vb {
-                        repeats.push((pa, pb));
-                    }
-                }
+                not_last[pa] = var_positions[i + 1..].iter().any(|&(_, vb)| vb == va);
             }
             compiled.push(CompiledLine {
                 patterns,
                 var_positions,
-                repeats,
+                not_last,
             });
         }
         Ok(Specs {
@@ -579,11 +577,11 @@ mod tests {
     }
 
     #[test]
-    fn repeated_variable_in_one_line_must_agree() {
+    fn repeated_variable_in_one_line_takes_its_last_value() {
         let specs = Specs::compile(&[line("disk", "$x", "$x", "1")]).expect("compiles");
-        assert_eq!(specs.compiled[0].repeats, vec![(1, 2)]);
-        assert!(specs.find(&[line("disk", "a", "b", "1")]).is_err());
-        assert!(specs.find(&[line("disk", "a", "a", "1")]).is_ok());
+        assert_eq!(specs.compiled[0].not_last, [false, true, false, false]);
+        let m = specs.find(&[line("disk", "a", "b", "1")]).expect("matches");
+        assert_eq!(m.vars.get("x").map(String::as_str), Some("b"));
     }
 
     #[test]

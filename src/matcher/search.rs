@@ -112,11 +112,15 @@ struct Search<'a, 'h, T: Tracer> {
     /// Per spec line and variable position: candidates grouped by the value
     /// at that position, as ranges of `cand_data`; built on first use.
     buckets: Vec<Option<HashMap<&'h str, (usize, usize)>>>,
-    /// `(spec line, position)` of each variable's first position in each
+    /// `(spec line, position)` of each variable's last position in each
     /// spec line holding it, in file order (filled on first use).
     var_uses: Vec<Vec<(usize, usize)>>,
     /// Variables by decreasing number of spec lines holding them.
     var_order: Vec<usize>,
+    /// The variable [`Search::shared_values`] is trying values of (`NONE`
+    /// otherwise): bound, it is only compared at the last of its positions
+    /// in each line.
+    probe: usize,
     /// Also check that the variables shared by several remaining lines can
     /// still take a common value (turned on after some dead ends).
     deep: bool,
@@ -183,7 +187,8 @@ pub(super) fn run<T: Tracer>(
     budget: &Budget,
 ) -> Result<Match, Miss> {
     let n = specs.compiled.len();
-    let mut cand_data = Vec::new();
+    // Room for every line once: most lists need no growth.
+    let mut cand_data = Vec::with_capacity(hw.len());
     let mut cand_start = Vec::with_capacity(n + 1);
     let mut has_exact = Vec::with_capacity(n);
     cand_start.push(0);
@@ -226,6 +231,7 @@ pub(super) fn run<T: Tracer>(
         buckets: Vec::new(),
         var_uses: Vec::new(),
         var_order: Vec::new(),
+        probe: NONE,
         deep: false,
         dead_ends: 0,
         backtracked: false,
@@ -236,7 +242,7 @@ pub(super) fn run<T: Tracer>(
         shortcut: false,
         used: vec![false; hw.len()],
         binding: vec![None; specs.vars.len()],
-        trail: Vec::new(),
+        trail: Vec::with_capacity(specs.vars.len()),
         trail_mark: vec![0; n],
         chosen: vec![NONE; n],
         next: vec![0; n],
@@ -332,11 +338,11 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     /// (the rest of spec line `k` was checked statically).
     fn consistent(&self, k: usize, j: usize) -> bool {
         let hw = &self.hw[j];
-        self.specs.compiled[k]
-            .var_positions
+        let line = &self.specs.compiled[k];
+        line.var_positions
             .iter()
             .all(|&(p, v)| match self.binding[v] {
-                Some(bound) => bound == hw[p],
+                Some(bound) => bound == hw[p] || (v == self.probe && line.not_last[p]),
                 None => true,
             })
     }
@@ -373,10 +379,14 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             return (start, end);
         }
         let specs = self.specs;
-        for (slot, &(p, v)) in specs.compiled[k].var_positions.iter().enumerate() {
+        let line = &specs.compiled[k];
+        for (slot, &(p, v)) in line.var_positions.iter().enumerate() {
             let Some(value) = self.binding[v] else {
                 continue;
             };
+            if v == self.probe && line.not_last[p] {
+                continue;
+            }
             let key = k * 4 + slot;
             if self.buckets.is_empty() {
                 self.buckets = vec![None; specs.compiled.len() * 4];
@@ -525,10 +535,14 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         }
         let hw: &'h Line = &self.hw[j];
         let before = self.trail.len();
+        // As the reference: a variable not bound before this line is bound
+        // at each of its positions in turn, the last one winning.
         for &(p, v) in &self.specs.compiled[d].var_positions {
-            if self.binding[v].is_none() {
+            if self.binding[v].is_none() || self.trail[before..].contains(&v) {
+                if self.binding[v].is_none() {
+                    self.trail.push(v);
+                }
                 self.binding[v] = Some(hw[p].as_str());
-                self.trail.push(v);
                 self.tracer.event(|| {
                     format!(
                         "  bind {} = {}",
@@ -629,8 +643,11 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
             let mut var_uses = vec![Vec::new(); specs.vars.len()];
             for (k, line) in specs.compiled.iter().enumerate() {
                 for &(p, v) in &line.var_positions {
-                    if var_uses[v].last().is_none_or(|&(last, _)| last != k) {
-                        var_uses[v].push((k, p));
+                    match var_uses[v].last_mut() {
+                        // The last position of the variable in the line
+                        // gives it its value.
+                        Some((last, at)) if *last == k => *at = p,
+                        _ => var_uses[v].push((k, p)),
                     }
                 }
             }
@@ -704,17 +721,24 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         let Some((v, line, values)) = probe else {
             return Ok(());
         };
+        // While a value is tried, a line holding the variable several
+        // times is only held to it at its last position: the line that
+        // binds it compares nothing else.
+        self.probe = v;
         for value in values {
             self.binding[v] = Some(value);
             let fits = self.distinct(first).is_ok();
             self.binding[v] = None;
             if self.over {
+                self.probe = NONE;
                 return Err(Block::Empty(line));
             }
             if fits {
+                self.probe = NONE;
                 return Ok(());
             }
         }
+        self.probe = NONE;
         self.tracer.event(|| {
             format!(
                 "  prune: with any value of {} the spec lines from {} on cannot all get distinct hardware lines",
@@ -816,7 +840,7 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     }
 
     fn result(&self) -> Match {
-        let mut vars = IndexMap::new();
+        let mut vars = IndexMap::with_capacity(self.trail.len());
         let mut forced = IndexMap::new();
         for &v in &self.trail {
             let (Some(value), info) = (self.binding[v], &self.specs.vars[v]) else {

@@ -52,6 +52,21 @@ enum Ended {
 /// Bindings in the reference's order: `(variable, value)`.
 type Snapshot<'h> = Vec<(usize, &'h str)>;
 
+/// A Python dictionary as `(key, value)` pairs in insertion order, for a
+/// few keys.
+type SmallDict<'a> = Vec<(&'a str, &'a str)>;
+
+/// Most variables for which [`SmallDict`] is used (its updates are linear).
+const SMALL_DICT: usize = 32;
+
+/// `dict[key] = value`: in place when present, else at the end.
+fn small_set<'a>(dict: &mut SmallDict<'a>, key: &'a str, value: &'a str) {
+    match dict.iter_mut().find(|(k, _)| *k == key) {
+        Some(entry) => entry.1 = value,
+        None => dict.push((key, value)),
+    }
+}
+
 impl<'h, T: Tracer> Search<'_, 'h, T> {
     /// Replays the reference's search from a fresh state; the state is
     /// fresh again afterwards unless a match was found.
@@ -291,6 +306,53 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         (None, looked)
     }
 
+    /// [`Search::reference_result`] with few variables: the same steps on
+    /// dictionaries kept as short vectors of borrowed texts, turned into
+    /// maps at the end.
+    fn reference_result_small(&self, chain: &[Snapshot<'h>]) -> Match {
+        let vars_info = &self.specs.vars;
+        let mut arr: SmallDict<'_> = self
+            .trail
+            .iter()
+            .filter_map(|&v| self.binding[v].map(|value| (vars_info[v].key.as_str(), value)))
+            .collect();
+        let mut forced: SmallDict<'_> = Vec::new();
+        let keys: Vec<&str> = arr.iter().map(|&(k, _)| k).collect();
+        for key in keys {
+            if let Some(name) = key.strip_prefix('$') {
+                if let Some(at) = arr.iter().position(|&(k, _)| k == key) {
+                    let value = arr[at].1;
+                    small_set(&mut arr, name, value);
+                    small_set(&mut forced, name, value);
+                    if let Some(at) = arr.iter().position(|&(k, _)| k == key) {
+                        arr.remove(at);
+                    }
+                }
+            }
+        }
+        for snapshot in chain {
+            let mut outer: SmallDict<'_> = snapshot
+                .iter()
+                .map(|&(v, value)| (vars_info[v].key.as_str(), value))
+                .collect();
+            for &(key, value) in &arr {
+                small_set(&mut outer, key, value);
+            }
+            arr = outer;
+        }
+        let owned = |d: SmallDict<'_>| -> IndexMap<String, String> {
+            d.into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        Match {
+            vars: owned(arr),
+            forced: owned(forced),
+            pairing: self.chosen.clone(),
+            beyond_reference: false,
+        }
+    }
+
     /// The reference's variables: those of the call that matched, with
     /// `$$` ones renamed, copied over the variables each enclosing call
     /// held when it started its retries (innermost first in `chain`).
@@ -299,6 +361,9 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
         if chain.is_empty() && vars_info.iter().all(|v| !v.forced) {
             // Nothing to rename or carry over: the bindings as they are.
             return self.result();
+        }
+        if vars_info.len() <= SMALL_DICT {
+            return self.reference_result_small(chain);
         }
         let mut arr: IndexMap<String, String> = self
             .trail
