@@ -304,14 +304,12 @@ fn failure_report_gives_quota_back_once_per_hand_out() {
     let e = decide::report_failure(&cfg, "vm", &node).unwrap_err();
     assert_eq!(e.http_status(), 409, "{e}");
     assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
-    // A '*' profile has nothing to give back, once.
-    assert!(!decide::report_failure(&cfg, "any", &other).unwrap());
-    assert_eq!(
-        decide::report_failure(&cfg, "any", &other)
-            .unwrap_err()
-            .http_status(),
-        409
-    );
+    // A '*' profile took no install: no hand-out is recorded, and a
+    // report has nothing to give back.
+    assert!(!handouts.contains("'any'"), "{handouts}");
+    let e = decide::report_failure(&cfg, "any", &other).unwrap_err();
+    assert_eq!(e.http_status(), 409, "{e}");
+    assert!(e.to_string().contains("took no install"), "{e}");
     assert!(decide::report_failure(&cfg, "nope", &node).is_err());
     assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
 }

@@ -42,9 +42,11 @@
 //!
 //! # Hand-outs and failure reports
 //!
-//! Every decision records its hand-out in `CONFIGDIR/handouts` (profile,
-//! the node's sysname, how many installs it took and has not been given
-//! back), in the decision's commit. A failure report
+//! Every decision that takes an install records its hand-out in
+//! `CONFIGDIR/handouts` (profile, the node's sysname, how many installs
+//! it took and has not been given back), in the decision's commit; one
+//! that takes none (a `'*'` profile, a re-used CMDB entry) records
+//! nothing, so the file stays within the counts of `state`. A failure report
 //! ([`report_failure`]) counts only against such a record, and consumes
 //! it: a node never handed the profile, or reporting twice, gives nothing
 //! back (409).
@@ -786,11 +788,16 @@ fn commit(
     if picked.state_changed {
         txn.write(state_path, state.to_text());
     }
-    let handouts_path = cfg.configdir.join(HANDOUTS);
-    let mut handouts = Handouts::load(&handouts_path)?;
-    let taken = u64::from(picked.state_changed);
-    if handouts.record(&picked.decision.profile, sysname, taken) {
-        txn.write_over(&handouts_path, handouts.to_text(), &handouts.source);
+    // A hand-out that took no install (a `'*'` profile, a re-used CMDB
+    // entry) leaves a failure report nothing to give back: it is not
+    // recorded. So the file holds at most one line per install counted
+    // in `state`, whatever the nodes send.
+    if picked.state_changed {
+        let handouts_path = cfg.configdir.join(HANDOUTS);
+        let mut handouts = Handouts::load(&handouts_path)?;
+        if handouts.record(&picked.decision.profile, sysname, 1) {
+            txn.write_over(&handouts_path, handouts.to_text(), &handouts.source);
+        }
     }
     if let Some((path, data)) = keep.take() {
         txn.write(path, data);
@@ -846,7 +853,8 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<
     let Some(taken) = handouts.consume(profile, &sysname) else {
         return Err(DecideError::Refused(format!(
             "{sysname} has no hand-out of profile {profile} to report a failure of (never handed \
-             it, or its failure was already reported): nothing given back"
+             it, its failure was already reported, or its hand-out took no install: a '*' \
+             profile or a re-used CMDB entry): nothing given back"
         )));
     };
     let mut txn = Transaction::new();
