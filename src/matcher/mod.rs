@@ -290,7 +290,15 @@ impl std::error::Error for NoMatch {}
 /// after the deadline whatever the shape of the input.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
-    deadline: Option<std::time::Instant>,
+    deadline: Option<Deadline>,
+}
+
+/// Which clock a [`Budget`]'s deadline is on.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    Wall(std::time::Instant),
+    /// On this thread's processor-time clock ([`thread_cpu_time`]).
+    Cpu(std::time::Duration),
 }
 
 impl Budget {
@@ -302,7 +310,7 @@ impl Budget {
     /// Work stops at `deadline`.
     pub fn until(deadline: std::time::Instant) -> Budget {
         Budget {
-            deadline: Some(deadline),
+            deadline: Some(Deadline::Wall(deadline)),
         }
     }
 
@@ -311,11 +319,42 @@ impl Budget {
         Budget::until(std::time::Instant::now() + limit)
     }
 
+    /// Work stops once this thread's processor time ([`thread_cpu_time`])
+    /// reaches `deadline`: time spent waiting for a processor does not
+    /// count.
+    pub fn until_cpu(deadline: std::time::Duration) -> Budget {
+        Budget {
+            deadline: Some(Deadline::Cpu(deadline)),
+        }
+    }
+
     /// Whether the deadline has passed.
     pub fn exceeded(&self) -> bool {
-        self.deadline
-            .is_some_and(|d| std::time::Instant::now() >= d)
+        match self.deadline {
+            None => false,
+            Some(Deadline::Wall(d)) => std::time::Instant::now() >= d,
+            Some(Deadline::Cpu(d)) => thread_cpu_time() >= d,
+        }
     }
+}
+
+/// The processor time this thread has used (`CLOCK_THREAD_CPUTIME_ID`);
+/// should that clock be unavailable, the time since the first call, which
+/// bounds it.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes only the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 {
+        if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+            return std::time::Duration::new(secs, nanos);
+        }
+    }
+    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    FIRST.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// Why [`Specs::find_within`] gave no match.

@@ -485,11 +485,9 @@ struct Entry {
 /// the processors (a boot storm of hundreds of uploads on two cores keeps
 /// every CGI waiting for its turn, not working).
 ///
-/// The matcher's own [`Budget`] is a deadline; a match is given the CPU
-/// time left as its deadline (it cannot use more CPU time than time
-/// passes), and when that deadline passes with CPU time left (the process
-/// was waiting for a processor) it is run again with what is left, at
-/// most [`CpuBudget::TRIES`] times.
+/// Each match is given the matcher's [`Budget`] on the same
+/// processor-time clock ([`Budget::until_cpu`]), ending where this budget
+/// ends.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuBudget {
     limit: Option<Duration>,
@@ -497,10 +495,6 @@ pub struct CpuBudget {
 }
 
 impl CpuBudget {
-    /// How many times one match is started before the budget is called
-    /// spent.
-    pub const TRIES: usize = 8;
-
     /// No limit (`edeploy-admin try`).
     pub fn unlimited() -> CpuBudget {
         CpuBudget {
@@ -513,7 +507,7 @@ impl CpuBudget {
     pub fn starting_now(limit: Duration) -> CpuBudget {
         CpuBudget {
             limit: Some(limit),
-            start: thread_cpu_time(),
+            start: crate::matcher::thread_cpu_time(),
         }
     }
 
@@ -525,7 +519,7 @@ impl CpuBudget {
     /// The CPU time left (`None`: no limit).
     pub fn remaining(&self) -> Option<Duration> {
         let limit = self.limit?;
-        let spent = thread_cpu_time().saturating_sub(self.start);
+        let spent = crate::matcher::thread_cpu_time().saturating_sub(self.start);
         Some(limit.saturating_sub(spent))
     }
 
@@ -533,25 +527,6 @@ impl CpuBudget {
     pub fn spent(&self) -> bool {
         self.remaining().is_some_and(|r| r.is_zero())
     }
-}
-
-/// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`); should
-/// the clock be unavailable, the time since the first call, which bounds
-/// it.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime(2) writes only the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc == 0 {
-        if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
-            return Duration::new(secs, nanos);
-        }
-    }
-    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    FIRST.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// The match results of one decision, by profile, and the budget they
@@ -592,22 +567,18 @@ impl Matches {
                 budget: self.budget.limit(),
             })
         };
-        for _ in 0..CpuBudget::TRIES {
-            let deadline = match self.budget.remaining() {
-                None => Budget::unlimited(),
-                Some(left) if left.is_zero() => return Err(over()),
-                Some(left) => Budget::lasting(left),
-            };
-            let result = match specs.find_within(hw, &deadline) {
-                Ok(m) => Ok(m),
-                Err(Miss::NoMatch(no)) => Err(no),
-                // The deadline passed; CPU time may be left.
-                Err(Miss::OverBudget) => continue,
-            };
-            self.done.insert(profile.to_string(), result.clone());
-            return Ok(result);
-        }
-        Err(over())
+        let budget = match self.budget.limit {
+            None => Budget::unlimited(),
+            Some(_) if self.budget.spent() => return Err(over()),
+            Some(limit) => Budget::until_cpu(self.budget.start + limit),
+        };
+        let result = match specs.find_within(hw, &budget) {
+            Ok(m) => Ok(m),
+            Err(Miss::NoMatch(no)) => Err(no),
+            Err(Miss::OverBudget) => return Err(over()),
+        };
+        self.done.insert(profile.to_string(), result.clone());
+        Ok(result)
     }
 }
 
