@@ -156,9 +156,10 @@ pub fn local(
 /// is given back, as with the CGI's `failure=PROFILE`, when the server
 /// handed PROFILE to that node and the hand-out was not reported yet. As
 /// the original, nothing is printed on stdout; the log line goes to
-/// stderr. Returns 0 reported (given back, or nothing to give back for a
-/// `'*'` profile), 1 PROFILE not in `state` (404) or a report that does
-/// not count (409), 2 bad input or configuration.
+/// stderr. Returns 0 reported (the install given back), 1 PROFILE not
+/// in `state` (404) or a report that does not count (409: no hand-out of
+/// PROFILE to that node left, or one that took no install), 2 bad input
+/// or configuration.
 pub fn local_failure(
     conf_path: &Path,
     hw_path: &Path,
