@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{scratch, Answer, Kind, Options, Site, ROOT};
+use support::{local_upload_cgi, scratch, Answer, Kind, Options, Site, ROOT};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(ROOT).join("tests/fixtures/hw").join(name)
@@ -857,17 +857,6 @@ fn the_node_is_told_its_cmdb_entry_is_used(kind: Kind) {
 mod compat {
     use super::*;
     suite!(the_node_is_told_its_cmdb_entry_is_used);
-}
-
-/// `upload.cgi` run by hand, as the installer's embedded mode does.
-fn local_upload_cgi(site: &Site, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_upload-cgi"))
-        .args(args)
-        .env("EDEPLOY_CONF", site.path("edeploy.conf"))
-        .env_remove("REQUEST_METHOD")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run upload.cgi")
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{kvm_node, parse_curl, scratch, Answer, Kind, Options, Site};
+use support::{kvm_node, local_upload_cgi, parse_curl, scratch, Answer, Kind, Options, Site};
 
 /// The budget of the sites here, in seconds: far more than an ordinary
 /// node needs, far less than the costly decision would take.
@@ -228,15 +228,7 @@ fn local_failure_reports_follow_the_same_rule() {
     let site = Site::start(Kind::Lighttpd, options());
     let node = scratch(&site, "node.hw", kvm_node(3).as_bytes());
     let stranger = scratch(&site, "stranger.hw", kvm_node(4).as_bytes());
-    let run = |args: &[&str]| {
-        Command::new(site.path("cgi-bin/upload.cgi"))
-            .args(args)
-            .env("EDEPLOY_CONF", site.path("edeploy.conf"))
-            .env_remove("REQUEST_METHOD")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run upload.cgi")
-    };
+    let run = |args: &[&str]| local_upload_cgi(&site, args);
     let path = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
     let out = run(&["-f", &path(&node)]);
     assert_eq!(out.status.code(), Some(0));

@@ -646,3 +646,15 @@ pub fn kvm_node(i: usize) -> String {
     assert_ne!(mine, text);
     mine
 }
+
+/// The site's `upload.cgi` run by hand (local mode, as the installer's
+/// embedded mode runs it), with the site's configuration.
+pub fn local_upload_cgi(site: &Site, args: &[&str]) -> std::process::Output {
+    Command::new(site.path("cgi-bin/upload.cgi"))
+        .args(args)
+        .env("EDEPLOY_CONF", site.path("edeploy.conf"))
+        .env_remove("REQUEST_METHOD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run upload.cgi")
+}
