@@ -481,11 +481,9 @@ impl Installer<'_> {
             let name = log_name(known.hw.as_deref().unwrap_or_default());
             let data = self.failure_log(known);
             let sent = match &known.medium {
-                Some(m) => {
-                    crate::provision::logs::save(&m.cfg.logdir, &m.cfg.lockfile, &name, &data)
-                        .map(|_| m.cfg.logdir.join(&name).display().to_string())
-                        .map_err(|e| format!("{e:#}"))
-                }
+                Some(m) => crate::provision::logs::save(&m.cfg.logdir, &name, &data)
+                    .map(|_| m.cfg.logdir.join(&name).display().to_string())
+                    .map_err(|e| format!("{e:#}")),
                 None => server::report(
                     &server::upload_url(s),
                     &[("file", Part::File(&name, &data))],

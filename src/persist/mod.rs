@@ -109,6 +109,16 @@ impl Lock {
             .with_context(|| format!("{}: cannot lock", path.display()))?;
         Ok(Lock { file })
     }
+
+    /// The exclusive `flock` of a directory itself (opened read-only):
+    /// serialises writers of that directory without a lock file in it.
+    pub fn directory(path: &Path) -> Result<Lock> {
+        let file = File::open(path)
+            .with_context(|| format!("{}: cannot open the directory", path.display()))?;
+        file.lock_exclusive()
+            .with_context(|| format!("{}: cannot lock", path.display()))?;
+        Ok(Lock { file })
+    }
 }
 
 impl Drop for Lock {

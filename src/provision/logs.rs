@@ -100,23 +100,20 @@ pub struct Full {
 /// Saves `data` as `logdir/name` (the name must have passed
 /// [`refuse_name`]), rotating an existing log first, within the default
 /// caps ([`save_within`]).
-pub fn save(logdir: &Path, lockfile: &Path, name: &str, data: &[u8]) -> Result<SavedLog> {
+pub fn save(logdir: &Path, name: &str, data: &[u8]) -> Result<SavedLog> {
     let caps = Caps::of(&crate::config::ServerConfig::with_configdir(""));
-    save_within(logdir, lockfile, name, data, &caps)
+    save_within(logdir, name, data, &caps)
 }
 
 /// Saves `data` as `logdir/name` (the name must have passed
 /// [`refuse_name`]), rotating an existing log first, after deleting the
 /// oldest logs the caps require (see the module's documentation). Runs
-/// under the server's lock so two uploads of the same name cannot both
-/// rotate. A log larger than a cap is a [`Full`] error, nothing changed.
-pub fn save_within(
-    logdir: &Path,
-    lockfile: &Path,
-    name: &str,
-    data: &[u8],
-    caps: &Caps,
-) -> Result<SavedLog> {
+/// under the `flock` of the LOGDIR directory itself, so two uploads of the same
+/// name cannot both rotate, and never under the server's LOCKFILE: the
+/// cost of a log (its size, how many LOGDIR holds) is the node's to
+/// decide, and decisions must not wait for it. A log larger than a cap
+/// is a [`Full`] error, nothing changed.
+pub fn save_within(logdir: &Path, name: &str, data: &[u8], caps: &Caps) -> Result<SavedLog> {
     let size = data.len() as u64;
     for (cap, what, key) in [
         (caps.per_node, "per node", "LOGMAXNODE"),
@@ -132,7 +129,7 @@ pub fn save_within(
             .into());
         }
     }
-    let _lock = Lock::exclusive(lockfile)?;
+    let _lock = Lock::directory(logdir)?;
     let stem = &name[..name.len() - SUFFIX.len()];
     make_room(logdir, stem, size, caps)?;
     let target = logdir.join(name);
@@ -285,11 +282,10 @@ mod tests {
     #[test]
     fn rotation_keeps_every_upload() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("lock");
-        let first = save(dir.path(), &lock, "n.log.gz", b"one").unwrap();
+        let first = save(dir.path(), "n.log.gz", b"one").unwrap();
         assert_eq!(first.rotated, None);
-        let second = save(dir.path(), &lock, "n.log.gz", b"two").unwrap();
-        let third = save(dir.path(), &lock, "n.log.gz", b"three").unwrap();
+        let second = save(dir.path(), "n.log.gz", b"two").unwrap();
+        let third = save(dir.path(), "n.log.gz", b"three").unwrap();
         let r2 = second.rotated.unwrap();
         let r3 = third.rotated.unwrap();
         assert!(r2.starts_with("n.") && r2.ends_with(".log.gz"), "{r2}");
@@ -327,7 +323,7 @@ mod tests {
     #[test]
     fn caps_rotate_the_nodes_own_logs_first_then_the_oldest() {
         let t = tempfile::tempdir().unwrap();
-        let (dir, lock) = (t.path().join("logs"), t.path().join("lock"));
+        let dir = t.path().join("logs");
         std::fs::create_dir(&dir).unwrap();
         let caps = Caps {
             per_node: 300,
@@ -354,7 +350,7 @@ mod tests {
         std::fs::write(dir.join("b.log.gz"), vec![b'b'; 150]).unwrap();
         age(&dir.join("b.log.gz"), 2000);
         // a: 300 + 100 > 300: its oldest goes; in all 450 - 100 + 100 fits.
-        let saved = save_within(&dir, &lock, "a.log.gz", &[b'A'; 100], &caps).unwrap();
+        let saved = save_within(&dir, "a.log.gz", &[b'A'; 100], &caps).unwrap();
         let s = sizes(&dir);
         assert!(!s.contains_key("a.20260101000000.log.gz"), "{s:?}");
         assert!(s.contains_key("a.20260102000000.log.gz"), "{s:?}");
@@ -362,7 +358,7 @@ mod tests {
         assert_eq!(s["a.log.gz"], 100);
         assert_eq!(s["b.log.gz"], 150);
         // c: in all 450 + 200 > 500: the oldest of any node (b) goes.
-        save_within(&dir, &lock, "c.log.gz", &[b'c'; 200], &caps).unwrap();
+        save_within(&dir, "c.log.gz", &[b'c'; 200], &caps).unwrap();
         let s = sizes(&dir);
         assert!(!s.contains_key("b.log.gz"), "{s:?}");
         let ours: u64 = s
@@ -385,7 +381,6 @@ mod tests {
             let before = sizes(&dir);
             let r = save_within(
                 &dir,
-                &lock,
                 "d.log.gz",
                 &data,
                 &Caps {

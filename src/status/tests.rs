@@ -164,16 +164,10 @@ fn a_log_after_the_upload_is_a_failure_and_is_linked() {
     let node = kvm(7);
     assert_eq!(site.ask(&node).as_deref(), Ok("vm"));
     let name = hw::log_name(&node);
-    logs::save(&site.path("logs"), &site.path("lock"), &name, &gz("boom")).unwrap();
+    logs::save(&site.path("logs"), &name, &gz("boom")).unwrap();
     // Another node's log, and an earlier log of the same node (rotated).
-    logs::save(&site.path("logs"), &site.path("lock"), &name, &gz("boom 2")).unwrap();
-    logs::save(
-        &site.path("logs"),
-        &site.path("lock"),
-        "other.log.gz",
-        &gz("x"),
-    )
-    .unwrap();
+    logs::save(&site.path("logs"), &name, &gz("boom 2")).unwrap();
+    logs::save(&site.path("logs"), "other.log.gz", &gz("x")).unwrap();
 
     let s = site.status();
     assert_eq!(s.logs.len(), 3);

@@ -109,11 +109,10 @@ fn save_log(cfg: &ServerConfig, name: &str, data: &[u8]) -> Result<(Response, St
     if let Some(why) = logs::refuse_name(name) {
         return Err(Reject::bad(why));
     }
-    let saved = logs::save_within(&cfg.logdir, &cfg.lockfile, name, data, &logs::Caps::of(cfg))
-        .map_err(|e| {
-            let status = if e.is::<logs::Full>() { 507 } else { 500 };
-            Reject::new(status, format!("cannot keep the log: {e:#}"))
-        })?;
+    let saved = logs::save_within(&cfg.logdir, name, data, &logs::Caps::of(cfg)).map_err(|e| {
+        let status = if e.is::<logs::Full>() { 507 } else { 500 };
+        Reject::new(status, format!("cannot keep the log: {e:#}"))
+    })?;
     let reason = match &saved.rotated {
         Some(old) => format!("log {name} kept (the previous one is now {old})"),
         None => format!("log {name} kept"),
