@@ -287,26 +287,27 @@ fn failure_report_gives_quota_back_once_per_hand_out() {
     assert_eq!(decide(&cfg, &other).unwrap().profile, "any");
     let state = read(dir.path(), "state");
     assert_eq!(state, "[('vm', 0),\n ('any', '*')]\n");
-    let handouts = read(dir.path(), decide::HANDOUTS);
-    assert!(
-        handouts.contains(&format!("('vm', '{}', 1)", hw::sysname(&node))),
-        "{handouts}"
-    );
+    // One file a node, named by its sysname.
+    let node_file = format!("{}/{}", decide::HANDOUTS, hw::sysname(&node));
+    let handouts = read(dir.path(), &node_file);
+    assert_eq!(handouts, "[('vm', 1)]\n");
+    let other_file = format!("{}/{}", decide::HANDOUTS, hw::sysname(&other));
     // A node never handed vm: refused, nothing changed.
     let e = decide::report_failure(&cfg, "vm", &other).unwrap_err();
     assert_eq!(e.http_status(), 409, "{e}");
     assert!(e.to_string().contains(&hw::sysname(&other)), "{e}");
     assert_eq!(read(dir.path(), "state"), state);
-    assert_eq!(read(dir.path(), decide::HANDOUTS), handouts);
+    assert_eq!(read(dir.path(), &node_file), handouts);
     // The node handed vm: counts once.
     assert!(decide::report_failure(&cfg, "vm", &node).unwrap());
+    assert_eq!(read(dir.path(), &node_file), "[]\n");
     assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
     let e = decide::report_failure(&cfg, "vm", &node).unwrap_err();
     assert_eq!(e.http_status(), 409, "{e}");
     assert_eq!(read(dir.path(), "state"), "[('vm', 1),\n ('any', '*')]\n");
     // A '*' profile took no install: no hand-out is recorded, and a
     // report has nothing to give back.
-    assert!(!handouts.contains("'any'"), "{handouts}");
+    assert!(!dir.path().join(&other_file).exists());
     let e = decide::report_failure(&cfg, "any", &other).unwrap_err();
     assert_eq!(e.http_status(), 409, "{e}");
     assert!(e.to_string().contains("took no install"), "{e}");
@@ -320,11 +321,21 @@ fn a_bad_handouts_file_names_its_line() {
         ("state", "[('vm', 1)]"),
         ("vm.specs", KVM_SPECS),
         ("vm.configure", ""),
-        (decide::HANDOUTS, "[('vm', 'a', 1),\n ('vm', 'b', -1)]\n"),
     ]);
+    let sysname = hw::sysname(&kvm_hw());
+    std::fs::create_dir(dir.path().join(decide::HANDOUTS)).unwrap();
+    std::fs::write(
+        dir.path().join(decide::HANDOUTS).join(&sysname),
+        "[('other', 1),\n ('vm', -1)]\n",
+    )
+    .unwrap();
     let e = decide(&cfg, &kvm_hw()).unwrap_err();
     assert_eq!(e.http_status(), 500, "{e}");
-    assert!(e.to_string().contains("handouts:2"), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("{}/{sysname}:2", decide::HANDOUTS)),
+        "{e}"
+    );
     assert_eq!(read(dir.path(), "state"), "[('vm', 1)]");
 }
 

@@ -25,12 +25,15 @@
 //! Matching reads only the operator's files and the upload, so it runs
 //! before the lock: the state is read, and the profiles are matched in
 //! `state` order until one matches and has an install left in that
-//! snapshot, every match result being remembered. Under the lock the state
-//! is read again and the profiles walked in order with the remembered
-//! results; the answer is the one the whole decision under the lock would
-//! give for that state. When the walk reaches a profile whose match was not
-//! computed (installs changed meanwhile), the lock is dropped, the match
-//! computed, and the walk retried, at most [`ROUNDS`] times (then 503).
+//! snapshot, every match result being remembered (the CMDB of that last
+//! profile is left for the lock: with installs left, a matching profile
+//! either hands an entry out or fails the decision). Under the lock the
+//! state is read again and the profiles walked in order with the
+//! remembered results, without reading their `.specs` again; the answer is
+//! the one the whole decision under the lock would give for that state.
+//! When the walk reaches a profile whose match was not computed (installs
+//! changed meanwhile), the lock is dropped, the match computed, and the
+//! walk retried, at most [`ROUNDS`] times (then 503).
 //!
 //! # The budget
 //!
@@ -42,11 +45,13 @@
 //!
 //! # Hand-outs and failure reports
 //!
-//! Every decision that takes an install records its hand-out in
-//! `CONFIGDIR/handouts` (profile, the node's sysname, how many installs
-//! it took and has not been given back), in the decision's commit; one
-//! that takes none (a `'*'` profile, a re-used CMDB entry) records
-//! nothing, so the file stays within the counts of `state`. A failure report
+//! Every decision that takes an install records its hand-out in the
+//! node's file `CONFIGDIR/handouts.d/<sysname>` (each profile and how
+//! many installs it took and has not been given back), in the decision's
+//! commit; one that takes none (a `'*'` profile, a re-used CMDB entry)
+//! records nothing, so there are never more files than installs counted
+//! in `state`, whatever the nodes send, and a decision reads and writes
+//! its node's file only, whatever the size of the fleet. A failure report
 //! ([`report_failure`]) counts only against such a record, and consumes
 //! it: a node never handed the profile, or reporting twice, gives nothing
 //! back (409).
@@ -62,6 +67,7 @@ use crate::state::{Count, State};
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// How many times a decision computes matches before the lock and finds,
@@ -69,10 +75,10 @@ use std::time::Duration;
 /// before it gives up with [`DecideError::Busy`].
 pub const ROUNDS: usize = 3;
 
-/// The file of hand-outs in CONFIGDIR: `[('PROFILE', 'SYSNAME', N), …]`,
-/// N the installs taken by hand-outs of PROFILE to the node and not given
-/// back.
-pub const HANDOUTS: &str = "handouts";
+/// The directory of hand-outs in CONFIGDIR: one file a node, named by its
+/// sysname, `[('PROFILE', N), …]`, N the installs taken by hand-outs of
+/// PROFILE to the node and not given back.
+pub const HANDOUTS: &str = "handouts.d";
 
 /// What the node is told.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,14 +147,19 @@ fn seconds(budget: &Option<Duration>) -> String {
 /// Why a profile was passed over, before it is written out.
 enum Passed {
     Because(&'static str),
-    Unmatched(crate::matcher::NoMatch),
+    /// The profile's match result, a [`NoMatch`] (shared with the
+    /// decision's [`Matches`]).
+    Unmatched(Rc<Result<Match, NoMatch>>),
 }
 
 impl std::fmt::Display for Passed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Passed::Because(why) => f.write_str(why),
-            Passed::Unmatched(no) => no.fmt(f),
+            Passed::Unmatched(result) => match &**result {
+                Err(no) => no.fmt(f),
+                Ok(_) => f.write_str("matched"),
+            },
         }
     }
 }
@@ -256,7 +267,6 @@ pub fn decide_keeping(
 ) -> Result<Decision, DecideError> {
     let mut matches = Matches::new(CpuBudget::starting_now(cfg.decision_budget));
     let hw_index = Hardware::new(hw);
-    let sysname = hw::sysname(hw);
     let mut keep = keep;
     let state_path = cfg.configdir.join("state");
     // The same warning from the pass before the lock and the one under it
@@ -269,10 +279,11 @@ pub fn decide_keeping(
     };
     let mut answer = Err(DecideError::Busy(ROUNDS));
     for _ in 0..ROUNDS {
-        // Before the lock: the matches this snapshot of `state` calls for.
-        // Only running out of budget ends the decision here; anything else
-        // the walk under the lock finds again, on the files as they are
-        // then.
+        // Before the lock: the matches this snapshot of `state` calls for
+        // (a `Probe`: the walk stops at the first profile that matches and
+        // has installs left, its CMDB read under the lock). Only running
+        // out of budget ends the decision here; anything else the walk
+        // under the lock finds again, on the files as they are then.
         matches.compute = true;
         let early = read_state(&state_path)
             .map_err(PickError::Decide)
@@ -283,7 +294,7 @@ pub fn decide_keeping(
                     &mut state,
                     &hw_index,
                     only,
-                    Changes::Left,
+                    Changes::Probe,
                     w,
                     &mut matches,
                 )
@@ -309,8 +320,7 @@ pub fn decide_keeping(
                     w,
                     &mut matches,
                 )?;
-                commit(cfg, &state_path, &state, picked, &sysname, &mut keep)
-                    .map_err(PickError::Decide)
+                commit(cfg, &state_path, &state, picked, hw, &mut keep).map_err(PickError::Decide)
             });
         match result {
             Err(PickError::NeedsMatch) => continue,
@@ -318,6 +328,12 @@ pub fn decide_keeping(
             Err(PickError::Decide(e)) => {
                 keep_alone(cfg, keep)?;
                 return Err(e);
+            }
+            Err(PickError::Probed) => {
+                keep_alone(cfg, keep)?;
+                return Err(DecideError::Io(anyhow::anyhow!(
+                    "the walk under the lock stopped as a probe"
+                )));
             }
         }
     }
@@ -388,7 +404,8 @@ fn read_state(path: &Path) -> Result<State, DecideError> {
 
 /// A profile's files as far as a decision reads them before matching.
 struct ProfileFiles {
-    specs: Specs,
+    /// `None` when the profile's match is already known (not read).
+    specs: Option<Specs>,
     cmdb_path: PathBuf,
     /// Whether the profile has a CMDB, when already looked up.
     has_cmdb: Option<bool>,
@@ -402,7 +419,22 @@ fn read_profile(
     profile: &str,
     count: Count,
     warn: Warn<'_>,
+    known: bool,
 ) -> Result<Result<ProfileFiles, Passed>, DecideError> {
+    let cmdb_path = dir.join(format!("{profile}.cmdb"));
+    if known {
+        // Matched by this decision's walk before the lock, the result
+        // kept (`Matches`): the specs are not needed again.
+        let has_cmdb = (count == Count::Left(0)).then(|| cmdb_path.exists());
+        if has_cmdb == Some(false) {
+            return Ok(Err(Passed::Because("no installs left")));
+        }
+        return Ok(Ok(ProfileFiles {
+            specs: None,
+            cmdb_path,
+            has_cmdb,
+        }));
+    }
     let specs_path = dir.join(format!("{profile}.specs"));
     // Read at once rather than tested first: one system call less per
     // profile. A file that cannot be read but exists is an error, and
@@ -418,7 +450,6 @@ fn read_profile(
             return Ok(Err(Passed::Because("no .specs file")));
         }
     };
-    let cmdb_path = dir.join(format!("{profile}.cmdb"));
     let mut has_cmdb = None;
     if count == Count::Left(0) {
         if !cmdb_path.exists() {
@@ -431,7 +462,7 @@ fn read_profile(
         specs_bytes.map_err(|e| config(format!("{}: cannot read: {e}", specs_path.display())))?;
     let specs = specs_from_bytes(&specs_path, &specs_bytes)?;
     Ok(Ok(ProfileFiles {
-        specs,
+        specs: Some(specs),
         cmdb_path,
         has_cmdb,
     }))
@@ -461,6 +492,11 @@ fn read_script(dir: &Path, profile: &str) -> Result<String, DecideError> {
 enum Changes {
     Prepared,
     Left,
+    /// Before the lock: the walk stops ([`PickError::Probed`]) at the
+    /// first profile that matches and has installs left, without reading
+    /// its CMDB (unless it is out of installs, or its CMDB had no entry
+    /// for the node the last time: then read as for `Left`).
+    Probe,
 }
 
 /// The profile a node gets, and the CMDB files taking it changes (empty
@@ -529,11 +565,23 @@ impl CpuBudget {
     }
 }
 
+/// How many matches may start without reading the processor-time clock
+/// first (each stays within the matcher's own checks: a few thousand
+/// steps between two readings).
+const CLOCK_EVERY: usize = 8;
+
 /// The match results of one decision, by profile, and the budget they
 /// share.
 struct Matches {
     budget: CpuBudget,
-    done: HashMap<String, Result<Match, NoMatch>>,
+    done: HashMap<String, Rc<Result<Match, NoMatch>>>,
+    /// The CMDBs that had no entry for the node under the lock: a probe
+    /// reads them rather than assume they have one.
+    no_entry: HashSet<PathBuf>,
+    /// Matches computed so far: the processor-time clock, a system call,
+    /// is read before every [`CLOCK_EVERY`]th (the matcher reads it while
+    /// a match goes on).
+    computed: usize,
     /// Whether a match not yet computed may be (before the lock), or is
     /// [`PickError::NeedsMatch`] (under it).
     compute: bool,
@@ -544,6 +592,8 @@ impl Matches {
         Matches {
             budget,
             done: HashMap::new(),
+            no_entry: HashSet::new(),
+            computed: 0,
             compute: true,
         }
     }
@@ -552,24 +602,31 @@ impl Matches {
     fn get(
         &mut self,
         profile: &str,
-        specs: &Specs,
+        specs: Option<&Specs>,
         hw: &Hardware<'_>,
-    ) -> Result<Result<Match, NoMatch>, PickError> {
+    ) -> Result<Rc<Result<Match, NoMatch>>, PickError> {
         if let Some(done) = self.done.get(profile) {
-            return Ok(done.clone());
+            return Ok(Rc::clone(done));
         }
         if !self.compute {
             return Err(PickError::NeedsMatch);
         }
+        let Some(specs) = specs else {
+            return Err(PickError::Decide(DecideError::Io(anyhow::anyhow!(
+                "profile {profile}: its specs were not read"
+            ))));
+        };
         let over = || {
             PickError::Decide(DecideError::OverBudget {
                 profile: profile.to_string(),
                 budget: self.budget.limit(),
             })
         };
+        let check = self.computed % CLOCK_EVERY == 0;
+        self.computed += 1;
         let budget = match self.budget.limit {
             None => Budget::unlimited(),
-            Some(_) if self.budget.spent() => return Err(over()),
+            Some(_) if check && self.budget.spent() => return Err(over()),
             Some(limit) => Budget::until_cpu(self.budget.start + limit),
         };
         let result = match specs.find_within(hw, &budget) {
@@ -577,7 +634,8 @@ impl Matches {
             Err(Miss::NoMatch(no)) => Err(no),
             Err(Miss::OverBudget) => return Err(over()),
         };
-        self.done.insert(profile.to_string(), result.clone());
+        let result = Rc::new(result);
+        self.done.insert(profile.to_string(), Rc::clone(&result));
         Ok(result)
     }
 }
@@ -587,6 +645,8 @@ enum PickError {
     Decide(DecideError),
     /// Under the lock: a match not computed before it is needed.
     NeedsMatch,
+    /// A [`Changes::Probe`] walk reached the profile it would stop at.
+    Probed,
 }
 
 impl From<DecideError> for PickError {
@@ -603,6 +663,9 @@ impl PickError {
             PickError::NeedsMatch => {
                 DecideError::Io(anyhow::anyhow!("a match was needed and not computed"))
             }
+            PickError::Probed => DecideError::Io(anyhow::anyhow!(
+                "a walk that takes nothing stopped as a probe"
+            )),
         }
     }
 }
@@ -634,22 +697,41 @@ fn pick(
             continue;
         }
         let count = state.entries[i].count;
-        let files = match read_profile(dir, &profile, count, warn)? {
+        let known = matches.done.contains_key(&profile);
+        let files = match read_profile(dir, &profile, count, warn, known)? {
             Ok(files) => files,
             Err(why) => {
                 tried.push((profile, why));
                 continue;
             }
         };
-        let m = match matches.get(&profile, &files.specs, hw_index)? {
+        let result = matches.get(&profile, files.specs.as_ref(), hw_index)?;
+        let m = match &*result {
             Ok(m) => m,
-            Err(no) => {
-                tried.push((profile, Passed::Unmatched(no)));
+            Err(_) => {
+                tried.push((profile, Passed::Unmatched(result)));
                 continue;
             }
         };
+        if changes == Changes::Probe
+            && count != Count::Left(0)
+            && !matches.no_entry.contains(&files.cmdb_path)
+        {
+            // Installs left, and its CMDB (if any) had an entry the last
+            // time: the walk under the lock reads the CMDB.
+            return Err(PickError::Probed);
+        }
         let mut txn = Transaction::new();
-        let Some(mut entry) = take_entry(&profile, &files, &m, count, changes, &mut txn)? else {
+        let Some(mut entry) = take_entry(
+            &profile,
+            &files,
+            m,
+            count,
+            changes,
+            &mut txn,
+            &mut matches.no_entry,
+        )?
+        else {
             tried.push((profile, Passed::Because("no installs left")));
             continue;
         };
@@ -704,6 +786,7 @@ fn take_entry(
     count: Count,
     changes: Changes,
     txn: &mut Transaction,
+    no_entry: &mut HashSet<PathBuf>,
 ) -> Result<Option<Entry>, DecideError> {
     let cmdb_path = &files.cmdb_path;
     if !files.has_cmdb.unwrap_or_else(|| cmdb_path.exists()) {
@@ -724,6 +807,7 @@ fn take_entry(
     let may_take_new = count != Count::Left(0);
     let write = changes == Changes::Prepared;
     let Some(alloc) = db.allocate(profile, &m.vars, &m.forced, may_take_new, write)? else {
+        no_entry.insert(cmdb_path.clone());
         return Ok(None);
     };
     if let Some(orig) = alloc.orig {
@@ -746,13 +830,13 @@ fn take_entry(
 // Committing.
 
 /// Writes a pick's files, the state when its count went down, the
-/// hand-out record of `sysname` and `keep`, in one commit.
+/// hand-out record of the node (`hw`) and `keep`, in one commit.
 fn commit(
     cfg: &ServerConfig,
     state_path: &Path,
     state: &State,
     picked: Picked,
-    sysname: &str,
+    hw: &[Line],
     keep: &mut Option<(PathBuf, Vec<u8>)>,
 ) -> Result<Decision, DecideError> {
     let mut txn = picked.txn;
@@ -761,13 +845,13 @@ fn commit(
     }
     // A hand-out that took no install (a `'*'` profile, a re-used CMDB
     // entry) leaves a failure report nothing to give back: it is not
-    // recorded. So the file holds at most one line per install counted
-    // in `state`, whatever the nodes send.
+    // recorded. So there is at most one file per install counted in
+    // `state`, whatever the nodes send.
     if picked.state_changed {
-        let handouts_path = cfg.configdir.join(HANDOUTS);
-        let mut handouts = Handouts::load(&handouts_path)?;
-        if handouts.record(&picked.decision.profile, sysname, 1) {
-            txn.write_over(&handouts_path, handouts.to_text(), &handouts.source);
+        let mut handouts = Handouts::load(&cfg.configdir, &hw::sysname(hw))?;
+        if handouts.record(&picked.decision.profile, 1) {
+            handouts.make_dir()?;
+            txn.write_over(&handouts.path, handouts.to_text(), &handouts.source);
         }
     }
     if let Some((path, data)) = keep.take() {
@@ -819,9 +903,8 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<
             "the profile {profile:?} is not in the state file"
         )));
     }
-    let handouts_path = cfg.configdir.join(HANDOUTS);
-    let mut handouts = Handouts::load(&handouts_path)?;
-    let Some(taken) = handouts.consume(profile, &sysname) else {
+    let mut handouts = Handouts::load(&cfg.configdir, &sysname)?;
+    let Some(taken) = handouts.consume(profile) else {
         return Err(DecideError::Refused(format!(
             "{sysname} has no hand-out of profile {profile} to report a failure of (never handed \
              it, its failure was already reported, or its hand-out took no install: a '*' \
@@ -829,7 +912,7 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<
         )));
     };
     let mut txn = Transaction::new();
-    txn.write_over(&handouts_path, handouts.to_text(), &handouts.source);
+    txn.write_over(&handouts.path, handouts.to_text(), &handouts.source);
     let changed = taken
         && state
             .give_back(profile)
@@ -841,22 +924,25 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<
     Ok(changed)
 }
 
-/// The hand-outs file ([`HANDOUTS`]) as read.
+/// A node's hand-outs file (`CONFIGDIR/`[`HANDOUTS`]`/<sysname>`) as read.
 struct Handouts {
-    /// `(profile, sysname, installs taken)` in file order.
-    entries: Vec<(String, String, u64)>,
+    path: PathBuf,
+    /// `(profile, installs taken)` in file order.
+    entries: Vec<(String, u64)>,
     /// The file's bytes (empty when it does not exist).
     source: Vec<u8>,
 }
 
 impl Handouts {
-    /// Reads the file; a missing one holds no hand-out. Errors name the
-    /// file and line.
-    fn load(path: &Path) -> Result<Handouts, DecideError> {
-        let source = match std::fs::read(path) {
+    /// Reads the file of `sysname`; a missing one holds no hand-out.
+    /// Errors name the file and line.
+    fn load(configdir: &Path, sysname: &str) -> Result<Handouts, DecideError> {
+        let path = configdir.join(HANDOUTS).join(sysname);
+        let source = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Handouts {
+                    path,
                     entries: Vec::new(),
                     source: Vec::new(),
                 })
@@ -869,57 +955,66 @@ impl Handouts {
         let doc = literal::parse_named(text, &name, ParseOptions::default()).map_err(config)?;
         let Value::List(items) = &doc.value else {
             return Err(config(format!(
-                "{name}: expected a list of ('PROFILE', 'SYSNAME', N) hand-outs"
+                "{name}: expected a list of ('PROFILE', N) hand-outs"
             )));
         };
         let mut entries = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let entry = match item.as_seq() {
-                Some([Value::Str(p), Value::Str(n), Value::Int(k)]) => {
-                    u64::try_from(*k).ok().map(|k| (p.clone(), n.clone(), k))
+                Some([Value::Str(p), Value::Int(k)]) => {
+                    u64::try_from(*k).ok().map(|k| (p.clone(), k))
                 }
                 _ => None,
             };
             let Some(entry) = entry else {
                 return Err(config(format!(
-                    "{name}:{}: expected ('PROFILE', 'SYSNAME', N), N a count of installs",
+                    "{name}:{}: expected ('PROFILE', N), N a count of installs",
                     doc.pos_of(i).line
                 )));
             };
             entries.push(entry);
         }
-        Ok(Handouts { entries, source })
+        Ok(Handouts {
+            path,
+            entries,
+            source,
+        })
     }
 
-    /// Records a hand-out of `profile` to `sysname` that took `taken`
-    /// installs. Returns whether the file changes.
-    fn record(&mut self, profile: &str, sysname: &str, taken: u64) -> bool {
-        match self
-            .entries
-            .iter_mut()
-            .find(|(p, n, _)| p == profile && n == sysname)
-        {
+    /// Makes the directory of hand-outs files when there is none yet.
+    fn make_dir(&self) -> Result<(), DecideError> {
+        let Some(dir) = self.path.parent() else {
+            return Ok(());
+        };
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                Err(config(format!("{}: cannot make: {e}", dir.display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a hand-out of `profile` that took `taken` installs.
+    /// Returns whether the file changes.
+    fn record(&mut self, profile: &str, taken: u64) -> bool {
+        match self.entries.iter_mut().find(|(p, _)| p == profile) {
             Some(_) if taken == 0 => false,
-            Some((_, _, k)) => {
+            Some((_, k)) => {
                 *k = k.saturating_add(taken);
                 true
             }
             None => {
-                self.entries
-                    .push((profile.to_string(), sysname.to_string(), taken));
+                self.entries.push((profile.to_string(), taken));
                 true
             }
         }
     }
 
-    /// Consumes one hand-out of `profile` to `sysname`: `None` when there
-    /// is none, else whether it took an install (then given back).
-    fn consume(&mut self, profile: &str, sysname: &str) -> Option<bool> {
-        let i = self
-            .entries
-            .iter()
-            .position(|(p, n, _)| p == profile && n == sysname)?;
-        let k = &mut self.entries[i].2;
+    /// Consumes one hand-out of `profile`: `None` when there is none,
+    /// else whether it took an install (then given back).
+    fn consume(&mut self, profile: &str) -> Option<bool> {
+        let i = self.entries.iter().position(|(p, _)| p == profile)?;
+        let k = &mut self.entries[i].1;
         if *k > 1 {
             *k -= 1;
             return Some(true);
@@ -933,13 +1028,7 @@ impl Handouts {
         let items: Vec<Value> = self
             .entries
             .iter()
-            .map(|(p, n, k)| {
-                Value::Tuple(vec![
-                    Value::Str(p.clone()),
-                    Value::Str(n.clone()),
-                    Value::Int(i128::from(*k)),
-                ])
-            })
+            .map(|(p, k)| Value::Tuple(vec![Value::Str(p.clone()), Value::Int(i128::from(*k))]))
             .collect();
         literal::print_list(&items, Dialect::Python)
     }
