@@ -292,12 +292,9 @@ fn read_current(file: &File, path: &Path) -> Result<Current, String> {
             counters: Counters::default(),
             seq: 0,
             slot: None,
-            restarted: Some(if got == 0 {
-                format!(
-                    "{}: no counters yet (missing or empty file); counters start from zero",
-                    path.display()
-                )
-            } else {
+            // No file yet (or an empty one, from an update that died
+            // before writing) is how a new server starts: nothing to say.
+            restarted: (got > 0).then(|| {
                 format!(
                     "{}: the counters file is corrupt or truncated ({got} bytes, no whole \
                      record); counters restart from zero",
@@ -335,8 +332,9 @@ fn lock(file: &File, exclusive: bool, wait: Duration) -> std::io::Result<bool> {
 }
 
 /// Adds to the counters of `configdir` under the file's own lock. Returns
-/// a sentence to log when the counters started from zero (no file yet,
-/// or one that is corrupt); an error when nothing could be written (the
+/// a sentence to log when the counters restarted from zero (the file held
+/// no whole record; a missing or empty file is a new server's and starts
+/// from zero silently); an error when nothing could be written (the
 /// caller logs it and goes on).
 pub fn update(configdir: &Path, add: impl FnOnce(&mut Counters)) -> Result<Option<String>, String> {
     let path = path(configdir);
@@ -365,6 +363,12 @@ pub fn update(configdir: &Path, add: impl FnOnce(&mut Counters)) -> Result<Optio
         None => 0,
     };
     let bytes = encode(current.seq.wrapping_add(1), &current.counters);
+    if current.slot.is_none() {
+        // Both slots from the first update on: the file's size never
+        // changes after it.
+        file.set_len(2 * SLOT as u64)
+            .map_err(|e| format!("{}: cannot size: {e}", path.display()))?;
+    }
     file.write_all_at(&bytes, (target * SLOT) as u64)
         .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
     // The lock goes with the file.
@@ -381,12 +385,45 @@ pub fn update_or_warn(configdir: &Path, add: impl FnOnce(&mut Counters)) {
     }
 }
 
+/// What `upload.cgi` learns of a request while answering it, to count
+/// it once answered ([`Tally::record`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// The CONFIGDIR of the request's section, once the form is read.
+    pub configdir: Option<PathBuf>,
+    /// What the request is, once known (`None`: [`Request::Other`]).
+    pub request: Option<Request>,
+}
+
+impl Tally {
+    /// Counts the answered request in its section's CONFIGDIR, or in
+    /// `[SERVER]`'s when it was refused before its form was read (405,
+    /// 413, a malformed body). Returns the lines to log: counters that
+    /// started from zero, or an update that could not be made (the
+    /// request is then not counted; its answer is not changed).
+    pub fn record(&self, conf_path: &Path, status: u16) -> Option<String> {
+        let configdir = match &self.configdir {
+            Some(d) => d.clone(),
+            None => match crate::config::ConfFile::load(conf_path).and_then(|c| c.server(None)) {
+                Ok(cfg) => cfg.configdir,
+                Err(e) => return Some(format!("metrics: not counted: {e:#}")),
+            },
+        };
+        let request = self.request.unwrap_or(Request::Other);
+        match update(&configdir, |c| c.count(request, status)) {
+            Ok(None) => None,
+            Ok(Some(note)) => Some(format!("metrics: {note}")),
+            Err(e) => Some(format!("metrics: not counted: {e}")),
+        }
+    }
+}
+
 /// The counters as read, with the problem met if any.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Loaded {
     pub counters: Counters,
-    /// Set when the file exists but holds no whole record (the counters
-    /// read as zero) or could not be read.
+    /// Set when the file holds no whole record (the counters read as
+    /// zero) or could not be read.
     pub problem: Option<String>,
 }
 
@@ -497,12 +534,16 @@ mod tests {
     fn updates_alternate_slots_and_a_torn_write_loses_only_itself() {
         let d = dir();
         for i in 0..3u64 {
+            if i == 1 {
+                let len = fs::metadata(path(d.path())).expect("file").len();
+                assert_eq!(
+                    len,
+                    2 * SLOT as u64,
+                    "the size is fixed from the first update"
+                );
+            }
             let note = update(d.path(), |c| c.wal_recoveries += 1).expect("update");
-            assert_eq!(
-                note.is_some(),
-                i == 0,
-                "only the first update starts from zero"
-            );
+            assert_eq!(note, None, "a new file starts from zero without a note");
         }
         assert_eq!(
             fs::metadata(path(d.path())).expect("file").len(),

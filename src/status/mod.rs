@@ -21,6 +21,7 @@
 
 pub mod cgi;
 pub mod html;
+pub mod prometheus;
 
 use crate::clock::Utc;
 use crate::config::ServerConfig;
