@@ -343,7 +343,7 @@ pub fn render(s: &Snapshot) -> String {
     for (name, help, n) in [
         (
             "edeploy_wal_recoveries_total",
-            "Updates a crash left unfinished that a later request finished from the write-ahead log.",
+            "Write-ahead-log recoveries: an update a crash left unfinished, finished by a later request, or the log replayed after a reboot.",
             c.wal_recoveries,
         ),
         (
