@@ -531,6 +531,29 @@ mod tests {
     }
 
     #[test]
+    fn every_counter_has_its_own_word() {
+        let mut c = Counters::default();
+        let mut n = 1u64;
+        for w in c
+            .requests
+            .iter_mut()
+            .chain(c.decisions.iter_mut())
+            .chain(c.failure_reports.iter_mut())
+            .chain(c.durations.iter_mut())
+            .chain([
+                &mut c.duration_sum_ns,
+                &mut c.wal_recoveries,
+                &mut c.wal_set_aside,
+            ])
+        {
+            *w = n;
+            n += 1;
+        }
+        assert_eq!(n - 1, WORDS as u64, "WORDS counts every field");
+        assert_eq!(decode(&encode(3, &c)), Some((3, c)));
+    }
+
+    #[test]
     fn updates_alternate_slots_and_a_torn_write_loses_only_itself() {
         let d = dir();
         for i in 0..3u64 {
