@@ -337,15 +337,32 @@ fn lock(file: &File, exclusive: bool, wait: Duration) -> std::io::Result<bool> {
 /// from zero silently); an error when nothing could be written (the
 /// caller logs it and goes on).
 pub fn update(configdir: &Path, add: impl FnOnce(&mut Counters)) -> Result<Option<String>, String> {
+    update_with(configdir, true, add)
+}
+
+fn update_with(
+    configdir: &Path,
+    create: bool,
+    add: impl FnOnce(&mut Counters),
+) -> Result<Option<String>, String> {
     let path = path(configdir);
-    let file = OpenOptions::new()
+    let file = match OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .map_err(|e| format!("{}: cannot open the counters file: {e}", path.display()))?;
+    {
+        Ok(f) => f,
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot open the counters file: {e}",
+                path.display()
+            ))
+        }
+    };
     match lock(&file, true, LOCK_WAIT) {
         Ok(true) => {}
         Ok(false) => {
@@ -377,9 +394,13 @@ pub fn update(configdir: &Path, add: impl FnOnce(&mut Counters)) -> Result<Optio
 
 /// [`update`] for the places that have no log of their own (the
 /// write-ahead log's recovery): a problem goes to stderr, which the web
-/// server keeps in its error log.
+/// server keeps in its error log. The file is not created here: the
+/// write-ahead log is also recovered by the operator's tools, run as
+/// root, and a file they made would be root's, which `upload.cgi` (the
+/// web server's user) could not write. `upload.cgi` makes it on its first
+/// request, before any update of it can need recovering.
 pub fn update_or_warn(configdir: &Path, add: impl FnOnce(&mut Counters)) {
-    match update(configdir, add) {
+    match update_with(configdir, false, add) {
         Ok(None) => {}
         Ok(Some(note)) | Err(note) => eprintln!("edeploy: {note}"),
     }
@@ -623,6 +644,16 @@ mod tests {
         let d = dir();
         assert_eq!(read(d.path()), Loaded::default());
         assert!(!path(d.path()).exists());
+    }
+
+    #[test]
+    fn the_write_ahead_log_counts_only_into_an_existing_file() {
+        let d = dir();
+        update_or_warn(d.path(), |c| c.wal_recoveries += 1);
+        assert!(!path(d.path()).exists(), "made by the recovery");
+        update(d.path(), |_| {}).expect("made by upload.cgi");
+        update_or_warn(d.path(), |c| c.wal_recoveries += 1);
+        assert_eq!(read(d.path()).counters.wal_recoveries, 1);
     }
 
     #[test]
