@@ -369,6 +369,49 @@ fn counts_through_lighttpd_are_those_sent() {
     assert_eq!(by_code(&s, "edeploy_upload_requests_total", "200"), 1.0);
 }
 
+/// Many `upload.cgi` processes counting at once into one file: 8
+/// processes at a time, 200 in all, each a GET (405, counted in
+/// `[SERVER]`'s CONFIGDIR); the counters hold exactly 200.
+#[test]
+fn concurrent_processes_sum_exactly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config");
+    fs::create_dir(&config).expect("config dir");
+    let conf = dir.path().join("edeploy.conf");
+    fs::write(
+        &conf,
+        format!("[SERVER]\nCONFIGDIR = {}\n", config.display()),
+    )
+    .expect("edeploy.conf");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_upload-cgi"))
+            .env("EDEPLOY_CONF", &conf)
+            .env("REQUEST_METHOD", "GET")
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start upload.cgi")
+    };
+    for _ in 0..25 {
+        let children: Vec<Child> = (0..8).map(|_| run()).collect();
+        for c in children {
+            let out = c.wait_with_output().expect("wait for upload.cgi");
+            let answer = String::from_utf8_lossy(&out.stdout);
+            assert!(answer.starts_with("Status: 405"), "{answer}");
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert!(!log.contains("warning"), "{log}");
+        }
+    }
+    let c = edeploy::metrics::read(&config);
+    assert_eq!(c.problem, None);
+    let i = edeploy::metrics::code_index(405);
+    assert_eq!(c.counters.requests[i], 200);
+    assert_eq!(c.counters.requests.iter().sum::<u64>(), 200);
+    assert_eq!(c.counters.decisions.iter().sum::<u64>(), 0);
+}
+
 #[test]
 fn promtool_refuses_a_broken_exposition() {
     // The check the page passes above can fail.
