@@ -418,8 +418,8 @@ pub struct Tally {
 
 impl Tally {
     /// Counts the answered request in its section's CONFIGDIR, or in
-    /// `[SERVER]`'s when it was refused before its form was read (405,
-    /// 413, a malformed body). Returns the lines to log: counters that
+    /// `[SERVER]`'s when it was refused before its section was known
+    /// (405, 413, a malformed body, an unknown section). Returns the lines to log: counters that
     /// started from zero, or an update that could not be made (the
     /// request is then not counted; its answer is not changed).
     pub fn record(&self, conf_path: &Path, status: u16) -> Option<String> {
