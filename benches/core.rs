@@ -23,7 +23,9 @@
 //!   fail on their last spec line, the 20th matches and hands out an entry
 //!   of a 1000-entry CMDB), a new node each time, with the lock, the
 //!   journal and every fsync; `decision-nowrite` is the same without
-//!   writing (what `edeploy-admin try` does).
+//!   writing (what `edeploy-admin try` does);
+//! * `metrics-update`: what `upload.cgi` adds to each request to count it
+//!   (one update of `CONFIGDIR/.edeploy-metrics`, `edeploy::metrics`).
 //!
 //! Arguments: an optional word; only cases whose name contains it run
 //! (`cargo bench --bench core -- jbod`).
@@ -124,6 +126,9 @@ fn main() {
     }
     if wanted("cmdb-allocate") {
         bench_cmdb_allocate();
+    }
+    if wanted("metrics-update") {
+        bench_metrics_update();
     }
 }
 
@@ -756,6 +761,29 @@ fn bench_cmdb_allocate() {
     assert!(!a.reused);
     eprintln!("cmdb-allocate: a CMDB of {} bytes", bytes.len());
     measure_pure("cmdb-allocate", allocate);
+}
+
+/// What `upload.cgi` adds to each request to count it: one update of the
+/// counters file (open, `flock`, read both slots, `pwrite` one, close),
+/// in a directory of `bench_root()` as CONFIGDIR.
+fn bench_metrics_update() {
+    let root = tempfile::tempdir_in(bench_root()).expect("a temporary CONFIGDIR");
+    let dir = root.path();
+    let update = || {
+        edeploy::metrics::update(dir, |c| {
+            c.count(
+                edeploy::metrics::Request::Decision {
+                    took: Some(Duration::from_micros(600)),
+                },
+                200,
+            )
+        })
+        .expect("the counters are written")
+    };
+    update();
+    measure_pure("metrics-update", update);
+    let n = edeploy::metrics::read(dir).counters.decisions[0];
+    eprintln!("metrics-update: {n} updates counted");
 }
 
 // ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ pub mod health;
 pub mod hw;
 pub mod literal;
 pub mod matcher;
+pub mod metrics;
 pub mod persist;
 pub mod protocol;
 pub mod provision;

@@ -535,6 +535,9 @@ impl Wal {
                     next_off: tail.next_off + record.len,
                     next_seq: record.seq + 1,
                 })?;
+                crate::metrics::update_or_warn(&self.dir, |c| {
+                    c.wal_recoveries = c.wal_recoveries.saturating_add(1)
+                });
                 Ok(changed)
             }
             None => {
@@ -557,6 +560,11 @@ impl Wal {
                     next_seq: expect,
                 });
                 self.checkpoint(None)?;
+                if off > RECORDS_AT {
+                    crate::metrics::update_or_warn(&self.dir, |c| {
+                        c.wal_recoveries = c.wal_recoveries.saturating_add(1)
+                    });
+                }
                 Ok(changed)
             }
         }
@@ -658,6 +666,9 @@ impl Wal {
                 f.sync_all()
             })
             .with_context(|| format!("{}: cannot write", notes.display()))?;
+        crate::metrics::update_or_warn(&self.dir, |c| {
+            c.wal_set_aside = c.wal_set_aside.saturating_add(1)
+        });
         sync_dir(&self.dir)
     }
 

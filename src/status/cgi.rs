@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `section=NAME` | the `[NAME]` section of `edeploy.conf` (400 when absent) |
 //! | `format=json` / `format=html` | the answer's form; without it, JSON when `Accept` names `application/json` and not `text/html` |
+//! | `format=prometheus` | the figures alerts need in the Prometheus text format ([`super::prometheus`]); errors as `text/plain` |
 //! | `uploads=N` / `uploads=all` | how many of the newest uploads to list (default 50) |
 //! | `log=NAME` | the install log `LOGDIR/NAME` as `application/gzip`, to download |
 //! | `log=NAME&view=text` | the same log unpacked, as `text/plain` |
@@ -15,7 +16,7 @@
 //! (404 otherwise). An unreadable `edeploy.conf` is a 500; a file of the
 //! section that does not parse is shown on the page, which is still a 200.
 
-use super::{gather, html, Gather, Status};
+use super::{gather, html, prometheus, Gather, Status};
 use crate::cgi::response::reason_phrase;
 use crate::cgi::{write_answer, CgiEnv, RequestLog};
 use crate::config::{ConfFile, ServerConfig};
@@ -82,11 +83,12 @@ impl StatusAnswer {
     }
 }
 
-/// HTML or JSON.
+/// HTML, JSON, or the Prometheus text format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Html,
     Json,
+    Prometheus,
 }
 
 /// The parsed query string.
@@ -144,7 +146,12 @@ pub fn parse_query(q: &str) -> Result<Query, String> {
                 query.format = Some(match value.as_str() {
                     "json" => Format::Json,
                     "html" => Format::Html,
-                    _ => return Err(format!("format must be json or html, not {value:?}")),
+                    "prometheus" => Format::Prometheus,
+                    _ => {
+                        return Err(format!(
+                            "format must be json, html or prometheus, not {value:?}"
+                        ))
+                    }
                 })
             }
             "uploads" => {
@@ -188,6 +195,13 @@ fn format_of(query: Option<&Query>, accept: Option<&str>) -> Format {
 /// An error answer in the requested form.
 fn error(status: u16, format: Format, sentence: &str) -> StatusAnswer {
     match format {
+        // A scraper shows the body of a failed scrape as it is.
+        Format::Prometheus => StatusAnswer::new(
+            status,
+            "text/plain; charset=utf-8",
+            format!("{sentence}\n").into_bytes(),
+            Some(sentence.to_string()),
+        ),
         Format::Json => StatusAnswer::new(
             status,
             "application/json",
@@ -257,6 +271,10 @@ pub fn serve(env: &CgiEnv, conf_path: &Path) -> StatusAnswer {
     if let Some(name) = &query.log {
         return serve_log(&cfg, name, query.view_text, format);
     }
+    if format == Format::Prometheus {
+        let snapshot = prometheus::gather(&cfg, Duration::from_secs(3), prometheus::MAX_ENTRIES);
+        return metrics_page(&snapshot);
+    }
     let opts = Gather {
         sections,
         uploads: query.uploads.unwrap_or(Some(super::DEFAULT_UPLOADS)),
@@ -264,6 +282,25 @@ pub fn serve(env: &CgiEnv, conf_path: &Path) -> StatusAnswer {
     };
     let status = gather(&cfg, &opts);
     page(&status, format)
+}
+
+/// `format=prometheus`: the exposition of a snapshot. Problems are logged
+/// as for the page, and counted in `edeploy_status_problems`.
+pub fn metrics_page(snapshot: &prometheus::Snapshot) -> StatusAnswer {
+    let reason = snapshot.problems.first().map(|first| {
+        format!(
+            "metrics of [{}]: {} problem(s), the first: {}",
+            snapshot.section,
+            snapshot.problems.len(),
+            first.message
+        )
+    });
+    StatusAnswer::new(
+        200,
+        prometheus::CONTENT_TYPE,
+        prometheus::render(snapshot).into_bytes(),
+        reason,
+    )
 }
 
 /// The page (or its JSON) of a gathered status.
@@ -284,7 +321,9 @@ pub fn page(status: &Status, format: Format) -> StatusAnswer {
             }
             Err(e) => return error(500, format, &format!("cannot print the status: {e}")),
         },
-        Format::Html => StatusAnswer::new(
+        // The exposition is made from its own snapshot (`metrics_page`): a
+        // gathered status is shown as the page.
+        Format::Html | Format::Prometheus => StatusAnswer::new(
             200,
             "text/html; charset=utf-8",
             html::render(status).into_bytes(),

@@ -7,7 +7,9 @@
 //! kept in HWDIR (newest first) with what became of each node, the install
 //! logs in LOGDIR, and the health-check outliers of HEALTHDIR.
 //! [`html::render`] turns it into a self-contained page; [`cgi::serve`]
-//! answers a request.
+//! answers a request. [`prometheus`] exports the figures alerts need
+//! (`format=prometheus`) from a lighter reading of the same files and
+//! `upload.cgi`'s counters ([`crate::metrics`]).
 //!
 //! Nothing here writes a file. The server's files are read under a shared
 //! `flock` of LOCKFILE, so the figures of `state`, the CMDBs and HWDIR
@@ -21,6 +23,7 @@
 
 pub mod cgi;
 pub mod html;
+pub mod prometheus;
 
 use crate::clock::Utc;
 use crate::config::ServerConfig;

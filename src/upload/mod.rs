@@ -22,6 +22,7 @@ pub mod health;
 use crate::cgi::{close, read_upload, CgiEnv, Reject, RequestLog, Response};
 use crate::config::{ConfFile, ServerConfig};
 use crate::hw;
+use crate::metrics;
 use crate::provision::{decide, logs, parse_hw, provision};
 use crate::state::{self, State};
 use std::io::{Read, Write};
@@ -35,8 +36,13 @@ pub fn serve<R: Read + Send + Unpin>(
     conf_path: &Path,
     log: &mut RequestLog<'_>,
 ) -> Response {
-    let result = handle(env, &mut body, conf_path, log);
-    close(result, &mut body, env, log)
+    let mut tally = metrics::Tally::default();
+    let result = handle(env, &mut body, conf_path, log, &mut tally);
+    let response = close(result, &mut body, env, log);
+    if let Some(note) = tally.record(conf_path, response.status) {
+        log.warning(&note);
+    }
+    response
 }
 
 fn handle<R: Read + Send + Unpin>(
@@ -44,8 +50,10 @@ fn handle<R: Read + Send + Unpin>(
     body: &mut R,
     conf_path: &Path,
     log: &mut RequestLog<'_>,
+    tally: &mut metrics::Tally,
 ) -> Result<(Response, String), Reject> {
     let (cfg, form) = read_upload(env, body, conf_path)?;
+    tally.configdir = Some(cfg.configdir.clone());
     let Some(file) = form.file else {
         return Err(Reject::bad("the upload has no \"file\" field"));
     };
@@ -54,10 +62,16 @@ fn handle<R: Read + Send + Unpin>(
         return save_log(&cfg, name, &file.data);
     }
     if let Some(profile) = form.failure.as_deref() {
+        tally.request = Some(metrics::Request::FailureReport);
         return failure(&cfg, profile, &file.data);
     }
+    tally.request = Some(metrics::Request::Decision { took: None });
     let lines = parse_hw(&file.data, &cfg.hw_limits())?;
-    let outcome = provision(&cfg, &lines, None, log)?;
+    let started = std::time::Instant::now();
+    let outcome = provision(&cfg, &lines, None, log);
+    let took = Some(started.elapsed());
+    tally.request = Some(metrics::Request::Decision { took });
+    let outcome = outcome?;
     Ok((
         Response::ok(decide::envelope(&outcome.decision)),
         outcome.reason,
