@@ -49,9 +49,10 @@ pub fn pages() -> Vec<Page> {
 
 /// Writes into `dir`: `man/NAME.SECTION` for every program (and
 /// `man/NAME-SUB.SECTION` for each subcommand), and for the commands run
-/// from a shell `bash/NAME`, `zsh/_NAME` and `fish/NAME.fish`. Returns
-/// the paths written, relative to `dir`.
-pub fn generate(dir: &Path) -> anyhow::Result<Vec<String>> {
+/// from a shell `bash/NAME`, `zsh/_NAME` and `fish/NAME.fish`. `date`
+/// (`YYYY-MM-DD`) goes in the pages' title lines. Returns the paths
+/// written, relative to `dir`.
+pub fn generate(dir: &Path, date: Option<&str>) -> anyhow::Result<Vec<String>> {
     let mut written = Vec::new();
     let mut write = |rel: String, bytes: Vec<u8>| -> anyhow::Result<()> {
         let path = dir.join(&rel);
@@ -79,6 +80,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<Vec<String>> {
                 .section(section.to_string())
                 .manual("eDeploy")
                 .source(format!("eDeploy {}", env!("CARGO_PKG_VERSION")))
+                .date(date.unwrap_or_default())
                 .render(&mut out)
                 .with_context(|| format!("rendering the manual page of {page_name}"))?;
             write(format!("man/{page_name}.{section}"), out)?;
@@ -97,6 +99,19 @@ pub fn generate(dir: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(written)
+}
+
+/// The date of the manual pages from `SOURCE_DATE_EPOCH` (seconds since
+/// 1970, set by dpkg-buildpackage from debian/changelog, so that a build
+/// gives the same pages whenever it runs): `YYYY-MM-DD`.
+pub fn page_date(source_date_epoch: &str) -> anyhow::Result<String> {
+    let secs: i64 = source_date_epoch.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "SOURCE_DATE_EPOCH={source_date_epoch:?} is not a number of seconds since 1970"
+        )
+    })?;
+    let t = crate::clock::Utc::from_unix(secs);
+    Ok(format!("{:04}-{:02}-{:02}", t.year, t.month, t.day))
 }
 
 /// The command and, recursively, its subcommands (but `help`), each with
@@ -129,7 +144,7 @@ mod tests {
     #[test]
     fn pages_and_completions_for_every_program() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let written = generate(dir.path()).expect("generate");
+        let written = generate(dir.path(), Some("2026-12-06")).expect("generate");
         for want in [
             "man/upload.cgi.8",
             "man/upload-health.cgi.8",
@@ -160,7 +175,7 @@ mod tests {
         let page = |rel: &str| std::fs::read_to_string(dir.path().join(rel)).expect(rel);
         // The title line, and what each page must say.
         let admin = page("man/edeploy-admin.1");
-        assert!(admin.contains(".TH edeploy-admin 1"), "{admin}");
+        assert!(admin.contains(".TH edeploy-admin 1 2026-12-06"), "{admin}");
         assert!(admin.contains("Exit status: 0 success"), "{admin}");
         let upload = page("man/upload.cgi.8");
         assert!(upload.contains(".TH upload.cgi 8"), "{upload}");
@@ -187,10 +202,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("file");
         std::fs::write(&file, "").expect("write");
-        let err = generate(&file).expect_err("a file is not a directory");
+        let err = generate(&file, None).expect_err("a file is not a directory");
         assert!(
             format!("{err:#}").contains(&file.display().to_string()),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_page_date_comes_from_source_date_epoch() {
+        assert_eq!(page_date("0").expect("0"), "1970-01-01");
+        assert_eq!(page_date("1796558400\n").expect("a date"), "2026-12-06");
+        let err = page_date("yesterday").expect_err("not a number");
+        assert!(format!("{err}").contains("\"yesterday\""), "{err}");
     }
 }
