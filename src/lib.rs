@@ -24,6 +24,7 @@ pub mod upload;
 // Shared vocabularies.
 pub mod archive;
 pub mod cgi;
+pub mod cli;
 pub mod clock;
 pub mod cmdb;
 pub mod config;
