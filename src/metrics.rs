@@ -186,21 +186,24 @@ impl Counters {
         out
     }
 
+    /// Every counter, in the order of the file's words.
+    fn words_mut(&mut self) -> impl Iterator<Item = &mut u64> {
+        self.requests
+            .iter_mut()
+            .chain(self.decisions.iter_mut())
+            .chain(self.failure_reports.iter_mut())
+            .chain(self.durations.iter_mut())
+            .chain([
+                &mut self.duration_sum_ns,
+                &mut self.wal_recoveries,
+                &mut self.wal_set_aside,
+            ])
+    }
+
     fn from_words(w: &[u64; WORDS]) -> Counters {
         let mut c = Counters::default();
         let mut it = w.iter().copied();
-        let targets = c
-            .requests
-            .iter_mut()
-            .chain(c.decisions.iter_mut())
-            .chain(c.failure_reports.iter_mut())
-            .chain(c.durations.iter_mut())
-            .chain([
-                &mut c.duration_sum_ns,
-                &mut c.wal_recoveries,
-                &mut c.wal_set_aside,
-            ]);
-        for t in targets {
+        for t in c.words_mut() {
             *t = it.next().unwrap_or(0);
         }
         c
@@ -555,18 +558,7 @@ mod tests {
     fn every_counter_has_its_own_word() {
         let mut c = Counters::default();
         let mut n = 1u64;
-        for w in c
-            .requests
-            .iter_mut()
-            .chain(c.decisions.iter_mut())
-            .chain(c.failure_reports.iter_mut())
-            .chain(c.durations.iter_mut())
-            .chain([
-                &mut c.duration_sum_ns,
-                &mut c.wal_recoveries,
-                &mut c.wal_set_aside,
-            ])
-        {
+        for w in c.words_mut() {
             *w = n;
             n += 1;
         }

@@ -306,16 +306,7 @@ pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
         }),
     }
 
-    let state = match State::load(&cfg.configdir.join("state")) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            problems.push(Problem {
-                part: "profiles",
-                message: format!("{e:#}"),
-            });
-            None
-        }
-    };
+    let state = read_state(cfg, &mut problems);
     let nodes = read_nodes(&cfg.hwdir, &mut problems);
     let (cmdbs, holdings) = read_cmdbs(&cfg.configdir, state.as_ref(), &nodes, &mut problems);
     let logs = read_logs(&cfg.logdir, &nodes, &mut problems);
@@ -416,6 +407,21 @@ impl Drop for SharedLock {
 }
 
 /// Seconds since the epoch (negative before it).
+/// The section's `state`; one that cannot be read is a problem of the
+/// profiles.
+pub(crate) fn read_state(cfg: &ServerConfig, problems: &mut Vec<Problem>) -> Option<State> {
+    match State::load(&cfg.configdir.join("state")) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(Problem {
+                part: "profiles",
+                message: format!("{e:#}"),
+            });
+            None
+        }
+    }
+}
+
 fn unix(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),

@@ -18,7 +18,6 @@ use crate::config::ServerConfig;
 use crate::metrics::{self, code_label, Counters, BUCKETS_NS, NCODES};
 use crate::protocol::{HW_SUFFIX, LOG_SUFFIX};
 use crate::provision::decide::CpuBudget;
-use crate::state::State;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -71,16 +70,7 @@ pub fn gather(cfg: &ServerConfig, lock_wait: Duration, max_entries: u64) -> Snap
         }),
         Ok(_) => {}
     }
-    let state = match State::load(&cfg.configdir.join("state")) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            problems.push(Problem {
-                part: "profiles",
-                message: format!("{e:#}"),
-            });
-            None
-        }
-    };
+    let state = super::read_state(cfg, &mut problems);
     // No node is looked up: only the counts of each CMDB are exported.
     let (cmdbs, _) = read_cmdbs(&cfg.configdir, state.as_ref(), &[], &mut problems);
     let profiles = super::profiles(&cfg.configdir, state.as_ref(), &cmdbs);
