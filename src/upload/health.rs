@@ -11,7 +11,8 @@
 //! `HEALTHDIR/<sysname>-<YYYYmmddHHMMSS>.hw` (the server's UTC time; a
 //! second result of the same node within the same second gets `-1`, `-2`,
 //! … before `.hw` rather than replacing the first), written atomically
-//! under LOCKFILE. The answer is `{"stored": "<file name>"}`.
+//! under the `flock` of HEALTHDIR itself (never LOCKFILE, which the
+//! decisions take). The answer is `{"stored": "<file name>"}`.
 //!
 //! What HEALTHDIR keeps is capped in bytes (`HEALTHMAXNODE` per node,
 //! `HEALTHMAX` in all): a node's new result first makes room by deleting
@@ -143,7 +144,7 @@ pub enum Full {
 }
 
 /// Keeps `lines` as `HEALTHDIR/<sysname>-<stamp>.hw` (or `-<stamp>-N.hw`
-/// when taken), atomically and under the lock, after deleting the oldest
+/// when taken), atomically and under HEALTHDIR's flock, after deleting the oldest
 /// results of the same node the caps require; returns the file name. A
 /// result with no room is a [`Full`] error, nothing changed.
 pub fn store(
@@ -161,7 +162,6 @@ pub fn store(
         }
         .into());
     }
-    let _lock = Lock::exclusive(&cfg.lockfile)?;
     let dir = &cfg.healthdir;
     if !dir.is_dir() {
         anyhow::bail!(
@@ -169,6 +169,9 @@ pub fn store(
             dir.display()
         );
     }
+    // The flock of HEALTHDIR itself, not LOCKFILE: listing and trimming
+    // what the nodes sent never holds the decisions back.
+    let _lock = Lock::directory(dir)?;
     make_room(cfg, sysname, size)?;
     let mut name = health_result_name(sysname, stamp, 0);
     let mut n = 0u32;
@@ -304,6 +307,29 @@ mod tests {
         want.sort();
         assert_eq!(all, want);
         assert!(!cfg.configdir.exists());
+    }
+
+    #[test]
+    fn a_result_is_stored_while_a_decision_holds_lockfile() {
+        let t = tempfile::tempdir().unwrap();
+        let mut cfg = ServerConfig::with_configdir(t.path().join("config"));
+        cfg.healthdir = t.path().join("health");
+        cfg.lockfile = t.path().join("lock");
+        std::fs::create_dir(&cfg.healthdir).unwrap();
+        let held = Lock::exclusive(&cfg.lockfile).unwrap();
+        let lines = vec![line("cpu", "logical", "loops_per_sec", "5")];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = cfg.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(store(&c, "node", &lines, "20261125100000").map_err(|e| e.to_string()));
+        });
+        // Bounded: the store either finishes or this fails.
+        let stored = rx.recv_timeout(std::time::Duration::from_secs(20));
+        drop(held);
+        assert_eq!(
+            stored.expect("stored while LOCKFILE is held").unwrap(),
+            "node-20261125100000.hw"
+        );
     }
 
     #[test]
