@@ -309,10 +309,12 @@ pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
     let state = read_state(cfg, &mut problems);
     let nodes = read_nodes(&cfg.hwdir, &mut problems);
     let (cmdbs, holdings) = read_cmdbs(&cfg.configdir, state.as_ref(), &nodes, &mut problems);
-    let logs = read_logs(&cfg.logdir, &nodes, &mut problems);
     let profiles = profiles(&cfg.configdir, state.as_ref(), &cmdbs);
-    let mut uploads = uploads(&nodes, &cmdbs, &holdings, &logs, opts.uploads);
     drop(lock);
+    // LOGDIR is written under its own flock, not LOCKFILE: listed out of
+    // the lock, so its size never holds a decision back.
+    let logs = read_logs(&cfg.logdir, &nodes, &mut problems);
+    let mut uploads = uploads(&nodes, &cmdbs, &holdings, &logs, opts.uploads);
     // The decisions read the files again and take most of the time: out
     // of the lock, so uploads wait only for the reading above. They share
     // one budget for the whole page, an upload's (DECISIONBUDGET): a
