@@ -127,12 +127,6 @@ struct Search<'a, 'h, T: Tracer> {
     dead_ends: usize,
     /// The complete search took back a choice.
     backtracked: bool,
-    /// The complete search stops at its first step back (the reference's
-    /// order is replayed first then: when it finds a match, that is the
-    /// answer, and the complete search's would be thrown away).
-    stop_on_backtrack: bool,
-    /// It did stop there.
-    stopped: bool,
     /// Place of each hardware line in the reference's list order: its
     /// index, or past the end once moved to the end by a retry (empty until
     /// the first move).
@@ -241,8 +235,6 @@ pub(super) fn run<T: Tracer>(
         deep: false,
         dead_ends: 0,
         backtracked: false,
-        stop_on_backtrack: true,
-        stopped: false,
         order_key: Vec::new(),
         rotated: Vec::new(),
         emulation_work: 0,
@@ -276,25 +268,28 @@ pub(super) fn run<T: Tracer>(
         return Err(Miss::NoMatch(failure));
     }
     search.shortcut = specs.vars.iter().all(|v| !v.forced) && search.has_exact.iter().all(|&e| !e);
-    // The complete search first, up to its first step back: without one,
-    // it found the reference's match (below). With one, the reference's
-    // order is replayed: a match it finds is the answer; otherwise the
-    // complete search runs again to the end and says whether a match
-    // exists at all (when none does the reference finds none either) and
-    // names the failure.
+    // The complete search first: it says whether a match exists at all
+    // (when none does the reference finds none either) and names the
+    // failure.
     search
         .tracer
         .event(|| "complete search (spec lines in file order)".to_owned());
     let first = match search.search() {
-        Ok(()) => Some(search.result()),
+        Ok(()) => search.result(),
         Err(_) if search.over => {
             search.tracer.event(|| "the time budget ran out".to_owned());
             return Err(Miss::OverBudget);
         }
-        Err(_) if search.stopped => None,
-        Err(k) => return Err(search.no_match(k)),
+        Err(k) => {
+            let failure = NoMatch {
+                spec_index: k,
+                spec: specs.lines[k].clone(),
+            };
+            search.tracer.event(|| format!("no match: {failure}"));
+            return Err(Miss::NoMatch(failure));
+        }
     };
-    if first.is_some() && search.has_exact.iter().all(|&e| !e) {
+    if !search.backtracked && search.has_exact.iter().all(|&e| !e) {
         // Each spec line took the first line it fits, in list order, and
         // none was ever taken back: the reference makes the same choices,
         // with no retry.
@@ -304,79 +299,37 @@ pub(super) fn run<T: Tracer>(
         return Ok(search.reference_result(&[]));
     }
     for d in (0..n).rev() {
-        if search.chosen[d] != NONE {
-            search.unassign(d);
-        }
+        search.unassign(d);
     }
     search
         .tracer
         .event(|| "the reference's search order".to_owned());
-    let why = match search.emulate() {
+    match search.emulate() {
         reference::Outcome::Found(found) => {
             search.tracer.event(|| "match found".to_owned());
-            return Ok(found);
+            Ok(found)
         }
         reference::Outcome::Over => {
             search.tracer.event(|| "the time budget ran out".to_owned());
-            return Err(Miss::OverBudget);
+            Err(Miss::OverBudget)
         }
-        reference::Outcome::Abandoned(why) => format!("the reference's search {why}"),
-        _ => "the reference's search finds no match".to_owned(),
-    };
-    let first = match first {
-        Some(first) => first,
-        None => {
-            search.restart();
-            search
-                .tracer
-                .event(|| format!("{why}: complete search to the end"));
-            match search.search() {
-                Ok(()) => search.result(),
-                Err(_) if search.over => {
-                    search.tracer.event(|| "the time budget ran out".to_owned());
-                    return Err(Miss::OverBudget);
-                }
-                Err(k) => return Err(search.no_match(k)),
-            }
+        outcome => {
+            search.tracer.event(|| match outcome {
+                reference::Outcome::Abandoned(why) => format!(
+                    "the reference's search {why}: match found beyond the reference's search"
+                ),
+                _ => "the reference's search finds no match: match found beyond the reference's search"
+                    .to_owned(),
+            });
+            Ok(Match {
+                beyond_reference: true,
+                ..first
+            })
         }
-    };
-    search
-        .tracer
-        .event(|| format!("{why}: match found beyond the reference's search"));
-    Ok(Match {
-        beyond_reference: true,
-        ..first
-    })
+    }
 }
 
 impl<'h, T: Tracer> Search<'_, 'h, T> {
-    /// The failure naming spec line `k`, traced.
-    fn no_match(&mut self, k: usize) -> Miss {
-        let failure = NoMatch {
-            spec_index: k,
-            spec: self.specs.lines[k].clone(),
-        };
-        self.tracer.event(|| format!("no match: {failure}"));
-        Miss::NoMatch(failure)
-    }
-
-    /// Back to the start of the complete search, to run it to the end (the
-    /// state of the pairing is as at the start: the replay leaves it so).
-    fn restart(&mut self) {
-        let n = self.specs.compiled.len();
-        self.stop_on_backtrack = false;
-        self.stopped = false;
-        self.backtracked = false;
-        self.dead_ends = 0;
-        self.deep = false;
-        self.probe = NONE;
-        self.deepest = None;
-        self.stack.clear();
-        self.next = vec![0; n];
-        self.mate = vec![NONE; n];
-        self.owner = vec![NONE; self.hw.len()];
-    }
-
     fn candidates(&self, k: usize) -> &[usize] {
         &self.cand_data[self.cand_start[k]..self.cand_start[k + 1]]
     }
@@ -503,10 +456,6 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                             self.unassign(d);
                             self.dead_end();
                             self.backtracked = true;
-                            if self.stop_on_backtrack {
-                                self.stopped = true;
-                                return Err(d);
-                            }
                         }
                     }
                 }
@@ -523,10 +472,6 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
                         return Err(self.blocker());
                     }
                     self.backtracked = true;
-                    if self.stop_on_backtrack {
-                        self.stopped = true;
-                        return Err(d);
-                    }
                     d -= 1;
                     self.tracer
                         .event(|| format!("backtrack to {}", spec_text(specs, d)));
