@@ -44,6 +44,12 @@ impl State {
         State::from_document(&doc, &path.display().to_string())
     }
 
+    /// [`State::load`] of the bytes of the file `name`, already read.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<State> {
+        let doc = literal::parse_bytes(bytes, name, ParseOptions::default())?;
+        State::from_document(&doc, name)
+    }
+
     fn from_document(doc: &Document, name: &str) -> Result<State> {
         let Some(items) = doc.value.as_seq() else {
             bail!(

@@ -146,6 +146,10 @@ struct CompiledLine {
     /// Position `p` holds a variable that a later position of the line
     /// holds too (the later one gives the variable its value).
     not_last: [bool; 4],
+    /// Bit `p` set: position `p` is a literal.
+    literal_mask: u8,
+    /// Bit `p` set: position `p` needs [`Func::eval`](func::Func).
+    func_mask: u8,
 }
 
 impl CompiledLine {
@@ -161,24 +165,35 @@ impl CompiledLine {
     /// `Some(equal)` when [`CompiledLine::fits_statically`] holds or the
     /// hardware line is equal to `spec` (the reference takes such a line
     /// whatever its patterns say); `equal` tells which.
+    ///
+    /// Called for every (spec line, hardware line) pair of a search: the
+    /// literal positions, which reject most pairs, are compared inline;
+    /// the rest only for lines that pass them.
+    #[inline]
     fn fits_or_equal(&self, spec: &Line, hw: &Line) -> Option<bool> {
-        for (p, pattern) in self.patterns.iter().enumerate() {
-            if let Pattern::Literal = pattern {
-                if !same_text(&spec[p], &hw[p]) {
-                    return None;
-                }
+        let mask = self.literal_mask;
+        for p in 0..4 {
+            if mask & (1 << p) != 0 && !same_text(&spec[p], &hw[p]) {
+                return None;
             }
         }
-        let equal =
-            self.patterns.iter().enumerate().all(|(p, pattern)| {
-                matches!(pattern, Pattern::Literal) || same_text(&spec[p], &hw[p])
-            });
+        self.fits_past_literals(spec, hw)
+    }
+
+    /// [`CompiledLine::fits_or_equal`] once the literal positions agree.
+    #[inline(never)]
+    fn fits_past_literals(&self, spec: &Line, hw: &Line) -> Option<bool> {
+        let mask = self.literal_mask;
+        let equal = (0..4).all(|p| mask & (1 << p) != 0 || same_text(&spec[p], &hw[p]));
         (equal || self.fits_beyond_literals(hw)).then_some(equal)
     }
 
     /// The checks of [`CompiledLine::fits_statically`] after the literal
     /// positions.
     fn fits_beyond_literals(&self, hw: &Line) -> bool {
+        if self.func_mask == 0 {
+            return true;
+        }
         self.patterns
             .iter()
             .enumerate()
@@ -397,10 +412,19 @@ impl Specs {
             for (i, &(pa, va)) in var_positions.iter().enumerate() {
                 not_last[pa] = var_positions[i + 1..].iter().any(|&(_, vb)| vb == va);
             }
+            let mask = |f: fn(&Pattern) -> bool| {
+                (0..4)
+                    .filter(|&p| f(&patterns[p]))
+                    .fold(0u8, |m, p| m | 1 << p)
+            };
+            let literal_mask = mask(|p| matches!(p, Pattern::Literal));
+            let func_mask = mask(|p| matches!(p, Pattern::Func(_) | Pattern::VarFunc(..)));
             compiled.push(CompiledLine {
                 patterns,
                 var_positions,
                 not_last,
+                literal_mask,
+                func_mask,
             });
         }
         Ok(Specs {

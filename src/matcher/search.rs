@@ -274,8 +274,8 @@ pub(super) fn run<T: Tracer>(
     search
         .tracer
         .event(|| "complete search (spec lines in file order)".to_owned());
-    let first = match search.search() {
-        Ok(()) => search.result(),
+    match search.search() {
+        Ok(()) => {}
         Err(_) if search.over => {
             search.tracer.event(|| "the time budget ran out".to_owned());
             return Err(Miss::OverBudget);
@@ -288,7 +288,7 @@ pub(super) fn run<T: Tracer>(
             search.tracer.event(|| format!("no match: {failure}"));
             return Err(Miss::NoMatch(failure));
         }
-    };
+    }
     if !search.backtracked && search.has_exact.iter().all(|&e| !e) {
         // Each spec line took the first line it fits, in list order, and
         // none was ever taken back: the reference makes the same choices,
@@ -298,6 +298,9 @@ pub(super) fn run<T: Tracer>(
             .event(|| "match found, without backtracking: the reference's too".to_owned());
         return Ok(search.reference_result(&[]));
     }
+    // Kept for when the reference's search finds no match (its variables
+    // are only built then).
+    let first = search.solution();
     for d in (0..n).rev() {
         search.unassign(d);
     }
@@ -323,7 +326,7 @@ pub(super) fn run<T: Tracer>(
             });
             Ok(Match {
                 beyond_reference: true,
-                ..first
+                ..build_match(specs, &first.trail, &first.binding, &first.chosen)
             })
         }
     }
@@ -840,25 +843,53 @@ impl<'h, T: Tracer> Search<'_, 'h, T> {
     }
 
     fn result(&self) -> Match {
-        let mut vars = IndexMap::with_capacity(self.trail.len());
-        let mut forced = IndexMap::new();
-        for &v in &self.trail {
-            let (Some(value), info) = (self.binding[v], &self.specs.vars[v]) else {
-                continue;
-            };
-            if info.forced {
-                forced.insert(info.name.clone(), value.to_owned());
-                vars.insert(info.name.clone(), value.to_owned());
-            } else if !forced.contains_key(&info.name) {
-                vars.insert(info.name.clone(), value.to_owned());
-            }
+        build_match(self.specs, &self.trail, &self.binding, &self.chosen)
+    }
+
+    /// The state of a complete pairing, to build its [`Match`] later
+    /// (only if it turns out to be needed).
+    fn solution(&self) -> Solution<'h> {
+        Solution {
+            trail: self.trail.clone(),
+            binding: self.binding.clone(),
+            chosen: self.chosen.clone(),
         }
-        Match {
-            vars,
-            forced,
-            pairing: self.chosen.clone(),
-            beyond_reference: false,
+    }
+}
+
+/// A complete pairing as [`Search::solution`] keeps it.
+struct Solution<'h> {
+    trail: Vec<usize>,
+    binding: Vec<Option<&'h str>>,
+    chosen: Vec<usize>,
+}
+
+/// The variables of a complete pairing: bound variables in binding
+/// order, a `$$` one also in `forced`.
+fn build_match(
+    specs: &Specs,
+    trail: &[usize],
+    binding: &[Option<&str>],
+    chosen: &[usize],
+) -> Match {
+    let mut vars = IndexMap::with_capacity(trail.len());
+    let mut forced = IndexMap::new();
+    for &v in trail {
+        let (Some(value), info) = (binding[v], &specs.vars[v]) else {
+            continue;
+        };
+        if info.forced {
+            forced.insert(info.name.clone(), value.to_owned());
+            vars.insert(info.name.clone(), value.to_owned());
+        } else if !forced.contains_key(&info.name) {
+            vars.insert(info.name.clone(), value.to_owned());
         }
+    }
+    Match {
+        vars,
+        forced,
+        pairing: chosen.to_vec(),
+        beyond_reference: false,
     }
 }
 
