@@ -40,3 +40,4 @@ pub mod persist;
 pub mod protocol;
 pub mod provision;
 pub mod state;
+pub mod trust;
