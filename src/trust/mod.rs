@@ -25,6 +25,10 @@ use std::path::{Path, PathBuf};
 /// `FILE.minisig`.
 pub const SIGNATURE_EXT: &str = "minisig";
 
+/// Where the installer (inside its initrd) and installed hosts keep the
+/// public keys they trust, one minisign `.pub` file each.
+pub const TRUSTED_DIR: &str = "etc/edeploy/trusted.d";
+
 /// Signatures larger than this are not signatures (a minisig file is
 /// about 300 bytes; the trusted comment is bounded by what we write).
 pub const SIGNATURE_MAX: usize = 16 * 1024;
