@@ -36,6 +36,7 @@ pub mod hw;
 pub mod literal;
 pub mod matcher;
 pub mod metrics;
+pub mod net;
 pub mod persist;
 pub mod protocol;
 pub mod provision;
