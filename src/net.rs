@@ -40,8 +40,8 @@ pub enum NetError {
     Ca { path: String, why: String },
     #[error(
         "{url}: refused: no CA certificate is configured to check the server's certificate; \
-         put the operator's CA (or the server's own certificate), in PEM, in {place} \
-         (the public CAs are never trusted for provisioning)"
+         put the operator's CA (or the server's own certificate), in PEM, in {place}; \
+         the public CAs are never trusted for provisioning"
     )]
     NoCa { url: String, place: String },
     #[error(
