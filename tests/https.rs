@@ -276,3 +276,62 @@ fn a_bad_ca_file_is_named() {
     assert!(e.contains(&bad.display().to_string()), "{e}");
     assert!(e.contains("no certificate in it"), "{e}");
 }
+
+#[test]
+fn a_self_signed_server_certificate_can_be_pinned_itself() {
+    let (tls, _keep) = support::self_signed("127.0.0.1");
+    let site = tls_site(Kind::Lighttpd, &tls);
+    let s = settings(&site, true);
+    let envelope = server::ask(&s, &hw(), &console(), &tuning(Some(tls.cert.clone())))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(envelope.profile, profile_by_curl(&site));
+    // Another self-signed certificate pinned instead: refused.
+    let (other, _keep2) = support::self_signed("127.0.0.1");
+    let e = server::ask(&s, &hw(), &console(), &tuning(Some(other.cert.clone())))
+        .expect_err("another certificate")
+        .to_string();
+    assert!(e.contains("not signed by the pinned CA"), "{e}");
+}
+
+/// The installer copies its CA into the installed tree without ever
+/// writing through a symlink the tree holds.
+#[test]
+fn the_ca_is_never_written_through_a_symlink_of_the_target() {
+    use edeploy::init::install::write_ca;
+    let pki = Pki::new("edeploy test CA");
+    let ca = fs::read(pki.ca()).expect("CA");
+    let outside = tempfile::tempdir().expect("outside");
+
+    // etc/edeploy is a link out of the tree: refused, nothing written.
+    let target = tempfile::tempdir().expect("target");
+    fs::create_dir_all(target.path().join("etc")).expect("etc");
+    std::os::unix::fs::symlink(outside.path(), target.path().join("etc/edeploy")).expect("link");
+    let e = write_ca(target.path(), Some(&pki.ca())).expect_err("through a symlink");
+    assert!(
+        format!("{e:#}").contains("etc/edeploy is a symlink"),
+        "{e:#}"
+    );
+    assert_eq!(fs::read_dir(outside.path()).expect("outside").count(), 0);
+
+    // ca.pem itself a link out of the tree: replaced, not written through.
+    let target = tempfile::tempdir().expect("target");
+    fs::create_dir_all(target.path().join("etc/edeploy")).expect("etc/edeploy");
+    let victim = outside.path().join("victim");
+    fs::write(&victim, "precious\n").expect("victim");
+    std::os::unix::fs::symlink(&victim, target.path().join("etc/edeploy/ca.pem")).expect("link");
+    write_ca(target.path(), Some(&pki.ca())).expect("write_ca");
+    assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+    let placed = target.path().join("etc/edeploy/ca.pem");
+    assert!(!placed.symlink_metadata().expect("ca.pem").is_symlink());
+    assert_eq!(fs::read(&placed).expect("ca.pem"), ca);
+
+    // No CA: nothing written. A bad one: refused before anything is.
+    let target = tempfile::tempdir().expect("target");
+    write_ca(target.path(), None).expect("no CA");
+    assert!(!target.path().join("etc").exists());
+    let bad = outside.path().join("bad.pem");
+    fs::write(&bad, "junk\n").expect("bad");
+    let e = write_ca(target.path(), Some(&bad)).expect_err("bad CA");
+    assert!(format!("{e:#}").contains("no certificate in it"), "{e:#}");
+    assert!(!target.path().join("etc").exists());
+}

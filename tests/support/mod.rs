@@ -107,6 +107,51 @@ pub struct Tls {
     pub ca: PathBuf,
 }
 
+/// A self-signed server certificate for `ip` (an IP subjectAltName), its
+/// own CA (what an operator without a CA pins), in a temporary directory
+/// kept as long as the returned guard.
+pub fn self_signed(ip: &str) -> (Tls, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("edeploy-pki-")
+        .tempdir()
+        .expect("temp dir");
+    let subj = format!("/CN={ip}");
+    let san = format!("subjectAltName=IP:{ip}");
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            &san,
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ],
+    );
+    let d = dir.path();
+    let tls = Tls {
+        cert: d.join("server.pem"),
+        key: d.join("server.key"),
+        ca: d.join("server.pem"),
+    };
+    (tls, dir)
+}
+
 /// A throw-away CA made with the `openssl` CLI in a temporary directory
 /// (EC P-256 keys, valid two days), and the certificates it signs.
 pub struct Pki {
