@@ -175,17 +175,23 @@ pub fn load_ca(path: &Path) -> Result<Vec<Certificate<'static>>, NetError> {
 pub struct Client {
     agent: ureq::Agent,
     ca: Option<PathBuf>,
+    /// Why the CA file is not usable (`path`, `why`): every `https://`
+    /// request is refused with it; `http://` is not concerned.
+    ca_error: Option<(String, String)>,
     ca_place: String,
 }
 
 impl Client {
-    /// Builds the agent; fails when the CA file is not usable.
-    pub fn new(opts: &Options) -> Result<Client, NetError> {
-        let certs = match &opts.ca {
-            Some(p) => load_ca(p)?,
+    /// Builds the agent. A CA file that is not usable refuses every
+    /// `https://` request, naming the file; plain `http://` still works.
+    pub fn new(opts: &Options) -> Client {
+        let (certs, ca_error) = match opts.ca.as_deref().map(load_ca) {
+            Some(Ok(certs)) => (certs, None),
+            Some(Err(NetError::Ca { path, why })) => (Vec::new(), Some((path, why))),
+            Some(Err(e)) => (Vec::new(), Some((String::new(), e.to_string()))),
             // Nothing verifies: a request that slips past `check` (a
             // redirect to https://) fails closed.
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
@@ -202,11 +208,12 @@ impl Client {
             .timeout_per_write(opts.io_timeout)
             .build()
             .into();
-        Ok(Client {
+        Client {
             agent,
             ca: opts.ca.clone(),
+            ca_error,
             ca_place: opts.ca_place.clone(),
-        })
+        }
     }
 
     /// The agent itself (no `https://` check: prefer [`Client::get`] and
@@ -248,15 +255,23 @@ impl Client {
         r.map_err(|e| self.explain(url, e))
     }
 
-    /// Whether `url` is `https://`; refused when it is and no CA is
-    /// pinned.
+    /// Whether `url` is `https://`; refused when it is and no usable CA
+    /// is pinned.
     fn check(&self, url: &str) -> Result<bool, NetError> {
         let https = is_https(url);
-        if https && self.ca.is_none() {
-            return Err(NetError::NoCa {
-                url: url.to_string(),
-                place: self.ca_place.clone(),
-            });
+        if https {
+            if self.ca.is_none() {
+                return Err(NetError::NoCa {
+                    url: url.to_string(),
+                    place: self.ca_place.clone(),
+                });
+            }
+            if let Some((path, why)) = &self.ca_error {
+                return Err(NetError::Ca {
+                    path: path.clone(),
+                    why: format!("{why}; {url} is not asked"),
+                });
+            }
         }
         Ok(https)
     }
@@ -279,7 +294,7 @@ impl Client {
                 why: e.to_string(),
             };
         };
-        let Some(ca) = &self.ca else {
+        let Some(ca) = self.ca.as_ref().filter(|_| self.ca_error.is_none()) else {
             return NetError::NoCa {
                 url: url_s,
                 place: self.ca_place.clone(),
@@ -370,7 +385,7 @@ mod tests {
 
     #[test]
     fn https_without_a_ca_is_refused_before_connecting() {
-        let c = Client::new(&Options::new(None, "/etc/edeploy/ca.pem")).expect("client");
+        let c = Client::new(&Options::new(None, "/etc/edeploy/ca.pem"));
         // Port 9 on a reserved address: nothing is sent, so no timeout.
         let e = c.get("https://192.0.2.1:9/x").expect_err("refused");
         assert!(matches!(e, NetError::NoCa { .. }), "{e}");
@@ -400,12 +415,17 @@ mod tests {
         for (name, text, want) in cases {
             let p = dir.path().join(name);
             std::fs::write(&p, text).expect("write");
-            let e = match Client::new(&Options::new(Some(p.clone()), "x")) {
-                Ok(_) => panic!("{name} accepted"),
-                Err(e) => e.to_string(),
-            };
+            let e = load_ca(&p).expect_err(name).to_string();
             assert!(e.starts_with(&p.display().to_string()), "{e}");
             assert!(e.contains(want), "{name}: {e}");
+            // The client refuses https:// with it, before connecting.
+            let c = Client::new(&Options::new(Some(p.clone()), "x"));
+            let e = c.get("https://192.0.2.1:9/x").expect_err(name).to_string();
+            assert!(e.starts_with(&p.display().to_string()), "{e}");
+            assert!(
+                e.contains(want) && e.contains("https://192.0.2.1:9/x"),
+                "{e}"
+            );
         }
         let missing = dir.path().join("missing.pem");
         let e = load_ca(&missing).expect_err("missing");

@@ -213,7 +213,11 @@ fn plain_http_keeps_working_with_or_without_a_ca() {
     let s = settings(&site, false);
     assert!(server::upload_url(&s).starts_with("http://"));
     let expected = profile_by_curl(&site);
-    for ca in [None, Some(pki.ca())] {
+    // A CA file that is not one only concerns https://.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("ca.pem");
+    fs::write(&bad, "not a certificate\n").expect("write");
+    for ca in [None, Some(pki.ca()), Some(bad)] {
         let envelope = server::ask(&s, &hw(), &console(), &tuning(ca.clone()))
             .unwrap_or_else(|e| panic!("{ca:?}: {e:#}"));
         assert_eq!(envelope.profile, expected);

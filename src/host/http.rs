@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// The host's client: its pinned CA (`root/etc/edeploy/ca.pem`) when
 /// there is one.
-pub fn client(root: &Path) -> Result<net::Client, NetError> {
+pub fn client(root: &Path) -> net::Client {
     net::Client::new(&net::Options {
         connect_timeout: Some(Duration::from_secs(15)),
         ..net::Options::new(
@@ -33,7 +33,7 @@ pub fn client(root: &Path) -> Result<net::Client, NetError> {
 /// `https://` URL is checked against the pinned CA of the host at `root`.
 /// Nothing is left behind when it fails.
 pub fn download(url: &str, dest: &Path, root: &Path) -> Result<u64> {
-    let mut resp = match client(root).and_then(|c| c.get(url)) {
+    let mut resp = match client(root).get(url) {
         Ok(r) => r,
         Err(NetError::Status { status: 404, .. }) => {
             bail!("{url}: not found on the server (HTTP 404)")

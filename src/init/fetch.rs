@@ -111,7 +111,7 @@ pub fn unpack_verified<R: Read + Send>(
 /// Streams the tree from `url` into `dest`.
 pub fn fetch_http(url: &str, dest: &Path, console: &Console, tuning: &Tuning) -> Result<u64> {
     let resp = super::server::client(tuning)
-        .and_then(|c| c.get(url))
+        .get(url)
         .map_err(|e| match e {
             crate::net::NetError::Unreachable { why, .. } => anyhow!("cannot fetch {url}: {why}"),
             e => anyhow!(e),

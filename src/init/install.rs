@@ -444,7 +444,7 @@ pub fn bootloader(
 pub fn pxemngr_localboot(url: &str, mac: &str, tuning: &Tuning) -> Result<String> {
     let full = format!("{}/localboot/{mac}", url.trim_end_matches('/'));
     let resp = super::server::client(tuning)
-        .and_then(|c| c.get(&full))
+        .get(&full)
         .map_err(|e| match e {
             crate::net::NetError::Unreachable { why, .. } => anyhow::anyhow!("{full}: {why}"),
             e => anyhow::anyhow!(e),

@@ -106,7 +106,7 @@ pub enum PostOutcome {
 /// The HTTP client every installer request uses: statuses are answers,
 /// not errors, every wait is bounded by `tuning`, and `https://` servers
 /// must show a certificate of the pinned CA `tuning.ca` ([`crate::net`]).
-pub(crate) fn client(tuning: &Tuning) -> Result<crate::net::Client, crate::net::NetError> {
+pub(crate) fn client(tuning: &Tuning) -> crate::net::Client {
     crate::net::Client::new(&crate::net::Options {
         connect_timeout: Some(tuning.connect_timeout),
         io_timeout: Some(tuning.read_timeout),
@@ -121,7 +121,7 @@ pub(crate) fn client(tuning: &Tuning) -> Result<crate::net::Client, crate::net::
 /// POSTs a form once.
 pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> PostOutcome {
     let (ct, body) = multipart(parts);
-    match client(tuning).and_then(|c| c.post(url, &ct, &body)) {
+    match client(tuning).post(url, &ct, &body) {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
             match resp.body_mut().read_to_string() {
