@@ -1398,3 +1398,105 @@ fn assert_in_order(s: &str, steps: &[&str]) {
         last = at;
     }
 }
+
+// ------------------------------------------------------------ HTTPS
+
+/// A lighttpd site over HTTPS (a certificate of `pki` for 127.0.0.1)
+/// serving `tarball`.
+fn tls_site(pki: &support::Pki, tarball: &[u8]) -> Site {
+    let site = Site::start(
+        Kind::Lighttpd,
+        Options {
+            fixtures: Vec::new(),
+            tls: Some(pki.server("127.0.0.1")),
+            ..Options::default()
+        },
+    );
+    let p = site.path(TREE);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(&p, tarball).expect("write tree");
+    site.hand_over();
+    site
+}
+
+fn https_cmdline(site: &Site) -> String {
+    format!(
+        "BOOT_IMAGE=vmlinuz SERV=127.0.0.1 HTTP_PORT={p} HSERV=127.0.0.1 HSERV_PORT={p} HTTPS=1 \
+         | console=ttyS0,115200 quiet |",
+        p = site.port
+    )
+}
+
+#[test]
+fn installs_a_node_over_https_with_the_initrd_ca_and_hands_the_ca_to_the_host() {
+    let pki = support::Pki::new("edeploy test CA");
+    let site = tls_site(&pki, &edeploy_tarball());
+    let node = fake_node(&https_cmdline(&site));
+    let root = node.path();
+    let ca = fs::read(pki.ca()).expect("CA");
+    write(root, "etc/edeploy/ca.pem", &String::from_utf8_lossy(&ca));
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    assert!(
+        r.report.result.is_ok(),
+        "{:?}\n{}\n{}",
+        r.report,
+        r.screen,
+        site.error_log()
+    );
+    assert_eq!(r.report.result.as_ref().expect("installed").profile, "vm");
+    assert_in_order(
+        &r.screen,
+        &[
+            &format!(
+                "edeploy: asking the eDeploy server at https://127.0.0.1:{}/cgi-bin/upload.cgi",
+                site.port
+            ),
+            "edeploy: profile vm assigned",
+            &format!(
+                "edeploy: fetching https://127.0.0.1:{}/install/D12-1.0.0/base-D12-1.0.0.edeploy",
+                site.port
+            ),
+            "base-D12-1.0.0.edeploy [####################] 100%",
+            "edeploy: installed base D12-1.0.0 (profile vm) on /dev/vda",
+        ],
+    );
+    let t = root.join("chroot");
+    // The host checks the same servers with the same CA.
+    assert_eq!(fs::read(t.join("etc/edeploy/ca.pem")).expect("ca.pem"), ca);
+    let mode = fs::metadata(t.join("etc/edeploy/ca.pem"))
+        .expect("ca.pem")
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let conf = fs::read_to_string(t.join("var/lib/edeploy/conf")).expect("conf");
+    assert!(conf.ends_with("HPATH=install\nHTTPS=1\n"), "{conf}");
+    assert_eq!(
+        fs::read_to_string(t.join("etc/motd")).expect("motd"),
+        "the base role\n"
+    );
+}
+
+#[test]
+fn an_initrd_without_a_ca_refuses_https_and_says_where_the_ca_goes() {
+    let pki = support::Pki::new("edeploy test CA");
+    let site = tls_site(&pki, &edeploy_tarball());
+    let node = fake_node(&https_cmdline(&site));
+    let root = node.path();
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    let why = r.report.result.expect_err("no CA in the initrd");
+    assert!(
+        why.contains(&format!(
+            "https://127.0.0.1:{}/cgi-bin/upload.cgi: refused: no CA certificate is configured",
+            site.port
+        )),
+        "{why}"
+    );
+    assert!(why.contains("scripts/build-initrd --ca"), "{why}");
+    assert!(
+        r.screen.contains("edeploy: install failed:"),
+        "{}",
+        r.screen
+    );
+    assert!(!root.join("chroot/etc/motd").exists());
+}

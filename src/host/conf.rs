@@ -181,13 +181,25 @@ impl Conf {
     }
 
     /// The HTTP server, its port and the install path (`HSERV`;
-    /// `HSERV_PORT` 80; `HPATH` `install`).
+    /// `HSERV_PORT` 80, 443 with `HTTPS=1`; `HPATH` `install`).
     pub fn http_server(&self) -> Result<(String, u16, String)> {
         let host = self
             .get("HSERV")
             .filter(|v| !v.is_empty())
             .with_context(|| format!("{CONF}: HSERV is not set: no HTTP server to ask"))?;
-        self.server(host, ("HSERV_PORT", 80), "HPATH")
+        let default = if self.https()? { 443 } else { 80 };
+        self.server(host, ("HSERV_PORT", default), "HPATH")
+    }
+
+    /// `HTTPS=1` (written by the installer when it ran with `HTTPS=1`):
+    /// the HTTP server is asked over `https://`, with the host's pinned CA
+    /// (`/etc/edeploy/ca.pem`). Unset, empty or `0`: plain `http://`.
+    pub fn https(&self) -> Result<bool> {
+        match self.get("HTTPS").unwrap_or_default() {
+            "" | "0" => Ok(false),
+            "1" => Ok(true),
+            v => bail!("{CONF}: HTTPS={v}: expected 0 or 1"),
+        }
     }
 
     /// `host` with the port its key gives (the default when unset) and the

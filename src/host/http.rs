@@ -1,12 +1,15 @@
-//! Fetching one file over plain HTTP, with a progress bar on a terminal.
+//! Fetching one file over HTTP or HTTPS, with a progress bar on a terminal.
 //!
 //! Deltas are static files, so any web server, cache or mirror serves
-//! them; the client needs GET and nothing else. The download goes to its
+//! them; the client needs GET and nothing else. An `https://` server must
+//! show a certificate of the host's pinned CA, `ROOT/etc/edeploy/ca.pem`
+//! ([`crate::net`]). The download goes to its
 //! temporary name (`.NAME.edeploy-new`, see [`crate::archive::place`]),
 //! synced and renamed into place when complete, so a cut transfer never
 //! looks like a whole archive.
 
 use crate::archive::place::{self, Attrs, Content, How};
+use crate::net::{self, NetError};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::File;
@@ -14,20 +17,28 @@ use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-/// Downloads `url` to `dest`; returns the number of bytes received.
+/// The host's client: its pinned CA (`root/etc/edeploy/ca.pem`) when
+/// there is one.
+pub fn client(root: &Path) -> net::Client {
+    net::Client::new(&net::Options {
+        connect_timeout: Some(Duration::from_secs(15)),
+        ..net::Options::new(
+            net::ca_under(root),
+            root.join(net::CA_FILE).display().to_string(),
+        )
+    })
+}
+
+/// Downloads `url` to `dest`; returns the number of bytes received. An
+/// `https://` URL is checked against the pinned CA of the host at `root`.
 /// Nothing is left behind when it fails.
-pub fn download(url: &str, dest: &Path) -> Result<u64> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .build()
-        .into();
-    let mut resp = match agent.get(url).call() {
+pub fn download(url: &str, dest: &Path, root: &Path) -> Result<u64> {
+    let mut resp = match client(root).get(url) {
         Ok(r) => r,
-        Err(ureq::Error::StatusCode(404)) => {
+        Err(NetError::Status { status: 404, .. }) => {
             bail!("{url}: not found on the server (HTTP 404)")
         }
-        Err(ureq::Error::StatusCode(code)) => bail!("{url}: the server answered HTTP {code}"),
-        Err(e) => bail!("cannot reach the HTTP server for {url}: {e}"),
+        Err(e) => return Err(e.into()),
     };
     let len = resp.body().content_length();
     let bar = match len {

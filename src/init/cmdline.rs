@@ -120,6 +120,9 @@ pub struct Settings {
     pub health_time: u32,
     /// `BOOTORDER`: the UEFI install's entry first, or the order kept.
     pub bootorder: BootOrder,
+    /// `HTTPS=1`: `upload.cgi` and the `HSERV` trees over `https://`, with
+    /// the initrd's pinned CA; the default ports become 443.
+    pub https: bool,
     /// The words between `|` markers, for the installed system.
     pub kept: Vec<String>,
     /// Deprecated variables that were translated, one sentence each.
@@ -149,6 +152,7 @@ impl Default for Settings {
             health: false,
             health_time: DEFAULT_HEALTH_TIME,
             bootorder: BootOrder::First,
+            https: false,
             kept: Vec::new(),
             warnings: Vec::new(),
         }
@@ -242,6 +246,19 @@ const KEYS: &[Key] = &[
         name: "HSERV",
         doc: "Trees over HTTP from this server (`http://HSERV:HSERV_PORT/HPATH/…`); rsync when unset.",
         set: |s, k, v| host(k, v).map(|h| s.hserv = Some(h)),
+    },
+    Key {
+        name: "HTTPS",
+        doc: "`1`: `upload.cgi` and the `HSERV` trees over `https://`, checked against the initrd's `etc/edeploy/ca.pem`; `HTTP_PORT` and `HSERV_PORT` then default to 443.",
+        set: |s, k, v| {
+            flag(k, v).map(|b| {
+                s.https = b;
+                if b {
+                    s.http_port = 443;
+                    s.hserv_port = 443;
+                }
+            })
+        },
     },
     Key {
         name: "HTTP_PORT",

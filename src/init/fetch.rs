@@ -110,11 +110,12 @@ pub fn unpack_verified<R: Read + Send>(
 
 /// Streams the tree from `url` into `dest`.
 pub fn fetch_http(url: &str, dest: &Path, console: &Console, tuning: &Tuning) -> Result<u64> {
-    let agent = super::server::agent(tuning);
-    let resp = agent
+    let resp = super::server::client(tuning)
         .get(url)
-        .call()
-        .map_err(|e| anyhow!("cannot fetch {url}: {e}"))?;
+        .map_err(|e| match e {
+            crate::net::NetError::Unreachable { why, .. } => anyhow!("cannot fetch {url}: {why}"),
+            e => anyhow!(e),
+        })?;
     let status = resp.status().as_u16();
     if status != 200 {
         bail!("cannot fetch {url}: HTTP {status}");

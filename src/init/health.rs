@@ -362,11 +362,15 @@ pub fn fio_read(stdout: &str) -> Result<FioRead, String> {
     })
 }
 
-/// `http://SERV:HTTP_PORT{HTTP_PATH}upload-health.cgi`, beside upload.cgi.
+/// `http://SERV:HTTP_PORT{HTTP_PATH}upload-health.cgi`, beside upload.cgi
+/// (`https://` with `HTTPS=1`).
 pub fn upload_url(s: &Settings) -> String {
-    format!(
-        "http://{}:{}{}upload-health.cgi",
-        s.serv, s.http_port, s.http_path
+    crate::net::with_scheme(
+        &format!(
+            "http://{}:{}{}upload-health.cgi",
+            s.serv, s.http_port, s.http_path
+        ),
+        s.https,
     )
 }
 

@@ -48,7 +48,41 @@ pub fn conf_text(s: &Settings, role: &Role) -> String {
                 format!("{k}={}\n", shell_value(v))
             }
         })
+        .chain(s.https.then(|| "HTTPS=1\n".to_string()))
         .collect()
+}
+
+/// Copies the pinned CA `ca` (checked first) to the installed tree's
+/// `etc/edeploy/ca.pem`, where `edeploy` reads it for `https://`. Never
+/// through a symlink of the tree: a link on the way is refused, one at
+/// the file itself is replaced. Nothing is written without a CA.
+pub fn write_ca(target: &Path, ca: Option<&Path>) -> Result<()> {
+    use crate::archive::{beneath, place};
+    let Some(ca) = ca else {
+        return Ok(());
+    };
+    crate::net::load_ca(ca)?;
+    let data = fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+    let rel = Path::new(crate::net::CA_FILE);
+    beneath::check_parent(target, rel)?;
+    let dst = target.join(rel);
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mut fill = |f: &mut fs::File| -> Result<()> {
+        std::io::Write::write_all(f, &data)
+            .with_context(|| format!("cannot write {}", dst.display()))
+    };
+    place::put(
+        &dst,
+        place::Content::File(&mut fill),
+        &place::How::durable(place::Attrs {
+            owner: None,
+            mode: Some(0o644),
+            mtime: None,
+        }),
+    )
 }
 
 /// Writes `target/var/lib/edeploy/conf`.
@@ -409,11 +443,12 @@ pub fn bootloader(
 /// `GET PXEMNGR_URL/localboot/<MAC>`. Returns what happened, for the log.
 pub fn pxemngr_localboot(url: &str, mac: &str, tuning: &Tuning) -> Result<String> {
     let full = format!("{}/localboot/{mac}", url.trim_end_matches('/'));
-    let agent = super::server::agent(tuning);
-    let resp = agent
+    let resp = super::server::client(tuning)
         .get(&full)
-        .call()
-        .map_err(|e| anyhow::anyhow!("{full}: {e}"))?;
+        .map_err(|e| match e {
+            crate::net::NetError::Unreachable { why, .. } => anyhow::anyhow!("{full}: {why}"),
+            e => anyhow::anyhow!(e),
+        })?;
     let status = resp.status().as_u16();
     if status != 200 {
         bail!("{full}: HTTP {status}");

@@ -71,6 +71,10 @@ pub struct Tuning {
     pub poll: Duration,
     /// How often the progress line is redrawn.
     pub progress_every: Duration,
+    /// The pinned CA (PEM) of every `https://` server ([`crate::net`]):
+    /// [`Installer::run`] sets the initrd's `etc/edeploy/ca.pem` when
+    /// present and this is unset.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for Tuning {
@@ -88,6 +92,7 @@ impl Default for Tuning {
             carrier_wait: Duration::from_secs(8),
             poll: Duration::from_millis(200),
             progress_every: Duration::from_millis(500),
+            ca: None,
         }
     }
 }
@@ -154,6 +159,24 @@ impl Installer<'_> {
 
     /// Runs the installer to its end action.
     pub fn run(&self) -> RunReport {
+        match crate::net::ca_under(&self.root).filter(|_| self.tuning.ca.is_none()) {
+            Some(ca) => Installer {
+                root: self.root.clone(),
+                cmdline: self.cmdline.clone(),
+                exec: self.exec,
+                console: self.console.clone(),
+                tuning: Tuning {
+                    ca: Some(ca),
+                    ..self.tuning.clone()
+                },
+            }
+            .run_tuned(),
+            None => self.run_tuned(),
+        }
+    }
+
+    /// [`Installer::run`] once the CA is known.
+    fn run_tuned(&self) -> RunReport {
         let console = &self.console;
         let traced = Traced {
             inner: self.exec,
@@ -363,6 +386,7 @@ impl Installer<'_> {
             }
         }
         install::write_conf(&target, s, &role)?;
+        install::write_ca(&target, self.tuning.ca.as_deref())?;
 
         let args = install::kernel_args(&s.kept, &env.settings);
         console.say(&format!("installing the boot loader on {}", role.disk));
@@ -438,7 +462,10 @@ impl Installer<'_> {
         }
         match &s.hserv {
             Some(h) => {
-                let url = archive_url(h, s.hserv_port, &s.hpath, &role.role, &role.version);
+                let url = crate::net::with_scheme(
+                    &archive_url(h, s.hserv_port, &s.hpath, &role.role, &role.version),
+                    s.https,
+                );
                 console.say(&format!("fetching {url}"));
                 let n = fetch::fetch_http(&url, target, console, &self.tuning)?;
                 console.trace(&format!("{n} bytes unpacked from {url}"));

@@ -3,10 +3,12 @@
 //!
 //! Requests are `multipart/form-data` POSTs shaped like `curl -F`'s, built
 //! here (one `file` part and a few text fields do not need a library).
-//! Answers are read with `ureq`. A hardware upload is retried with a
+//! Answers are read with `ureq` through [`crate::net`] (`https://` with
+//! the pinned CA). A hardware upload is retried with a
 //! doubling pause when the server cannot be reached or answers 5xx (an
 //! operator may be fixing the configuration while nodes wait); a 4xx is
-//! final. Failure reports and log uploads are tried a few times and never
+//! final, and so is a TLS refusal (no CA, or a certificate the CA did not
+//! sign). Failure reports and log uploads are tried a few times and never
 //! fail the installer: they are reports about a failure already handled.
 
 use super::cmdline::Settings;
@@ -81,9 +83,13 @@ pub fn multipart(parts: &[(&str, Part<'_>)]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// `http://SERV:HTTP_PORT{HTTP_PATH}upload.cgi`.
+/// `http://SERV:HTTP_PORT{HTTP_PATH}upload.cgi` (`https://` with `HTTPS=1`).
 pub fn upload_url(s: &Settings) -> String {
-    format!("http://{}:{}{}upload.cgi", s.serv, s.http_port, s.http_path)
+    let scheme = if s.https { "https" } else { "http" };
+    format!(
+        "{scheme}://{}:{}{}upload.cgi",
+        s.serv, s.http_port, s.http_path
+    )
 }
 
 /// What one POST gave.
@@ -92,28 +98,30 @@ pub enum PostOutcome {
     Http(u16, String),
     /// No HTTP answer: connection refused, timeout, name not found.
     Unreachable(String),
+    /// Not asked: the CA is missing or unusable, or the server's
+    /// certificate is not the pinned CA's (final, not retried).
+    Refused(String),
 }
 
 /// The HTTP client every installer request uses: statuses are answers,
-/// not errors, and every wait is bounded by `tuning`.
-pub(crate) fn agent(tuning: &Tuning) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(tuning.connect_timeout))
-        .timeout_per_read(Some(tuning.read_timeout))
-        .timeout_per_write(Some(tuning.read_timeout))
-        .build()
-        .into()
+/// not errors, every wait is bounded by `tuning`, and `https://` servers
+/// must show a certificate of the pinned CA `tuning.ca` ([`crate::net`]).
+pub(crate) fn client(tuning: &Tuning) -> crate::net::Client {
+    crate::net::Client::new(&crate::net::Options {
+        connect_timeout: Some(tuning.connect_timeout),
+        io_timeout: Some(tuning.read_timeout),
+        status_as_error: false,
+        ..crate::net::Options::new(
+            tuning.ca.clone(),
+            "etc/edeploy/ca.pem of the initrd (scripts/build-initrd --ca FILE)",
+        )
+    })
 }
 
 /// POSTs a form once.
 pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> PostOutcome {
     let (ct, body) = multipart(parts);
-    match agent(tuning)
-        .post(url)
-        .header("Content-Type", ct)
-        .send(&body[..])
-    {
+    match client(tuning).post(url, &ct, &body) {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
             match resp.body_mut().read_to_string() {
@@ -121,7 +129,8 @@ pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> PostOutco
                 Err(e) => PostOutcome::Unreachable(format!("the answer was cut off ({e})")),
             }
         }
-        Err(e) => PostOutcome::Unreachable(e.to_string()),
+        Err(crate::net::NetError::Unreachable { why, .. }) => PostOutcome::Unreachable(why),
+        Err(e) => PostOutcome::Refused(e.to_string()),
     }
 }
 
@@ -177,6 +186,7 @@ pub fn post_retried(
                 format!("HTTP {status}: {}", sentence(status, &body))
             }
             PostOutcome::Unreachable(why) => why,
+            PostOutcome::Refused(why) => bail!("{why}"),
         };
         if attempt == attempts {
             bail!("the eDeploy server at {url} did not answer after {attempts} attempts: {reason}");
@@ -210,6 +220,7 @@ pub fn report(
                 last = format!("HTTP {status}: {}", sentence(status, &body))
             }
             PostOutcome::Unreachable(why) => last = why,
+            PostOutcome::Refused(why) => return Err(why),
         }
     }
     Err(last)

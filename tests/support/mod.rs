@@ -12,6 +12,11 @@
 //! Run as root (as CI does), the servers run their CGIs as `www-data`,
 //! like a Debian install, so the site's files are handed to that user.
 //!
+//! With [`Options::tls`] the site is served over HTTPS only, through the
+//! shipped TLS snippets (`etc/apache2/edeploy-tls.conf` with mod_ssl,
+//! `etc/lighttpd/edeploy-tls.conf` with mod_openssl); [`Pki`] makes the
+//! throw-away CA and certificates with the `openssl` CLI.
+//!
 //! [`node_exec`] is the start of the command runner of a fake node that
 //! the installer runs on.
 
@@ -86,6 +91,198 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// MAXUPLOAD, also the web server's own request-body limit.
     pub max_upload: u64,
+    /// HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<Tls>,
+}
+
+/// The certificate a site serves over HTTPS, and the CA that signed it
+/// (what a client pins).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA certificate that signed it (PEM).
+    pub ca: PathBuf,
+}
+
+/// A self-signed server certificate for `ip` (an IP subjectAltName), its
+/// own CA (what an operator without a CA pins), in a temporary directory
+/// kept as long as the returned guard.
+pub fn self_signed(ip: &str) -> (Tls, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("edeploy-pki-")
+        .tempdir()
+        .expect("temp dir");
+    let subj = format!("/CN={ip}");
+    let san = format!("subjectAltName=IP:{ip}");
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            &san,
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ],
+    );
+    let d = dir.path();
+    let tls = Tls {
+        cert: d.join("server.pem"),
+        key: d.join("server.key"),
+        ca: d.join("server.pem"),
+    };
+    (tls, dir)
+}
+
+/// A throw-away CA made with the `openssl` CLI in a temporary directory
+/// (EC P-256 keys, valid two days), and the certificates it signs.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl (apt-get install -y openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    /// A new CA whose subject is `CN=<name>`.
+    pub fn new(name: &str) -> Pki {
+        let dir = tempfile::Builder::new()
+            .prefix("edeploy-pki-")
+            .tempdir()
+            .expect("temp dir");
+        let subj = format!("/CN={name}");
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &subj,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        Pki {
+            dir,
+            name: name.to_string(),
+        }
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A server certificate for `ip` (an IP subjectAltName), signed by
+    /// this CA.
+    pub fn server(&self, ip: &str) -> Tls {
+        let d = self.dir.path();
+        let base = format!("server-{ip}");
+        let (key, csr, cert) = (
+            format!("{base}.key"),
+            format!("{base}.csr"),
+            format!("{base}.pem"),
+        );
+        let ext = format!("{base}.ext");
+        fs::write(
+            d.join(&ext),
+            format!(
+                "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature
+                 extendedKeyUsage=serverAuth
+subjectAltName=IP:{ip}
+"
+            ),
+        )
+        .expect("extensions");
+        let subj = format!("/CN={ip} ({})", self.name);
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subj,
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &cert,
+                "-extfile",
+                &ext,
+            ],
+        );
+        Tls {
+            cert: d.join(cert),
+            key: d.join(key),
+            ca: self.ca(),
+        }
+    }
 }
 
 impl Default for Options {
@@ -106,6 +303,7 @@ impl Default for Options {
             conf: String::new(),
             env: Vec::new(),
             max_upload: 1 << 20,
+            tls: None,
         }
     }
 }
@@ -114,6 +312,8 @@ impl Default for Options {
 pub struct Site {
     pub kind: Kind,
     pub port: u16,
+    /// Served over HTTPS with this certificate.
+    pub tls: Option<Tls>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -218,9 +418,15 @@ impl Site {
         )
         .expect("413 document");
 
+        if let Some(tls) = &opts.tls {
+            fs::create_dir_all(root.join("tls")).expect("tls dir");
+            fs::copy(&tls.cert, root.join("tls/server.pem")).expect("copy the certificate");
+            fs::copy(&tls.key, root.join("tls/server.key")).expect("copy the key");
+        }
         let mut site = Site {
             kind,
             port: 0,
+            tls: opts.tls.clone(),
             dir,
             child: None,
         };
@@ -330,13 +536,28 @@ impl Site {
     /// The URL of one of the site's CGIs (`upload.cgi`, `upload-health.cgi`,
     /// `status.cgi`).
     pub fn url_of(&self, cgi: &str) -> String {
-        format!("http://127.0.0.1:{}/cgi-bin/{cgi}", self.port)
+        self.base_url(&format!("cgi-bin/{cgi}"))
+    }
+
+    /// `http://127.0.0.1:PORT/PATH`, or `https://` for a TLS site.
+    pub fn base_url(&self, path: &str) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// `--cacert CA` for curl on a TLS site.
+    fn curl_tls(&self) -> Vec<String> {
+        match &self.tls {
+            Some(t) => vec!["--cacert".into(), t.ca.display().to_string()],
+            None => Vec::new(),
+        }
     }
 
     /// Runs `curl -s -S <args> URL` and returns the status and body.
     pub fn curl(&self, args: &[&str]) -> Answer {
         let out = Command::new("curl")
             .args(["-s", "-S", "--max-time", "60", "-w", "\n%{http_code}"])
+            .args(self.curl_tls())
             .args(args)
             .arg(self.url())
             .stdin(Stdio::null())
@@ -364,6 +585,7 @@ impl Site {
             .map(|f| {
                 Command::new("curl")
                     .args(["-s", "-S", "--max-time", "120", "-w", "\n%{http_code}"])
+                    .args(self.curl_tls())
                     .arg("-F")
                     .arg(format!("file=@{}", f.display()))
                     .arg(self.url())
@@ -523,9 +745,44 @@ fn apache_conf(root: &Path, port: u16, opts: &Options) -> String {
          DocumentRoot {r}/www\n\
          <Directory />\n    Require all denied\n</Directory>\n\
          {site}\n\
-         <LocationMatch \"^/cgi-bin/\">\n{env}</LocationMatch>\n",
+         <LocationMatch \"^/cgi-bin/\">\n{env}</LocationMatch>\n{tls}",
         site = shipped("apache2", root, opts),
+        tls = if opts.tls.is_some() {
+            format!(
+                "LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so\n\
+                 <Directory {r}/www>\n    Require all granted\n</Directory>\n{}",
+                shipped_tls("apache2", "edeploy-tls.conf", root, port)
+            )
+        } else {
+            String::new()
+        },
     )
+}
+
+/// The shipped TLS snippet `etc/<server>/<name>` with its port and
+/// certificate paths replaced by the site's (`ROOT/tls/server.pem`,
+/// `ROOT/tls/server.key`).
+fn shipped_tls(server: &str, name: &str, root: &Path, port: u16) -> String {
+    let path = Path::new(ROOT).join("etc").join(server).join(name);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let r = root.display().to_string();
+    let replaced = text
+        .replace("*:443", &format!("127.0.0.1:{port}"))
+        .replace("\":443\"", &format!("\"127.0.0.1:{port}\""))
+        .replace(
+            "/etc/ssl/certs/edeploy-server.pem",
+            &format!("{r}/tls/server.pem"),
+        )
+        .replace(
+            "/etc/ssl/private/edeploy-server.key",
+            &format!("{r}/tls/server.key"),
+        );
+    assert!(
+        !replaced.contains("/etc/ssl/") && replaced.contains(&format!("127.0.0.1:{port}")),
+        "{}: the certificate paths or the port were not adapted",
+        path.display()
+    );
+    replaced
 }
 
 fn lighttpd_conf(root: &Path, port: u16, opts: &Options) -> String {
@@ -544,8 +801,13 @@ fn lighttpd_conf(root: &Path, port: u16, opts: &Options) -> String {
          server.modules = (\"mod_access\", \"mod_alias\", \"mod_setenv\", \"mod_cgi\")\n\
          server.max-fds = 4096\nserver.max-connections = 1024\n\
          server.listen-backlog = 1024\n\
-         {site}",
+         {site}{tls}",
         site = shipped("lighttpd", root, opts),
+        tls = if opts.tls.is_some() {
+            shipped_tls("lighttpd", "edeploy-tls.conf", root, port)
+        } else {
+            String::new()
+        },
     )
 }
 

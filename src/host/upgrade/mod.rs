@@ -135,7 +135,7 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
             if v.to == v.from {
                 bail!("{} is already at version {to}", v.role);
             }
-            let archive = fetch::fetch(&conf, &paths, &v, out)?;
+            let archive = fetch::fetch(root, &conf, &paths, &v, out)?;
             stage::stage(&paths, &v, &archive)?
         }
     };
