@@ -872,26 +872,17 @@ fn commit(
 }
 
 /// Reads a small file (a `.specs`, a script, `state`) without asking its
-/// size and position first, as `std::fs::read` and `read_to_end` do (a
-/// `statx` and an `lseek`): two system calls less per file, and a
-/// decision reads one file per profile.
+/// size and position first, as `std::fs::read` and `File::read_to_end`
+/// do (a `statx` and an `lseek`): two system calls less per file, and a
+/// decision reads one file per profile. Through `Take`, `read_to_end` is
+/// the generic one: it reads into the vector's spare room without
+/// zeroing it first.
 fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
+    let mut buf = Vec::with_capacity(8192);
+    std::fs::File::open(path)?
+        .take(u64::MAX)
+        .read_to_end(&mut buf)?;
     Ok(buf)
 }
 
