@@ -120,6 +120,9 @@ pub struct Settings {
     pub health_time: u32,
     /// `BOOTORDER`: the UEFI install's entry first, or the order kept.
     pub bootorder: BootOrder,
+    /// `REQUIRE_SIGNATURES`: whether the answer of `upload.cgi` must be
+    /// signed; unset: as soon as the initrd trusts a key.
+    pub require_signatures: Option<bool>,
     /// The words between `|` markers, for the installed system.
     pub kept: Vec<String>,
     /// Deprecated variables that were translated, one sentence each.
@@ -149,6 +152,7 @@ impl Default for Settings {
             health: false,
             health_time: DEFAULT_HEALTH_TIME,
             bootorder: BootOrder::First,
+            require_signatures: None,
             kept: Vec::new(),
             warnings: Vec::new(),
         }
@@ -389,6 +393,11 @@ const KEYS: &[Key] = &[
             choice(k, v, &orders).map(|o| s.bootorder = o)
         },
     },
+    Key {
+        name: "REQUIRE_SIGNATURES",
+        doc: "`0`: accept an unsigned answer of `upload.cgi` (with a warning) although the initrd trusts keys; `1`: refuse one even without keys. Unset: required as soon as the initrd trusts a key.",
+        set: |s, k, v| flag(k, v).map(|b| s.require_signatures = Some(b)),
+    },
 ];
 
 impl Settings {
@@ -600,4 +609,30 @@ pub fn parse_ip(v: &str) -> Result<IpConfig, String> {
         }
     }
     Ok(ip)
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn require_signatures_is_read() {
+        let s = Settings::parse("SERV=10.0.0.2 quiet").unwrap();
+        assert_eq!(s.require_signatures, None);
+        let s = Settings::parse("REQUIRE_SIGNATURES=0").unwrap();
+        assert_eq!(s.require_signatures, Some(false));
+        let s = Settings::parse("REQUIRE_SIGNATURES=0 REQUIRE_SIGNATURES=1").unwrap();
+        assert_eq!(s.require_signatures, Some(true));
+        // Empty: the default.
+        let s = Settings::parse("REQUIRE_SIGNATURES=").unwrap();
+        assert_eq!(s.require_signatures, None);
+        // Kept for the installed system, not read.
+        let s = Settings::parse("| REQUIRE_SIGNATURES=0 |").unwrap();
+        assert_eq!(s.require_signatures, None);
+        let e = Settings::parse("REQUIRE_SIGNATURES=no").unwrap_err();
+        assert_eq!(
+            e.errors,
+            vec!["REQUIRE_SIGNATURES=no: expected 0 or 1".to_string()]
+        );
+    }
 }
