@@ -134,7 +134,9 @@ impl SigningKey {
             .map_err(|e| format!("not a minisign secret key: {e}"))?;
         let sk = match password {
             Some(p) => bx.into_secret_key(Some(p)),
-            None => bx.into_unencrypted_secret_key(),
+            None => bx
+                .into_unencrypted_secret_key()
+                .or_else(|e| unencrypted_without_checksum(text).ok_or(e)),
         }
         .map_err(|e| match e.kind() {
             minisign::ErrorKind::EncryptedKey => {
@@ -507,6 +509,31 @@ fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// An unencrypted secret key as Debian's `minisign -G -W` (0.11) writes
+/// it: no key derivation and an all-zero checksum, which the crate's
+/// reader takes for a corrupted key. The key is accepted when a signature
+/// it makes verifies with the public key it holds (a damaged seed or key
+/// fails that check); `None` for anything else.
+fn unencrypted_without_checksum(text: &str) -> Option<minisign::SecretKey> {
+    use base64::Engine;
+    // sig_alg, kdf_alg, chk_alg (2 each), salt 32, opslimit 8, memlimit 8,
+    // keynum 8, secret key 64, checksum 32.
+    const LEN: usize = 158;
+    let line = text.lines().nth(1)?.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .ok()?;
+    if bytes.len() != LEN || bytes[2..4] != [0, 0] || bytes[LEN - 32..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    let sk = minisign::SecretKey::from_bytes(&bytes).ok()?;
+    let pk = minisign::PublicKey::from_secret_key(&sk).ok()?;
+    let probe = b"edeploy key check";
+    let sig = minisign::sign(Some(&pk), &sk, Cursor::new(probe), None, None).ok()?;
+    minisign::verify(&pk, &sig, Cursor::new(probe), true, false, false).ok()?;
+    Some(sk)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,5 +629,40 @@ mod tests {
         assert!(lax
             .check("m", b"x", Some("garbage"), "m.minisig", None)
             .is_err());
+    }
+}
+
+#[cfg(test)]
+mod cli_key_tests {
+    use super::*;
+    use base64::Engine;
+
+    /// `sk_text` rewritten the way `minisign -G -W` writes keys (checksum
+    /// all zeros), with `damage` applied to the decoded bytes.
+    fn as_cli_writes(sk_text: &str, damage: impl Fn(&mut Vec<u8>)) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut lines: Vec<String> = sk_text.lines().map(String::from).collect();
+        let mut bytes = b64.decode(lines[1].trim()).expect("base64");
+        let n = bytes.len();
+        bytes[n - 32..].fill(0);
+        damage(&mut bytes);
+        lines[1] = b64.encode(&bytes);
+        lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn a_key_without_checksum_loads_unless_damaged() {
+        let (key, pk, sk) = SigningKey::generate().expect("a key");
+        let cli = as_cli_writes(&sk, |_| {});
+        let loaded = SigningKey::from_text(&cli, None).expect("minisign -W's key loads");
+        assert_eq!(loaded.id(), key.id());
+        let mut t = Trusted::new();
+        t.add_text(&pk).expect("pk");
+        let sig = loaded.sign(b"x", "c").expect("signs");
+        assert!(t.verify("x", b"x", &sig, None).is_ok());
+        // A damaged seed no longer matches the public key it holds.
+        let bad = as_cli_writes(&sk, |b| b[70] ^= 1);
+        let e = SigningKey::from_text(&bad, None).err().expect("damaged");
+        assert!(e.contains("Corrupted"), "{e}");
     }
 }
