@@ -187,7 +187,8 @@ pub fn ask(
             v.key,
             v.comment.replace('\t', " ")
         )),
-        Ok(Checked::Unsigned(warning)) => console.warn(&warning),
+        // Already loud: `edeploy: WARNING: …`.
+        Ok(Checked::Unsigned(warning)) => console.say(&warning),
         Err(e) => return Err(anyhow!("{e}")),
     }
     Envelope::parse(&body).with_context(|| format!("{url} answered"))
