@@ -463,3 +463,57 @@ suite!(
     unsigned_answers_and_require_signatures,
     a_bad_nonce_is_refused,
 );
+
+/// `scripts/build-initrd --trust`: each file is checked before anything
+/// is built; a secret key, a file that is not a key, or two keys of one
+/// name are refused naming the file. (`bad:vers` makes the build itself
+/// stop at once when the keys pass.)
+#[test]
+fn build_initrd_checks_its_trusted_keys() {
+    let key = cli_key();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.pub");
+    fs::write(&junk, "hello\n").expect("write");
+    let run = |args: &[&Path]| {
+        let out = Command::new(Path::new(ROOT).join("scripts/build-initrd"))
+            .args(args.iter().flat_map(|a| [Path::new("--trust"), a]))
+            .arg("bad:vers")
+            .env("OUT", dir.path().join("out"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run build-initrd");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[&key.secret]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--trust {}: not a minisign public key",
+            key.secret.display()
+        )) && err.contains("secret key"),
+        "{err}"
+    );
+    let (code, err) = run(&[&junk]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--trust {}: not a minisign public key",
+            junk.display()
+        )),
+        "{err}"
+    );
+    let (code, err) = run(&[&key.public, &key.public]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("another key is also named server.pub"),
+        "{err}"
+    );
+    // A good key passes: what stops the build is the version.
+    let (code, err) = run(&[&key.public]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("--trust"), "{err}");
+    assert!(err.contains("ROLE and VERS take letters"), "{err}");
+}
