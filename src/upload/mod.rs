@@ -6,6 +6,9 @@
 //! an install log when its name ends in `.log.gz`; a failure report when
 //! `failure=P` is given; otherwise the node's hardware list, answered
 //! with the server's decision (profile, variables, configure script).
+//! With `SIGNKEY` set that answer is signed ([`sign_answer`]): its body's
+//! exact bytes, for the node's sysname and the `nonce` field the node
+//! sent, in the header `X-Edeploy-Signature` (docs/trust.md).
 //!
 //! Every answer is JSON; errors are `{"error": "<sentence>"}` with 400
 //! (bad request or hardware list), 404 (no profile matches), 405 (not a
