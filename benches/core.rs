@@ -26,6 +26,10 @@
 //!   writing (what `edeploy-admin try` does);
 //! * `metrics-update`: what `upload.cgi` adds to each request to count it
 //!   (one update of `CONFIGDIR/.edeploy-metrics`, `edeploy::metrics`).
+//! * `answer-sign`: what `SIGNKEY` adds to each answer of `upload.cgi`
+//!   (the key file read, as `minisign -G -W` writes it, and the example
+//!   `vm` profile's answer signed into its header); `answer-check`: the
+//!   installer's check of that answer (docs/trust.md).
 //!
 //! Arguments: an optional word; only cases whose name contains it run
 //! (`cargo bench --bench core -- jbod`).
@@ -129,6 +133,9 @@ fn main() {
     }
     if wanted("metrics-update") {
         bench_metrics_update();
+    }
+    if wanted("answer-sign") || wanted("answer-check") {
+        bench_answer(&wanted);
     }
 }
 
@@ -785,6 +792,58 @@ fn bench_metrics_update() {
     let n = edeploy::metrics::read(dir).counters.decisions[0];
     eprintln!("metrics-update: {n} updates counted");
 }
+
+// --- Signed answers (docs/trust.md, "Answers of upload.cgi")
+fn bench_answer(wanted: &dyn Fn(&str) -> bool) {
+    use base64::Engine;
+    use edeploy::cgi::Response;
+    use edeploy::trust::{Checked, Policy, SigningKey, Trusted};
+    let root = tempfile::tempdir_in(bench_root()).expect("a temporary directory");
+    let (_, pk, sk) = SigningKey::generate().expect("a key");
+    // As `minisign -G -W` writes it: the checksum left at zero.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut lines: Vec<String> = sk.lines().map(String::from).collect();
+    let mut bytes = b64.decode(lines[1].trim()).expect("base64");
+    let n = bytes.len();
+    bytes[n - 32..].fill(0);
+    lines[1] = b64.encode(&bytes);
+    let key_path = root.path().join("server.key");
+    std::fs::write(&key_path, lines.join("\n") + "\n").expect("write the key");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("share/examples/config");
+    let script = std::fs::read_to_string(example.join("vm.configure")).expect("vm.configure");
+    let answer = serde_json::json!({
+        "profile": "vm",
+        "vars": {"disk": "vda", "ip": "10.0.2.15", "netmask": "255.255.255.0",
+                 "gateway": "10.0.2.2", "hostname": "vm01", "edeploy-profile": "vm"},
+        "script": script,
+        "settings": {},
+    });
+    let sysname = "StandardPC-QEMU-VM0001";
+    let nonce = "0123456789abcdef0123456789abcdef";
+    let sign = || {
+        let key = SigningKey::load(&key_path, None).expect("the key loads");
+        edeploy::upload::sign_answer(&key, Response::ok(answer.clone()), sysname, Some(nonce))
+            .expect("signed")
+    };
+    if wanted("answer-sign") {
+        measure_pure("answer-sign", sign);
+    }
+    if wanted("answer-check") {
+        let signed = sign();
+        let header = signed.headers[0].1.clone();
+        let body = signed.body_bytes();
+        let mut trusted = Trusted::new();
+        trusted.add_text(&pk).expect("the public key");
+        let policy = Policy::new(trusted, None);
+        let check = || {
+            let c =
+                edeploy::init::server::check_answer(&policy, &body, Some(&header), sysname, nonce);
+            assert!(matches!(c, Ok(Checked::Signed(_))), "{c:?}");
+        };
+        measure_pure("answer-check", check);
+    }
+}
+// --- end of signed answers
 
 // ---------------------------------------------------------------------------
 // Inputs for the reference, and the differential mode

@@ -62,6 +62,14 @@ pub struct ServerConfig {
     /// answered 503 naming the profile, and the page shows the nodes it
     /// could not evaluate in time.
     pub decision_budget: std::time::Duration,
+    // --- Signed answers (docs/trust.md, "Answers of upload.cgi")
+    /// The minisign secret key (unencrypted) that signs the answers to
+    /// hardware uploads (key `SIGNKEY`); none: answers go unsigned.
+    pub sign_key: Option<PathBuf>,
+    /// Whether answers must be signed (key `REQUIRE_SIGNATURES`); unset:
+    /// as soon as `SIGNKEY` is set. True without `SIGNKEY` is an error.
+    pub require_signatures: Option<bool>,
+    // --- end of signed answers
 }
 
 // --- Limits (docs/server.md, "Limits")
@@ -117,6 +125,10 @@ impl ServerConfig {
             health_max: 2048 * MIB,
             // --- end of the limits
             decision_budget: DEFAULT_DECISION_BUDGET,
+            // --- Signed answers
+            sign_key: None,
+            require_signatures: None,
+            // --- end of signed answers
             configdir,
         }
     }
@@ -262,6 +274,38 @@ impl ConfFile {
                 )
             })?;
         }
+        // --- Signed answers (docs/trust.md, "Answers of upload.cgi")
+        if let Some((v, line)) = self.lookup(section, "SIGNKEY") {
+            if !v.is_empty() {
+                if !v.starts_with('/') {
+                    bail!(
+                        "{}:{line}: SIGNKEY must be the absolute path of a minisign secret key \
+                         (such as /etc/edeploy/server.key), found {v:?}",
+                        self.name
+                    );
+                }
+                cfg.sign_key = Some(v.into());
+            }
+        }
+        if let Some((v, line)) = self.lookup(section, "REQUIRE_SIGNATURES") {
+            cfg.require_signatures = match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Some(true),
+                "false" | "no" | "off" | "0" => Some(false),
+                "" => None,
+                _ => bail!(
+                    "{}:{line}: REQUIRE_SIGNATURES must be true or false, found {v:?}",
+                    self.name
+                ),
+            };
+            if cfg.require_signatures == Some(true) && cfg.sign_key.is_none() {
+                bail!(
+                    "{}:{line}: REQUIRE_SIGNATURES is true but SIGNKEY is not set: \
+                     the answers cannot be signed (set SIGNKEY to a minisign secret key)",
+                    self.name
+                );
+            }
+        }
+        // --- end of signed answers
         cfg.pxemngr_url = get("PXEMNGRURL")
             .filter(|v| !v.is_empty())
             .map(String::from);
@@ -271,6 +315,16 @@ impl ConfFile {
         Ok(cfg)
     }
 }
+
+// --- Signed answers
+impl ServerConfig {
+    /// Whether answers to hardware uploads are signed: `REQUIRE_SIGNATURES`,
+    /// or, unset, whether `SIGNKEY` is.
+    pub fn signatures_required(&self) -> bool {
+        self.require_signatures.unwrap_or(self.sign_key.is_some())
+    }
+}
+// --- end of signed answers
 
 // Decision budget.
 /// `DECISIONBUDGET` when the file does not set it.
@@ -342,3 +396,57 @@ mod limit_tests {
     }
 }
 // --- end of the limits
+
+// --- Signed answers
+#[cfg(test)]
+mod signing_tests {
+    use super::*;
+
+    fn server(text: &str) -> Result<ServerConfig> {
+        ConfFile::parse(text, "e.conf")?.server(None)
+    }
+
+    #[test]
+    fn signkey_and_require_signatures_are_read() {
+        let c = server("CONFIGDIR = /c\n").unwrap();
+        assert_eq!((c.sign_key.clone(), c.require_signatures), (None, None));
+        assert!(!c.signatures_required());
+        let c = server("CONFIGDIR = /c\nSIGNKEY = /etc/edeploy/server.key\n").unwrap();
+        assert_eq!(
+            c.sign_key.as_deref(),
+            Some(Path::new("/etc/edeploy/server.key"))
+        );
+        assert!(c.signatures_required());
+        let c = server("CONFIGDIR = /c\nSIGNKEY = /k\nREQUIRE_SIGNATURES = false\n").unwrap();
+        assert_eq!(c.require_signatures, Some(false));
+        assert!(!c.signatures_required());
+        let c = server("CONFIGDIR = /c\nREQUIRE_SIGNATURES = False\n").unwrap();
+        assert!(!c.signatures_required());
+    }
+
+    #[test]
+    fn bad_values_name_the_file_line_and_key() {
+        let e = server("CONFIGDIR = /c\nREQUIRE_SIGNATURES = maybe\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("e.conf:2: REQUIRE_SIGNATURES must be true or false"),
+            "{e}"
+        );
+        let e = server("CONFIGDIR = /c\nREQUIRE_SIGNATURES = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("e.conf:2: REQUIRE_SIGNATURES is true but SIGNKEY is not set"),
+            "{e}"
+        );
+        let e = server("CONFIGDIR = /c\nSIGNKEY = server.key\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("e.conf:2: SIGNKEY must be the absolute path"),
+            "{e}"
+        );
+    }
+}
+// --- end of signed answers

@@ -230,6 +230,77 @@ pub fn parse_health_name(file: &str) -> Option<HealthName<'_>> {
     })
 }
 
+// ------------------------------------------------------------ signed answers
+
+/// The header of `upload.cgi`'s answer to a hardware upload that holds its
+/// signature: the base64 (standard alphabet) of the `.minisig` text, over
+/// exactly the body's bytes (docs/trust.md, "Answers of upload.cgi").
+pub const SIGNATURE_HEADER: &str = "X-Edeploy-Signature";
+
+/// What the answer is called in every refusal of it.
+pub const ANSWER: &str = "the answer of upload.cgi";
+
+/// The form field that carries the installer's nonce.
+pub const NONCE_FIELD: &str = "nonce";
+
+/// The shortest and longest nonce accepted.
+pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// The trusted comment of a signed answer:
+/// `edeploy-answer<TAB>node:<sysname>[<TAB>nonce:<nonce>]<TAB>time:<unix seconds>`.
+pub fn answer_comment(sysname: &str, nonce: Option<&str>, time: u64) -> String {
+    // A sysname is letters, digits and a few signs, but keep the comment
+    // one line of fields whatever it holds.
+    let node: String = sysname
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect();
+    match nonce {
+        Some(n) => format!("edeploy-answer\tnode:{node}\tnonce:{n}\ttime:{time}"),
+        None => format!("edeploy-answer\tnode:{node}\ttime:{time}"),
+    }
+}
+
+/// Checks the form field `nonce`: 16 to 64 characters of `[0-9a-zA-Z]`.
+/// The error is a sentence naming the field.
+pub fn check_nonce(v: &str) -> Result<(), String> {
+    let n = v.chars().count();
+    if !NONCE_LEN.contains(&n) {
+        return Err(format!(
+            "the field \"{NONCE_FIELD}\" must be {} to {} letters and digits, found {n} characters",
+            NONCE_LEN.start(),
+            NONCE_LEN.end()
+        ));
+    }
+    if let Some(c) = v.chars().find(|c| !c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "the field \"{NONCE_FIELD}\" must be letters and digits ([0-9a-zA-Z]), found {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The value of [`SIGNATURE_HEADER`] for a `.minisig` text.
+pub fn signature_header(minisig: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(minisig.as_bytes())
+}
+
+/// The `.minisig` text of a [`SIGNATURE_HEADER`] value.
+pub fn signature_from_header(value: &str) -> Result<String, String> {
+    use base64::Engine;
+    let value = value.trim();
+    // Base64 of at most trust::SIGNATURE_MAX bytes.
+    if value.len() > crate::trust::SIGNATURE_MAX / 3 * 4 + 4 {
+        return Err(format!("the {SIGNATURE_HEADER} header is too long"));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|e| format!("the {SIGNATURE_HEADER} header is not base64 ({e})"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| format!("the {SIGNATURE_HEADER} header does not hold a minisign signature"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +362,41 @@ mod tests {
         };
         assert!(key(0) < key(1) && key(2) < key(10));
         assert_eq!(parse_health_name("x.log.gz"), None);
+    }
+
+    #[test]
+    fn nonces_are_checked_naming_the_field() {
+        assert!(check_nonce("0123456789abcdefABCDEF").is_ok());
+        assert!(check_nonce(&"a".repeat(16)).is_ok());
+        assert!(check_nonce(&"Z".repeat(64)).is_ok());
+        for bad in ["", "short", &"a".repeat(15), &"a".repeat(65)] {
+            let e = check_nonce(bad).expect_err(bad);
+            assert!(e.starts_with("the field \"nonce\" must be 16 to 64"), "{e}");
+        }
+        for bad in [
+            "0123456789abcdef-",
+            "0123456789abcdef\t",
+            "0123456789abcdéf",
+        ] {
+            let e = check_nonce(bad).expect_err(bad);
+            assert!(e.contains("\"nonce\"") && e.contains("[0-9a-zA-Z]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_comment_and_the_header_round_trip() {
+        assert_eq!(
+            answer_comment("HP-X1", Some("ab12"), 7),
+            "edeploy-answer\tnode:HP-X1\tnonce:ab12\ttime:7"
+        );
+        assert_eq!(
+            answer_comment("a\tb", None, 7),
+            "edeploy-answer\tnode:a_b\ttime:7"
+        );
+        let sig = "untrusted comment: x\nRWQ=\ntrusted comment: y\nZZ==\n";
+        let h = signature_header(sig);
+        assert!(!h.contains('\n'));
+        assert_eq!(signature_from_header(&h).as_deref(), Ok(sig));
+        assert!(signature_from_header("%%%").is_err());
     }
 }

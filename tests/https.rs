@@ -62,6 +62,12 @@ fn settings(site: &Site, https: bool) -> Settings {
 
 /// A node's hardware list, which the example configuration gives the
 /// profile `vm`.
+/// An initrd without trusted keys: answers are taken unsigned, with a
+/// warning (tests/trust_answer.rs covers signed ones).
+fn no_keys() -> edeploy::trust::Policy {
+    edeploy::trust::Policy::new(edeploy::trust::Trusted::new(), None)
+}
+
 fn hw() -> String {
     support::kvm_node(1)
 }
@@ -84,8 +90,15 @@ fn upload_over_https_with_the_pinned_ca(kind: Kind) {
         url,
         format!("https://127.0.0.1:{}/cgi-bin/upload.cgi", site.port)
     );
-    let envelope = server::ask(&s, &hw(), &console(), &tuning(Some(pki.ca())))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", site.error_log()));
+    let envelope = server::ask(
+        &s,
+        &hw(),
+        "node",
+        &no_keys(),
+        &console(),
+        &tuning(Some(pki.ca())),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", site.error_log()));
     assert!(!envelope.script.is_empty());
     // The same node asked again with curl (the CGI keeps its decision):
     // the same profile, so the installer's answer was the CGI's.
@@ -100,9 +113,16 @@ fn a_certificate_of_another_ca_is_refused(kind: Kind) {
     let site = tls_site(kind, &theirs.server("127.0.0.1"));
     let s = settings(&site, true);
     let url = server::upload_url(&s);
-    let e = server::ask(&s, &hw(), &console(), &tuning(Some(ours.ca())))
-        .expect_err("a certificate of another CA")
-        .to_string();
+    let e = server::ask(
+        &s,
+        &hw(),
+        "node",
+        &no_keys(),
+        &console(),
+        &tuning(Some(ours.ca())),
+    )
+    .expect_err("a certificate of another CA")
+    .to_string();
     assert!(e.starts_with(&format!("{url}: refused")), "{e}");
     assert!(e.contains("not signed by the pinned CA"), "{e}");
     assert!(e.contains(&ours.ca().display().to_string()), "{e}");
@@ -183,7 +203,7 @@ fn https_without_a_ca_is_refused_with_where_to_put_one() {
     let site = tls_site(Kind::Lighttpd, &pki.server("127.0.0.1"));
     let s = settings(&site, true);
     let url = server::upload_url(&s);
-    let e = server::ask(&s, &hw(), &console(), &tuning(None))
+    let e = server::ask(&s, &hw(), "node", &no_keys(), &console(), &tuning(None))
         .expect_err("no CA")
         .to_string();
     assert!(e.starts_with(&format!("{url}: refused")), "{e}");
@@ -199,9 +219,16 @@ fn a_certificate_for_another_address_is_refused() {
     // Signed by the pinned CA, but for another address than the URL's.
     let site = tls_site(Kind::Lighttpd, &pki.server("127.0.0.2"));
     let s = settings(&site, true);
-    let e = server::ask(&s, &hw(), &console(), &tuning(Some(pki.ca())))
-        .expect_err("another address")
-        .to_string();
+    let e = server::ask(
+        &s,
+        &hw(),
+        "node",
+        &no_keys(),
+        &console(),
+        &tuning(Some(pki.ca())),
+    )
+    .expect_err("another address")
+    .to_string();
     assert!(e.starts_with(&server::upload_url(&s)), "{e}");
     assert!(e.contains("is not valid for this server"), "{e}");
 }
@@ -218,8 +245,15 @@ fn plain_http_keeps_working_with_or_without_a_ca() {
     let bad = dir.path().join("ca.pem");
     fs::write(&bad, "not a certificate\n").expect("write");
     for ca in [None, Some(pki.ca()), Some(bad)] {
-        let envelope = server::ask(&s, &hw(), &console(), &tuning(ca.clone()))
-            .unwrap_or_else(|e| panic!("{ca:?}: {e:#}"));
+        let envelope = server::ask(
+            &s,
+            &hw(),
+            "node",
+            &no_keys(),
+            &console(),
+            &tuning(ca.clone()),
+        )
+        .unwrap_or_else(|e| panic!("{ca:?}: {e:#}"));
         assert_eq!(envelope.profile, expected);
     }
 }
@@ -230,9 +264,16 @@ fn a_tls_server_asked_in_plain_http_gives_no_answer() {
     let site = tls_site(Kind::Lighttpd, &pki.server("127.0.0.1"));
     // HTTPS=1 forgotten on the command line.
     let s = settings(&site, false);
-    let e = server::ask(&s, &hw(), &console(), &tuning(Some(pki.ca())))
-        .expect_err("plain http to a TLS port")
-        .to_string();
+    let e = server::ask(
+        &s,
+        &hw(),
+        "node",
+        &no_keys(),
+        &console(),
+        &tuning(Some(pki.ca())),
+    )
+    .expect_err("plain http to a TLS port")
+    .to_string();
     assert!(e.contains("did not answer after 3 attempts"), "{e}");
 }
 
@@ -274,9 +315,16 @@ fn a_bad_ca_file_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = dir.path().join("ca.pem");
     fs::write(&bad, "not a certificate\n").expect("write");
-    let e = server::ask(&s, &hw(), &console(), &tuning(Some(bad.clone())))
-        .expect_err("bad CA file")
-        .to_string();
+    let e = server::ask(
+        &s,
+        &hw(),
+        "node",
+        &no_keys(),
+        &console(),
+        &tuning(Some(bad.clone())),
+    )
+    .expect_err("bad CA file")
+    .to_string();
     assert!(e.contains(&bad.display().to_string()), "{e}");
     assert!(e.contains("no certificate in it"), "{e}");
 }
@@ -286,14 +334,28 @@ fn a_self_signed_server_certificate_can_be_pinned_itself() {
     let (tls, _keep) = support::self_signed("127.0.0.1");
     let site = tls_site(Kind::Lighttpd, &tls);
     let s = settings(&site, true);
-    let envelope = server::ask(&s, &hw(), &console(), &tuning(Some(tls.cert.clone())))
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let envelope = server::ask(
+        &s,
+        &hw(),
+        "node",
+        &no_keys(),
+        &console(),
+        &tuning(Some(tls.cert.clone())),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(envelope.profile, profile_by_curl(&site));
     // Another self-signed certificate pinned instead: refused.
     let (other, _keep2) = support::self_signed("127.0.0.1");
-    let e = server::ask(&s, &hw(), &console(), &tuning(Some(other.cert.clone())))
-        .expect_err("another certificate")
-        .to_string();
+    let e = server::ask(
+        &s,
+        &hw(),
+        "node",
+        &no_keys(),
+        &console(),
+        &tuning(Some(other.cert.clone())),
+    )
+    .expect_err("another certificate")
+    .to_string();
     assert!(e.contains("not signed by the pinned CA"), "{e}");
 }
 

@@ -1500,3 +1500,103 @@ fn an_initrd_without_a_ca_refuses_https_and_says_where_the_ca_goes() {
     );
     assert!(!root.join("chroot/etc/motd").exists());
 }
+
+// ------------------------------------------------------ signed answers
+
+/// The site's `upload.cgi` signs with a new key; returns its public key.
+fn signing_site(site: &Site) -> (edeploy::trust::KeyId, String) {
+    let (key, pk, sk) = edeploy::trust::SigningKey::generate().expect("a key");
+    site.write("server.key", &sk);
+    let conf = site.read("edeploy.conf").replace(
+        "[SERVER]\n",
+        &format!(
+            "[SERVER]\nSIGNKEY = {}\n",
+            site.path("server.key").display()
+        ),
+    );
+    site.write("edeploy.conf", &conf);
+    (key.id(), pk)
+}
+
+#[test]
+fn a_signed_answer_installs_and_the_trusted_keys_go_to_the_installed_tree() {
+    let site = site(Vec::new(), &edeploy_tarball());
+    let (id, pk) = signing_site(&site);
+    let node = fake_node(&base_cmdline(&site));
+    let root = node.path();
+    write(root, "etc/edeploy/trusted.d/server.pub", &pk);
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    assert!(!r.screen.contains("WARNING"), "{}", r.screen);
+    assert!(
+        r.log.contains(&format!(
+            "the answer of upload.cgi: signed by trusted key {id}"
+        )),
+        "{}",
+        r.log
+    );
+    let copied = root.join("chroot/etc/edeploy/trusted.d/server.pub");
+    assert_eq!(
+        fs::read_to_string(&copied).expect("the key in the tree"),
+        pk
+    );
+    assert_eq!(fs::metadata(&copied).expect("key").mode() & 0o7777, 0o644);
+}
+
+#[test]
+fn an_unsigned_answer_is_refused_by_an_initrd_with_keys_and_nothing_runs() {
+    let site = site(Vec::new(), &edeploy_tarball());
+    let (_, pk) = edeploy::trust::SigningKey::generate()
+        .map(|(k, pk, _)| (k, pk))
+        .expect("a key");
+    let mut trusted = edeploy::trust::Trusted::new();
+    let id = trusted.add_text(&pk).expect("pk");
+    let node = fake_node(&format!("{} ONFAILURE=reboot", base_cmdline(&site)));
+    let root = node.path();
+    write(root, "etc/edeploy/trusted.d/server.pub", &pk);
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    let reason = r.report.result.clone().expect_err("must be refused");
+    assert!(
+        reason.starts_with("the answer of upload.cgi: no signature")
+            && reason.contains(&id.to_string()),
+        "{reason}"
+    );
+    assert!(
+        r.screen.contains(&format!("install failed: {reason}")),
+        "{}",
+        r.screen
+    );
+    // Nothing of the answer was run, and it was not asked again.
+    assert!(
+        !r.screen.contains("running the configure script"),
+        "{}",
+        r.screen
+    );
+    assert!(!r.screen.contains("profile vm assigned"), "{}", r.screen);
+    assert!(!r.screen.contains("waiting for"), "{}", r.screen);
+    for c in &r.commands {
+        assert!(
+            !["parted", "mkfs", "chroot"].iter().any(|p| c.contains(p)),
+            "{c} was run: {:#?}",
+            r.commands
+        );
+    }
+    assert!(!root.join("chroot/etc").exists());
+    assert_eq!(r.report.action, Action::Reboot);
+
+    // REQUIRE_SIGNATURES=0 on the command line: accepted, loudly.
+    let node = fake_node(&format!("{} REQUIRE_SIGNATURES=0", base_cmdline(&site)));
+    let root = node.path();
+    write(root, "etc/edeploy/trusted.d/server.pub", &pk);
+    let exec = Node::new(root);
+    let r = run(root, &exec);
+    assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
+    assert!(
+        r.screen
+            .contains("WARNING: the answer of upload.cgi: accepted WITHOUT a signature"),
+        "{}",
+        r.screen
+    );
+}

@@ -723,3 +723,54 @@ fn drivers_load_in_rounds_until_no_new_device_appears() {
         "the second round names only the new alias"
     );
 }
+
+// ------------------------------------------------- trusted keys copied
+
+#[test]
+fn trusted_keys_are_copied_into_the_tree_never_through_a_symlink() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("etc/edeploy/trusted.d");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("a.pub"), "key a\n").expect("write");
+    fs::write(dir.join("b.pub"), "key b\n").expect("write");
+    fs::write(dir.join("README"), "not a key\n").expect("write");
+
+    // A plain tree: both keys, nothing else.
+    let target = tempfile::tempdir().expect("tempdir");
+    let t = target.path();
+    assert_eq!(install::copy_trusted(root.path(), t).expect("copied"), 2);
+    let got = t.join("etc/edeploy/trusted.d");
+    assert_eq!(fs::read_to_string(got.join("a.pub")).expect("a"), "key a\n");
+    assert_eq!(fs::read_to_string(got.join("b.pub")).expect("b"), "key b\n");
+    assert!(!got.join("README").exists());
+
+    // A key file that is a symlink out of the tree is replaced, and what
+    // it pointed to is left alone.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let victim = outside.path().join("victim");
+    fs::write(&victim, "precious\n").expect("write");
+    fs::remove_file(got.join("a.pub")).expect("rm");
+    std::os::unix::fs::symlink(&victim, got.join("a.pub")).expect("symlink");
+    install::copy_trusted(root.path(), t).expect("copied");
+    assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+    assert!(!fs::symlink_metadata(got.join("a.pub"))
+        .expect("a")
+        .file_type()
+        .is_symlink());
+
+    // A parent that is a symlink out of the tree is refused, naming it.
+    let target = tempfile::tempdir().expect("tempdir");
+    let t = target.path();
+    fs::create_dir_all(t.join("etc")).expect("mkdir");
+    std::os::unix::fs::symlink(outside.path(), t.join("etc/edeploy")).expect("symlink");
+    let e = install::copy_trusted(root.path(), t).expect_err("through a symlink");
+    assert!(
+        format!("{e:#}").contains("etc/edeploy is a symlink"),
+        "{e:#}"
+    );
+    assert!(!outside.path().join("trusted.d").exists());
+
+    // No trusted.d in the initrd: nothing to copy.
+    let bare = tempfile::tempdir().expect("tempdir");
+    assert_eq!(install::copy_trusted(bare.path(), t).expect("none"), 0);
+}

@@ -25,6 +25,9 @@ pub struct Form {
     pub failure: Option<String>,
     /// Field `section`: the configuration section to use.
     pub section: Option<String>,
+    /// Field `nonce`: the installer's fresh random word, signed back in
+    /// the answer's trusted comment (checked by the caller).
+    pub nonce: Option<String>,
     /// Bytes of body read.
     pub body_len: u64,
 }
@@ -183,6 +186,7 @@ pub fn read_form<R: Read + Send + Unpin>(
                 "file" => set_once(&mut form.file, &name, Upload { filename, data })?,
                 "failure" => set_once(&mut form.failure, &name, text(&name, data)?)?,
                 "section" => set_once(&mut form.section, &name, text(&name, data)?)?,
+                "nonce" => set_once(&mut form.nonce, &name, text(&name, data)?)?,
                 // Unknown fields are ignored, so newer installers can send
                 // more than this server knows.
                 _ => {}

@@ -46,9 +46,15 @@ impl Response {
         let headers = json
             .into_iter()
             .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        write_answer(out, self.status, headers, Some(&self.body_bytes()))
+    }
+
+    /// The exact bytes of the body [`Response::write_cgi`] writes: the
+    /// JSON and a newline (what a signature covers).
+    pub fn body_bytes(&self) -> Vec<u8> {
         let mut body = self.body.to_string();
         body.push('\n');
-        write_answer(out, self.status, headers, Some(body.as_bytes()))
+        body.into_bytes()
     }
 }
 

@@ -123,6 +123,9 @@ pub struct Settings {
     /// `HTTPS=1`: `upload.cgi` and the `HSERV` trees over `https://`, with
     /// the initrd's pinned CA; the default ports become 443.
     pub https: bool,
+    /// `REQUIRE_SIGNATURES`: whether the answer of `upload.cgi` must be
+    /// signed; unset: as soon as the initrd trusts a key.
+    pub require_signatures: Option<bool>,
     /// The words between `|` markers, for the installed system.
     pub kept: Vec<String>,
     /// Deprecated variables that were translated, one sentence each.
@@ -153,6 +156,7 @@ impl Default for Settings {
             health_time: DEFAULT_HEALTH_TIME,
             bootorder: BootOrder::First,
             https: false,
+            require_signatures: None,
             kept: Vec::new(),
             warnings: Vec::new(),
         }
@@ -406,6 +410,11 @@ const KEYS: &[Key] = &[
             choice(k, v, &orders).map(|o| s.bootorder = o)
         },
     },
+    Key {
+        name: "REQUIRE_SIGNATURES",
+        doc: "`0`: accept an unsigned answer of `upload.cgi` (with a warning) although the initrd trusts keys; `1`: refuse one even without keys. Unset: required as soon as the initrd trusts a key.",
+        set: |s, k, v| flag(k, v).map(|b| s.require_signatures = Some(b)),
+    },
 ];
 
 impl Settings {
@@ -617,4 +626,30 @@ pub fn parse_ip(v: &str) -> Result<IpConfig, String> {
         }
     }
     Ok(ip)
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn require_signatures_is_read() {
+        let s = Settings::parse("SERV=10.0.0.2 quiet").unwrap();
+        assert_eq!(s.require_signatures, None);
+        let s = Settings::parse("REQUIRE_SIGNATURES=0").unwrap();
+        assert_eq!(s.require_signatures, Some(false));
+        let s = Settings::parse("REQUIRE_SIGNATURES=0 REQUIRE_SIGNATURES=1").unwrap();
+        assert_eq!(s.require_signatures, Some(true));
+        // Empty: the default.
+        let s = Settings::parse("REQUIRE_SIGNATURES=").unwrap();
+        assert_eq!(s.require_signatures, None);
+        // Kept for the installed system, not read.
+        let s = Settings::parse("| REQUIRE_SIGNATURES=0 |").unwrap();
+        assert_eq!(s.require_signatures, None);
+        let e = Settings::parse("REQUIRE_SIGNATURES=no").unwrap_err();
+        assert_eq!(
+            e.errors,
+            vec!["REQUIRE_SIGNATURES=no: expected 0 or 1".to_string()]
+        );
+    }
 }

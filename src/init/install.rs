@@ -91,6 +91,61 @@ pub fn write_conf(target: &Path, s: &Settings, role: &Role) -> Result<()> {
     write_file(&path, conf_text(s, role).as_bytes())
 }
 
+/// Copies the installer's trusted keys (`root/etc/edeploy/trusted.d/*.pub`)
+/// into `target/etc/edeploy/trusted.d/`, where the installed host's
+/// `edeploy` reads them. Never through a symlink of the target: a parent
+/// that is one is refused, a key file that is one is replaced (each key is
+/// written to a new file and renamed over). Returns the number of keys.
+pub fn copy_trusted(root: &Path, target: &Path) -> Result<usize> {
+    use crate::archive::beneath;
+    use std::io::Write;
+    let src = root.join(crate::trust::TRUSTED_DIR);
+    let entries = match fs::read_dir(&src) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", src.display())),
+    };
+    let mut names: Vec<std::ffi::OsString> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| Path::new(n).extension().is_some_and(|x| x == "pub"))
+        .collect();
+    names.sort();
+    let dir_rel = Path::new(crate::trust::TRUSTED_DIR);
+    for name in &names {
+        let from = src.join(name);
+        let data = fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
+        let rel = dir_rel.join(name);
+        let mut tmp_name = name.clone();
+        tmp_name.push(".edeploy-tmp");
+        let tmp_rel = dir_rel.join(&tmp_name);
+        beneath::check_parent(target, &rel)?;
+        let dir = target.join(dir_rel);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Created just now, under no symlink: checked again.
+        beneath::check_parent(target, &rel)?;
+        let (path, tmp) = (target.join(&rel), target.join(&tmp_rel));
+        if tmp.symlink_metadata().is_ok() {
+            fs::remove_file(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+        }
+        // create_new never follows a symlink (O_EXCL).
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&data)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        drop(f);
+        fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+        fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    }
+    Ok(names.len())
+}
+
 pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)

@@ -337,11 +337,13 @@ impl Installer<'_> {
                 env?
             }
             None => {
+                let policy = server::answer_policy(root, s)?;
                 console.say(&format!(
                     "asking the eDeploy server at {}",
                     server::upload_url(s)
                 ));
-                server::ask(s, &hw_json, console, &self.tuning)?
+                let sysname = hw::sysname(&lines);
+                server::ask(s, &hw_json, &sysname, &policy, console, &self.tuning)?
             }
         };
         console.say(&format!("profile {} assigned", env.profile));
@@ -387,6 +389,13 @@ impl Installer<'_> {
         }
         install::write_conf(&target, s, &role)?;
         install::write_ca(&target, self.tuning.ca.as_deref())?;
+        let keys = install::copy_trusted(root, &target)?;
+        if keys > 0 {
+            console.say(&format!(
+                "{keys} trusted key(s) copied to /{}",
+                crate::trust::TRUSTED_DIR
+            ));
+        }
 
         let args = install::kernel_args(&s.kept, &env.settings);
         console.say(&format!("installing the boot loader on {}", role.disk));

@@ -10,13 +10,23 @@
 //! final, and so is a TLS refusal (no CA, or a certificate the CA did not
 //! sign). Failure reports and log uploads are tried a few times and never
 //! fail the installer: they are reports about a failure already handled.
+//!
+//! The answer to a hardware upload is authenticated before anything in it
+//! is read ([`check_answer`]): signed by a key of the initrd's
+//! `etc/edeploy/trusted.d/`, over exactly its bytes, for this node and
+//! the fresh nonce sent with this upload (docs/trust.md, "Answers of
+//! upload.cgi"). A refusal is final, like a 4xx.
 
 use super::cmdline::Settings;
 use super::console::Console;
 use super::Tuning;
 /// The server's answer to a hardware upload (one type with the server's).
 pub use crate::protocol::Envelope;
-use anyhow::{bail, Context, Result};
+use crate::protocol::{self, ANSWER, SIGNATURE_HEADER};
+use crate::trust::{Checked, Policy, TrustError, Trusted, TRUSTED_DIR};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 /// One part of a form.
@@ -94,8 +104,9 @@ pub fn upload_url(s: &Settings) -> String {
 
 /// What one POST gave.
 pub enum PostOutcome {
-    /// The HTTP status and body.
-    Http(u16, String),
+    /// The HTTP status, the body and the signature header
+    /// ([`SIGNATURE_HEADER`]) when there is one.
+    Http(u16, String, Option<String>),
     /// No HTTP answer: connection refused, timeout, name not found.
     Unreachable(String),
     /// Not asked: the CA is missing or unusable, or the server's
@@ -124,8 +135,13 @@ pub fn post(url: &str, parts: &[(&str, Part<'_>)], tuning: &Tuning) -> PostOutco
     match client(tuning).post(url, &ct, &body) {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
+            let signature = resp
+                .headers()
+                .get(SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
             match resp.body_mut().read_to_string() {
-                Ok(text) => PostOutcome::Http(status, text),
+                Ok(text) => PostOutcome::Http(status, text, signature),
                 Err(e) => PostOutcome::Unreachable(format!("the answer was cut off ({e})")),
             }
         }
@@ -149,15 +165,148 @@ fn sentence(status: u16, body: &str) -> String {
         })
 }
 
-/// Uploads the hardware list and returns the envelope.
-pub fn ask(s: &Settings, hw_json: &str, console: &Console, tuning: &Tuning) -> Result<Envelope> {
+/// Uploads the hardware list with a fresh nonce, checks the answer
+/// against `policy` for this node (`sysname`), and returns the envelope.
+/// Nothing of an answer that does not pass [`check_answer`] is read.
+pub fn ask(
+    s: &Settings,
+    hw_json: &str,
+    sysname: &str,
+    policy: &Policy,
+    console: &Console,
+    tuning: &Tuning,
+) -> Result<Envelope> {
     let url = upload_url(s);
+    let nonce = nonce()?;
     let mut parts = vec![("file", Part::File("hw.json", hw_json.as_bytes()))];
     if let Some(sec) = &s.section {
         parts.push(("section", Part::Text(sec)));
     }
-    let body = post_retried(&url, &parts, "this node", console, tuning)?;
+    parts.push((protocol::NONCE_FIELD, Part::Text(&nonce)));
+    let (body, signature) = post_answered(&url, &parts, "this node", console, tuning)?;
+    match check_answer(
+        policy,
+        body.as_bytes(),
+        signature.as_deref(),
+        sysname,
+        &nonce,
+    ) {
+        Ok(Checked::Signed(v)) => console.trace(&format!(
+            "{ANSWER}: signed by trusted key {} ({})",
+            v.key,
+            v.comment.replace('\t', " ")
+        )),
+        // Already loud: `edeploy: WARNING: …`.
+        Ok(Checked::Unsigned(warning)) => console.say(&warning),
+        Err(e) => return Err(anyhow!("{e}")),
+    }
     Envelope::parse(&body).with_context(|| format!("{url} answered"))
+}
+
+/// The installer's policy for answers: the keys of
+/// `root/etc/edeploy/trusted.d/*.pub`, signatures required as soon as
+/// there is one unless the command line says `REQUIRE_SIGNATURES=0`. A
+/// file there that is not a key is an error naming it.
+pub fn answer_policy(root: &Path, s: &Settings) -> Result<Policy> {
+    let trusted = Trusted::load_dir(&root.join(TRUSTED_DIR)).map_err(|e| anyhow!("{e}"))?;
+    Ok(Policy::new(trusted, s.require_signatures))
+}
+
+/// A fresh nonce: 16 bytes of `/dev/urandom` in hexadecimal (32 digits).
+pub fn nonce() -> Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| anyhow!("cannot read /dev/urandom for the upload's nonce: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Checks the answer to a hardware upload before anything in it is read:
+/// its signature (`header`, the [`SIGNATURE_HEADER`] value, `None` when
+/// absent) made by a key `policy` trusts over exactly `body`, and its
+/// trusted comment an answer's, for node `sysname` and this upload's
+/// `nonce`. A missing signature is refused when the policy requires one,
+/// else accepted with the warning to show; an installer that trusts no
+/// key cannot check a signature and accepts it with a warning too. Every
+/// refusal names [`ANSWER`], the key and what is wrong.
+pub fn check_answer(
+    policy: &Policy,
+    body: &[u8],
+    header: Option<&str>,
+    sysname: &str,
+    nonce: &str,
+) -> std::result::Result<Checked, TrustError> {
+    let trusted = |ids: &[crate::trust::KeyId]| {
+        if ids.is_empty() {
+            "no key".to_string()
+        } else {
+            ids.iter()
+                .map(|k| format!("key {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let Some(header) = header else {
+        if policy.trusted.is_empty() && !policy.require {
+            return Ok(Checked::Unsigned(format!(
+                "WARNING: {ANSWER}: accepted WITHOUT a signature: this initrd trusts no key \
+                 ({TRUSTED_DIR} is empty; scripts/build-initrd --trust KEY.pub): anyone on the \
+                 network could have sent it"
+            )));
+        }
+        return policy.unsigned(
+            ANSWER,
+            &format!(
+                "no {SIGNATURE_HEADER} header; this installer trusts {}",
+                trusted(&policy.trusted.ids())
+            ),
+        );
+    };
+    if policy.trusted.is_empty() && !policy.require {
+        return Ok(Checked::Unsigned(format!(
+            "WARNING: {ANSWER}: its signature was NOT checked: this initrd trusts no key \
+             ({TRUSTED_DIR} is empty; scripts/build-initrd --trust KEY.pub): anyone on the \
+             network could have sent it"
+        )));
+    }
+    let sig = protocol::signature_from_header(header).map_err(|why| TrustError::Malformed {
+        what: ANSWER.into(),
+        why,
+    })?;
+    let v = policy.trusted.verify(ANSWER, body, &sig, None)?;
+    let refused = |why: String| TrustError::Refused {
+        what: ANSWER.into(),
+        why,
+    };
+    if v.comment.split('\t').next() != Some("edeploy-answer") {
+        return Err(refused(format!(
+            "the signature by key {} is not one of an answer of upload.cgi (trusted comment {:?})",
+            v.key, v.comment
+        )));
+    }
+    match v.field("node") {
+        Some(n) if n == sysname => {}
+        other => {
+            return Err(refused(format!(
+                "the signature by key {} was made for node {}, not for this node ({sysname}): \
+                 an answer for another node replayed",
+                v.key,
+                other.unwrap_or("(none)")
+            )))
+        }
+    }
+    match v.field("nonce") {
+        Some(n) if n == nonce => {}
+        other => {
+            return Err(refused(format!(
+                "the signature by key {} was made for another upload (nonce {}, this upload's \
+                 is {nonce}): an old answer replayed",
+                v.key,
+                other.unwrap_or("(none)")
+            )))
+        }
+    }
+    Ok(Checked::Signed(v))
 }
 
 /// POSTs until the server answers 200 and returns the answer's body: an
@@ -171,18 +320,29 @@ pub fn post_retried(
     console: &Console,
     tuning: &Tuning,
 ) -> Result<String> {
+    post_answered(url, parts, what, console, tuning).map(|(body, _)| body)
+}
+
+/// [`post_retried`], with the answer's signature header when it has one.
+pub fn post_answered(
+    url: &str,
+    parts: &[(&str, Part<'_>)],
+    what: &str,
+    console: &Console,
+    tuning: &Tuning,
+) -> Result<(String, Option<String>)> {
     let attempts = tuning.upload_attempts.max(1);
     let mut pause = tuning.backoff_first;
     for attempt in 1..=attempts {
         let reason = match post(url, parts, tuning) {
-            PostOutcome::Http(200, body) => return Ok(body),
-            PostOutcome::Http(status, body) if (400..500).contains(&status) => {
+            PostOutcome::Http(200, body, signature) => return Ok((body, signature)),
+            PostOutcome::Http(status, body, _) if (400..500).contains(&status) => {
                 bail!(
                     "the eDeploy server refused {what} (HTTP {status}): {}",
                     sentence(status, &body)
                 );
             }
-            PostOutcome::Http(status, body) => {
+            PostOutcome::Http(status, body, _) => {
                 format!("HTTP {status}: {}", sentence(status, &body))
             }
             PostOutcome::Unreachable(why) => why,
@@ -212,11 +372,11 @@ pub fn report(
             std::thread::sleep(tuning.backoff_first.min(Duration::from_secs(5)));
         }
         match post(url, parts, tuning) {
-            PostOutcome::Http(200, body) => return Ok(body),
-            PostOutcome::Http(status, body) if (400..500).contains(&status) => {
+            PostOutcome::Http(200, body, _) => return Ok(body),
+            PostOutcome::Http(status, body, _) if (400..500).contains(&status) => {
                 return Err(format!("HTTP {status}: {}", sentence(status, &body)));
             }
-            PostOutcome::Http(status, body) => {
+            PostOutcome::Http(status, body, _) => {
                 last = format!("HTTP {status}: {}", sentence(status, &body))
             }
             PostOutcome::Unreachable(why) => last = why,

@@ -109,9 +109,10 @@ fn key_list(keys: &[KeyId]) -> String {
 
 /// A secret key that signs.
 pub struct SigningKey {
-    sk: minisign::SecretKey,
     pk: minisign::PublicKey,
     id: KeyId,
+    /// The same key for ring's Ed25519 (see "Fast signing" below).
+    fast: FastKey,
 }
 
 impl SigningKey {
@@ -134,7 +135,9 @@ impl SigningKey {
             .map_err(|e| format!("not a minisign secret key: {e}"))?;
         let sk = match password {
             Some(p) => bx.into_secret_key(Some(p)),
-            None => bx.into_unencrypted_secret_key(),
+            None => bx
+                .into_unencrypted_secret_key()
+                .or_else(|e| unencrypted_without_checksum(text).ok_or(e)),
         }
         .map_err(|e| match e.kind() {
             minisign::ErrorKind::EncryptedKey => {
@@ -146,7 +149,8 @@ impl SigningKey {
         let pk = minisign::PublicKey::from_secret_key(&sk)
             .map_err(|e| format!("cannot derive the public key: {e}"))?;
         let id = KeyId::from_keynum(pk.keynum());
-        Ok(SigningKey { sk, pk, id })
+        let fast = FastKey::of(&sk)?;
+        Ok(SigningKey { pk, id, fast })
     }
 
     /// A new unencrypted key pair (tests, `edeploy-admin key generate`).
@@ -156,7 +160,8 @@ impl SigningKey {
         let id = KeyId::from_keynum(pk.keynum());
         let pk_text = pk.to_box().map_err(|e| e.to_string())?.into_string();
         let sk_text = sk.to_box(None).map_err(|e| e.to_string())?.into_string();
-        Ok((SigningKey { sk, pk, id }, pk_text, sk_text))
+        let fast = FastKey::of(&sk)?;
+        Ok((SigningKey { pk, id, fast }, pk_text, sk_text))
     }
 
     pub fn id(&self) -> KeyId {
@@ -187,18 +192,12 @@ impl SigningKey {
             });
         }
         let untrusted = format!("signature from eDeploy key {}", self.id);
-        minisign::sign(
-            Some(&self.pk),
-            &self.sk,
-            reader,
-            Some(trusted_comment),
-            Some(&untrusted),
-        )
-        .map(|b| b.into_string())
-        .map_err(|e| TrustError::Refused {
-            what: "signing".into(),
-            why: e.to_string(),
-        })
+        self.fast
+            .sign(reader, trusted_comment, &untrusted)
+            .map_err(|e| TrustError::Refused {
+                what: "signing".into(),
+                why: e.to_string(),
+            })
     }
 
     /// Signs the file `path` into `path.minisig` (written to a temporary
@@ -507,6 +506,99 @@ fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// An unencrypted secret key as Debian's `minisign -G -W` (0.11) writes
+/// it: no key derivation and an all-zero checksum, which the crate's
+/// reader takes for a corrupted key. Without a checksum, what checks the
+/// key is [`FastKey::of`]: its seed must give the public key it holds (a
+/// damaged seed or key fails); `None` for anything else.
+fn unencrypted_without_checksum(text: &str) -> Option<minisign::SecretKey> {
+    use base64::Engine;
+    // sig_alg, kdf_alg, chk_alg (2 each), salt 32, opslimit 8, memlimit 8,
+    // keynum 8, secret key 64, checksum 32.
+    const LEN: usize = 158;
+    let line = text.lines().nth(1)?.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .ok()?;
+    if bytes.len() != LEN || bytes[2..4] != [0, 0] || bytes[LEN - 32..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    minisign::SecretKey::from_bytes(&bytes).ok()
+}
+
+// --- Fast signing
+//
+// minisign's format, made here with aws-lc-rs's Ed25519 (the provider
+// rustls already builds) and the `blake2` crate: the data's BLAKE2b-512
+// signed (algorithm `ED`, "prehashed"), then that signature and the
+// trusted comment signed together (the "global signature"). The minisign
+// crate and `minisign -V` check what this writes.
+
+/// A secret key as aws-lc-rs's Ed25519 key pair, with its key number.
+struct FastKey {
+    pair: aws_lc_rs::signature::Ed25519KeyPair,
+    keynum: [u8; 8],
+}
+
+impl FastKey {
+    /// The key pair of `sk`, refused when its seed does not give the
+    /// public key it holds (a damaged key).
+    fn of(sk: &minisign::SecretKey) -> Result<FastKey, String> {
+        // sig_alg, kdf_alg, chk_alg (2 each), salt 32, opslimit 8,
+        // memlimit 8, keynum 8, then the secret key: seed 32, public 32.
+        let b = sk.to_bytes();
+        let (keynum, seed, public) = match (b.get(54..62), b.get(62..94), b.get(94..126)) {
+            (Some(k), Some(s), Some(p)) => (k, s, p),
+            _ => return Err("not a minisign secret key: too short".into()),
+        };
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_seed_and_public_key(seed, public)
+            .map_err(|_| {
+                "Corrupted key: its seed does not give the public key it holds".to_string()
+            })?;
+        let mut k = [0u8; 8];
+        k.copy_from_slice(keynum);
+        Ok(FastKey { pair, keynum: k })
+    }
+
+    /// The `.minisig` text of what `reader` gives.
+    fn sign(
+        &self,
+        mut reader: impl Read,
+        trusted_comment: &str,
+        untrusted_comment: &str,
+    ) -> std::io::Result<String> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        use blake2::Digest;
+        let mut h = blake2::Blake2b512::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            h.update(&buf[..n]);
+        }
+        let sig = self.pair.sign(&h.finalize());
+        let mut line = Vec::with_capacity(74);
+        line.extend_from_slice(b"ED");
+        line.extend_from_slice(&self.keynum);
+        line.extend_from_slice(sig.as_ref());
+        let mut global = sig.as_ref().to_vec();
+        global.extend_from_slice(trusted_comment.as_bytes());
+        let global = self.pair.sign(&global);
+        Ok(format!(
+            "untrusted comment: {untrusted_comment}\n{}\ntrusted comment: {trusted_comment}\n{}\n",
+            b64.encode(&line),
+            b64.encode(global.as_ref())
+        ))
+    }
+}
+
+// --- end of fast signing
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,5 +694,61 @@ mod tests {
         assert!(lax
             .check("m", b"x", Some("garbage"), "m.minisig", None)
             .is_err());
+    }
+}
+
+#[cfg(test)]
+mod cli_key_tests {
+    use super::*;
+    use base64::Engine;
+
+    /// `sk_text` rewritten the way `minisign -G -W` writes keys (checksum
+    /// all zeros), with `damage` applied to the decoded bytes.
+    fn as_cli_writes(sk_text: &str, damage: impl Fn(&mut Vec<u8>)) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut lines: Vec<String> = sk_text.lines().map(String::from).collect();
+        let mut bytes = b64.decode(lines[1].trim()).expect("base64");
+        let n = bytes.len();
+        bytes[n - 32..].fill(0);
+        damage(&mut bytes);
+        lines[1] = b64.encode(&bytes);
+        lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn a_key_without_checksum_loads_unless_damaged() {
+        let (key, pk, sk) = SigningKey::generate().expect("a key");
+        let cli = as_cli_writes(&sk, |_| {});
+        let loaded = SigningKey::from_text(&cli, None).expect("minisign -W's key loads");
+        assert_eq!(loaded.id(), key.id());
+        let mut t = Trusted::new();
+        t.add_text(&pk).expect("pk");
+        let sig = loaded.sign(b"x", "c").expect("signs");
+        assert!(t.verify("x", b"x", &sig, None).is_ok());
+        // A damaged seed no longer matches the public key it holds.
+        let bad = as_cli_writes(&sk, |b| b[70] ^= 1);
+        let e = SigningKey::from_text(&bad, None).err().expect("damaged");
+        assert!(e.contains("Corrupted"), "{e}");
+    }
+
+    #[test]
+    fn fast_signatures_verify_whatever_the_length() {
+        let (key, pk, _) = SigningKey::generate().expect("a key");
+        let mut t = Trusted::new();
+        t.add_text(&pk).expect("pk");
+        // Around the 128-byte blocks and the 64 KiB reads.
+        for n in [
+            0usize, 1, 127, 128, 129, 256, 65_535, 65_536, 65_537, 200_000,
+        ] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let sig = key.sign(&data, "c\td").expect("signed");
+            let v = t.verify("x", &data, &sig, None).expect("verified");
+            assert_eq!(v.comment, "c\td", "{n}");
+            if n > 0 {
+                let mut bad = data.clone();
+                bad[n / 2] ^= 1;
+                assert!(t.verify("x", &bad, &sig, None).is_err(), "{n}");
+            }
+        }
     }
 }

@@ -6,6 +6,9 @@
 //! an install log when its name ends in `.log.gz`; a failure report when
 //! `failure=P` is given; otherwise the node's hardware list, answered
 //! with the server's decision (profile, variables, configure script).
+//! With `SIGNKEY` set that answer is signed ([`sign_answer`]): its body's
+//! exact bytes, for the node's sysname and the `nonce` field the node
+//! sent, in the header `X-Edeploy-Signature` (docs/trust.md).
 //!
 //! Every answer is JSON; errors are `{"error": "<sentence>"}` with 400
 //! (bad request or hardware list), 404 (no profile matches), 405 (not a
@@ -23,8 +26,10 @@ use crate::cgi::{close, read_upload, CgiEnv, Reject, RequestLog, Response};
 use crate::config::{ConfFile, ServerConfig};
 use crate::hw;
 use crate::metrics;
+use crate::protocol;
 use crate::provision::{decide, logs, parse_hw, provision};
 use crate::state::{self, State};
+use crate::trust::SigningKey;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -54,6 +59,9 @@ fn handle<R: Read + Send + Unpin>(
 ) -> Result<(Response, String), Reject> {
     let (cfg, form) = read_upload(env, body, conf_path)?;
     tally.configdir = Some(cfg.configdir.clone());
+    if let Some(nonce) = form.nonce.as_deref() {
+        protocol::check_nonce(nonce).map_err(Reject::bad)?;
+    }
     let Some(file) = form.file else {
         return Err(Reject::bad("the upload has no \"file\" field"));
     };
@@ -67,14 +75,57 @@ fn handle<R: Read + Send + Unpin>(
     }
     tally.request = Some(metrics::Request::Decision { took: None });
     let lines = parse_hw(&file.data, &cfg.hw_limits())?;
+    // The key is read before the decision: a server that cannot sign
+    // takes nothing.
+    let signer = signing_key(&cfg, conf_path)?;
     let started = std::time::Instant::now();
     let outcome = provision(&cfg, &lines, None, log);
     let took = Some(started.elapsed());
     tally.request = Some(metrics::Request::Decision { took });
     let outcome = outcome?;
-    Ok((
-        Response::ok(decide::envelope(&outcome.decision)),
-        outcome.reason,
+    let response = Response::ok(decide::envelope(&outcome.decision));
+    let response = match &signer {
+        Some(key) => sign_answer(key, response, &hw::sysname(&lines), form.nonce.as_deref())?,
+        None => response,
+    };
+    Ok((response, outcome.reason))
+}
+
+/// The key that signs answers: `SIGNKEY`'s (none when it is not set).
+/// An unreadable key is a 500 naming the configuration file, the key and
+/// why.
+pub fn signing_key(cfg: &ServerConfig, conf_path: &Path) -> Result<Option<SigningKey>, Reject> {
+    match &cfg.sign_key {
+        Some(path) => SigningKey::load(path, None).map(Some).map_err(|e| {
+            Reject::server(format!(
+                "{}: SIGNKEY cannot be used to sign answers: {e}",
+                conf_path.display()
+            ))
+        }),
+        None if cfg.signatures_required() => Err(Reject::server(format!(
+            "{}: REQUIRE_SIGNATURES is true but SIGNKEY is not set",
+            conf_path.display()
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// `response` with its signature in [`protocol::SIGNATURE_HEADER`]: the
+/// exact body bytes signed by `key`, the trusted comment naming the node
+/// (`sysname`), the installer's `nonce` and the time.
+pub fn sign_answer(
+    key: &SigningKey,
+    response: Response,
+    sysname: &str,
+    nonce: Option<&str>,
+) -> Result<Response, Reject> {
+    let comment = protocol::answer_comment(sysname, nonce, crate::trust::unix_now());
+    let sig = key
+        .sign(&response.body_bytes(), &comment)
+        .map_err(|e| Reject::server(format!("cannot sign the answer: {e}")))?;
+    Ok(response.with_header(
+        protocol::SIGNATURE_HEADER,
+        &protocol::signature_header(&sig),
     ))
 }
 

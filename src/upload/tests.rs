@@ -456,3 +456,103 @@ fn pxemngr_is_given_only_the_ethernet_macs() {
         "addsystem edeploy_test_vm-kvm-52-54-12-34-00-03 52:54:12:34:00:03 52:54:12:34:00:02 52:54:12:34:00:01\n"
     );
 }
+
+// --- Signed answers (docs/trust.md, "Answers of upload.cgi")
+
+fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn with_signkey_the_answer_is_signed_for_the_node_and_its_nonce() {
+    let (key, pk, sk) = crate::trust::SigningKey::generate().unwrap();
+    let s = Server::new("");
+    fs::write(s.path("server.key"), sk).unwrap();
+    let conf = fs::read_to_string(&s.conf).unwrap();
+    let key_path = s.path("server.key");
+    fs::write(&s.conf, format!("{conf}SIGNKEY = {}\n", key_path.display())).unwrap();
+    let nonce = "0123456789abcdef0123456789ABCDEF";
+    let (r, log) = s.post(&[
+        ("file", Some("hw.py"), &kvm()),
+        ("nonce", None, nonce.as_bytes()),
+    ]);
+    assert_eq!(r.status, 200, "{} {log}", r.body);
+    let value = header(&r, protocol::SIGNATURE_HEADER).expect("signed");
+    let sig = protocol::signature_from_header(value).unwrap();
+    let mut trusted = crate::trust::Trusted::new();
+    trusted.add_text(&pk).unwrap();
+    // Over exactly the bytes written.
+    let mut out = Vec::new();
+    r.write_cgi(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    let v = trusted
+        .verify("answer", body.as_bytes(), &sig, None)
+        .unwrap();
+    assert_eq!(v.key, key.id());
+    assert_eq!(
+        v.field("node"),
+        Some("edeploy_test_vm-kvm-52-54-12-34-00-03")
+    );
+    assert_eq!(v.field("nonce"), Some(nonce));
+    let t: u64 = v.field("time").unwrap().parse().unwrap();
+    assert!(t.abs_diff(crate::trust::unix_now()) < 60, "{t}");
+    assert!(v.comment.starts_with("edeploy-answer\t"), "{}", v.comment);
+
+    // Without a nonce the comment has none.
+    let (r, _) = s.post(&[("file", Some("hw.py"), &kvm())]);
+    let sig = protocol::signature_from_header(header(&r, protocol::SIGNATURE_HEADER).unwrap());
+    let v = trusted
+        .verify("answer", &r.body_bytes(), &sig.unwrap(), None)
+        .unwrap();
+    assert_eq!(v.field("nonce"), None);
+}
+
+#[test]
+fn a_bad_nonce_is_400_naming_the_field() {
+    let s = Server::new("");
+    for bad in ["short", "0123456789abcdef-0123"] {
+        let (r, _) = s.post(&[
+            ("file", Some("hw.py"), &kvm()),
+            ("nonce", None, bad.as_bytes()),
+        ]);
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.sentence().unwrap().contains("\"nonce\""), "{}", r.body);
+    }
+    // Nothing was handed out.
+    assert!(!s
+        .path("hw/edeploy_test_vm-kvm-52-54-12-34-00-03.hw")
+        .exists());
+}
+
+#[test]
+fn without_signkey_answers_are_unsigned_and_an_unreadable_key_takes_nothing() {
+    let s = Server::new("");
+    let (r, _) = s.post(&[("file", Some("hw.py"), &kvm())]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r, protocol::SIGNATURE_HEADER), None);
+
+    let s = Server::new("");
+    let conf = fs::read_to_string(&s.conf).unwrap();
+    let missing = s.path("nowhere.key");
+    fs::write(&s.conf, format!("{conf}SIGNKEY = {}\n", missing.display())).unwrap();
+    let state_before = fs::read_to_string(s.path("config/state")).unwrap();
+    let (r, _) = s.post(&[("file", Some("hw.py"), &kvm())]);
+    assert_eq!(r.status, 500, "{}", r.body);
+    let e = r.sentence().unwrap();
+    assert!(
+        e.contains("SIGNKEY") && e.contains(&missing.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(
+        fs::read_to_string(s.path("config/state")).unwrap(),
+        state_before
+    );
+    assert!(!s
+        .path("hw/edeploy_test_vm-kvm-52-54-12-34-00-03.hw")
+        .exists());
+}
+// --- end of signed answers
