@@ -80,3 +80,30 @@ pub fn download(url: &str, dest: &Path) -> Result<u64> {
     )?;
     Ok(total)
 }
+
+/// Fetches a small file (a signature) into memory: `None` when the
+/// server has none (HTTP 404), an error when it is larger than `max`
+/// bytes or cannot be fetched.
+pub fn fetch_small(url: &str, max: usize) -> Result<Option<Vec<u8>>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut resp = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::StatusCode(404)) => return Ok(None),
+        Err(ureq::Error::StatusCode(code)) => bail!("{url}: the server answered HTTP {code}"),
+        Err(e) => bail!("cannot reach the HTTP server for {url}: {e}"),
+    };
+    let mut buf = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("{url}: the transfer broke"))?;
+    if buf.len() > max {
+        bail!("{url}: larger than {max} bytes");
+    }
+    Ok(Some(buf))
+}
