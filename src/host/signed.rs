@@ -243,7 +243,7 @@ pub fn signing_key(key: Option<&Path>, password_file: Option<&Path>) -> Result<O
         }
         None => None,
     };
-    SigningKey::load(&key, password)
+    SigningKey::load_file(&key, password)
         .map(Some)
         .map_err(|e| anyhow!("{e}"))
 }

@@ -507,6 +507,71 @@ fn read_bounded(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Decodes standard base64 (with `=` padding), as key files hold it.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.trim().bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+impl SigningKey {
+    /// [`SigningKey::load`], also accepting the unencrypted keys that the
+    /// minisign 0.11 CLI writes (`minisign -G -W`, Debian 12's): they hold
+    /// a checksum of zeros, which the library refuses as corrupted. Such a
+    /// key is accepted when it signs what its own public half verifies.
+    pub fn load_file(path: &Path, password: Option<String>) -> Result<SigningKey, TrustError> {
+        let first = match SigningKey::load(path, password.clone()) {
+            Ok(k) => return Ok(k),
+            Err(e) => e,
+        };
+        if password.is_some() {
+            return Err(first);
+        }
+        let repaired = read_bounded(path, 64 * 1024)
+            .ok()
+            .and_then(|t| String::from_utf8(t).ok())
+            .and_then(|t| t.lines().nth(1).and_then(base64_decode))
+            .and_then(|bytes| SigningKey::zero_checksum_key(&bytes));
+        repaired.ok_or(first)
+    }
+
+    /// The key of `bytes` (a secret key's decoded line) when it is
+    /// unencrypted with a checksum of zeros and consistent.
+    fn zero_checksum_key(bytes: &[u8]) -> Option<SigningKey> {
+        // sig_alg, kdf_alg, chk_alg, salt, opslimit, memlimit, keynum,
+        // secret key (seed and public key), checksum.
+        const LEN: usize = 2 + 2 + 2 + 32 + 8 + 8 + 8 + 64 + 32;
+        if bytes.len() != LEN || bytes[2..4] != [0, 0] || bytes[LEN - 32..].iter().any(|b| *b != 0)
+        {
+            return None;
+        }
+        let sk = minisign::SecretKey::from_bytes(bytes).ok()?;
+        let pk = minisign::PublicKey::from_secret_key(&sk).ok()?;
+        let probe = b"eDeploy key check";
+        let sig = minisign::sign(Some(&pk), &sk, Cursor::new(probe), None, None).ok()?;
+        minisign::verify(&pk, &sig, Cursor::new(probe), true, false, false).ok()?;
+        let id = KeyId::from_keynum(pk.keynum());
+        Some(SigningKey { sk, pk, id })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
