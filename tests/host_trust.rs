@@ -328,7 +328,11 @@ fn a_hostile_delta_from_nowhere_is_refused_and_its_pre_never_runs() {
     s.key.sign_file(&delta).expect("sign");
     refused(
         "another starting point",
-        "a delta from the manifest 000000000000…, but this host's",
+        &format!(
+            "base-V1-V2.delta (signed by key {}): a delta from the manifest 000000000000…, \
+             but this host's",
+            s.key.id()
+        ),
     );
 }
 
@@ -495,6 +499,10 @@ fn bad_metadata_or_manifest_signatures_are_refused_over_rsync() {
         err.contains("was made for the upgrade path V1/base/V3, not V1/base/V2"),
         "{err}"
     );
+    // test-upgrade checks the same signatures.
+    let (code, _, err) = run_rsync(&s, &["test-upgrade", "V2"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not V1/base/V2"), "{err}");
     assert_eq!(listing(r), before);
     assert!(!order_log(s.daemon.path()).exists(), "pre ran");
 }

@@ -668,4 +668,47 @@ mod tests {
             .check("m", b"x", Some("garbage"), "m.minisig", None)
             .is_err());
     }
+
+    #[test]
+    fn a_key_with_a_zero_checksum_loads_only_when_consistent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (key, pk, sk) = SigningKey::generate().expect("a key");
+        let mut lines: Vec<String> = sk.lines().map(String::from).collect();
+        let mut bytes = base64_decode(&lines[1]).expect("base64");
+        let n = bytes.len();
+        // What `minisign -G -W` 0.11 writes: no checksum.
+        bytes[n - 32..].iter_mut().for_each(|b| *b = 0);
+        let encode = |b: &[u8]| {
+            const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut s = String::new();
+            for c in b.chunks(3) {
+                let v = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
+                for i in 0..4 {
+                    if i <= c.len() {
+                        s.push(A[(v >> (18 - 6 * i) & 63) as usize] as char);
+                    } else {
+                        s.push('=');
+                    }
+                }
+            }
+            s
+        };
+        let path = dir.path().join("k.key");
+        lines[1] = encode(&bytes);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        assert!(SigningKey::load(&path, None).is_err());
+        let loaded = SigningKey::load_file(&path, None).expect("accepted");
+        assert_eq!(loaded.id(), key.id());
+        let mut t = Trusted::new();
+        t.add_text(&pk).expect("public key");
+        let sig = loaded.sign(b"data", "x").expect("signed");
+        assert!(t.verify("data", b"data", &sig, None).is_ok());
+        // A damaged secret half is still refused.
+        bytes[6 + 32 + 8 + 8 + 8 + 40] ^= 1;
+        lines[1] = encode(&bytes);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        assert!(SigningKey::load_file(&path, None).is_err());
+    }
 }

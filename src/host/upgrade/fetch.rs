@@ -114,7 +114,7 @@ fn authenticate(
     if let Some(g) = &good {
         writeln!(out, "{url}: signature by key {} is good", g.key)?;
     }
-    check_starting_point(root, trust, v, url, archive)?;
+    check_starting_point(root, trust, v, url, archive, good.as_ref().map(|g| g.key))?;
     // TO's manifest is installed for `verify`: its signature goes with it.
     let mname = layout::manifest_name(&v.role, &v.to);
     let msig_url = layout::http_url(
@@ -152,7 +152,12 @@ fn check_starting_point(
     v: &Versions,
     url: &str,
     archive: &Path,
+    signed_by: Option<trust::KeyId>,
 ) -> Result<()> {
+    let signed = match signed_by {
+        Some(k) => format!("signed by key {k}"),
+        None => format!("unsigned; {}", trust.keys()),
+    };
     let index = delta::read_index_of(archive).with_context(|| format!("{url}: unreadable"))?;
     let mine = layout::manifest_path(root, &v.role, &v.from);
     let problem = match fs::read(&mine) {
@@ -162,7 +167,7 @@ fn check_starting_point(
                 return Ok(());
             }
             format!(
-                "{url}: a delta from the manifest {}…, but this host's {} is {}…: \
+                "{url} ({signed}): a delta from the manifest {}…, but this host's {} is {}…: \
                  a delta for another starting point",
                 index
                     .from_manifest
@@ -173,7 +178,7 @@ fn check_starting_point(
             )
         }
         Err(e) => format!(
-            "{url}: cannot check the delta's starting point: {}: {e}",
+            "{url} ({signed}): cannot check the delta's starting point: {}: {e}",
             mine.display()
         ),
     };
