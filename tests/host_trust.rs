@@ -454,13 +454,17 @@ fn a_synced_tree_unlike_its_signed_manifest_stops_before_post() {
         .exists());
 }
 
+/// A signed file of the server, its URL, and the trusted comment's own
+/// fields.
+type Artifact = (PathBuf, String, Vec<(&'static str, &'static str)>);
+
 #[test]
 fn bad_metadata_or_manifest_signatures_are_refused_over_rsync() {
     let s = rsync_setup();
     let r = s.root.path();
     let port = s.daemon.port;
     let before = listing(r);
-    let mut artifacts: Vec<(PathBuf, String, Vec<(&str, &str)>)> = Vec::new();
+    let mut artifacts: Vec<Artifact> = Vec::new();
     for f in ["exclude", "add_only", "pre", "post"] {
         artifacts.push((
             s.daemon.path().join("metadata/V1/base/V2").join(f),
