@@ -508,6 +508,18 @@ fn bad_metadata_or_manifest_signatures_are_refused_over_rsync() {
     assert_eq!(code, 2);
     assert!(err.contains("not V1/base/V2"), "{err}");
     assert_eq!(listing(r), before);
+    // A `pre` that is a symlink (to a signed file) is not a script.
+    fs::remove_file(&pre).expect("rm");
+    std::os::unix::fs::symlink("post", &pre).expect("symlink");
+    let (code, _, err) = run_rsync(&s, &["upgrade", "V2"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "rsync://127.0.0.1:{port}/metadata/V1/base/V2/pre: not a regular file"
+        )) && err.contains(&s.key.id().to_string()),
+        "{err}"
+    );
+    assert_eq!(listing(r), before);
     assert!(!order_log(s.daemon.path()).exists(), "pre ran");
 }
 

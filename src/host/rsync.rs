@@ -191,8 +191,9 @@ fn missing_add_only(root: &Path, meta: &Metadata) -> Vec<String> {
         .collect()
 }
 
-/// A scratch directory removed on drop (test-upgrade changes nothing on
-/// the host, so its metadata copy lives outside the root).
+/// A scratch directory removed on drop, outside the root: test-upgrade
+/// changes nothing on the host, and an upgrade keeps nothing it fetched
+/// before it is checked.
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -201,11 +202,15 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "edeploy-test-upgrade-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let dir =
+            std::env::temp_dir().join(format!("edeploy-upgrade-{}-{nanos}", std::process::id()));
+        // Made here, readable and writable by this user alone: what is
+        // checked in it cannot be swapped before it is used.
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
         Ok(Scratch(dir))
     }
 }

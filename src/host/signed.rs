@@ -164,10 +164,16 @@ impl HostTrust {
     pub fn check_metadata(&self, dir: &Path, upgrade: &str, from: &str) -> Result<()> {
         for name in META_FILES {
             let p = dir.join(name);
-            if !p.is_file() {
-                continue;
-            }
             let what = format!("{from}{name}");
+            match std::fs::symlink_metadata(&p) {
+                Err(_) => continue,
+                Ok(md) if !md.file_type().is_file() => bail!(
+                    "{what}: not a regular file (a symlink or a directory); refusing it \
+                     ({})",
+                    self.keys()
+                ),
+                Ok(_) => {}
+            }
             if let Some(v) = self.check_file(&p, &what)? {
                 match v.field(UPGRADE_FIELD) {
                     Some(u) if u == upgrade => {}
