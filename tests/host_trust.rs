@@ -452,6 +452,16 @@ fn a_synced_tree_unlike_its_signed_manifest_stops_before_post() {
     assert!(!r
         .join("var/lib/edeploy/manifests/base-V2.manifest")
         .exists());
+    // V1 synced back and checked against the host's own manifest of V1.
+    assert!(
+        err.contains("the tree was synced back from rsync://127.0.0.1:")
+            && err.contains("matches this host's manifest of V1 again"),
+        "{err}"
+    );
+    assert_eq!(read(r, "etc/app.conf"), "version=1\n");
+    assert_eq!(read(r, "etc/old.conf"), "going away\n");
+    assert!(!r.join("etc/new.conf").exists());
+    assert_eq!(read(r, "etc/ssh/ssh_host_key"), "this host's own key\n");
 }
 
 /// A signed file of the server, its URL, and the trusted comment's own

@@ -327,7 +327,25 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
         }
     }
     if let Some(m) = &manifest {
-        check_synced(out, &server, root, m, &role, &from, to)?;
+        if let Some(diffs) = check_synced(out, root, m, to)? {
+            let after = match sync_back(exec, out, &server, &trust, root, &meta, &role, &from) {
+                Ok(()) => format!(
+                    "the tree was synced back from {} and matches this host's manifest of \
+                     {from} again (pre ran: start again what it stopped)",
+                    server.tree_url(&from, &role)
+                ),
+                Err(e) => format!(
+                    "this host now holds a mix of {from} and {to}, and could not be put back \
+                     ({e:#}): fix the server and run `edeploy upgrade {to}` again, or reinstall"
+                ),
+            };
+            bail!(
+                "INCONSISTENT TREE: the tree synced from {} does not match its manifest {} \
+                 ({diffs}); post was not run and {role} is still recorded at {from}; {after}",
+                server.tree_url(to, &role),
+                m.url,
+            );
+        }
         install_manifest(root, &m.path, &role, to)?;
     }
     if let Some(post) = &meta.post {
@@ -443,21 +461,13 @@ fn fetch_manifest(
 
 /// Checks the synced tree against TO's manifest (as `verify` does, with
 /// TO's `exclude` and `add_only` left out) before `post` runs and the
-/// version is recorded. On a difference, neither happens and the error
-/// says loudly that the tree is inconsistent, and where.
-fn check_synced(
-    out: &mut dyn Write,
-    server: &Server,
-    root: &Path,
-    m: &Fetched,
-    role: &str,
-    from: &str,
-    to: &str,
-) -> Result<()> {
+/// version is recorded. Returns the differences, summed up, when there
+/// are any (each written to `out`).
+fn check_synced(out: &mut dyn Write, root: &Path, m: &Fetched, to: &str) -> Result<Option<String>> {
     let report = super::verify::offline(root, m, &super::verify::skip_rules(root, to), &m.url)?;
     if report.is_clean() {
         writeln!(out, "the synced tree matches {}", m.url)?;
-        return Ok(());
+        return Ok(None);
     }
     write!(out, "{}", report.render())?;
     let n = report.differences.len();
@@ -470,16 +480,52 @@ fn check_synced(
     if n > paths.len() {
         paths.push(format!("and {} more", n - paths.len()));
     }
-    bail!(
-        "INCONSISTENT TREE: the tree synced from {} does not match its manifest {} \
-         ({n} difference{}: {}); post was not run and {role} is still recorded at {from}, \
-         but this host now holds a mix of {from} and {to} (the rsync transport keeps no \
-         rollback data): fix the server and run `edeploy upgrade {to}` again, or reinstall",
-        server.tree_url(to, role),
-        m.url,
+    Ok(Some(format!(
+        "{n} difference{}: {}",
         if n == 1 { "" } else { "s" },
         paths.join(", ")
-    )
+    )))
+}
+
+/// After a sync that does not match TO's manifest: syncs FROM's tree
+/// back, with the same filters, and checks it against this host's own
+/// manifest of FROM (its signature checked as `verify` does). Ok when the
+/// host is FROM again.
+#[allow(clippy::too_many_arguments)]
+fn sync_back(
+    exec: &dyn Exec,
+    out: &mut dyn Write,
+    server: &Server,
+    trust: &HostTrust,
+    root: &Path,
+    meta: &Metadata,
+    role: &str,
+    from: &str,
+) -> Result<()> {
+    let local = layout::manifest_path(root, role, from);
+    let what = local.display().to_string();
+    if !local.is_file() {
+        bail!("nothing to check a sync back against: {what} is missing");
+    }
+    trust.check_file(&local, &what)?;
+    let m = Manifest::load(&local)?;
+    writeln!(out, "syncing {} back", server.tree_url(from, role))?;
+    rsync(exec, server, sync_args(server, meta, role, from, root))
+        .context("syncing the tree back")?;
+    let mut skip = super::verify::skip_rules(root, from);
+    skip.extend(&meta.exclude);
+    let add_only: Vec<String> = meta.add_only.iter().map(|a| format!("/{a}")).collect();
+    skip.extend(&super::exclude::Rules::excluding(&add_only));
+    let report = super::verify::offline(root, &m, &skip, &what)?;
+    if !report.is_clean() {
+        write!(out, "{}", report.render())?;
+        bail!(
+            "synced back, the tree still differs from {what} in {} paths",
+            report.differences.len()
+        );
+    }
+    writeln!(out, "the tree matches {what} again")?;
+    Ok(())
 }
 
 /// Puts the checked manifest (and its signature, when it has one) in
