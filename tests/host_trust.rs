@@ -737,3 +737,69 @@ fn without_a_trusted_key_hosts_upgrade_as_before_with_a_warning() {
     );
     assert_eq!(read(root.path(), "etc/app.conf"), "version=2\n");
 }
+
+#[test]
+fn an_encrypted_key_signs_with_its_password_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (public, secret) = (dir.path().join("enc.pub"), dir.path().join("enc.key"));
+    let mut child = Command::new("minisign")
+        .args(["-G", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("minisign");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"s3cret\ns3cret\n").expect("password");
+    }
+    assert!(child.wait().expect("minisign").success());
+    let mdir = dir.path().join("metadata/V1/base/V2");
+    put(&mdir, "exclude", EXCLUDE);
+    let sk = secret.display().to_string();
+    let m = mdir.display().to_string();
+    let (code, _, err) = edeploy(
+        Path::new("/"),
+        &["sign-metadata", "--sign-key", &sk, &m],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{sk}: the key is encrypted: give its password")),
+        "{err}"
+    );
+    put(dir.path(), "wrong", "guess\n");
+    let wrong = dir.path().join("wrong").display().to_string();
+    let (code, _, err) = edeploy(
+        Path::new("/"),
+        &[
+            "sign-metadata",
+            "--sign-key",
+            &sk,
+            "--password-file",
+            &wrong,
+            &m,
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("Wrong password"), "{err}");
+    assert!(!signature_path(&mdir.join("exclude")).exists());
+    put(dir.path(), "pw", "s3cret\n");
+    let pw = dir.path().join("pw").display().to_string();
+    let (code, out, err) = edeploy(
+        Path::new("/"),
+        &["sign-metadata", &m],
+        &[
+            ("EDEPLOY_SIGN_KEY", &sk),
+            ("EDEPLOY_SIGN_PASSWORD_FILE", &pw),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (ok, said) = minisign_verify(&mdir.join("exclude"), &public);
+    assert!(ok && said.contains("upgrade:V1/base/V2"), "{said}");
+}

@@ -249,9 +249,17 @@ pub fn signing_key(key: Option<&Path>, password_file: Option<&Path>) -> Result<O
         }
         None => None,
     };
+    let encrypted = password.is_none();
     SigningKey::load_file(&key, password)
         .map(Some)
-        .map_err(|e| anyhow!("{e}"))
+        .map_err(|e| match e.to_string() {
+            t if encrypted && t.contains("might be encrypted") => anyhow!(
+                "{}: the key is encrypted: give its password in a file, --password-file FILE \
+                 or {PASSWORD_FILE_ENV}=FILE",
+                key.display()
+            ),
+            t => anyhow!("{t}"),
+        })
 }
 
 /// Signs `path` into `path.minisig` with the trusted comment
