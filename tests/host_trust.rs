@@ -462,6 +462,25 @@ fn a_synced_tree_unlike_its_signed_manifest_stops_before_post() {
     assert_eq!(read(r, "etc/old.conf"), "going away\n");
     assert!(!r.join("etc/new.conf").exists());
     assert_eq!(read(r, "etc/ssh/ssh_host_key"), "this host's own key\n");
+
+    // Where signatures are not required, the upgrade goes on, as it did
+    // before, with the warning.
+    let log = order_log(s.daemon.path()).display().to_string();
+    let (code, out, err) = edeploy(
+        r,
+        &["upgrade", "V2"],
+        &[("ORDER_LOG", &log), ("EDEPLOY_REQUIRE_SIGNATURES", "no")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("WARNING: INCONSISTENT TREE")
+            && err.contains("(1 difference: /etc/app.conf); going on"),
+        "{err}"
+    );
+    assert!(read(r, "var/lib/edeploy/conf").contains("\nVERS=V2\n"));
+    let (code, out, _) = edeploy(r, &["verify"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("modified  /etc/app.conf"), "{out}");
 }
 
 /// A signed file of the server, its URL, and the trusted comment's own

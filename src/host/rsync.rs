@@ -327,7 +327,17 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
         }
     }
     if let Some(m) = &manifest {
-        if let Some(diffs) = check_synced(out, root, m, to)? {
+        let diffs = check_synced(out, root, m, to)?;
+        if let (Some(diffs), false) = (&diffs, trust.policy.require) {
+            // As before signatures: the upgrade goes on, and says so.
+            eprintln!(
+                "edeploy: WARNING: INCONSISTENT TREE: the tree synced from {} does not match \
+                 its manifest {} ({diffs}); going on, as signatures are not required here \
+                 (`edeploy verify` shows the differences)",
+                server.tree_url(to, &role),
+                m.url
+            );
+        } else if let Some(diffs) = diffs {
             let after = match sync_back(exec, out, &server, &trust, root, &meta, &role, &from) {
                 Ok(()) => format!(
                     "the tree was synced back from {} and matches this host's manifest of \
