@@ -131,7 +131,8 @@ pub fn pack_signed(
             .join(version);
         let meta = Metadata::load(&mdir, &format!("upgrade {role} {from} -> {version}"))?;
         if let Some(key) = key {
-            for sig in super::signed::sign_metadata(key, &mdir)? {
+            let upgrade = format!("{from}/{role}/{version}");
+            for sig in super::signed::sign_metadata_of(key, &mdir, &upgrade)? {
                 writeln!(out, "{} (key {})", sig.display(), key.id())?;
             }
         }

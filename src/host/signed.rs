@@ -287,15 +287,31 @@ pub fn sign_file(key: &SigningKey, path: &Path, extra: &[(&str, &str)]) -> Resul
 /// path `DIR` (`METADATA/FROM/ROLE/TO`), naming the path in each
 /// signature. Returns the signatures written.
 pub fn sign_metadata(key: &SigningKey, dir: &Path) -> Result<Vec<PathBuf>> {
-    let abs = dir
-        .canonicalize()
-        .with_context(|| format!("{}: not a metadata directory", dir.display()))?;
-    let upgrade = upgrade_of(&abs)?;
+    // The path as given names the upgrade path (a symlinked directory
+    // shared by several paths is signed for the one named); `..` or a
+    // short relative path is resolved first.
+    let lexical = upgrade_of(dir).ok().filter(|_| {
+        !dir.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    });
+    let upgrade = match lexical {
+        Some(u) => u,
+        None => upgrade_of(
+            &dir.canonicalize()
+                .with_context(|| format!("{}: not a metadata directory", dir.display()))?,
+        )?,
+    };
+    sign_metadata_of(key, dir, &upgrade)
+}
+
+/// Signs each metadata file of `dir` for the upgrade path `upgrade`
+/// (`FROM/ROLE/TO`).
+pub fn sign_metadata_of(key: &SigningKey, dir: &Path, upgrade: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for name in META_FILES {
         let p = dir.join(name);
         if p.is_file() {
-            out.push(sign_file(key, &p, &[(UPGRADE_FIELD, &upgrade)])?);
+            out.push(sign_file(key, &p, &[(UPGRADE_FIELD, upgrade)])?);
         }
     }
     if out.is_empty() {
