@@ -699,6 +699,37 @@ fn a_key_made_by_the_minisign_cli_signs_what_minisign_checks_and_hosts_trust() {
     }
     let (_, said) = minisign_verify(&v3.join("add_only"), &public);
     assert!(said.contains("upgrade:V1/base/V3"), "{said}");
+    // Signed by the CLI itself, with the comment docs/trust.md gives,
+    // the host accepts it; without the upgrade path, it is refused.
+    let cli_root = tempfile::tempdir().expect("tempdir");
+    trust(cli_root.path(), &fs::read_to_string(&public).expect("read"));
+    let ht = HostTrust::load(cli_root.path(), &host::conf::Conf::parse("")).expect("trust");
+    let cli_sign = |comment: &str| {
+        let out = Command::new("minisign")
+            .arg("-S")
+            .arg("-s")
+            .arg(&secret)
+            .arg("-m")
+            .arg(v3.join("add_only"))
+            .arg("-t")
+            .arg(comment)
+            .output()
+            .expect("minisign -S");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli_sign("file:add_only\tupgrade:V1/base/V3");
+    ht.check_metadata(&v3, "V1/base/V3", "metadata/V1/base/V3/")
+        .expect("signed by the CLI");
+    cli_sign("file:add_only");
+    let e = ht
+        .check_metadata(&v3, "V1/base/V3", "metadata/V1/base/V3/")
+        .expect_err("no upgrade path")
+        .to_string();
+    assert!(e.contains("does not name its upgrade path"), "{e}");
     // The CLI refuses a flipped byte too.
     let copy = server.path().join("copy.delta");
     fs::copy(install.join("V2/base-V1-V2.delta"), &copy).expect("copy");
