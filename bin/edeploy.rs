@@ -63,13 +63,47 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             from,
             metadata,
             no_archive,
+            sign_key,
+            password_file,
         } => {
             let opts = host::pack::PackOptions {
                 archive: !no_archive,
                 from,
                 metadata,
             };
-            host::pack::pack(&mut out, &tree, &role, &version, &install, &opts)?;
+            let key = host::signed::signing_key(sign_key.as_deref(), password_file.as_deref())?;
+            if key.is_none() {
+                eprintln!(
+                    "edeploy: WARNING: no signing key (--sign-key or {}): {role} {version} is \
+                     packed UNSIGNED; hosts that trust a key will refuse it",
+                    host::signed::SIGN_KEY_ENV
+                );
+            }
+            host::pack::pack_signed(
+                &mut out,
+                &tree,
+                &role,
+                &version,
+                &install,
+                &opts,
+                key.as_ref(),
+            )?;
+        }
+        Cmd::SignMetadata {
+            dir,
+            sign_key,
+            password_file,
+        } => {
+            let key = host::signed::signing_key(sign_key.as_deref(), password_file.as_deref())?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "sign-metadata needs a key: --sign-key SECRET_KEY or {}",
+                        host::signed::SIGN_KEY_ENV
+                    )
+                })?;
+            for sig in host::signed::sign_metadata(&key, &dir)? {
+                writeln!(out, "{} (key {})", sig.display(), key.id())?;
+            }
         }
         Cmd::Version => {
             let conf = host::conf::Conf::load(root)?;

@@ -438,3 +438,24 @@ fn copy_hashed(entry: &mut impl Read, dest: &Path, path: &str, buf: &mut [u8]) -
         .with_context(|| format!("{}: cannot write", dest.display()))?;
     Ok(manifest::hex(&h.finalize()))
 }
+
+/// The index of the delta archive at `archive` (its first member), read
+/// without unpacking anything: what a host checks before staging.
+pub fn read_index_of(archive: &Path) -> Result<Index> {
+    let f = File::open(archive).with_context(|| format!("{}: cannot open", archive.display()))?;
+    let mut tar = tar::Archive::new(GzDecoder::new(BufReader::new(f)));
+    let mut entries = tar.entries().context("not a tar archive")?;
+    let mut first = entries
+        .next()
+        .context("the archive is empty")?
+        .context("the archive is damaged")?;
+    let name = first
+        .path()
+        .context("a bad name in the archive")?
+        .to_string_lossy()
+        .into_owned();
+    if name != INDEX {
+        bail!("the archive does not start with {INDEX}");
+    }
+    read_index(&mut first)
+}

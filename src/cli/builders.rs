@@ -20,7 +20,7 @@ fn page(name: &'static str, about: &'static str, long: String) -> Command {
         .disable_version_flag(true)
 }
 
-/// `edeploy-build-role [--tree-only] ROLE VERS [--upgrade-from FROM]...`
+/// `edeploy-build-role [--tree-only] ROLE VERS [--upgrade-from FROM]... [--sign-key SECRET.key]`
 pub fn build_role() -> Command {
     page(
         "edeploy-build-role",
@@ -32,8 +32,13 @@ pub fn build_role() -> Command {
              OUT/install/VERS/ROLE-VERS.edeploy (for HTTP), \
              OUT/install/VERS/ROLE-VERS.manifest, and for each --upgrade-from FROM the \
              upgrade path OUT/metadata/FROM/ROLE/VERS/ (exclude, add_only, pre, post) and a \
-             delta.\n\nEnvironment: OUT (the output directory), EDEPLOY_CACHE (debootstrap's \
-             cache, default /var/cache/edeploy), MIRROR (the Debian mirror).\n\n{INSTALLED}"
+             delta. With --sign-key, each of them is signed (FILE.minisig beside it) and the \
+             public key beside the secret one (SECRET.pub) goes into the tree as \
+             etc/edeploy/trusted.d/.\n\nEnvironment: OUT (the output directory), \
+             EDEPLOY_CACHE (debootstrap's cache, default /var/cache/edeploy), MIRROR (the \
+             Debian mirror), EDEPLOY_SIGN_KEY (the default of --sign-key), \
+             EDEPLOY_SIGN_PASSWORD_FILE (an encrypted key's password), EDEPLOY_SIGN_PUB (the \
+             public key to ship).\n\n{INSTALLED}"
         ),
     )
     .arg(
@@ -54,6 +59,12 @@ pub fn build_role() -> Command {
             .value_name("FROM")
             .action(ArgAction::Append)
             .help("Write an upgrade path and a delta from this version (repeatable)"),
+    )
+    .arg(
+        Arg::new("sign-key")
+            .long("sign-key")
+            .value_name("SECRET_KEY")
+            .help("Sign the manifest, archive, deltas and metadata with this minisign key"),
     )
 }
 

@@ -96,6 +96,28 @@ pub enum Cmd {
         /// Do not write the .edeploy archive.
         #[arg(long)]
         no_archive: bool,
+        /// Sign everything written (FILE.minisig beside each, and the metadata files of
+        /// each --from path) with this minisign secret key [env: EDEPLOY_SIGN_KEY].
+        #[arg(long, value_name = "SECRET_KEY")]
+        sign_key: Option<PathBuf>,
+        /// The first line of FILE is the signing key's password
+        /// [env: EDEPLOY_SIGN_PASSWORD_FILE].
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Sign an upgrade path's metadata files (run on the server).
+    ///
+    /// Writes NAME.minisig beside each of exclude, add_only, pre and post in
+    /// METADATA/FROM/ROLE/TO, the trusted comment naming the upgrade path (upgrade:FROM/ROLE/TO).
+    SignMetadata {
+        /// The upgrade path's directory, METADATA/FROM/ROLE/TO.
+        dir: PathBuf,
+        /// The minisign secret key [env: EDEPLOY_SIGN_KEY].
+        #[arg(long, value_name = "SECRET_KEY")]
+        sign_key: Option<PathBuf>,
+        /// The first line of FILE is the key's password [env: EDEPLOY_SIGN_PASSWORD_FILE].
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
     },
     /// Print the installed version.
     Version,

@@ -91,3 +91,24 @@ pub fn download(url: &str, dest: &Path, root: &Path) -> Result<u64> {
     )?;
     Ok(total)
 }
+
+/// Fetches a small file (a signature) into memory: `None` when the
+/// server has none (HTTP 404), an error when it is larger than `max`
+/// bytes or cannot be fetched. `https://` as [`download`].
+pub fn fetch_small(url: &str, max: usize, root: &Path) -> Result<Option<Vec<u8>>> {
+    let mut resp = match client(root).get(url) {
+        Ok(r) => r,
+        Err(NetError::Status { status: 404, .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut buf = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("{url}: the transfer broke"))?;
+    if buf.len() > max {
+        bail!("{url}: larger than {max} bytes");
+    }
+    Ok(Some(buf))
+}

@@ -13,6 +13,8 @@
 //!   parallel;
 //! - [`verify`]: the host against its version, offline or via rsync;
 //! - [`pack`]: the operator's side: `.edeploy` archive, manifest, deltas;
+//! - [`signed`]: their signatures, written by the operator and checked
+//!   by the host against the keys it trusts;
 //! - [`upgrade`] and [`http`]: upgrades over plain HTTP from one static
 //!   delta archive ([`crate::archive::delta`]), applied under a journal,
 //!   with rollback.
@@ -28,5 +30,6 @@ pub mod itemize;
 pub mod meta;
 pub mod pack;
 pub mod rsync;
+pub mod signed;
 pub mod upgrade;
 pub mod verify;

@@ -12,6 +12,11 @@
 //! - for each `--from FROM`, `ROLE-FROM-VERS.delta` (see
 //!   [`crate::archive::delta`]), from `DIR/FROM/ROLE-FROM.manifest` and the
 //!   metadata in `--metadata MDIR` (`MDIR/FROM/ROLE/VERS/`).
+//!
+//! With a signing key ([`pack_signed`]), each of them gets its detached
+//! signature beside it (`FILE.minisig`, the in-tree copy of the manifest
+//! too), and so does each metadata file of the upgrade paths packed
+//! ([`super::signed::sign_metadata`]).
 
 use super::exclude::Rules;
 use super::meta::Metadata;
@@ -19,6 +24,7 @@ use crate::archive::delta;
 use crate::archive::layout;
 use crate::archive::manifest::{Kind, Manifest};
 use crate::archive::write::write_archive;
+use crate::trust::SigningKey;
 use anyhow::{Context, Result};
 use std::fs;
 use std::io::Write;
@@ -35,7 +41,7 @@ pub struct PackOptions {
     pub metadata: Option<PathBuf>,
 }
 
-/// Packs the tree at `tree`.
+/// Packs the tree at `tree`, unsigned.
 pub fn pack(
     out: &mut dyn Write,
     tree: &Path,
@@ -43,6 +49,42 @@ pub fn pack(
     version: &str,
     install: &Path,
     opts: &PackOptions,
+) -> Result<Manifest> {
+    pack_signed(out, tree, role, version, install, opts, None)
+}
+
+/// Signs `path` with `key` when there is one, saying so on `out`;
+/// without a key, removes a signature left by an earlier pack (it no
+/// longer matches).
+fn sign(out: &mut dyn Write, key: Option<&SigningKey>, path: &Path) -> Result<()> {
+    match key {
+        Some(key) => {
+            let sig = super::signed::sign_file(key, path, &[])?;
+            writeln!(out, "{} (key {})", sig.display(), key.id())?;
+        }
+        None => {
+            let stale = crate::trust::signature_path(path);
+            match fs::remove_file(&stale) {
+                Ok(()) => writeln!(out, "{}: removed (stale)", stale.display())?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{}: cannot remove", stale.display()))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`pack`], every file written signed by `key` when there is one.
+pub fn pack_signed(
+    out: &mut dyn Write,
+    tree: &Path,
+    role: &str,
+    version: &str,
+    install: &Path,
+    opts: &PackOptions,
+    key: Option<&SigningKey>,
 ) -> Result<Manifest> {
     let dir = layout::repo_version(install, version);
     fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -57,7 +99,12 @@ pub fn pack(
     let name = layout::manifest_name(role, version);
     let path = dir.join(&name);
     m.save(&path)?;
-    m.save(&in_tree.join(&name))?;
+    sign(out, key, &path)?;
+    let in_tree_copy = in_tree.join(&name);
+    m.save(&in_tree_copy)?;
+    // Signed in place, so a host installed from the tree can check its
+    // local manifest (the manifest leaves its own directory out).
+    sign(&mut std::io::sink(), key, &in_tree_copy)?;
     let files = m.entries.iter().filter(|e| e.kind == Kind::File).count();
     writeln!(
         out,
@@ -70,6 +117,7 @@ pub fn pack(
         let a = layout::repo_archive(install, role, version);
         write_archive(tree, &a)?;
         writeln!(out, "{}", a.display())?;
+        sign(out, key, &a)?;
     }
     for from in &opts.from {
         let old = Manifest::load(&layout::repo_manifest(install, role, from))
@@ -82,6 +130,12 @@ pub fn pack(
             .join(role)
             .join(version);
         let meta = Metadata::load(&mdir, &format!("upgrade {role} {from} -> {version}"))?;
+        if let Some(key) = key {
+            let upgrade = format!("{from}/{role}/{version}");
+            for sig in super::signed::sign_metadata_of(key, &mdir, &upgrade)? {
+                writeln!(out, "{} (key {})", sig.display(), key.id())?;
+            }
+        }
         let dest = dir.join(layout::delta_name(role, from, version));
         let idx = delta::write(&old, &m, tree, &meta, &dest)?;
         let size = fs::metadata(&dest).map(|md| md.len()).unwrap_or(0);
@@ -93,6 +147,7 @@ pub fn pack(
             idx.content.len(),
             idx.deleted.len()
         )?;
+        sign(out, key, &dest)?;
     }
     Ok(m)
 }

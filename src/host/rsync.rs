@@ -10,7 +10,9 @@ use super::conf::Conf;
 use super::exclude::{BUILTIN, VERIFY_IGNORED};
 use super::itemize::{parse_itemized, parse_listing_dirs, Change, What};
 use super::meta::{self, Metadata, ScriptEnd};
+use super::signed::HostTrust;
 use crate::archive::layout;
+use crate::archive::manifest::Manifest;
 use crate::exec::{CmdLine, CmdOutput, Exec};
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -189,8 +191,9 @@ fn missing_add_only(root: &Path, meta: &Metadata) -> Vec<String> {
         .collect()
 }
 
-/// A scratch directory removed on drop (test-upgrade changes nothing on
-/// the host, so its metadata copy lives outside the root).
+/// A scratch directory removed on drop, outside the root: test-upgrade
+/// changes nothing on the host, and an upgrade keeps nothing it fetched
+/// before it is checked.
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -199,11 +202,15 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "edeploy-test-upgrade-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let dir =
+            std::env::temp_dir().join(format!("edeploy-upgrade-{}-{nanos}", std::process::id()));
+        // Made here, readable and writable by this user alone: what is
+        // checked in it cannot be swapped before it is used.
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
         Ok(Scratch(dir))
     }
 }
@@ -250,10 +257,11 @@ fn sync_args(server: &Server, meta: &Metadata, role: &str, to: &str, root: &Path
     args
 }
 
-/// `edeploy upgrade TO` over rsync: fetch the metadata into
-/// `ROOT/var/lib/edeploy/TO/`, run `pre`, sync the tree, add the missing
-/// `add_only` paths, fetch the manifest, run `post`, record the version,
-/// reboot when `post` asks.
+/// `edeploy upgrade TO` over rsync: fetch the metadata and TO's manifest
+/// to a scratch directory and check their signatures, keep the metadata
+/// in `ROOT/var/lib/edeploy/TO/`, run `pre`, sync the tree, add the
+/// missing `add_only` paths, check the tree against the manifest, install
+/// the manifest, run `post`, record the version, reboot when `post` asks.
 pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> Result<SyncOutcome> {
     let conf = Conf::load(root)?;
     let server = Server::from_conf(&conf)?;
@@ -265,8 +273,25 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
              or undo it with `edeploy rollback` first"
         );
     }
+    let trust = HostTrust::load(root, &conf)?;
     writeln!(out, "upgrading {role} from {from} to {to} over rsync")?;
-    let meta = fetch_metadata(exec, &server, &from, &role, to, &meta_dir)?;
+    // Everything fetched lands outside the root and is checked before
+    // anything is kept, run or synced.
+    let scratch = Scratch::new()?;
+    let meta_scratch = scratch.0.join("metadata");
+    fetch_metadata(exec, &server, &from, &role, to, &meta_scratch)?;
+    let refusing = "refusing the upgrade; nothing was changed";
+    trust
+        .check_metadata(
+            &meta_scratch,
+            &format!("{from}/{role}/{to}"),
+            &server.metadata_url(&from, &role, Some(to)),
+        )
+        .context(refusing)?;
+    let manifest =
+        fetch_manifest(exec, out, &server, &trust, &scratch.0, &role, to).context(refusing)?;
+    keep_metadata(&meta_scratch, &meta_dir)?;
+    let meta = Metadata::load(&meta_dir, &format!("upgrade {role} {from} -> {to}"))?;
     if let Some(pre) = &meta.pre {
         meta::run_script(exec, out, root, pre, &role, &from, to)?;
     }
@@ -301,7 +326,38 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
             }
         }
     }
-    fetch_manifest(exec, out, &server, root, &role, to)?;
+    if let Some(m) = &manifest {
+        let diffs = check_synced(out, root, m, to)?;
+        if let (Some(diffs), false) = (&diffs, trust.policy.require) {
+            // As before signatures: the upgrade goes on, and says so.
+            eprintln!(
+                "edeploy: WARNING: INCONSISTENT TREE: the tree synced from {} does not match \
+                 its manifest {} ({diffs}); going on, as signatures are not required here \
+                 (`edeploy verify` shows the differences)",
+                server.tree_url(to, &role),
+                m.url
+            );
+        } else if let Some(diffs) = diffs {
+            let after = match sync_back(exec, out, &server, &trust, root, &meta, &role, &from) {
+                Ok(()) => format!(
+                    "the tree was synced back from {} and matches this host's manifest of \
+                     {from} again (pre ran: start again what it stopped)",
+                    server.tree_url(&from, &role)
+                ),
+                Err(e) => format!(
+                    "this host now holds a mix of {from} and {to}, and could not be put back \
+                     ({e:#}): fix the server and run `edeploy upgrade {to}` again, or reinstall"
+                ),
+            };
+            bail!(
+                "INCONSISTENT TREE: the tree synced from {} does not match its manifest {} \
+                 ({diffs}); post was not run and {role} is still recorded at {from}; {after}",
+                server.tree_url(to, &role),
+                m.url,
+            );
+        }
+        install_manifest(root, &m.path, &role, to)?;
+    }
     if let Some(post) = &meta.post {
         outcome.reboot =
             meta::run_script(exec, out, root, post, &role, &from, to)? == ScriptEnd::RebootNeeded;
@@ -316,34 +372,190 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
     Ok(outcome)
 }
 
-/// Fetches `ROLE-TO.manifest` for offline verification; a server without
-/// manifests is fine (verify then asks the server).
+/// Replaces `dest` by the metadata files of `src` and their signatures
+/// (what `rsync -a --delete` into it did before).
+fn keep_metadata(src: &Path, dest: &Path) -> Result<()> {
+    let _ = fs::remove_dir_all(dest);
+    fs::create_dir_all(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
+    for e in fs::read_dir(src).with_context(|| format!("{}: cannot list", src.display()))? {
+        let e = e.with_context(|| format!("{}: cannot list", src.display()))?;
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            fs::copy(e.path(), dest.join(e.file_name()))
+                .with_context(|| format!("{}: cannot copy", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// TO's manifest, fetched and checked.
+struct Fetched {
+    manifest: Manifest,
+    /// Where it was fetched (its signature beside it, when there is one).
+    path: PathBuf,
+    url: String,
+}
+
+impl std::ops::Deref for Fetched {
+    type Target = Manifest;
+    fn deref(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+/// Whether an rsync error says the source does not exist.
+fn is_absent(e: &anyhow::Error) -> bool {
+    let t = e.to_string();
+    t.contains("No such file or directory") || t.contains("link_stat")
+}
+
+/// Fetches `RPATH/TO/ROLE-TO.manifest` and its signature into `dir` and
+/// checks them. Without a manifest on the server: refused when
+/// signatures are required, else a note (the synced tree is then not
+/// checked, and verify asks the server).
 fn fetch_manifest(
     exec: &dyn Exec,
     out: &mut dyn Write,
     server: &Server,
-    root: &Path,
+    trust: &HostTrust,
+    dir: &Path,
     role: &str,
     to: &str,
-) -> Result<()> {
-    let dir = layout::manifest_dir(root);
-    fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let res = rsync(
-        exec,
-        server,
-        vec![
-            "-t".into(),
-            server.manifest_url(to, role),
-            format!("{}/", dir.display()),
-        ],
-    );
-    if let Err(e) = res {
+) -> Result<Option<Fetched>> {
+    let url = server.manifest_url(to, role);
+    let get = |src: String| {
+        rsync(
+            exec,
+            server,
+            vec!["-t".into(), src, format!("{}/", dir.display())],
+        )
+    };
+    if let Err(e) = get(url.clone()) {
+        if trust.policy.require {
+            return Err(e.context(format!(
+                "{url}: cannot fetch the manifest of {role} {to}, which signatures are \
+                 required to check ({})",
+                trust.keys()
+            )));
+        }
         writeln!(
             out,
-            "note: no manifest for {role} {to} on the server ({e}); verify will compare with the server"
+            "note: no manifest for {role} {to} on the server ({e}); the synced tree is not \
+             checked and verify will compare with the server"
         )?;
+        return Ok(None);
     }
+    let sig_url = format!("{url}.{}", crate::trust::SIGNATURE_EXT);
+    match get(sig_url.clone()) {
+        Ok(_) => {}
+        Err(e) if is_absent(&e) => {}
+        Err(e) => return Err(e.context(format!("{sig_url}: cannot fetch"))),
+    }
+    let path = dir.join(layout::manifest_name(role, to));
+    if let Some(g) = trust.check_file(&path, &url)? {
+        writeln!(out, "{url}: signature by key {} is good", g.key)?;
+    }
+    let manifest = Manifest::load(&path)?;
+    if manifest.role != role || manifest.version != to {
+        bail!(
+            "{url}: a manifest of {} {}, not of {role} {to}",
+            manifest.role,
+            manifest.version
+        );
+    }
+    Ok(Some(Fetched {
+        manifest,
+        path,
+        url,
+    }))
+}
+
+/// Checks the synced tree against TO's manifest (as `verify` does, with
+/// TO's `exclude` and `add_only` left out) before `post` runs and the
+/// version is recorded. Returns the differences, summed up, when there
+/// are any (each written to `out`).
+fn check_synced(out: &mut dyn Write, root: &Path, m: &Fetched, to: &str) -> Result<Option<String>> {
+    let report = super::verify::offline(root, m, &super::verify::skip_rules(root, to), &m.url)?;
+    if report.is_clean() {
+        writeln!(out, "the synced tree matches {}", m.url)?;
+        return Ok(None);
+    }
+    write!(out, "{}", report.render())?;
+    let n = report.differences.len();
+    let mut paths: Vec<String> = report
+        .differences
+        .iter()
+        .take(10)
+        .map(|d| format!("/{}", d.path))
+        .collect();
+    if n > paths.len() {
+        paths.push(format!("and {} more", n - paths.len()));
+    }
+    Ok(Some(format!(
+        "{n} difference{}: {}",
+        if n == 1 { "" } else { "s" },
+        paths.join(", ")
+    )))
+}
+
+/// After a sync that does not match TO's manifest: syncs FROM's tree
+/// back, with the same filters, and checks it against this host's own
+/// manifest of FROM (its signature checked as `verify` does). Ok when the
+/// host is FROM again.
+#[allow(clippy::too_many_arguments)]
+fn sync_back(
+    exec: &dyn Exec,
+    out: &mut dyn Write,
+    server: &Server,
+    trust: &HostTrust,
+    root: &Path,
+    meta: &Metadata,
+    role: &str,
+    from: &str,
+) -> Result<()> {
+    let local = layout::manifest_path(root, role, from);
+    let what = local.display().to_string();
+    if !local.is_file() {
+        bail!("nothing to check a sync back against: {what} is missing");
+    }
+    trust.check_file(&local, &what)?;
+    let m = Manifest::load(&local)?;
+    writeln!(out, "syncing {} back", server.tree_url(from, role))?;
+    rsync(exec, server, sync_args(server, meta, role, from, root))
+        .context("syncing the tree back")?;
+    let mut skip = super::verify::skip_rules(root, from);
+    skip.extend(&meta.exclude);
+    let add_only: Vec<String> = meta.add_only.iter().map(|a| format!("/{a}")).collect();
+    skip.extend(&super::exclude::Rules::excluding(&add_only));
+    let report = super::verify::offline(root, &m, &skip, &what)?;
+    if !report.is_clean() {
+        write!(out, "{}", report.render())?;
+        bail!(
+            "synced back, the tree still differs from {what} in {} paths",
+            report.differences.len()
+        );
+    }
+    writeln!(out, "the tree matches {what} again")?;
     Ok(())
+}
+
+/// Puts the checked manifest (and its signature, when it has one) in
+/// `ROOT/var/lib/edeploy/manifests/`, for offline `verify`.
+fn install_manifest(root: &Path, fetched: &Path, role: &str, to: &str) -> Result<()> {
+    let dest = layout::manifest_path(root, role, to);
+    if let Some(d) = dest.parent() {
+        fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
+    }
+    let text = fs::read(fetched).with_context(|| format!("{}: cannot read", fetched.display()))?;
+    crate::persist::write_atomic(&dest, &text)?;
+    let sig = crate::trust::signature_path(fetched);
+    let dest_sig = crate::trust::signature_path(&dest);
+    match fs::read(&sig) {
+        Ok(s) => crate::persist::write_atomic(&dest_sig, &s),
+        Err(_) => {
+            let _ = fs::remove_file(&dest_sig);
+            Ok(())
+        }
+    }
 }
 
 /// `edeploy test-upgrade TO`: the upgrade's sync as a dry run. Nothing on
@@ -357,8 +569,14 @@ pub fn test_upgrade(
     let conf = Conf::load(root)?;
     let server = Server::from_conf(&conf)?;
     let (from, role) = (conf.version()?.to_string(), conf.role()?.to_string());
+    let trust = HostTrust::load(root, &conf)?;
     let scratch = Scratch::new()?;
     let meta = fetch_metadata(exec, &server, &from, &role, to, &scratch.0)?;
+    trust.check_metadata(
+        &scratch.0,
+        &format!("{from}/{role}/{to}"),
+        &server.metadata_url(&from, &role, Some(to)),
+    )?;
     writeln!(
         out,
         "test-upgrade {role} from {from} to {to} (dry run: nothing is changed)"

@@ -18,7 +18,7 @@ use super::itemize::{Change, What};
 use super::meta;
 use crate::archive::layout;
 use crate::archive::manifest::{self, Entry, Kind, Manifest};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -392,6 +392,12 @@ pub fn verify_host(root: &Path, manifest_file: Option<&Path>) -> Result<VerifyRe
         Some(p) => p.to_path_buf(),
         None => layout::manifest_path(root, role, version),
     };
+    // The manifest's signature, beside it, when present or required.
+    let trust = super::signed::HostTrust::load(root, &conf)?;
+    let what = path.display().to_string();
+    trust
+        .check_file(&path, &what)
+        .context("refusing to verify against this manifest")?;
     let m = Manifest::load(&path)?;
     if m.role != role || m.version != version {
         anyhow::bail!(

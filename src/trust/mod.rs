@@ -599,6 +599,16 @@ impl FastKey {
 
 // --- end of fast signing
 
+impl SigningKey {
+    /// [`SigningKey::load`]: kept for the callers that read a key file
+    /// given on the command line; it also takes the unencrypted keys the
+    /// minisign 0.11 CLI writes with a checksum of zeros
+    /// ([`SigningKey::from_text`]).
+    pub fn load_file(path: &Path, password: Option<String>) -> Result<SigningKey, TrustError> {
+        SigningKey::load(path, password)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

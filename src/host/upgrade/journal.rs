@@ -178,9 +178,16 @@ pub(super) fn finish(
     staged: &Staged,
 ) -> Result<bool> {
     let Versions { role, from, to } = v;
-    staged
-        .target
-        .save(&crate::archive::layout::manifest_path(root, role, to))?;
+    let installed = crate::archive::layout::manifest_path(root, role, to);
+    staged.target.save(&installed)?;
+    // The server's signature of the manifest, checked when staged.
+    let sig = crate::trust::signature_path(&installed);
+    match fs::read(staged.dir.join(super::MANIFEST_SIG)) {
+        Ok(bytes) => crate::persist::write_atomic(&sig, &bytes)?,
+        Err(_) => {
+            let _ = fs::remove_file(&sig);
+        }
+    }
     let reboot = match &staged.meta.post {
         Some(post) => {
             meta::run_script(exec, out, root, post, role, from, to)? == ScriptEnd::RebootNeeded

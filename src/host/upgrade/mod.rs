@@ -135,8 +135,14 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
             if v.to == v.from {
                 bail!("{} is already at version {to}", v.role);
             }
-            let archive = fetch::fetch(root, &conf, &paths, &v, out)?;
-            stage::stage(&paths, &v, &archive)?
+            let fetched = fetch::fetch(root, &conf, &paths, &v, out)?;
+            let j = stage::stage(&paths, &v, &fetched.archive)?;
+            refuse_or(
+                keep_manifest_signature(root, &conf, &paths, &v, fetched.manifest_sig),
+                &paths,
+                &v,
+            )?;
+            j
         }
     };
     let staged = stage::Staged::load(&paths, &v)?;
@@ -160,6 +166,40 @@ pub fn upgrade(exec: &dyn Exec, out: &mut dyn Write, root: &Path, to: &str) -> R
     outcome.reboot = journal::finish(exec, out, root, &paths, &v, &staged)?;
     Ok(outcome)
 }
+
+/// Checks the server's signature of TO's manifest against the manifest
+/// the (authenticated) delta carries, and keeps it in the staging
+/// directory; [`journal::finish`] installs it beside the manifest, for
+/// `verify`.
+fn keep_manifest_signature(
+    root: &Path,
+    conf: &Conf,
+    paths: &Paths,
+    v: &Versions,
+    sig: Option<(String, String)>,
+) -> Result<()> {
+    let Some((sig, url)) = sig else {
+        return Ok(());
+    };
+    let trust = super::signed::HostTrust::load(root, conf)?;
+    let staging = paths.staging(&v.to);
+    let text = std::fs::read(staging.join("manifest"))?;
+    let name = crate::archive::layout::manifest_name(&v.role, &v.to);
+    let what = url
+        .strip_suffix(&format!(".{}", crate::trust::SIGNATURE_EXT))
+        .unwrap_or(&url);
+    trust.check_reader(
+        what,
+        std::io::Cursor::new(text),
+        Some(&sig),
+        &url,
+        Some(&name),
+    )?;
+    crate::persist::write_atomic(&staging.join(MANIFEST_SIG), sig.as_bytes())
+}
+
+/// The name of the target manifest's signature in the staging directory.
+const MANIFEST_SIG: &str = "manifest.minisig";
 
 /// `r`, or its error once the staged upgrade is forgotten (nothing on the
 /// host has changed yet).
