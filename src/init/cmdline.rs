@@ -120,6 +120,10 @@ pub struct Settings {
     pub health_time: u32,
     /// `BOOTORDER`: the UEFI install's entry first, or the order kept.
     pub bootorder: BootOrder,
+    /// `REQUIRE_SIGNATURES`: refuse what is unsigned (`Some(true)`), accept
+    /// it with a warning (`Some(false)`); unset, signatures are required
+    /// as soon as a key is trusted.
+    pub require_signatures: Option<bool>,
     /// The words between `|` markers, for the installed system.
     pub kept: Vec<String>,
     /// Deprecated variables that were translated, one sentence each.
@@ -149,6 +153,7 @@ impl Default for Settings {
             health: false,
             health_time: DEFAULT_HEALTH_TIME,
             bootorder: BootOrder::First,
+            require_signatures: None,
             kept: Vec::new(),
             warnings: Vec::new(),
         }
@@ -388,6 +393,11 @@ const KEYS: &[Key] = &[
             let orders = [("first", BootOrder::First), ("keep", BootOrder::Keep)];
             choice(k, v, &orders).map(|o| s.bootorder = o)
         },
+    },
+    Key {
+        name: "REQUIRE_SIGNATURES",
+        doc: "`1`: refuse anything unsigned; `0`: accept it with a warning. Unset: required as soon as the initrd trusts a key.",
+        set: |s, k, v| flag(k, v).map(|b| s.require_signatures = Some(b)),
     },
 ];
 

@@ -1,0 +1,312 @@
+//! Checking a tree, entry by entry, against the manifest it was signed
+//! with: what the installer does while it unpacks a `.edeploy` archive
+//! ([`super::unpack::unpack_checked`]) and once rsync has copied a tree
+//! ([`Expected::check_tree`]).
+//!
+//! Every entry must be in the manifest with the same type, mode (not for
+//! symlinks: Linux ignores theirs), owner, group, link target, device
+//! numbers and, for files, the same size and SHA-256; an entry not in the
+//! manifest, or given twice, is refused; at the end every entry of the
+//! manifest must have been seen. The root itself is not in a manifest
+//! (an archive's `./` entry is accepted and changes nothing).
+//!
+//! One exception, because the packer puts it there: the manifest's own
+//! directory ([`layout::MANIFESTS`]) is left out of the manifest, and the
+//! tree holds the manifest itself in it
+//! (`var/lib/edeploy/manifests/ROLE-VERS.manifest`). That directory is
+//! accepted, and in it only that file, whose bytes must be those of the
+//! signed manifest; anything else there is an entry not in the manifest.
+//!
+//! Every refusal names the artifact (`what`, a URL or a path) and who
+//! vouches for the manifest (`signer`, e.g. "the signed manifest of key
+//! 0123456789ABCDEF").
+
+use super::layout;
+use super::manifest::{self, hex, Entry, Kind, Manifest};
+use anyhow::{anyhow, bail, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Component, Path};
+
+/// What a tree must hold, and what has been seen of it so far.
+pub struct Expected {
+    manifest: Manifest,
+    seen: Vec<bool>,
+    /// Entries that are files whose content was hashed and matched.
+    content_ok: Vec<bool>,
+    /// `var/lib/edeploy/manifests/ROLE-VERS.manifest`: its size and hash.
+    own_path: String,
+    own_size: u64,
+    own_sha256: String,
+    /// The artifact, for messages.
+    pub what: String,
+    /// Who vouches for the manifest, for messages.
+    pub signer: String,
+}
+
+/// Where an entry of the tree stands against the manifest, once its
+/// header is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The manifest's entry number `0`.
+    Listed(usize),
+    /// The manifest's own file in the tree.
+    OwnManifest,
+    /// The manifest's own directory, or the root: nothing to check.
+    Free,
+}
+
+/// A tree path as the manifest writes it: `Normal` components joined by
+/// `/` (a leading `/` or `./`, a trailing `/` dropped); `None` with a
+/// `..` or a name that is not UTF-8.
+pub fn normal_path(path: &Path) -> Option<String> {
+    let mut out = String::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => {
+                if !out.is_empty() {
+                    out.push('/');
+                }
+                out.push_str(p.to_str()?);
+            }
+            Component::ParentDir => return None,
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+        }
+    }
+    Some(out)
+}
+
+fn octal(m: u32) -> String {
+    format!("{m:04o}")
+}
+
+impl Expected {
+    /// `manifest` as read from `manifest_text` (the signed bytes), for the
+    /// artifact `what`, vouched for by `signer`.
+    pub fn new(manifest: Manifest, manifest_text: &[u8], what: &str, signer: &str) -> Expected {
+        let n = manifest.entries.len();
+        let own_path = format!(
+            "{}/{}",
+            layout::MANIFESTS,
+            layout::manifest_name(&manifest.role, &manifest.version)
+        );
+        Expected {
+            manifest,
+            seen: vec![false; n],
+            content_ok: vec![false; n],
+            own_path,
+            own_size: manifest_text.len() as u64,
+            own_sha256: hex(&Sha256::digest(manifest_text)),
+            what: what.to_string(),
+            signer: signer.to_string(),
+        }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn refuse(&self, path: &str, why: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!(
+            "{}: entry {path} {why} (checked against {})",
+            self.what,
+            self.signer
+        )
+    }
+
+    fn says(&self, path: &str, what: &str, found: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!(
+            "{}: entry {path} has {found} where {} says {what}",
+            self.what,
+            self.signer
+        )
+    }
+
+    /// Checks the header of the entry at `path` (normalized), as `found`
+    /// describes it (its `sha256` unused: the content comes after).
+    pub fn header(&mut self, path: &str, found: &Entry) -> Result<Slot> {
+        if path.is_empty() {
+            // The root: a manifest does not list it.
+            if found.kind != Kind::Dir {
+                return Err(self.refuse("/", format!("is a {}", found.kind.name())));
+            }
+            return Ok(Slot::Free);
+        }
+        let Ok(i) = self
+            .manifest
+            .entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+        else {
+            if path == layout::MANIFESTS && found.kind == Kind::Dir {
+                return Ok(Slot::Free);
+            }
+            if path == self.own_path && found.kind == Kind::File {
+                if found.size != self.own_size {
+                    return Err(self.says(
+                        path,
+                        &format!("size {} (the manifest itself)", self.own_size),
+                        format!("size {}", found.size),
+                    ));
+                }
+                return Ok(Slot::OwnManifest);
+            }
+            return Err(self.refuse(path, "is not in the manifest"));
+        };
+        if self.seen[i] {
+            return Err(self.refuse(path, "appears twice"));
+        }
+        self.seen[i] = true;
+        let exp = &self.manifest.entries[i];
+        if exp.kind != found.kind {
+            return Err(self.says(
+                path,
+                &format!("a {}", exp.kind.name()),
+                format!("type {}", found.kind.name()),
+            ));
+        }
+        if exp.kind != Kind::Symlink && exp.mode != found.mode {
+            return Err(self.says(
+                path,
+                &format!("mode {}", octal(exp.mode)),
+                format!("mode {}", octal(found.mode)),
+            ));
+        }
+        if exp.uid != found.uid || exp.gid != found.gid {
+            return Err(self.says(
+                path,
+                &format!("owner {}:{}", exp.uid, exp.gid),
+                format!("owner {}:{}", found.uid, found.gid),
+            ));
+        }
+        match exp.kind {
+            Kind::File if exp.size != found.size => {
+                return Err(self.says(
+                    path,
+                    &format!("size {}", exp.size),
+                    format!("size {}", found.size),
+                ))
+            }
+            Kind::Symlink if exp.target != found.target => {
+                return Err(self.says(
+                    path,
+                    &format!("link target {:?}", exp.target.as_deref().unwrap_or("")),
+                    format!(
+                        "link target {:?}",
+                        found.target.as_deref().unwrap_or_default()
+                    ),
+                ))
+            }
+            Kind::Char | Kind::Block if exp.rdev != found.rdev => {
+                return Err(self.says(
+                    path,
+                    &format!("device {}", exp.rdev.unwrap_or(0)),
+                    format!("device {}", found.rdev.unwrap_or(0)),
+                ))
+            }
+            _ => {}
+        }
+        Ok(Slot::Listed(i))
+    }
+
+    /// Checks the SHA-256 (hex) of the content of the file at `slot`.
+    pub fn content(&mut self, path: &str, slot: Slot, sha256: &str) -> Result<()> {
+        let want = match slot {
+            Slot::Listed(i) => self.manifest.entries[i].sha256.clone().unwrap_or_default(),
+            Slot::OwnManifest => self.own_sha256.clone(),
+            Slot::Free => return Ok(()),
+        };
+        if want != sha256 {
+            return Err(self.says(path, &format!("sha256 {want}"), format!("sha256 {sha256}")));
+        }
+        if let Slot::Listed(i) = slot {
+            self.content_ok[i] = true;
+        }
+        Ok(())
+    }
+
+    /// Checks a hard link `path` to `target` (both normalized): both are
+    /// the same file in the manifest (size, hash, mode, owner), and the
+    /// target's content was checked already.
+    pub fn hard_link(&mut self, path: &str, target: &str) -> Result<()> {
+        let find = |p: &str| {
+            self.manifest
+                .entries
+                .binary_search_by(|e| e.path.as_str().cmp(p))
+                .ok()
+        };
+        let Some(i) = find(path) else {
+            return Err(self.refuse(path, "is not in the manifest"));
+        };
+        let Some(t) = find(target).filter(|&t| self.content_ok[t]) else {
+            return Err(self.refuse(
+                path,
+                format!("is a hard link to {target}, which is not a file checked before it"),
+            ));
+        };
+        if self.seen[i] {
+            return Err(self.refuse(path, "appears twice"));
+        }
+        self.seen[i] = true;
+        let (e, f) = (&self.manifest.entries[i], &self.manifest.entries[t]);
+        let same = e.kind == Kind::File
+            && e.size == f.size
+            && e.sha256 == f.sha256
+            && e.mode == f.mode
+            && e.uid == f.uid
+            && e.gid == f.gid;
+        if !same {
+            return Err(self.refuse(
+                path,
+                format!(
+                    "is a hard link to {target}, which the manifest does not list as the same file"
+                ),
+            ));
+        }
+        self.content_ok[i] = true;
+        Ok(())
+    }
+
+    /// Every entry of the manifest has been seen.
+    pub fn finish(&self) -> Result<()> {
+        let missing: Vec<&str> = self
+            .seen
+            .iter()
+            .zip(&self.manifest.entries)
+            .filter(|(s, _)| !**s)
+            .map(|(_, e)| e.path.as_str())
+            .collect();
+        if let Some(first) = missing.first() {
+            bail!(
+                "{}: entry {first} is missing{} (checked against {})",
+                self.what,
+                match missing.len() {
+                    1 => String::new(),
+                    n => format!(", and {} more", n - 1),
+                },
+                self.signer
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the whole tree at `root` (a copy, e.g. by rsync): every
+    /// entry's metadata, then every file's hash (on
+    /// [`manifest::workers`] threads), then what is missing.
+    pub fn check_tree(&mut self, root: &Path) -> Result<()> {
+        let found = manifest::scan(root, &manifest::KeepAll, false)
+            .map_err(|e| anyhow!("{}: {e:#} (checked against {})", self.what, self.signer))?;
+        let mut files: Vec<(String, Slot)> = Vec::new();
+        for f in &found {
+            let slot = self.header(&f.path, f)?;
+            if f.kind == Kind::File {
+                files.push((f.path.clone(), slot));
+            }
+        }
+        let paths: Vec<_> = files.iter().map(|(p, _)| root.join(p)).collect();
+        let hashes = manifest::hash_paths(&paths, manifest::workers());
+        for ((path, slot), h) in files.into_iter().zip(hashes) {
+            let h = h.map_err(|e| self.refuse(&path, format!("cannot be read: {e}")))?;
+            self.content(&path, slot, &h)?;
+        }
+        self.finish()
+    }
+}
