@@ -1415,3 +1415,84 @@ fn assert_in_order(s: &str, steps: &[&str]) {
         last = at;
     }
 }
+
+/// A node whose initrd trusts a key installs only the tree whose manifest
+/// that key signed: an unsigned one ends in ONFAILURE with nothing in
+/// /chroot and no boot loader; once signed (manifest and archive, the
+/// tree has extended attributes), the same tree installs.
+#[test]
+fn a_node_that_trusts_a_key_installs_only_the_signed_tree() {
+    use edeploy::archive::manifest::{KeepAll, Manifest};
+    use edeploy::trust::{SigningKey, TRUSTED_DIR};
+    let tarball = edeploy_tarball();
+    let site = site(Vec::new(), &tarball);
+    // The tree's manifest, as `edeploy pack` would list it.
+    let tree = tempfile::tempdir().expect("tempdir");
+    edeploy::archive::unpack::unpack_verified(&tarball[..], None, tree.path(), "t", |_| {})
+        .expect("unpack");
+    let m = Manifest::build(tree.path(), "base", "D12-1.0.0", &KeepAll).expect("manifest");
+    let mpath = site.path("www/install/D12-1.0.0/base-D12-1.0.0.manifest");
+    m.save(&mpath).expect("save");
+    let (key, public, _) = SigningKey::generate().expect("a key");
+    let trusting_node = || {
+        let node = fake_node(&base_cmdline(&site));
+        write(node.path(), &format!("{TRUSTED_DIR}/ops.pub"), &public);
+        node
+    };
+
+    let node = trusting_node();
+    let root = node.path();
+    let r = run(root, &Node::new(root));
+    let reason = r.report.result.clone().expect_err("unsigned: refused");
+    let murl = format!(
+        "http://127.0.0.1:{}/install/D12-1.0.0/base-D12-1.0.0.manifest",
+        site.port
+    );
+    assert!(
+        reason.contains(&format!("{murl}: no signature ({murl}.minisig)")),
+        "{reason}"
+    );
+    assert_eq!(r.report.action, Action::Halt);
+    assert!(!r.commands.iter().any(|c| c.contains("grub-install")));
+    assert_eq!(
+        fs::read_dir(root.join("chroot")).expect("chroot").count(),
+        0
+    );
+    assert!(
+        r.screen
+            .contains(&format!("edeploy: install failed: {murl}: no signature")),
+        "{}",
+        r.screen
+    );
+
+    key.sign_file(&mpath).expect("sign the manifest");
+    key.sign_file(&site.path(TREE)).expect("sign the archive");
+    site.hand_over();
+    let node = trusting_node();
+    let root = node.path();
+    let r = run(root, &Node::new(root));
+    assert!(
+        r.report.result.is_ok(),
+        "{:?}\n{}",
+        r.report.result,
+        r.screen
+    );
+    assert!(
+        r.screen.contains(&format!(
+            "{murl}: {} entries, the signed manifest of key {}",
+            m.entries.len(),
+            key.id()
+        )),
+        "{}",
+        r.screen
+    );
+    assert!(
+        r.screen.contains(&format!(
+            "base-D12-1.0.0.edeploy: signed by key {}",
+            key.id()
+        )),
+        "{}",
+        r.screen
+    );
+    assert!(root.join("chroot/bin/hello").exists());
+}

@@ -593,3 +593,53 @@ fn a_missing_or_untrusted_signature_is_refused_over_rsync() {
         &format!("not trusted here (trusted: {})", r.key.id()),
     ]);
 }
+
+// ------------------------------------------------------ extended attributes
+
+/// Extended attributes are not in a manifest: over HTTP they come only
+/// from an archive whose own signature is checked.
+#[test]
+fn extended_attributes_need_the_archives_own_signature() {
+    use edeploy::archive::xattr::{set_xattr, xattrs};
+    let h = Http::start();
+    set_xattr(
+        &h.tree().join("usr/bin/tool"),
+        b"user.note",
+        b"signed along",
+    )
+    .expect("xattr");
+    h.repack_archive();
+    let root = node(&h.key);
+    let (result, console) = h.run(root.path(), "");
+    result.unwrap_or_else(|e| panic!("{e:#}\n{console}"));
+    assert_eq!(
+        xattrs(&root.path().join("chroot/usr/bin/tool")).expect("xattrs"),
+        vec![(b"user.note".to_vec(), b"signed along".to_vec())]
+    );
+
+    fs::remove_file(signature_path(&h.archive())).expect("rm");
+    h.refused(
+        "",
+        &[
+            &format!(
+                "{}: entry usr/bin/tool carries the extended attribute user.note",
+                h.url()
+            ),
+            &format!("there is no {}.minisig", h.url()),
+        ],
+    );
+}
+
+#[test]
+fn extended_attributes_are_refused_over_rsync() {
+    use edeploy::archive::xattr::set_xattr;
+    let r = Rsync::start();
+    set_xattr(&r.tree().join("usr/bin/tool"), b"user.note", b"x").expect("xattr");
+    r.refused(&[
+        &format!(
+            "{}: entry usr/bin/tool carries the extended attribute user.note",
+            r.url()
+        ),
+        "serve the tree over HTTP",
+    ]);
+}

@@ -23,6 +23,7 @@
 
 use super::layout;
 use super::manifest::{self, hex, Entry, Kind, Manifest};
+use super::xattr;
 use anyhow::{anyhow, bail, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Component, Path};
@@ -41,6 +42,12 @@ pub struct Expected {
     pub what: String,
     /// Who vouches for the manifest, for messages.
     pub signer: String,
+    /// Whether entries may carry extended attributes, which a manifest
+    /// does not list: only when something else vouches for them (the
+    /// archive's own signature), or nothing is required.
+    pub xattrs_allowed: bool,
+    /// Why they are not, for the refusal.
+    pub xattrs_why: String,
 }
 
 /// Where an entry of the tree stands against the manifest, once its
@@ -98,6 +105,23 @@ impl Expected {
             own_sha256: hex(&Sha256::digest(manifest_text)),
             what: what.to_string(),
             signer: signer.to_string(),
+            xattrs_allowed: false,
+            xattrs_why: "nothing else vouches for them".into(),
+        }
+    }
+
+    /// Refuses extended attributes (`names`) on the entry at `path` unless
+    /// they are allowed.
+    pub fn check_xattrs(&self, path: &str, names: &[String]) -> Result<()> {
+        match names.first() {
+            Some(first) if !self.xattrs_allowed => Err(self.refuse(
+                path,
+                format!(
+                    "carries the extended attribute {first}, which a manifest does not list: {}",
+                    self.xattrs_why
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -297,6 +321,13 @@ impl Expected {
         let mut files: Vec<(String, Slot)> = Vec::new();
         for f in &found {
             let slot = self.header(&f.path, f)?;
+            if !self.xattrs_allowed {
+                let names: Vec<String> = xattr::xattrs(&root.join(&f.path))?
+                    .into_iter()
+                    .map(|(n, _)| String::from_utf8_lossy(&n).into_owned())
+                    .collect();
+                self.check_xattrs(&f.path, &names)?;
+            }
             if f.kind == Kind::File {
                 files.push((f.path.clone(), slot));
             }

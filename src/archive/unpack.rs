@@ -235,6 +235,10 @@ fn unpack_entries<R: Read>(
             let rel = staged_path(Path::new(""), &p).unwrap_or_default();
             place::check_reserved(&rel).with_context(|| name.to_string())?;
         }
+        if let (Some(x), Some(p)) = (expected.as_deref(), pax.as_deref()) {
+            let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            x.check_xattrs(&shown, &xattr_names(p))?;
+        }
         let mut checked = match expected.as_deref_mut() {
             Some(x) => check_header(x, &mut entry)?.map(|(path, slot)| Checking { x, path, slot }),
             None => None,
@@ -462,6 +466,17 @@ impl Fast {
         }
         Ok(true)
     }
+}
+
+/// The names of the extended attributes among PAX records (a bad record
+/// is refused when the attributes are set).
+fn xattr_names(pax: &[u8]) -> Vec<String> {
+    pax::records(pax)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix(pax::XATTR_KEY))
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
 }
 
 /// An entry being checked against the manifest: where it stands there.

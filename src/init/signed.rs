@@ -195,6 +195,14 @@ pub fn install_http(
             None
         }
     };
+    if let Some(x) = expected.as_mut() {
+        x.xattrs_allowed = archive_sig.is_some() || !policy.require;
+        x.xattrs_why = format!(
+            "they are accepted only from an archive whose own signature is checked, \
+             and there is no {url}.{}",
+            trust::SIGNATURE_EXT
+        );
+    }
     console.say(&format!("fetching {url}"));
     fetch::fetch_http_checked(
         &url,
@@ -275,6 +283,10 @@ pub fn install_rsync(
     match expected {
         None => fetch::fetch_rsync(&url, target, exec),
         Some(mut x) => unpack::through_staging(target, |staging| {
+            x.xattrs_allowed = !policy.require;
+            x.xattrs_why = "rsync cannot have them checked; serve the tree over HTTP as an \
+                            archive with its own signature (HSERV)"
+                .into();
             fetch::fetch_rsync(&url, staging, exec)?;
             x.check_tree(staging)
         }),
