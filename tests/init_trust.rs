@@ -643,3 +643,57 @@ fn extended_attributes_are_refused_over_rsync() {
         "serve the tree over HTTP",
     ]);
 }
+
+// ------------------------------------------------- edeploy-init --fetch
+
+fn fetch_command(url: &str, into: &Path, trusted: Option<&Path>) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edeploy-init"));
+    cmd.arg("--fetch").arg(url).arg("--into").arg(into);
+    if let Some(t) = trusted {
+        cmd.arg("--trusted").arg(t);
+    }
+    let out = cmd.output().expect("run edeploy-init");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_fetch_command_checks_against_the_manifest_beside_the_archive() {
+    let h = Http::start();
+    let root = node(&h.key);
+    let keys = root.path().join(TRUSTED_DIR);
+    let into = root.path().join("out");
+    let (code, err) = fetch_command(&h.url(), &into, Some(&keys));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(snapshot(&into), snapshot(&h.tree()));
+    assert!(
+        err.contains(&format!("the signed manifest of key {}", h.key.id())),
+        "{err}"
+    );
+
+    put(&h.tree(), "etc/extra", "x\n");
+    h.repack_archive();
+    let (code, err) = fetch_command(&h.url(), &root.path().join("out3"), Some(&keys));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: entry etc/extra is not in the manifest",
+            h.url()
+        )),
+        "{err}"
+    );
+    // Without keys or signatures: the manifest is accepted unsigned, with
+    // a warning, and the tree is still checked against it.
+    fs::remove_file(signature_path(&h.manifest())).expect("rm");
+    fs::remove_file(signature_path(&h.archive())).expect("rm");
+    let (code, err) = fetch_command(&h.url(), &root.path().join("out3"), None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("accepted WITHOUT a signature"), "{err}");
+    assert!(
+        err.contains("entry etc/extra is not in the manifest"),
+        "{err}"
+    );
+    assert_eq!(listing(&root.path().join("out3")), Vec::<String>::new());
+}

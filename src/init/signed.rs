@@ -162,23 +162,36 @@ pub fn install_http(
     let h = s.hserv.as_deref().unwrap_or_default();
     let url = layout::archive_url(h, s.hserv_port, &s.hpath, &role.role, &role.version);
     let murl = layout::manifest_http_url(h, s.hserv_port, &s.hpath, &role.role, &role.version);
+    install_http_urls(&url, &murl, role, target, policy, console, tuning)
+}
+
+/// [`install_http`] of the archive at `url` and the manifest at `murl`.
+pub fn install_http_urls(
+    url: &str,
+    murl: &str,
+    role: &Role,
+    target: &Path,
+    policy: &Policy,
+    console: &Console,
+    tuning: &Tuning,
+) -> Result<u64> {
     let sig_of = |u: &str| format!("{u}.{}", trust::SIGNATURE_EXT);
-    let text = get_small(&murl, MANIFEST_MAX, tuning)?;
+    let text = get_small(murl, MANIFEST_MAX, tuning)?;
     let sig = match &text {
-        Some(_) => get_small(&sig_of(&murl), trust::SIGNATURE_MAX as u64, tuning)?,
+        Some(_) => get_small(&sig_of(murl), trust::SIGNATURE_MAX as u64, tuning)?,
         None => None,
     };
-    let mut expected = judge_manifest(&murl, &url, text, sig, role, policy, console)?;
+    let mut expected = judge_manifest(murl, url, text, sig, role, policy, console)?;
     let archive_sig = signature_text(
-        &url,
-        get_small(&sig_of(&url), trust::SIGNATURE_MAX as u64, tuning)?,
+        url,
+        get_small(&sig_of(url), trust::SIGNATURE_MAX as u64, tuning)?,
     )?;
     let archive_sig = match archive_sig {
         Some(sig) => {
-            let name = layout::archive_name(&role.role, &role.version);
+            let name = url.rsplit('/').next().unwrap_or(url).to_string();
             // A signature that cannot be right (malformed, an untrusted
-            // key, another file's) fails before the download.
-            match policy.trusted.verify(&url, b"", &sig, Some(&name)) {
+            // key) fails before the download.
+            match policy.trusted.verify(url, b"", &sig, None) {
                 Ok(_) | Err(TrustError::Invalid { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -199,19 +212,46 @@ pub fn install_http(
         x.xattrs_allowed = archive_sig.is_some() || !policy.require;
         x.xattrs_why = format!(
             "they are accepted only from an archive whose own signature is checked, \
-             and there is no {url}.{}",
-            trust::SIGNATURE_EXT
+             and there is no {}",
+            sig_of(url)
         );
     }
     console.say(&format!("fetching {url}"));
-    fetch::fetch_http_checked(
-        &url,
-        target,
-        console,
-        tuning,
-        expected.as_mut(),
-        archive_sig,
-    )
+    fetch::fetch_http_checked(url, target, console, tuning, expected.as_mut(), archive_sig)
+}
+
+/// `edeploy-init --fetch URL`: the installer's HTTP step for the archive
+/// at `url` (`….edeploy`) and the manifest beside it (`….manifest`), the
+/// role and version read from the manifest.
+pub fn fetch_url(
+    url: &str,
+    target: &Path,
+    policy: &Policy,
+    console: &Console,
+    tuning: &Tuning,
+) -> Result<u64> {
+    let Some(stem) = url.strip_suffix(".edeploy") else {
+        bail!("{url}: not a .edeploy archive");
+    };
+    let murl = format!("{stem}.manifest");
+    let peek = get_small(&murl, MANIFEST_MAX, tuning)?;
+    let role = match &peek {
+        Some(text) => {
+            let m = Manifest::parse(&String::from_utf8_lossy(text), &murl)?;
+            Role {
+                role: m.role,
+                version: m.version,
+                disk: String::new(),
+            }
+        }
+        // No manifest: judged (refused or warned about) as for a node.
+        None => Role {
+            role: String::new(),
+            version: String::new(),
+            disk: String::new(),
+        },
+    };
+    install_http_urls(url, &murl, &role, target, policy, console, tuning)
 }
 
 /// `rsync URL DEST` of one file; `None` when the module has no such file.
