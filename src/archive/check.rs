@@ -289,13 +289,14 @@ impl Expected {
         Ok(())
     }
 
-    /// Every entry of the manifest has been seen.
+    /// Every entry of the manifest has been seen (but sockets, which an
+    /// archive leaves out: [`super::write::write_archive`]).
     pub fn finish(&self) -> Result<()> {
         let missing: Vec<&str> = self
             .seen
             .iter()
             .zip(&self.manifest.entries)
-            .filter(|(s, _)| !**s)
+            .filter(|(s, e)| !**s && e.kind != Kind::Socket)
             .map(|(_, e)| e.path.as_str())
             .collect();
         if let Some(first) = missing.first() {
@@ -339,5 +340,134 @@ impl Expected {
             self.content(&path, slot, &h)?;
         }
         self.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: Kind, size: u64, sha: Option<&str>) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: 1,
+            sha256: sha.map(String::from),
+            target: None,
+            rdev: None,
+        }
+    }
+
+    fn expected() -> Expected {
+        let m = Manifest {
+            role: "base".into(),
+            version: "V1".into(),
+            entries: vec![
+                entry("etc", Kind::Dir, 0, None),
+                entry("etc/a", Kind::File, 1, Some("aa")),
+                entry("etc/b", Kind::File, 1, Some("aa")),
+                entry("etc/c", Kind::File, 1, Some("cc")),
+                entry("run.sock", Kind::Socket, 0, None),
+            ],
+        };
+        Expected::new(
+            m,
+            b"MANIFEST",
+            "the archive",
+            "the signed manifest of key K",
+        )
+    }
+
+    #[test]
+    fn paths_are_normalized_as_a_manifest_writes_them() {
+        assert_eq!(
+            normal_path(Path::new("./etc/hosts")).as_deref(),
+            Some("etc/hosts")
+        );
+        assert_eq!(normal_path(Path::new("/a/b/")).as_deref(), Some("a/b"));
+        assert_eq!(normal_path(Path::new("./")).as_deref(), Some(""));
+        assert_eq!(normal_path(Path::new("a/../b")), None);
+    }
+
+    #[test]
+    fn entries_are_checked_once_each_and_all_must_come() {
+        let mut x = expected();
+        let a = x.header("etc/a", &entry("etc/a", Kind::File, 1, None));
+        let a = a.expect("listed");
+        let e = x.content("etc/a", a, "bb").expect_err("other hash");
+        assert_eq!(
+            e.to_string(),
+            "the archive: entry etc/a has sha256 bb where the signed manifest of key K says sha256 aa"
+        );
+        x.content("etc/a", a, "aa").expect("same hash");
+        let e = x
+            .header("etc/a", &entry("etc/a", Kind::File, 1, None))
+            .expect_err("twice");
+        assert!(e.to_string().contains("entry etc/a appears twice"), "{e}");
+        let e = x
+            .header("etc/x", &entry("etc/x", Kind::File, 1, None))
+            .expect_err("extra");
+        assert!(
+            e.to_string().contains("etc/x is not in the manifest"),
+            "{e}"
+        );
+        let bigger = entry("etc/c", Kind::File, 2, None);
+        let e = x.header("etc/c", &bigger).expect_err("size");
+        assert!(e.to_string().contains("has size 2 where"), "{e}");
+        // A hard link only to a file checked before it, listed the same.
+        let e = x.hard_link("etc/b", "etc/c").expect_err("unchecked target");
+        assert!(
+            e.to_string().contains("not a file checked before it"),
+            "{e}"
+        );
+        x.hard_link("etc/b", "etc/a").expect("same file");
+        let e = x.finish().expect_err("etc is missing");
+        assert_eq!(
+            e.to_string(),
+            "the archive: entry etc is missing (checked against the signed manifest of key K)"
+        );
+        x.header("etc", &entry("etc", Kind::Dir, 0, None))
+            .expect("dir");
+        // etc/c was seen (its header refused); the socket may be absent.
+        x.finish().expect("all seen");
+    }
+
+    #[test]
+    fn the_trees_own_manifest_must_be_the_signed_one() {
+        let mut x = expected();
+        let own = "var/lib/edeploy/manifests/base-V1.manifest";
+        let dir = entry("var/lib/edeploy/manifests", Kind::Dir, 0, None);
+        assert_eq!(x.header(&dir.path, &dir).expect("dir"), Slot::Free);
+        let slot = x
+            .header(own, &entry(own, Kind::File, 8, None))
+            .expect("same size");
+        assert_eq!(slot, Slot::OwnManifest);
+        let sha = hex(&Sha256::digest(b"MANIFEST"));
+        x.content(own, slot, &sha).expect("same bytes");
+        let other = hex(&Sha256::digest(b"MANIFESX"));
+        assert!(x.content(own, slot, &other).is_err());
+        assert!(x.header(own, &entry(own, Kind::File, 9, None)).is_err());
+        let old = "var/lib/edeploy/manifests/base-V0.manifest";
+        assert!(x.header(old, &entry(old, Kind::File, 8, None)).is_err());
+    }
+
+    #[test]
+    fn extended_attributes_are_refused_unless_allowed() {
+        let mut x = expected();
+        assert!(x.check_xattrs("etc/a", &[]).is_ok());
+        let e = x
+            .check_xattrs("etc/a", &["security.capability".into()])
+            .expect_err("not allowed");
+        assert!(
+            e.to_string()
+                .contains("etc/a carries the extended attribute security.capability"),
+            "{e}"
+        );
+        x.xattrs_allowed = true;
+        assert!(x.check_xattrs("etc/a", &["user.x".into()]).is_ok());
     }
 }

@@ -437,15 +437,14 @@ impl Installer<'_> {
             return Ok(());
         }
         let policy = signed::policy(&self.root, s.require_signatures)?;
+        let keys: Vec<String> = policy.trusted.ids().iter().map(|k| k.to_string()).collect();
         console.trace(&format!(
             "trusted keys: {}; signatures {}",
-            policy
-                .trusted
-                .ids()
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.join(", ")
+            },
             if policy.require {
                 "required"
             } else {
