@@ -7,11 +7,17 @@
 //! or corrupt download leaves `/chroot` as it was. A `.edeploy` file on a
 //! medium goes the same way, without the network.
 //!
+//! Entry by entry, the stream is checked against the tree's signed
+//! manifest, and as a whole against the archive's own signature when the
+//! server has one ([`fetch_http_checked`]; what is fetched and judged
+//! before is in [`super::signed`]).
+//!
 //! With rsync (no `HSERV`), `rsync -aHAX --numeric-ids` runs through the
-//! seam straight into `/chroot`: rsync writes each file under a temporary
-//! name and renames it, but an interrupted transfer leaves the files done
-//! so far. That is a failure too; the disk is partitioned again by the
-//! next attempt.
+//! seam ([`fetch_rsync`]): into the staging directory when the tree is
+//! checked against its manifest ([`super::signed::install_rsync`]), else
+//! straight into `/chroot`, where an interrupted transfer leaves the
+//! files done so far. That is a failure too; the disk is partitioned
+//! again by the next attempt.
 
 use super::console::Console;
 use super::Tuning;
