@@ -697,3 +697,15 @@ fn the_fetch_command_checks_against_the_manifest_beside_the_archive() {
     );
     assert_eq!(listing(&root.path().join("out3")), Vec::<String>::new());
 }
+
+#[test]
+fn require_signatures_is_read_from_the_command_line() {
+    let parse = |t: &str| Settings::parse(t).map(|s| s.require_signatures);
+    assert_eq!(parse("SERV=10.0.0.2"), Ok(None));
+    assert_eq!(parse("REQUIRE_SIGNATURES=1"), Ok(Some(true)));
+    assert_eq!(parse("REQUIRE_SIGNATURES=0"), Ok(Some(false)));
+    // Empty is the default, as for every variable.
+    assert_eq!(parse("REQUIRE_SIGNATURES=1 REQUIRE_SIGNATURES="), Ok(None));
+    let e = Settings::parse("REQUIRE_SIGNATURES=yes").expect_err("bad value");
+    assert_eq!(e.errors, vec!["REQUIRE_SIGNATURES=yes: expected 0 or 1"]);
+}
