@@ -5,22 +5,32 @@
 //! `--cmdline` gives it, and runs every command for real. Everything else
 //! is in `edeploy::init`; see `docs/installer.md`.
 //!
-//! `edeploy-init --fetch URL --into DIR`: only the installer's HTTP tree
-//! step (`edeploy::init::fetch::fetch_http`, default tuning, progress on
-//! stderr) into DIR, then exit; for measuring that step on its own.
+//! `edeploy-init --fetch URL --into DIR [--trusted KEYS]`: only the
+//! installer's HTTP tree step (`edeploy::init::signed::fetch_url`: the
+//! manifest beside URL, then the archive checked entry by entry; default
+//! tuning, progress on stderr) into DIR, then exit; for measuring that
+//! step on its own.
 
 use clap::Parser;
 use edeploy::cli::init::Cli;
 use edeploy::exec::System;
-use edeploy::init::{fetch, Console, Installer, Tuning};
+use edeploy::init::{signed, Console, Installer, Tuning};
+use edeploy::trust::{Policy, Trusted};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// `--fetch URL --into DIR`: the installer's HTTP tree step alone.
-fn fetch_only(url: &str, into: &Path) -> ExitCode {
+/// `--fetch URL --into DIR [--trusted KEYS]`: the installer's HTTP tree
+/// step alone, checked against the manifest beside URL.
+fn fetch_only(url: &str, into: &Path, trusted: Option<&Path>) -> ExitCode {
     let console = Console::new(Box::new(std::io::stderr()));
-    console.say(&format!("fetching {url}"));
-    match fetch::fetch_http(url, into, &console, &Tuning::default()) {
+    let policy = match trusted.map(Trusted::load_dir).transpose() {
+        Ok(t) => Policy::new(t.unwrap_or_default(), None),
+        Err(e) => {
+            console.say(&format!("failed: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    match signed::fetch_url(url, into, &policy, &console, &Tuning::default()) {
         Ok(n) => {
             console.say(&format!("{n} bytes unpacked into {}", into.display()));
             ExitCode::SUCCESS
@@ -47,12 +57,13 @@ fn main() -> ExitCode {
             cmdline: None,
             fetch: None,
             into: None,
+            trusted: None,
         }
     } else {
         Cli::parse()
     };
     if let (Some(url), Some(into)) = (&cli.fetch, &cli.into) {
-        return fetch_only(url, into);
+        return fetch_only(url, into, cli.trusted.as_deref());
     }
     let exec = System::default();
     let installer = Installer {

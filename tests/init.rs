@@ -86,6 +86,18 @@ impl Node {
                 When::program("rsync"),
                 Reply::with(move |cmd, _| {
                     if let CmdLine::Argv(v) = cmd {
+                        // The server has no manifest (nor signature): the
+                        // tree is installed unchecked, as without keys.
+                        let src_url = v.get(v.len().saturating_sub(2)).cloned().unwrap_or_default();
+                        if src_url.ends_with(".manifest") || src_url.ends_with(".minisig") {
+                            return Ok(CmdOutput {
+                                status: 23,
+                                stdout: String::new(),
+                                stderr: format!(
+                                    "rsync: [sender] link_stat \"{src_url}\" failed: No such file or directory (2)\n"
+                                ),
+                            });
+                        }
                         let dest = v.last().cloned().unwrap_or_default();
                         let st = std::process::Command::new("cp")
                             .arg("-a")
@@ -1192,7 +1204,12 @@ fn installs_a_uefi_node_with_secure_boot() {
         "edeploy: installed base D12-1.0.0 (profile vm) on /dev/vda",
     ];
     assert_in_order(s, &steps);
-    assert!(!s.contains("warning"), "{s}");
+    // The one warning: the server has no manifest, and no key is trusted.
+    assert!(
+        !s.lines()
+            .any(|l| l.contains("warning") && !l.contains("is installed UNCHECKED")),
+        "{s}"
+    );
 }
 
 #[test]
@@ -1518,13 +1535,34 @@ fn signing_site(site: &Site) -> (edeploy::trust::KeyId, String) {
     (key.id(), pk)
 }
 
+/// Lays the signed manifest of `tarball` (the site's tree) beside it and
+/// signs the archive, with a new operator key; returns its public key. An
+/// initrd that trusts a key takes only a signed tree.
+fn sign_tree(site: &Site, tarball: &[u8]) -> String {
+    use edeploy::archive::manifest::{KeepAll, Manifest};
+    let tree = tempfile::tempdir().expect("tempdir");
+    edeploy::archive::unpack::unpack_verified(tarball, None, tree.path(), "t", |_| {})
+        .expect("unpack");
+    let m = Manifest::build(tree.path(), "base", "D12-1.0.0", &KeepAll).expect("manifest");
+    let mpath = site.path("www/install/D12-1.0.0/base-D12-1.0.0.manifest");
+    m.save(&mpath).expect("save");
+    let (key, public, _) = edeploy::trust::SigningKey::generate().expect("a key");
+    key.sign_file(&mpath).expect("sign the manifest");
+    key.sign_file(&site.path(TREE)).expect("sign the archive");
+    site.hand_over();
+    public
+}
+
 #[test]
 fn a_signed_answer_installs_and_the_trusted_keys_go_to_the_installed_tree() {
-    let site = site(Vec::new(), &edeploy_tarball());
+    let tarball = edeploy_tarball();
+    let site = site(Vec::new(), &tarball);
     let (id, pk) = signing_site(&site);
+    let ops = sign_tree(&site, &tarball);
     let node = fake_node(&base_cmdline(&site));
     let root = node.path();
     write(root, "etc/edeploy/trusted.d/server.pub", &pk);
+    write(root, "etc/edeploy/trusted.d/ops.pub", &ops);
     let exec = Node::new(root);
     let r = run(root, &exec);
     assert!(r.report.result.is_ok(), "{:?}\n{}", r.report, r.screen);
@@ -1599,4 +1637,92 @@ fn an_unsigned_answer_is_refused_by_an_initrd_with_keys_and_nothing_runs() {
         "{}",
         r.screen
     );
+}
+
+/// A node whose initrd trusts a key installs only the tree whose manifest
+/// that key signed: an unsigned one ends in ONFAILURE with nothing in
+/// /chroot and no boot loader; once signed (manifest and archive, the
+/// tree has extended attributes), the same tree installs.
+#[test]
+fn a_node_that_trusts_a_key_installs_only_the_signed_tree() {
+    use edeploy::archive::manifest::{KeepAll, Manifest};
+    use edeploy::trust::{SigningKey, TRUSTED_DIR};
+    let tarball = edeploy_tarball();
+    let site = site(Vec::new(), &tarball);
+    // The tree's manifest, as `edeploy pack` would list it.
+    let tree = tempfile::tempdir().expect("tempdir");
+    edeploy::archive::unpack::unpack_verified(&tarball[..], None, tree.path(), "t", |_| {})
+        .expect("unpack");
+    let m = Manifest::build(tree.path(), "base", "D12-1.0.0", &KeepAll).expect("manifest");
+    let mpath = site.path("www/install/D12-1.0.0/base-D12-1.0.0.manifest");
+    m.save(&mpath).expect("save");
+    let (key, public, _) = SigningKey::generate().expect("a key");
+    // The answers are signed too: the node trusts the server's key.
+    let (_, server_pub) = signing_site(&site);
+    let trusting_node = || {
+        let node = fake_node(&base_cmdline(&site));
+        write(node.path(), &format!("{TRUSTED_DIR}/ops.pub"), &public);
+        write(
+            node.path(),
+            &format!("{TRUSTED_DIR}/server.pub"),
+            &server_pub,
+        );
+        node
+    };
+
+    let node = trusting_node();
+    let root = node.path();
+    let r = run(root, &Node::new(root));
+    let reason = r.report.result.clone().expect_err("unsigned: refused");
+    let murl = format!(
+        "http://127.0.0.1:{}/install/D12-1.0.0/base-D12-1.0.0.manifest",
+        site.port
+    );
+    assert!(
+        reason.contains(&format!("{murl}: no signature ({murl}.minisig)")),
+        "{reason}"
+    );
+    assert_eq!(r.report.action, Action::Halt);
+    assert!(!r.commands.iter().any(|c| c.contains("grub-install")));
+    assert_eq!(
+        fs::read_dir(root.join("chroot")).expect("chroot").count(),
+        0
+    );
+    assert!(
+        r.screen
+            .contains(&format!("edeploy: install failed: {murl}: no signature")),
+        "{}",
+        r.screen
+    );
+
+    key.sign_file(&mpath).expect("sign the manifest");
+    key.sign_file(&site.path(TREE)).expect("sign the archive");
+    site.hand_over();
+    let node = trusting_node();
+    let root = node.path();
+    let r = run(root, &Node::new(root));
+    assert!(
+        r.report.result.is_ok(),
+        "{:?}\n{}",
+        r.report.result,
+        r.screen
+    );
+    assert!(
+        r.screen.contains(&format!(
+            "{murl}: {} entries, the signed manifest of key {}",
+            m.entries.len(),
+            key.id()
+        )),
+        "{}",
+        r.screen
+    );
+    assert!(
+        r.screen.contains(&format!(
+            "base-D12-1.0.0.edeploy: signed by key {}",
+            key.id()
+        )),
+        "{}",
+        r.screen
+    );
+    assert!(root.join("chroot/bin/hello").exists());
 }

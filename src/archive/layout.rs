@@ -135,6 +135,12 @@ pub fn manifest_url(rserv: &str, port: u16, rpath: &str, role: &str, vers: &str)
     format!("{}{}", rsync_base(rserv, port), under(rpath, &rest))
 }
 
+/// `http://HSERV:HSERV_PORT/HPATH/VERS/ROLE-VERS.manifest`
+pub fn manifest_http_url(hserv: &str, port: u16, hpath: &str, role: &str, vers: &str) -> String {
+    let rest = format!("{vers}/{}", manifest_name(role, vers));
+    http_url(hserv, port, &under(hpath, &rest))
+}
+
 /// `rsync://RSERV:RSERV_PORT/metadata/FROM/ROLE/`, and `TO/` under it.
 pub fn metadata_url(rserv: &str, port: u16, from: &str, role: &str, to: Option<&str>) -> String {
     let base = rsync_base(rserv, port);

@@ -21,10 +21,13 @@
 //! - [`place`]: putting one entry in place (owner, mode, mtime, temporary
 //!   names, syncing), for every writer of a tree;
 //! - [`manifest`]: manifests, built, written and read;
+//! - [`check`]: a tree checked entry by entry against its (signed)
+//!   manifest, while it is unpacked or once it is copied;
 //! - [`delta`]: deltas between two versions of a role, written by the
 //!   packer and read by the host's upgrade.
 
 pub mod beneath;
+pub mod check;
 pub mod delta;
 pub mod inflate;
 pub mod layout;

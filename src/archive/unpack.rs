@@ -22,12 +22,15 @@
 //! are refused while the stream is staged, before anything moves in.
 
 use super::beneath;
+use super::check::{normal_path, Expected, Slot};
 use super::inflate::{self, CHUNK};
+use super::manifest::{self, Entry, Kind};
 use super::pax::{self, Framing, PaxTap};
 use super::place::{self, Attrs, Content, How, STAGING};
 use super::xattr;
 use anyhow::{anyhow, bail, Context, Result};
 use filetime::FileTime;
+use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs;
@@ -108,6 +111,26 @@ pub fn unpack_verified<R: Read + Send>(
     name: &str,
     at_end: impl FnOnce(&mut R),
 ) -> Result<u64> {
+    unpack_checked(reader, total, dest, name, None, |r| {
+        at_end(r);
+        Ok(())
+    })
+}
+
+/// [`unpack_verified`], every entry also checked against `expected` (see
+/// [`check`]) while it is staged: a header that differs from the manifest
+/// fails before the entry is written, a file whose SHA-256 differs once
+/// written fails (and is removed), and so does a manifest entry not seen
+/// by the end of the stream. `at_end` may refuse the stream too (the
+/// archive's own signature); all of it before anything moves into `dest`.
+pub fn unpack_checked<R: Read + Send>(
+    reader: R,
+    total: Option<u64>,
+    dest: &Path,
+    name: &str,
+    mut expected: Option<&mut Expected>,
+    at_end: impl FnOnce(&mut R) -> Result<()>,
+) -> Result<u64> {
     through_staging(dest, |staging| {
         let counted = Counted {
             inner: reader,
@@ -133,7 +156,13 @@ pub fn unpack_verified<R: Read + Send>(
                 // records as the tap kept them.
                 archive.set_unpack_xattrs(false);
                 archive.set_overwrite(true);
-                unpack_entries(&mut archive, staging, name, &framing)?;
+                unpack_entries(
+                    &mut archive,
+                    staging,
+                    name,
+                    &framing,
+                    expected.as_deref_mut(),
+                )?;
                 // The tar ends before the gzip trailer: read on to the end
                 // of the gzip stream, so the CRC and length are checked.
                 let mut rest = archive.into_inner();
@@ -154,7 +183,7 @@ pub fn unpack_verified<R: Read + Send>(
                 Err(e) => bail!("{name}: the download failed: {}", chain(&e)),
             }
         })?;
-        at_end(&mut counted.inner);
+        let judged = at_end(&mut counted.inner);
         if extra > 0 {
             bail!("{name}: data follows the end of the gzip stream");
         }
@@ -162,6 +191,10 @@ pub fn unpack_verified<R: Read + Send>(
             if counted.read != t {
                 bail!("{name}: the download is cut: {} of {t} bytes", counted.read);
             }
+        }
+        judged?;
+        if let Some(x) = expected.as_deref() {
+            x.finish()?;
         }
         Ok(counted.read)
     })
@@ -186,6 +219,7 @@ fn unpack_entries<R: Read>(
     staging: &Path,
     name: &str,
     framing: &RefCell<Framing>,
+    mut expected: Option<&mut Expected>,
 ) -> Result<()> {
     let corrupt = |e: io::Error| anyhow!("{name}: the archive is cut or corrupt: {}", chain(&e));
     let mut fast = Fast::new(staging);
@@ -201,6 +235,14 @@ fn unpack_entries<R: Read>(
             let rel = staged_path(Path::new(""), &p).unwrap_or_default();
             place::check_reserved(&rel).with_context(|| name.to_string())?;
         }
+        if let (Some(x), Some(p)) = (expected.as_deref(), pax.as_deref()) {
+            let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            x.check_xattrs(&shown, &xattr_names(p))?;
+        }
+        let mut checked = match expected.as_deref_mut() {
+            Some(x) => check_header(x, &mut entry)?.map(|(path, slot)| Checking { x, path, slot }),
+            None => None,
+        };
         if kind.is_dir() {
             dirs.push((entry, pax));
             continue;
@@ -214,13 +256,23 @@ fn unpack_entries<R: Read>(
                     if kind.is_fifo() { "fifo" } else { "device" }
                 )
             })?
-        } else if let Some(dst) = fast.unpack(&mut entry, name, &corrupt)? {
+        } else if let Some(dst) = fast.unpack(&mut entry, name, &corrupt, checked.as_mut())? {
             if let Some(pax) = pax {
                 pax::set_xattrs(&pax, &dst).with_context(|| name.to_string())?;
             }
             continue;
         } else {
-            unpack_one(&mut entry, staging, name, &corrupt)?
+            let dst = unpack_one(&mut entry, staging, name, &corrupt)?;
+            if let Some(c) = checked.as_mut().filter(|_| kind.is_file()) {
+                let mut buf = vec![0; manifest::HASH_BUFFER];
+                let h = manifest::sha256_file(&dst, &mut buf)
+                    .with_context(|| format!("{name}: {}: cannot read it back", c.path))?;
+                if let Err(e) = c.x.content(&c.path, c.slot, &h) {
+                    let _ = fs::remove_file(&dst);
+                    return Err(e);
+                }
+            }
+            dst
         };
         // A name that is only `/` or `.` components: tar-rs skips it.
         if dst == staging {
@@ -239,7 +291,7 @@ fn unpack_entries<R: Read>(
     }
     dirs.sort_by(|a, b| b.0.path_bytes().cmp(&a.0.path_bytes()));
     for (mut dir, pax) in dirs {
-        let dst = match fast.unpack(&mut dir, name, &corrupt)? {
+        let dst = match fast.unpack(&mut dir, name, &corrupt, None)? {
             Some(dst) => dst,
             None => unpack_one(&mut dir, staging, name, &corrupt)?,
         };
@@ -296,6 +348,7 @@ impl Fast {
         entry: &mut tar::Entry<R>,
         name: &str,
         corrupt: &dyn Fn(io::Error) -> anyhow::Error,
+        checked: Option<&mut Checking>,
     ) -> Result<Option<PathBuf>> {
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_symlink() || kind.is_dir()) {
@@ -336,6 +389,7 @@ impl Fast {
         if kind.is_file() {
             let buf = &mut self.buf;
             let want = entry.size();
+            let mut hasher = checked.is_some().then(Sha256::new);
             let mut fill = |f: &mut fs::File| -> Result<()> {
                 let mut got = 0u64;
                 loop {
@@ -345,6 +399,9 @@ impl Fast {
                     }
                     io::Write::write_all(f, &buf[..n])
                         .with_context(|| format!("cannot write {}", dst.display()))?;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&buf[..n]);
+                    }
                     got += n as u64;
                 }
                 if got != want {
@@ -356,6 +413,13 @@ impl Fast {
                 Ok(())
             };
             place::put(&dst, Content::File(&mut fill), &How::staged(attrs)).with_context(shown)?;
+            if let (Some(c), Some(h)) = (checked, hasher) {
+                // The file is whole: its hash decides whether it stays.
+                if let Err(e) = c.x.content(&c.path, c.slot, &manifest::hex(&h.finalize())) {
+                    let _ = fs::remove_file(&dst);
+                    return Err(e);
+                }
+            }
         } else if kind.is_symlink() {
             let target = match entry.link_name() {
                 Ok(Some(t)) if t.iter().next().is_some() => t.into_owned(),
@@ -402,6 +466,108 @@ impl Fast {
         }
         Ok(true)
     }
+}
+
+/// The names of the extended attributes among PAX records (a bad record
+/// is refused when the attributes are set).
+fn xattr_names(pax: &[u8]) -> Vec<String> {
+    pax::records(pax)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix(pax::XATTR_KEY))
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
+}
+
+/// An entry being checked against the manifest: where it stands there.
+struct Checking<'a> {
+    x: &'a mut Expected,
+    path: String,
+    slot: Slot,
+}
+
+/// Checks the header of `entry` against `x`; returns its normalized path
+/// and its place in the manifest when its content is still to be hashed
+/// (a file), `None` when the header said all (a hard link is checked
+/// against its target here).
+fn check_header<R: Read>(
+    x: &mut Expected,
+    entry: &mut tar::Entry<R>,
+) -> Result<Option<(String, Slot)>> {
+    let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let path = entry
+        .path()
+        .ok()
+        .and_then(|p| normal_path(&p))
+        .ok_or_else(|| anyhow!("{}: entry {shown} is not a path a manifest lists", x.what))?;
+    let h = entry.header();
+    let t = h.entry_type();
+    let bad = |why: &str| anyhow!("{}: entry {shown}: {why}", x.what);
+    if t.is_hard_link() {
+        let target = entry
+            .link_name()
+            .ok()
+            .flatten()
+            .and_then(|p| normal_path(&p))
+            .ok_or_else(|| bad("a hard link without a valid target"))?;
+        x.hard_link(&path, &target)?;
+        return Ok(None);
+    }
+    let kind = if t.is_file() {
+        Kind::File
+    } else if t.is_dir() {
+        Kind::Dir
+    } else if t.is_symlink() {
+        Kind::Symlink
+    } else if t.is_character_special() {
+        Kind::Char
+    } else if t.is_block_special() {
+        Kind::Block
+    } else if t.is_fifo() {
+        Kind::Fifo
+    } else {
+        return Err(bad(&format!(
+            "an entry of tar type {:?}, which no manifest lists",
+            t.as_byte() as char
+        )));
+    };
+    let num = |v: io::Result<u64>, what: &str| -> Result<u32> {
+        v.ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad(&format!("a bad {what}")))
+    };
+    let target = if kind == Kind::Symlink {
+        let t = entry
+            .link_name()
+            .ok()
+            .flatten()
+            .ok_or_else(|| bad("a symlink without a target"))?;
+        Some(t.to_string_lossy().into_owned())
+    } else {
+        None
+    };
+    let rdev = if matches!(kind, Kind::Char | Kind::Block) {
+        match (h.device_major(), h.device_minor()) {
+            (Ok(Some(a)), Ok(Some(b))) => Some(libc::makedev(a, b)),
+            _ => return Err(bad("a device without its numbers")),
+        }
+    } else {
+        None
+    };
+    let found = Entry {
+        path: path.clone(),
+        kind,
+        mode: num(h.mode().map(u64::from), "mode")? & 0o7777,
+        uid: num(h.uid(), "uid")?,
+        gid: num(h.gid(), "gid")?,
+        size: if kind == Kind::File { entry.size() } else { 0 },
+        mtime: 0,
+        sha256: None,
+        target,
+        rdev,
+    };
+    let slot = x.header(&path, &found)?;
+    Ok((kind == Kind::File).then_some((path, slot)))
 }
 
 /// `entry.unpack_in(staging)`, once no parent of the entry (nor of a hard

@@ -14,7 +14,9 @@ use std::path::PathBuf;
                   kexecs, halts or opens a console.\n\nWith --fetch URL --into DIR it runs only the \
                   installer's HTTP tree step: URL (a gzip'd tar .edeploy) is streamed through gunzip \
                   and untar into DIR/.edeploy-partial, verified (tar end, gzip trailer, \
-                  Content-Length, nothing after) and moved into DIR, with the installer's default \
+                  Content-Length, nothing after) and moved into DIR, every entry checked against the \
+                  manifest beside URL (….manifest, signed by a key of --trusted DIR when given), \
+                  with the installer's default \
                   timeouts and its progress line on stderr; nothing else happens (no detection, no \
                   server, no end action). Used to benchmark that step (scripts/bench-fetch).\n\n\
                   Exit status (when it returns): 0 installed (or fetched), 1 failed."
@@ -37,4 +39,8 @@ pub struct Cli {
     /// With --fetch: the directory to unpack into (created if missing).
     #[arg(long, value_name = "DIR", requires = "fetch")]
     pub into: Option<PathBuf>,
+    /// With --fetch: the trusted minisign public keys (`*.pub`); the
+    /// manifest must then be signed by one of them.
+    #[arg(long, value_name = "DIR", requires = "fetch")]
+    pub trusted: Option<PathBuf>,
 }

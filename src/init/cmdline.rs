@@ -412,7 +412,7 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "REQUIRE_SIGNATURES",
-        doc: "`0`: accept an unsigned answer of `upload.cgi` (with a warning) although the initrd trusts keys; `1`: refuse one even without keys. Unset: required as soon as the initrd trusts a key.",
+        doc: "`1`: refuse anything unsigned (the answer of `upload.cgi`, the tree), even without keys; `0`: accept it with a warning although the initrd trusts keys. Unset: required as soon as the initrd trusts a key.",
         set: |s, k, v| flag(k, v).map(|b| s.require_signatures = Some(b)),
     },
 ];

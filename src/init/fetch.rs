@@ -7,20 +7,29 @@
 //! or corrupt download leaves `/chroot` as it was. A `.edeploy` file on a
 //! medium goes the same way, without the network.
 //!
+//! Entry by entry, the stream is checked against the tree's signed
+//! manifest, and as a whole against the archive's own signature when the
+//! server has one ([`fetch_http_checked`]; what is fetched and judged
+//! before is in [`super::signed`]).
+//!
 //! With rsync (no `HSERV`), `rsync -aHAX --numeric-ids` runs through the
-//! seam straight into `/chroot`: rsync writes each file under a temporary
-//! name and renames it, but an interrupted transfer leaves the files done
-//! so far. That is a failure too; the disk is partitioned again by the
-//! next attempt.
+//! seam ([`fetch_rsync`]): into the staging directory when the tree is
+//! checked against its manifest ([`super::signed::install_rsync`]), else
+//! straight into `/chroot`, where an interrupted transfer leaves the
+//! files done so far. That is a failure too; the disk is partitioned
+//! again by the next attempt.
 
 use super::console::Console;
 use super::Tuning;
+use crate::archive::check::Expected;
 use crate::archive::unpack;
 use crate::exec::{CmdLine, Exec};
+use crate::trust::Trusted;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Counts the bytes read and draws the progress line.
@@ -108,8 +117,35 @@ pub fn unpack_verified<R: Read + Send>(
     result
 }
 
-/// Streams the tree from `url` into `dest`.
+/// Streams the tree from `url` into `dest`, unchecked (`edeploy-init
+/// --fetch` without a manifest).
 pub fn fetch_http(url: &str, dest: &Path, console: &Console, tuning: &Tuning) -> Result<u64> {
+    fetch_http_checked(url, dest, console, tuning, None, None)
+}
+
+/// The archive's own signature, checked as its bytes stream by.
+pub struct ArchiveSignature {
+    /// The `.minisig` text.
+    pub text: String,
+    pub trusted: Trusted,
+    /// The archive's file name, which the signature must name.
+    pub name: String,
+}
+
+/// Streams the tree from `url` into `dest`, every entry checked against
+/// `expected` when given ([`unpack::unpack_checked`]), the whole stream
+/// against `signature` when given: the compressed bytes are copied, as
+/// they are read, to a thread that hashes them for minisign; the
+/// signature is judged once the stream has ended, before anything moves
+/// into `dest`.
+pub fn fetch_http_checked(
+    url: &str,
+    dest: &Path,
+    console: &Console,
+    tuning: &Tuning,
+    expected: Option<&mut Expected>,
+    signature: Option<ArchiveSignature>,
+) -> Result<u64> {
     let resp = super::server::client(tuning)
         .get(url)
         .map_err(|e| match e {
@@ -123,7 +159,110 @@ pub fn fetch_http(url: &str, dest: &Path, console: &Console, tuning: &Tuning) ->
     let total = resp.body().content_length();
     let name = url.rsplit('/').next().unwrap_or(url).to_string();
     let reader = resp.into_body().into_reader();
-    unpack_verified(reader, total, dest, &name, console, tuning)
+    std::thread::scope(|scope| {
+        let (tx, verifier) = match signature {
+            Some(sig) => {
+                let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(16);
+                let handle = scope.spawn(move || {
+                    let fed = Fed {
+                        rx,
+                        cur: Vec::new(),
+                        pos: 0,
+                    };
+                    sig.trusted
+                        .verify_reader(url, fed, &sig.text, Some(&sig.name))
+                        .map(|v| v.key)
+                });
+                (Some(tx), Some(handle))
+            }
+            None => (None, None),
+        };
+        let tee = Tee { inner: reader, tx };
+        let progress = Progress {
+            inner: tee,
+            read: 0,
+            total,
+            name: &name,
+            console,
+            started: Instant::now(),
+            last_draw: None,
+            every: tuning.progress_every,
+        };
+        let result = unpack::unpack_checked(progress, total, dest, &name, expected, |p| {
+            p.draw(true);
+            console.progress_done();
+            // The end of the stream: the hashing thread gets its end.
+            p.inner.tx = None;
+            match verifier.map(|h| h.join()) {
+                None => Ok(()),
+                Some(Ok(Ok(key))) => {
+                    console.say(&format!("{url}: signed by key {key}"));
+                    Ok(())
+                }
+                Some(Ok(Err(e))) => Err(e.into()),
+                Some(Err(_)) => bail!("{url}: the signature check stopped"),
+            }
+        });
+        if result.is_err() {
+            console.progress_done();
+        }
+        result
+    })
+}
+
+/// Copies what it reads to `tx` (while someone listens).
+struct Tee<R> {
+    inner: R,
+    tx: Option<mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(tx) = &self.tx {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    self.tx = None;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Reads what a [`Tee`] sends, to its end. minisign's check asks for
+/// `Seek` but only reads.
+struct Fed {
+    rx: mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Fed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv() {
+                Ok(v) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Seek for Fed {
+    fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a stream being downloaded",
+        ))
+    }
 }
 
 /// `rsync -aHAX --numeric-ids URL DEST/` through the seam.

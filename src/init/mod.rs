@@ -30,13 +30,13 @@ pub mod finish;
 pub mod health;
 pub mod install;
 pub mod server;
+pub mod signed;
 pub mod uefi;
 
 pub use cmdline::{OnFailure, OnSuccess, Settings};
 pub use console::Console;
 pub use finish::Action;
 
-use crate::archive::layout::{archive_url, tree_url};
 use crate::configure::{self, Role, ScriptEnv};
 use crate::detect;
 use crate::exec::{CmdLine, Exec};
@@ -469,21 +469,27 @@ impl Installer<'_> {
             }
             return Ok(());
         }
+        let policy = signed::policy(&self.root, s.require_signatures)?;
+        let keys: Vec<String> = policy.trusted.ids().iter().map(|k| k.to_string()).collect();
+        console.trace(&format!(
+            "trusted keys: {}; signatures {}",
+            if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.join(", ")
+            },
+            if policy.require {
+                "required"
+            } else {
+                "optional"
+            }
+        ));
         match &s.hserv {
-            Some(h) => {
-                let url = crate::net::with_scheme(
-                    &archive_url(h, s.hserv_port, &s.hpath, &role.role, &role.version),
-                    s.https,
-                );
-                console.say(&format!("fetching {url}"));
-                let n = fetch::fetch_http(&url, target, console, &self.tuning)?;
-                console.trace(&format!("{n} bytes unpacked from {url}"));
+            Some(_) => {
+                let n = signed::install_http(s, role, target, &policy, console, &self.tuning)?;
+                console.trace(&format!("{n} bytes unpacked"));
             }
-            None => {
-                let url = tree_url(&s.rserv, s.rserv_port, &s.rpath, &role.role, &role.version);
-                console.say(&format!("fetching {url}"));
-                fetch::fetch_rsync(&url, target, exec)?;
-            }
+            None => signed::install_rsync(s, role, &self.root, target, &policy, exec, console)?,
         }
         Ok(())
     }
