@@ -45,9 +45,45 @@ impl State {
     }
 
     /// [`State::load`] of the bytes of the file `name`, already read.
+    /// The usual file (pairs of plain strings and integers) is read
+    /// without building values ([`literal::skim::pairs`]); anything else,
+    /// or an entry that is not right, goes through the full reader,
+    /// which also names the line of an error.
     pub fn from_bytes(bytes: &[u8], name: &str) -> Result<State> {
+        if let Some(state) = std::str::from_utf8(bytes).ok().and_then(State::skim) {
+            return Ok(state);
+        }
         let doc = literal::parse_bytes(bytes, name, ParseOptions::default())?;
         State::from_document(&doc, name)
+    }
+
+    /// [`State::from_bytes`]'s quick reading: the same state as the full
+    /// reader for the files it accepts, `None` for the others.
+    fn skim(text: &str) -> Option<State> {
+        let (pairs, json) = literal::skim::pairs(text)?;
+        let mut entries = Vec::with_capacity(pairs.len());
+        for (profile, value, quoted, list) in pairs {
+            if !is_profile_name(profile) {
+                return None;
+            }
+            let count = match (quoted, value) {
+                (true, "*") => Count::Unlimited,
+                (_, v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    Count::Left(v.parse().ok()?)
+                }
+                _ => return None,
+            };
+            entries.push(Entry {
+                profile: profile.to_string(),
+                count,
+                quoted,
+                list,
+            });
+        }
+        Some(State {
+            entries,
+            dialect: if json { Dialect::Json } else { Dialect::Python },
+        })
     }
 
     fn from_document(doc: &Document, name: &str) -> Result<State> {
@@ -179,6 +215,103 @@ pub fn is_profile_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The full reader's state of `text`, when it reads one.
+    fn full(text: &str) -> Option<State> {
+        let doc = literal::parse_named(text, "state", ParseOptions::default()).ok()?;
+        State::from_document(&doc, "state").ok()
+    }
+
+    #[test]
+    fn the_quick_reading_agrees_with_the_full_reader() {
+        for text in [
+            "[('hp', 4), ('db', '2'), ('vm', '*')]",
+            "[[\"hp\", 4], [\"vm\", \"*\"]]",
+            "[[\"hp\", 4], [\"vm\", \"*\"],]",
+            "# comment\n[\n ('hp', 0),  # left\n ('x-1.y', '12',),\n]\n",
+            "[]",
+            "[['a', 1], ('b', 2)]",
+            "[[\"a\", 007]]",
+            "[('a', -1)]",
+            "[('.a', 1)]",
+            "[('a', 'x')]",
+            "[('a', '')]",
+            "[('a', 99999999999999999999)]",
+            "[('a', 1.5)]",
+            "[('a', 1, 2)]",
+            "[(\"a\", '*')]",
+            "[[\"a\",\t1]]",
+        ] {
+            let quick = literal::skim::pairs(text).and_then(|_| State::skim(text));
+            if let Some(q) = &quick {
+                assert_eq!(Some(q), full(text).as_ref(), "{text}");
+            }
+            // Whatever the path, the answer is the full reader's.
+            let via = State::from_bytes(text.as_bytes(), "state").ok();
+            assert_eq!(via, full(text), "{text}");
+        }
+        assert!(State::skim("[('hp', 4)]").is_some());
+        assert!(State::skim("[[\"hp\", 4]]").is_some_and(|s| s.dialect == Dialect::Json));
+    }
+
+    proptest! {
+        /// Random state files in and around the quick reader's subset:
+        /// where it answers, the full reader gives the same state.
+        #[test]
+        fn quick_and_full_readers_agree(
+            items in prop::collection::vec(
+                (
+                    "[a-z.][a-z0-9._-]{0,6}",
+                    prop_oneof![
+                        Just("'*'".to_string()),
+                        Just("\"*\"".to_string()),
+                        "0|[1-9][0-9]{0,3}",
+                        "'[0-9]{1,3}'",
+                        "\"[0-9x]{0,3}\"",
+                        "-[1-9]",
+                    ],
+                    any::<bool>(),
+                    any::<bool>(),
+                    any::<bool>(),
+                ),
+                0..6,
+            ),
+            trailing in any::<bool>(),
+            comment in any::<bool>(),
+        ) {
+            let mut text = String::new();
+            if comment {
+                text.push_str("# the profiles\n");
+            }
+            text.push('[');
+            for (i, (name, count, list, dq, inner_comma)) in items.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                let q = if *dq { '"' } else { '\'' };
+                let (open, close) = if *list { ('[', ']') } else { ('(', ')') };
+                text.push(open);
+                text.push(q);
+                text.push_str(name);
+                text.push(q);
+                text.push_str(", ");
+                text.push_str(count);
+                if *inner_comma {
+                    text.push(',');
+                }
+                text.push(close);
+            }
+            if trailing && !items.is_empty() {
+                text.push(',');
+            }
+            text.push_str("]\n");
+            if let Some(q) = State::skim(&text) {
+                prop_assert_eq!(Some(q), full(&text), "{}", text);
+            }
+            prop_assert_eq!(State::from_bytes(text.as_bytes(), "state").ok(), full(&text), "{}", text);
+        }
+    }
 
     #[test]
     fn counts_keep_their_form() {

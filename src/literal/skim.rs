@@ -68,6 +68,64 @@ pub fn lines(text: &str) -> Option<Vec<[String; 4]>> {
     Some(out)
 }
 
+/// One `(string, string-or-int)` pair of [`pairs`]: the first string's
+/// text, the second item's text (without quotes when it is a string),
+/// whether it was a string, and whether the pair was a list.
+pub type Pair<'t> = (&'t str, &'t str, bool, bool);
+
+/// Reads `text` if it is a list of pairs `(string, string or int)` (or
+/// 2-lists) in the subset of the module doc: a `state` file as operators
+/// write it. Gives up (`None`) on anything else, for the full reader.
+/// Also says whether the text is strict JSON (what the full reader's
+/// dialect would be).
+///
+/// ```text
+/// file := ws '[' ws (pair ws (',' ws pair ws)* (',' ws)?)? ']' ws
+/// pair := ('(' | '[') ws string ws ',' ws (string | int) ws (',' ws)? (')' | ']')
+/// ```
+pub fn pairs(text: &str) -> Option<(Vec<Pair<'_>>, bool)> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        i: 0,
+        json: true,
+    };
+    let mut out = Vec::with_capacity(text.len() / 16);
+    s.list(|s| {
+        let close = match s.peek()? {
+            b'(' => {
+                s.json = false;
+                b')'
+            }
+            b'[' => b']',
+            _ => return None,
+        };
+        s.i += 1;
+        s.ws();
+        let name = s.key()?;
+        s.ws();
+        s.eat(b',')?;
+        s.ws();
+        let (value, quoted) = match s.peek()? {
+            b'\'' | b'"' => (s.key()?, true),
+            _ => (s.int()?, false),
+        };
+        s.ws();
+        if s.eat_if(b',') {
+            s.json = false;
+            s.ws();
+        }
+        s.eat(close)?;
+        out.push((
+            &text[name.range()],
+            &text[value.range()],
+            quoted,
+            close == b']',
+        ));
+        Some(())
+    })?;
+    Some((out, s.json))
+}
+
 /// The position of the first `q`, backslash or line feed in `b`: where a
 /// plain string's text stops. Keys and values are short, so rather than
 /// a vector search (whose set-up costs more than such a string) this
