@@ -25,7 +25,7 @@ use crate::archive::check::Expected;
 use crate::archive::unpack;
 use crate::exec::{CmdLine, Exec};
 use crate::trust::Trusted;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -146,12 +146,7 @@ pub fn fetch_http_checked(
     expected: Option<&mut Expected>,
     signature: Option<ArchiveSignature>,
 ) -> Result<u64> {
-    let resp = super::server::client(tuning)
-        .get(url)
-        .map_err(|e| match e {
-            crate::net::NetError::Unreachable { why, .. } => anyhow!("cannot fetch {url}: {why}"),
-            e => anyhow!(e),
-        })?;
+    let resp = super::server::get(url, tuning)?;
     let status = resp.status().as_u16();
     if status != 200 {
         bail!("cannot fetch {url}: HTTP {status}");

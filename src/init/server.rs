@@ -114,6 +114,17 @@ pub enum PostOutcome {
     Refused(String),
 }
 
+/// GET `url` with the installer's [`client`]: any HTTP status is an
+/// answer; a server that cannot be reached is `cannot fetch URL: why`.
+pub(crate) fn get(url: &str, tuning: &Tuning) -> Result<ureq::http::Response<ureq::Body>> {
+    client(tuning).get(url).map_err(|e| match e {
+        crate::net::NetError::Unreachable { why, .. } => {
+            anyhow::anyhow!("cannot fetch {url}: {why}")
+        }
+        e => anyhow::anyhow!(e),
+    })
+}
+
 /// The HTTP client every installer request uses: statuses are answers,
 /// not errors, every wait is bounded by `tuning`, and `https://` servers
 /// must show a certificate of the pinned CA `tuning.ca` ([`crate::net`]).

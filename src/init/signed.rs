@@ -55,12 +55,7 @@ pub fn policy(root: &Path, require: Option<bool>) -> Result<Policy> {
 
 /// `url`'s body, at most `max` bytes; `None` when the server answers 404.
 pub fn get_small(url: &str, max: u64, tuning: &Tuning) -> Result<Option<Vec<u8>>> {
-    let resp = super::server::client(tuning)
-        .get(url)
-        .map_err(|e| match e {
-            crate::net::NetError::Unreachable { why, .. } => anyhow!("cannot fetch {url}: {why}"),
-            e => anyhow!(e),
-        })?;
+    let resp = super::server::get(url, tuning)?;
     match resp.status().as_u16() {
         200 => {}
         404 => return Ok(None),

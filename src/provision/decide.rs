@@ -307,9 +307,9 @@ pub fn decide_keeping(
         let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
         persist::recover(&cfg.configdir).map_err(io)?;
         matches.compute = false;
-        let result = read_state(&state_path)
+        let result = read_state_source(&state_path)
             .map_err(PickError::Decide)
-            .and_then(|mut state| {
+            .and_then(|(mut state, source)| {
                 let w: Warn<'_> = &mut warn_once;
                 let picked = pick(
                     cfg,
@@ -320,7 +320,8 @@ pub fn decide_keeping(
                     w,
                     &mut matches,
                 )?;
-                commit(cfg, &state_path, &state, picked, hw, &mut keep).map_err(PickError::Decide)
+                let read = (state_path.as_path(), source.as_slice());
+                commit(cfg, read, &state, picked, hw, &mut keep).map_err(PickError::Decide)
             });
         match result {
             Err(PickError::NeedsMatch) => continue,
@@ -399,9 +400,17 @@ mod hooks {
 // Reading.
 
 fn read_state(path: &Path) -> Result<State, DecideError> {
+    read_state_source(path).map(|(state, _)| state)
+}
+
+/// [`read_state`], with the bytes read (under the lock: what the commit
+/// replaces, so that it need not read the file again).
+fn read_state_source(path: &Path) -> Result<(State, Vec<u8>), DecideError> {
     let bytes =
         read_small(path).map_err(|e| config(format!("{}: cannot read: {e}", path.display())))?;
-    State::from_bytes(&bytes, &path.display().to_string()).map_err(|e| config(format!("{e:#}")))
+    let state = State::from_bytes(&bytes, &path.display().to_string())
+        .map_err(|e| config(format!("{e:#}")))?;
+    Ok((state, bytes))
 }
 
 /// A profile's files as far as a decision reads them before matching.
@@ -839,11 +848,12 @@ fn take_entry(
 
 // Committing.
 
-/// Writes a pick's files, the state when its count went down, the
-/// hand-out record of the node (`hw`) and `keep`, in one commit.
+/// Writes a pick's files, the state when its count went down (`read`:
+/// its path and the bytes read under the lock), the hand-out record of
+/// the node (`hw`) and `keep`, in one commit.
 fn commit(
     cfg: &ServerConfig,
-    state_path: &Path,
+    read: (&Path, &[u8]),
     state: &State,
     picked: Picked,
     hw: &[Line],
@@ -851,7 +861,8 @@ fn commit(
 ) -> Result<Decision, DecideError> {
     let mut txn = picked.txn;
     if picked.state_changed {
-        txn.write(state_path, state.to_text());
+        let (state_path, source) = read;
+        txn.write_over(state_path, state.to_text(), source);
     }
     // A hand-out that took no install (a `'*'` profile, a re-used CMDB
     // entry) leaves a failure report nothing to give back: it is not
