@@ -1574,6 +1574,14 @@ fn a_signed_answer_installs_and_the_trusted_keys_go_to_the_installed_tree() {
         "{}",
         r.log
     );
+    // On the console too (scripts/vm-test checks it there).
+    assert!(
+        r.screen.contains(&format!(
+            "edeploy: the answer of upload.cgi: signed by trusted key {id}"
+        )),
+        "{}",
+        r.screen
+    );
     let copied = root.join("chroot/etc/edeploy/trusted.d/server.pub");
     assert_eq!(
         fs::read_to_string(&copied).expect("the key in the tree"),

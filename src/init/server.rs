@@ -202,7 +202,9 @@ pub fn ask(
         sysname,
         &nonce,
     ) {
-        Ok(Checked::Signed(v)) => console.trace(&format!(
+        // On the console too: the operator sees which key vouched for
+        // what the node is about to run.
+        Ok(Checked::Signed(v)) => console.say(&format!(
             "{ANSWER}: signed by trusted key {} ({})",
             v.key,
             v.comment.replace('\t', " ")
