@@ -15,7 +15,11 @@
 //! tree holds the manifest itself in it
 //! (`var/lib/edeploy/manifests/ROLE-VERS.manifest`). That directory is
 //! accepted, and in it only that file, whose bytes must be those of the
-//! signed manifest; anything else there is an entry not in the manifest.
+//! signed manifest, and its detached signature (`ROLE-VERS.manifest.minisig`,
+//! which `edeploy pack` writes there for the host's `verify`: a regular
+//! file of at most [`crate::trust::SIGNATURE_MAX`] bytes, never run, and
+//! checked by the host against its own keys); anything else there is an
+//! entry not in the manifest.
 //!
 //! Every refusal names the artifact (`what`, a URL or a path) and who
 //! vouches for the manifest (`signer`, e.g. "the signed manifest of key
@@ -172,6 +176,24 @@ impl Expected {
                     ));
                 }
                 return Ok(Slot::OwnManifest);
+            }
+            if found.kind == Kind::File
+                && path
+                    .strip_suffix(crate::trust::SIGNATURE_EXT)
+                    .and_then(|p| p.strip_suffix('.'))
+                    == Some(self.own_path.as_str())
+            {
+                if found.size > crate::trust::SIGNATURE_MAX as u64 {
+                    return Err(self.refuse(
+                        path,
+                        format!(
+                            "is {} bytes, more than a signature may be ({})",
+                            found.size,
+                            crate::trust::SIGNATURE_MAX
+                        ),
+                    ));
+                }
+                return Ok(Slot::Free);
             }
             return Err(self.refuse(path, "is not in the manifest"));
         };
@@ -453,6 +475,21 @@ mod tests {
         assert!(x.header(own, &entry(own, Kind::File, 9, None)).is_err());
         let old = "var/lib/edeploy/manifests/base-V0.manifest";
         assert!(x.header(old, &entry(old, Kind::File, 8, None)).is_err());
+        // Its signature, which the packer lays beside it for the host,
+        // is accepted; another one, or a signature too large, is not.
+        let sig = "var/lib/edeploy/manifests/base-V1.manifest.minisig";
+        assert_eq!(
+            x.header(sig, &entry(sig, Kind::File, 300, None))
+                .expect("the manifest's signature"),
+            Slot::Free
+        );
+        let other = "var/lib/edeploy/manifests/base-V0.manifest.minisig";
+        assert!(x
+            .header(other, &entry(other, Kind::File, 300, None))
+            .is_err());
+        let big = crate::trust::SIGNATURE_MAX as u64 + 1;
+        assert!(x.header(sig, &entry(sig, Kind::File, big, None)).is_err());
+        assert!(x.header(sig, &entry(sig, Kind::Dir, 0, None)).is_err());
     }
 
     #[test]
