@@ -631,17 +631,32 @@ fn extended_attributes_need_the_archives_own_signature() {
 }
 
 #[test]
-fn extended_attributes_are_refused_over_rsync() {
-    use edeploy::archive::xattr::set_xattr;
+fn extended_attributes_are_not_copied_over_rsync_when_signatures_are_required() {
+    use edeploy::archive::xattr::{set_xattr, xattrs};
     let r = Rsync::start();
     set_xattr(&r.tree().join("usr/bin/tool"), b"user.note", b"x").expect("xattr");
-    r.refused(&[
-        &format!(
-            "{}: entry usr/bin/tool carries the extended attribute user.note",
-            r.url()
-        ),
-        "serve the tree over HTTP",
-    ]);
+    let root = node(&r.key);
+    let (result, console) = r.run(root.path(), "");
+    assert!(result.is_ok(), "{result:?}\n{console}");
+    // The file is installed, checked against the manifest, without the
+    // attribute nothing vouches for; the console says why.
+    let tool = root.path().join("chroot/usr/bin/tool");
+    assert!(tool.exists(), "{console}");
+    assert_eq!(xattrs(&tool).expect("list"), Vec::new(), "{console}");
+    assert!(
+        console.contains("ACLs and extended attributes are not copied over rsync"),
+        "{console}"
+    );
+    // Signatures not required: copied as before (`-aHAX`).
+    let root = node(&r.key);
+    let (result, console) = r.run(root.path(), "REQUIRE_SIGNATURES=0");
+    assert!(result.is_ok(), "{result:?}\n{console}");
+    let names: Vec<Vec<u8>> = xattrs(&root.path().join("chroot/usr/bin/tool"))
+        .expect("list")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&b"user.note".to_vec()), "{console}");
 }
 
 // ------------------------------------------------- edeploy-init --fetch

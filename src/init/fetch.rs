@@ -262,10 +262,17 @@ impl Seek for Fed {
 
 /// `rsync -aHAX --numeric-ids URL DEST/` through the seam.
 pub fn fetch_rsync(url: &str, dest: &Path, exec: &dyn Exec) -> Result<()> {
+    fetch_rsync_with(url, dest, exec, true)
+}
+
+/// [`fetch_rsync`]; without `xattrs`, the tree's ACLs and extended
+/// attributes are left on the server (`-aH`, not `-aHAX`): what a signed
+/// manifest does not list, and so cannot vouch for.
+pub fn fetch_rsync_with(url: &str, dest: &Path, exec: &dyn Exec, xattrs: bool) -> Result<()> {
     fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     exec.run(&CmdLine::argv([
         "rsync".to_string(),
-        "-aHAX".into(),
+        if xattrs { "-aHAX" } else { "-aH" }.into(),
         "--numeric-ids".into(),
         url.into(),
         format!("{}/", dest.display()),

@@ -326,11 +326,23 @@ pub fn install_rsync(
     match expected {
         None => fetch::fetch_rsync(&url, target, exec),
         Some(mut x) => unpack::through_staging(target, |staging| {
+            // With signatures required, the tree's ACLs and extended
+            // attributes (file capabilities, systemd's journal ACLs) are
+            // not copied: the manifest does not list them, so nothing
+            // vouches for them over rsync. The HTTP transport keeps them
+            // when the archive is signed.
             x.xattrs_allowed = !policy.require;
             x.xattrs_why = "rsync cannot have them checked; serve the tree over HTTP as an \
                             archive with its own signature (HSERV)"
                 .into();
-            fetch::fetch_rsync(&url, staging, exec)?;
+            if policy.require {
+                console.say(
+                    "the tree's ACLs and extended attributes are not copied over rsync: the \
+                     signed manifest does not list them (serve the tree over HTTP with a \
+                     signed archive to keep them)",
+                );
+            }
+            fetch::fetch_rsync_with(&url, staging, exec, !policy.require)?;
             x.check_tree(staging)
         }),
     }
