@@ -15,6 +15,7 @@
 mod support;
 
 use edeploy::archive::layout;
+use edeploy::archive::manifest::Manifest;
 use edeploy::archive::write::write_archive;
 use edeploy::configure::Role;
 use edeploy::exec::System;
@@ -168,6 +169,44 @@ impl Http {
         self.key.sign_file(&self.archive()).expect("sign");
     }
 
+    /// Packs V1 again from its (changed) tree, manifest and archive signed
+    /// by the trusted key: what an operator does after a change.
+    fn repack_signed(&self) {
+        use edeploy::host::pack::{pack_signed, PackOptions};
+        let opts = PackOptions {
+            archive: true,
+            ..PackOptions::default()
+        };
+        pack_signed(
+            &mut Vec::new(),
+            &self.tree(),
+            "base",
+            "V1",
+            &self.install(),
+            &opts,
+            Some(&self.key),
+        )
+        .expect("pack V1");
+    }
+
+    /// Makes V1's manifest one written before manifests listed extended
+    /// attributes (signed, served and in the tree), and its archive again:
+    /// then only the archive's own signature vouches for attributes and
+    /// mtimes.
+    fn older_manifest(&self) {
+        let mut m = Manifest::load(&self.manifest()).expect("manifest");
+        m.xattrs = false;
+        for e in &mut m.entries {
+            e.xattrs.clear();
+        }
+        m.save(&self.manifest()).expect("save");
+        self.key.sign_file(&self.manifest()).expect("sign");
+        let own = layout::manifest_path(&self.tree(), "base", "V1");
+        m.save(&own).expect("save in the tree");
+        self.key.sign_file(&own).expect("sign in the tree");
+        self.repack_archive();
+    }
+
     /// Installs V1 into `root`'s `/chroot`.
     fn run(&self, root: &Path, extra: &str) -> (anyhow::Result<u64>, String) {
         let s = self.settings(extra);
@@ -232,20 +271,35 @@ fn the_signed_tree_installs_over_http() {
         console.contains(&format!("the signed manifest of key {id}")),
         "{console}"
     );
+    // The manifest lists every entry's extended attributes: the archive's
+    // own signature is not needed.
     assert!(
-        console.contains(&format!("{}: signed by key {id}", h.url())),
+        console.contains(&format!(
+            "{}: every entry, its extended attributes included, is checked against the \
+             signed manifest",
+            h.url()
+        )),
         "{console}"
     );
     assert!(!console.contains("warning"), "{console}");
 }
 
+/// Changes `path`'s bytes keeping its size and mtime: only the content's
+/// hash can tell.
+fn flip_byte(path: &Path, at: usize) -> Vec<u8> {
+    let md = fs::metadata(path).expect("stat");
+    let mut data = fs::read(path).expect("read");
+    data[at] ^= 0x01;
+    fs::write(path, &data).expect("write");
+    let t = filetime::FileTime::from_last_modification_time(&md);
+    filetime::set_file_mtime(path, t).expect("touch");
+    data
+}
+
 #[test]
 fn a_flipped_byte_in_a_file_of_the_archive_is_refused() {
     let h = Http::start();
-    let f = h.tree().join("etc/hosts");
-    let mut data = fs::read(&f).expect("read");
-    data[0] ^= 0x01;
-    fs::write(&f, &data).expect("write");
+    let data = flip_byte(&h.tree().join("etc/hosts"), 0);
     h.repack_archive();
     let id = key_id(&h.key);
     let err = h.refused(
@@ -387,10 +441,28 @@ fn a_manifest_signed_for_another_version_is_refused() {
 }
 
 #[test]
+fn a_changed_mtime_is_refused() {
+    let h = Http::start();
+    let t = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_times(h.tree().join("etc/hosts"), t, t).expect("touch");
+    h.repack_archive();
+    h.refused(
+        "",
+        &[&format!(
+            "{}: entry etc/hosts has mtime 1600000000 where the signed manifest of key {} says \
+             mtime ",
+            h.url(),
+            key_id(&h.key)
+        )],
+    );
+}
+
+#[test]
 fn an_archive_whose_own_signature_does_not_match_is_refused() {
     let h = Http::start();
-    // Same entries (mtimes are not in the per-entry check), other bytes:
-    // only the archive's own signature tells.
+    h.older_manifest();
+    // Same entries (an older manifest's check leaves mtimes out), other
+    // bytes: only the archive's own signature tells.
     let t = filetime::FileTime::from_unix_time(1_600_000_000, 0);
     filetime::set_file_times(h.tree().join("etc/hosts"), t, t).expect("touch");
     write_archive(&h.tree(), &h.archive()).expect("write the archive");
@@ -548,10 +620,8 @@ fn a_tree_tampered_with_after_signing_is_refused_over_rsync() {
         let r = Rsync::start();
         let id = r.key.id().to_string();
         let f = r.tree().join("usr/bin/tool");
-        let mut data = fs::read(&f).expect("read");
-        let last = data.len() - 2;
-        data[last] ^= 0x20;
-        fs::write(&f, &data).expect("write");
+        let last = fs::metadata(&f).expect("stat").len() as usize - 2;
+        flip_byte(&f, last);
         r.refused(&[
             &format!("{}: entry usr/bin/tool has sha256 ", r.url()),
             &format!("where the signed manifest of key {id} says sha256 "),
@@ -596,12 +666,61 @@ fn a_missing_or_untrusted_signature_is_refused_over_rsync() {
 
 // ------------------------------------------------------ extended attributes
 
-/// Extended attributes are not in a manifest: over HTTP they come only
-/// from an archive whose own signature is checked.
+/// A manifest lists every entry's extended attributes: they install
+/// without the archive's own signature, and one changed, added or taken
+/// away after signing is refused.
 #[test]
-fn extended_attributes_need_the_archives_own_signature() {
+fn extended_attributes_are_checked_against_the_signed_manifest() {
     use edeploy::archive::xattr::{set_xattr, xattrs};
     let h = Http::start();
+    let tool = h.tree().join("usr/bin/tool");
+    set_xattr(&tool, b"user.note", b"signed\nalong\0").expect("xattr");
+    set_xattr(&h.tree().join("etc"), b"user.dir", b"d").expect("xattr");
+    h.repack_signed();
+    fs::remove_file(signature_path(&h.archive())).expect("rm");
+    let root = node(&h.key);
+    let (result, console) = h.run(root.path(), "");
+    result.unwrap_or_else(|e| panic!("{e:#}\n{console}"));
+    let chroot = root.path().join("chroot");
+    assert_eq!(
+        xattrs(&chroot.join("usr/bin/tool")).expect("xattrs"),
+        vec![(b"user.note".to_vec(), b"signed\nalong\0".to_vec())]
+    );
+    assert_eq!(
+        xattrs(&chroot.join("etc")).expect("xattrs"),
+        vec![(b"user.dir".to_vec(), b"d".to_vec())]
+    );
+
+    let id = key_id(&h.key);
+    set_xattr(&tool, b"user.note", b"changed").expect("xattr");
+    h.repack_archive();
+    h.refused(
+        "",
+        &[&format!(
+            "{}: entry usr/bin/tool has the extended attribute user.note={} where the signed \
+             manifest of key {id} says the extended attribute user.note={}",
+            h.url(),
+            edeploy::archive::manifest::hex(b"changed"),
+            edeploy::archive::manifest::hex(b"signed\nalong\0"),
+        )],
+    );
+    set_xattr(&tool, b"user.note", b"signed\nalong\0").expect("xattr");
+    set_xattr(&h.tree().join("etc/hosts"), b"user.extra", b"x").expect("xattr");
+    h.repack_archive();
+    h.refused(
+        "",
+        &["entry etc/hosts has the extended attribute user.extra=78 where the signed manifest"],
+    );
+}
+
+/// A manifest from before they were listed says nothing of extended
+/// attributes: over HTTP they come only from an archive whose own
+/// signature is checked.
+#[test]
+fn extended_attributes_need_the_archives_own_signature_with_an_older_manifest() {
+    use edeploy::archive::xattr::{set_xattr, xattrs};
+    let h = Http::start();
+    h.older_manifest();
     set_xattr(
         &h.tree().join("usr/bin/tool"),
         b"user.note",
@@ -631,9 +750,55 @@ fn extended_attributes_need_the_archives_own_signature() {
 }
 
 #[test]
+fn extended_attributes_are_copied_over_rsync_and_checked_when_the_manifest_lists_them() {
+    use edeploy::archive::xattr::{set_xattr, xattrs};
+    use edeploy::host::pack::{pack_signed, PackOptions};
+    let r = Rsync::start();
+    let tool = r.tree().join("usr/bin/tool");
+    set_xattr(&tool, b"user.note", b"x\0y").expect("xattr");
+    let install = r.daemon.path().join("install");
+    pack_signed(
+        &mut Vec::new(),
+        &r.tree(),
+        "base",
+        "V1",
+        &install,
+        &PackOptions::default(),
+        Some(&r.key),
+    )
+    .expect("pack V1");
+    let root = node(&r.key);
+    let (result, console) = r.run(root.path(), "");
+    assert!(result.is_ok(), "{result:?}\n{console}");
+    assert_eq!(
+        xattrs(&root.path().join("chroot/usr/bin/tool")).expect("list"),
+        vec![(b"user.note".to_vec(), b"x\0y".to_vec())],
+        "{console}"
+    );
+    assert!(!console.contains("not copied"), "{console}");
+    // Changed on the server after signing: refused, nothing installed.
+    set_xattr(&tool, b"user.note", b"z").expect("xattr");
+    r.refused(&[&format!(
+        "{}: entry usr/bin/tool has the extended attribute user.note=7a where the signed \
+         manifest of key {} says the extended attribute user.note=780079",
+        r.url(),
+        r.key.id()
+    )]);
+}
+
+#[test]
 fn extended_attributes_are_not_copied_over_rsync_when_signatures_are_required() {
     use edeploy::archive::xattr::{set_xattr, xattrs};
     let r = Rsync::start();
+    // A manifest from before they were listed (signed again as such).
+    let m = layout::repo_manifest(&r.daemon.path().join("install"), "base", "V1");
+    let mut old = Manifest::load(&m).expect("manifest");
+    old.xattrs = false;
+    old.save(&m).expect("save");
+    r.key.sign_file(&m).expect("sign");
+    let own = layout::manifest_path(&r.tree(), "base", "V1");
+    old.save(&own).expect("save in the tree");
+    r.key.sign_file(&own).expect("sign in the tree");
     set_xattr(&r.tree().join("usr/bin/tool"), b"user.note", b"x").expect("xattr");
     let root = node(&r.key);
     let (result, console) = r.run(root.path(), "");

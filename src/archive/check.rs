@@ -5,7 +5,9 @@
 //!
 //! Every entry must be in the manifest with the same type, mode (not for
 //! symlinks: Linux ignores theirs), owner, group, link target, device
-//! numbers and, for files, the same size and SHA-256; an entry not in the
+//! numbers and, for files, the same size and SHA-256; with a manifest
+//! that lists extended attributes ([`Manifest::xattrs`]), exactly those
+//! attributes and, for files, the same mtime; an entry not in the
 //! manifest, or given twice, is refused; at the end every entry of the
 //! manifest must have been seen. The root itself is not in a manifest
 //! (an archive's `./` entry is accepted and changes nothing).
@@ -30,6 +32,7 @@ use super::manifest::{self, hex, Entry, Kind, Manifest};
 use super::xattr;
 use anyhow::{anyhow, bail, Result};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Component, Path};
 
 /// What a tree must hold, and what has been seen of it so far.
@@ -52,6 +55,8 @@ pub struct Expected {
     pub xattrs_allowed: bool,
     /// Why they are not, for the refusal.
     pub xattrs_why: String,
+    /// Whether the manifest's signature was checked (by a trusted key).
+    pub signed: bool,
 }
 
 /// Where an entry of the tree stands against the manifest, once its
@@ -111,14 +116,23 @@ impl Expected {
             signer: signer.to_string(),
             xattrs_allowed: false,
             xattrs_why: "nothing else vouches for them".into(),
+            signed: false,
         }
     }
 
+    /// Whether the manifest lists every entry's extended attributes: they
+    /// are then checked with the rest of the entry ([`Expected::header`]),
+    /// and nothing else needs to vouch for them.
+    pub fn lists_xattrs(&self) -> bool {
+        self.manifest.xattrs
+    }
+
     /// Refuses extended attributes (`names`) on the entry at `path` unless
-    /// they are allowed.
+    /// they are allowed, or the manifest lists them (then
+    /// [`Expected::header`] compares them).
     pub fn check_xattrs(&self, path: &str, names: &[String]) -> Result<()> {
         match names.first() {
-            Some(first) if !self.xattrs_allowed => Err(self.refuse(
+            Some(first) if !self.xattrs_allowed && !self.manifest.xattrs => Err(self.refuse(
                 path,
                 format!(
                     "carries the extended attribute {first}, which a manifest does not list: {}",
@@ -150,8 +164,54 @@ impl Expected {
     }
 
     /// Checks the header of the entry at `path` (normalized), as `found`
-    /// describes it (its `sha256` unused: the content comes after).
+    /// describes it (its `sha256` unused: the content comes after). When
+    /// the manifest lists extended attributes (one `edeploy pack` wrote
+    /// since), `found`'s are compared, and a file's mtime.
     pub fn header(&mut self, path: &str, found: &Entry) -> Result<Slot> {
+        let slot = self.header_only(path, found)?;
+        if self.manifest.xattrs {
+            let none = BTreeMap::new();
+            let exp = match slot {
+                Slot::Listed(i) => &self.manifest.entries[i].xattrs,
+                Slot::OwnManifest | Slot::Free => &none,
+            };
+            self.same_xattrs(path, exp, &found.xattrs)?;
+            // A file's mtime too (a time before 1970 is archived as 0).
+            if let Slot::Listed(i) = slot {
+                let want = self.manifest.entries[i].mtime.max(0);
+                if found.kind == Kind::File && found.mtime != want {
+                    return Err(self.says(
+                        path,
+                        &format!("mtime {want}"),
+                        format!("mtime {}", found.mtime),
+                    ));
+                }
+            }
+        }
+        Ok(slot)
+    }
+
+    /// `found`'s extended attributes are exactly `exp`.
+    fn same_xattrs(
+        &self,
+        path: &str,
+        exp: &BTreeMap<String, String>,
+        found: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let shown = |name: &str, v: Option<&String>| match v {
+            Some(v) => format!("the extended attribute {name}={v}"),
+            None => format!("no extended attribute {name}"),
+        };
+        for name in exp.keys().chain(found.keys()) {
+            let (e, f) = (exp.get(name), found.get(name));
+            if e != f {
+                return Err(self.says(path, &shown(name, e), shown(name, f)));
+            }
+        }
+        Ok(())
+    }
+
+    fn header_only(&mut self, path: &str, found: &Entry) -> Result<Slot> {
         if path.is_empty() {
             // The root: a manifest does not list it.
             if found.kind != Kind::Dir {
@@ -298,7 +358,8 @@ impl Expected {
             && e.sha256 == f.sha256
             && e.mode == f.mode
             && e.uid == f.uid
-            && e.gid == f.gid;
+            && e.gid == f.gid
+            && e.xattrs == f.xattrs;
         if !same {
             return Err(self.refuse(
                 path,
@@ -339,12 +400,16 @@ impl Expected {
     /// entry's metadata, then every file's hash (on
     /// [`manifest::workers`] threads), then what is missing.
     pub fn check_tree(&mut self, root: &Path) -> Result<()> {
-        let found = manifest::scan(root, &manifest::KeepAll, false)
+        let mut found = manifest::scan(root, &manifest::KeepAll, false)
             .map_err(|e| anyhow!("{}: {e:#} (checked against {})", self.what, self.signer))?;
         let mut files: Vec<(String, Slot)> = Vec::new();
-        for f in &found {
+        for f in &mut found {
+            if self.manifest.xattrs {
+                f.xattrs = manifest::xattrs_of(&root.join(&f.path))
+                    .map_err(|e| anyhow!("{}: {e:#}", self.what))?;
+            }
             let slot = self.header(&f.path, f)?;
-            if !self.xattrs_allowed {
+            if !self.xattrs_allowed && !self.manifest.xattrs {
                 let names: Vec<String> = xattr::xattrs(&root.join(&f.path))?
                     .into_iter()
                     .map(|(n, _)| String::from_utf8_lossy(&n).into_owned())
@@ -381,6 +446,7 @@ mod tests {
             sha256: sha.map(String::from),
             target: None,
             rdev: None,
+            xattrs: BTreeMap::new(),
         }
     }
 
@@ -395,6 +461,7 @@ mod tests {
                 entry("etc/c", Kind::File, 1, Some("cc")),
                 entry("run.sock", Kind::Socket, 0, None),
             ],
+            xattrs: false,
         };
         Expected::new(
             m,
@@ -506,5 +573,90 @@ mod tests {
         );
         x.xattrs_allowed = true;
         assert!(x.check_xattrs("etc/a", &["user.x".into()]).is_ok());
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn listed_extended_attributes_must_be_exactly_those_of_the_manifest() {
+        let mut m = expected().manifest;
+        m.xattrs = true;
+        m.entries[1].xattrs = attrs(&[("security.capability", "01"), ("user.a", "02")]);
+        m.entries[2].xattrs = m.entries[1].xattrs.clone();
+        let fresh = || Expected::new(m.clone(), b"MANIFEST", "the archive", "the key K");
+        let with = |path: &str, x: &[(&str, &str)]| Entry {
+            xattrs: attrs(x),
+            ..entry(path, Kind::File, 1, None)
+        };
+        // Listed: nothing else needs to vouch for them.
+        let mut x = fresh();
+        assert!(x.lists_xattrs());
+        assert!(x.check_xattrs("etc/a", &["user.a".into()]).is_ok());
+        let ok = [("security.capability", "01"), ("user.a", "02")];
+        assert!(x.header("etc/a", &with("etc/a", &ok)).is_ok());
+        // A value changed, one missing, one added: each refused, naming it.
+        for (found, says) in [
+            (
+                vec![("security.capability", "ff"), ("user.a", "02")],
+                "has the extended attribute security.capability=ff where the key K says \
+                 the extended attribute security.capability=01",
+            ),
+            (
+                vec![("user.a", "02")],
+                "has no extended attribute security.capability where the key K says the \
+                 extended attribute security.capability=01",
+            ),
+            (
+                vec![
+                    ("security.capability", "01"),
+                    ("user.a", "02"),
+                    ("user.z", "00"),
+                ],
+                "has the extended attribute user.z=00 where the key K says no extended \
+                 attribute user.z",
+            ),
+        ] {
+            let e = fresh()
+                .header("etc/a", &with("etc/a", &found))
+                .expect_err("refused");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        // A file's mtime is checked with them.
+        let moved = Entry {
+            mtime: 7,
+            ..with("etc/a", &ok)
+        };
+        let e = fresh().header("etc/a", &moved).expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("etc/a has mtime 7 where the key K says mtime 1"),
+            "{e}"
+        );
+        // An entry the manifest lists none for has none.
+        let e = fresh()
+            .header("etc/c", &with("etc/c", &[("user.a", "02")]))
+            .expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("etc/c has the extended attribute user.a=02"),
+            "{e}"
+        );
+        assert!(fresh().header("etc/c", &with("etc/c", &[])).is_ok());
+        // Hard links: the same file has the same attributes.
+        let mut x = fresh();
+        x.header("etc/a", &with("etc/a", &ok)).unwrap();
+        x.content("etc/a", Slot::Listed(1), "aa").unwrap();
+        assert!(x.hard_link("etc/b", "etc/a").is_ok());
+        let mut m2 = m.clone();
+        m2.entries[2].xattrs.clear();
+        let mut x = Expected::new(m2, b"MANIFEST", "the archive", "the key K");
+        x.header("etc/a", &with("etc/a", &ok)).unwrap();
+        x.content("etc/a", Slot::Listed(1), "aa").unwrap();
+        assert!(x.hard_link("etc/b", "etc/a").is_err());
     }
 }

@@ -20,12 +20,27 @@
 //! refused. The SHA-256 of the whole file ([`Manifest::digest`]) names a
 //! manifest in delta archives.
 //!
+//! A manifest whose first line says `"xattrs":true` lists every entry's
+//! extended attributes (ACLs, file capabilities, `user.*`…), name to
+//! value in hex, and an entry without an `xattrs` field has none:
+//!
+//! ```text
+//! {"edeploy-manifest":1,"role":"base","version":"V2","xattrs":true}
+//! {"path":"var/log/journal","type":"d",…,"xattrs":{"system.posix_acl_access":"0200…"}}
+//! ```
+//!
+//! `edeploy pack` writes them so; the installer then checks every entry's
+//! attributes against the signed manifest as it checks the rest. A
+//! manifest without that field (written before it existed) says nothing of
+//! them. Readers that predate the field ignore it.
+//!
 //! Hashing runs on one worker thread per core, each reading through its
 //! own fixed buffer, so memory stays bounded whatever the file sizes.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -106,6 +121,10 @@ pub struct Entry {
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
+    /// Extended attributes, name to value in hex (only in a manifest that
+    /// lists them: [`Manifest::xattrs`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xattrs: BTreeMap<String, String>,
 }
 
 mod octal {
@@ -127,6 +146,8 @@ struct Header {
     format: u32,
     role: String,
     version: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    xattrs: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,6 +163,10 @@ pub struct Manifest {
     pub version: String,
     /// Sorted by path.
     pub entries: Vec<Entry>,
+    /// Whether every entry lists its extended attributes (an entry without
+    /// any then has none); a manifest written before they were listed
+    /// says nothing of them.
+    pub xattrs: bool,
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -160,6 +185,7 @@ impl Manifest {
             format: FORMAT,
             role: self.role.clone(),
             version: self.version.clone(),
+            xattrs: self.xattrs,
         })?;
         body.push('\n');
         for e in &self.entries {
@@ -218,6 +244,7 @@ impl Manifest {
             role: header.role,
             version: header.version,
             entries,
+            xattrs: header.xattrs,
         })
     }
 
@@ -250,14 +277,19 @@ impl Manifest {
             .map(|i| &self.entries[i])
     }
 
-    /// Scans and hashes the tree at `tree`, skipping what `skip` excludes.
+    /// Scans and hashes the tree at `tree`, skipping what `skip` excludes,
+    /// with every entry's extended attributes.
     pub fn build(tree: &Path, role: &str, version: &str, skip: &dyn Skip) -> Result<Manifest> {
         let mut entries = scan(tree, skip, false)?;
         hash_entries(tree, &mut entries, workers())?;
+        for e in &mut entries {
+            e.xattrs = xattrs_of(&tree.join(&e.path))?;
+        }
         Ok(Manifest {
             role: role.to_string(),
             version: version.to_string(),
             entries,
+            xattrs: true,
         })
     }
 }
@@ -324,7 +356,24 @@ pub fn entry_of(full: &Path, rel: String) -> Result<Entry> {
         sha256: None,
         target,
         rdev: matches!(kind, Kind::Char | Kind::Block).then(|| md.rdev()),
+        xattrs: BTreeMap::new(),
     })
+}
+
+/// The extended attributes of `full` (not followed) as a manifest lists
+/// them; a name that is not UTF-8 cannot be listed and is an error.
+pub fn xattrs_of(full: &Path) -> Result<BTreeMap<String, String>> {
+    super::xattr::xattrs(full)?
+        .into_iter()
+        .map(|(name, value)| match String::from_utf8(name) {
+            Ok(n) => Ok((n, hex(&value))),
+            Err(e) => bail!(
+                "{}: the extended attribute {:?} has a name a manifest cannot hold (not UTF-8)",
+                full.display(),
+                String::from_utf8_lossy(e.as_bytes())
+            ),
+        })
+        .collect()
 }
 
 /// Lists the tree at `tree` (not following symlinks, not descending into
@@ -447,6 +496,7 @@ mod tests {
                     sha256: None,
                     target: None,
                     rdev: None,
+                    xattrs: BTreeMap::new(),
                 },
                 Entry {
                     path: "etc/hosts".into(),
@@ -459,8 +509,12 @@ mod tests {
                     sha256: Some("ab".into()),
                     target: None,
                     rdev: None,
+                    xattrs: [("security.capability".to_string(), "0100000002".to_string())]
+                        .into_iter()
+                        .collect(),
                 },
             ],
+            xattrs: true,
         }
     }
 
@@ -481,6 +535,50 @@ mod tests {
         assert!(Manifest::parse(&cut, "m").is_err());
         assert_eq!(m.get("etc/hosts").map(|e| e.gid), Some(5));
         assert!(m.get("etc/x").is_none());
+    }
+
+    #[test]
+    fn listed_xattrs_round_trip_and_older_manifests_say_nothing() {
+        let m = sample();
+        let text = m.to_text().unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(first.ends_with(",\"xattrs\":true}"), "{first}");
+        assert!(
+            text.contains(r#""xattrs":{"security.capability":"0100000002"}"#),
+            "{text}"
+        );
+        // Only the entry that has some lists them.
+        assert_eq!(text.matches("security.capability").count(), 1, "{text}");
+        assert_eq!(Manifest::parse(&text, "m").unwrap(), m);
+        // A manifest of before: no field in its header, none in entries.
+        let mut old = sample();
+        old.xattrs = false;
+        old.entries[1].xattrs.clear();
+        let text = old.to_text().unwrap();
+        assert!(!text.contains("xattrs"), "{text}");
+        let back = Manifest::parse(&text, "m").unwrap();
+        assert!(!back.xattrs);
+        assert_eq!(back, old);
+    }
+
+    #[test]
+    fn build_lists_a_files_extended_attributes() {
+        let dir = std::env::temp_dir().join(format!("edeploy-mx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(dir.join("etc/a"), "a").unwrap();
+        std::fs::write(dir.join("etc/b"), "b").unwrap();
+        super::super::xattr::set_xattr(&dir.join("etc/a"), b"user.role", b"db\n\x00").unwrap();
+        let m = Manifest::build(&dir, "base", "V1", &KeepAll).unwrap();
+        assert!(m.xattrs);
+        let a = m.get("etc/a").unwrap();
+        assert_eq!(
+            a.xattrs.get("user.role").map(String::as_str),
+            Some("64620a00")
+        );
+        assert!(m.get("etc/b").unwrap().xattrs.is_empty());
+        assert!(m.get("etc").unwrap().xattrs.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

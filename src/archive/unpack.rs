@@ -32,7 +32,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use filetime::FileTime;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -239,10 +239,12 @@ fn unpack_entries<R: Read>(
             let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             x.check_xattrs(&shown, &xattr_names(p))?;
         }
-        let mut checked = match expected.as_deref_mut() {
-            Some(x) => check_header(x, &mut entry)?.map(|(path, slot)| Checking { x, path, slot }),
-            None => None,
-        };
+        let mut checked =
+            match expected.as_deref_mut() {
+                Some(x) => check_header(x, &mut entry, pax.as_deref())?
+                    .map(|(path, slot)| Checking { x, path, slot }),
+                None => None,
+            };
         if kind.is_dir() {
             dirs.push((entry, pax));
             continue;
@@ -479,6 +481,19 @@ fn xattr_names(pax: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The extended attributes among PAX records as a manifest lists them:
+/// name to value in hex.
+fn xattrs_listed(pax: &[u8]) -> BTreeMap<String, String> {
+    pax::records(pax)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(pax::XATTR_KEY)?;
+            Some((String::from_utf8_lossy(name).into_owned(), manifest::hex(v)))
+        })
+        .collect()
+}
+
 /// An entry being checked against the manifest: where it stands there.
 struct Checking<'a> {
     x: &'a mut Expected,
@@ -493,6 +508,7 @@ struct Checking<'a> {
 fn check_header<R: Read>(
     x: &mut Expected,
     entry: &mut tar::Entry<R>,
+    pax: Option<&[u8]>,
 ) -> Result<Option<(String, Slot)>> {
     let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
     let path = entry
@@ -561,10 +577,18 @@ fn check_header<R: Read>(
         uid: num(h.uid(), "uid")?,
         gid: num(h.gid(), "gid")?,
         size: if kind == Kind::File { entry.size() } else { 0 },
-        mtime: 0,
+        mtime: if kind == Kind::File {
+            h.mtime()
+                .ok()
+                .and_then(|t| i64::try_from(t).ok())
+                .ok_or_else(|| bad("a bad mtime"))?
+        } else {
+            0
+        },
         sha256: None,
         target,
         rdev,
+        xattrs: pax.map(xattrs_listed).unwrap_or_default(),
     };
     let slot = x.header(&path, &found)?;
     Ok((kind == Kind::File).then_some((path, slot)))

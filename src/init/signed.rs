@@ -16,9 +16,11 @@
 //!
 //! - over HTTP ([`install_http`]), the archive is streamed as before and
 //!   every entry is checked against the manifest while it is staged
-//!   ([`crate::archive::check`]); the archive's own signature
-//!   (`ROLE-VERS.edeploy.minisig`) is checked too when the server has one,
-//!   hashed as the bytes stream by;
+//!   ([`crate::archive::check`]), its extended attributes included when
+//!   the manifest lists them; with a manifest from before they were
+//!   listed, the archive's own signature (`ROLE-VERS.edeploy.minisig`)
+//!   is checked too when the server has one, hashed as the bytes stream
+//!   by, and vouches for them;
 //! - with rsync ([`install_rsync`]), the tree is copied into the staging
 //!   directory, checked whole against the manifest, and only then moved
 //!   into the target.
@@ -119,13 +121,14 @@ pub fn judge_manifest(
         return Ok(None);
     };
     let sig = signature_text(manifest_url, signature)?;
-    let signer = match policy.check(manifest_url, &text, sig.as_deref(), &sig_url, Some(&name))? {
-        Checked::Signed(v) => format!("the signed manifest of key {}", v.key),
-        Checked::Unsigned(w) => {
-            console.warn(w.trim_start_matches("WARNING: "));
-            format!("the unsigned manifest {manifest_url}")
-        }
-    };
+    let (signer, signed) =
+        match policy.check(manifest_url, &text, sig.as_deref(), &sig_url, Some(&name))? {
+            Checked::Signed(v) => (format!("the signed manifest of key {}", v.key), true),
+            Checked::Unsigned(w) => {
+                console.warn(w.trim_start_matches("WARNING: "));
+                (format!("the unsigned manifest {manifest_url}"), false)
+            }
+        };
     let body = std::str::from_utf8(&text)
         .map_err(|_| anyhow!("{manifest_url}: not a manifest (not UTF-8), {signer}"))?;
     let manifest = Manifest::parse(body, manifest_url)?;
@@ -142,7 +145,9 @@ pub fn judge_manifest(
         "{manifest_url}: {} entries, {signer}",
         manifest.entries.len()
     ));
-    Ok(Some(Expected::new(manifest, &text, tree_url, &signer)))
+    let mut expected = Expected::new(manifest, &text, tree_url, &signer);
+    expected.signed = signed;
+    Ok(Some(expected))
 }
 
 /// The HTTP transport: the manifest and its signature, then the archive
@@ -185,6 +190,21 @@ pub fn install_http_urls(
         None => None,
     };
     let mut expected = judge_manifest(murl, url, text, sig, role, policy, console)?;
+    // A signed manifest that lists every entry's extended attributes
+    // vouches for every byte and attribute the archive puts on disk: the
+    // archive's own signature adds nothing, and is not fetched (hashing
+    // the whole compressed stream costs a core's time while it unpacks).
+    if expected
+        .as_ref()
+        .is_some_and(|x| x.signed && x.lists_xattrs())
+    {
+        console.say(&format!(
+            "{url}: every entry, its extended attributes included, is checked against the \
+             signed manifest"
+        ));
+        console.say(&format!("fetching {url}"));
+        return fetch::fetch_http_checked(url, target, console, tuning, expected.as_mut(), None);
+    }
     let archive_sig = signature_text(
         url,
         get_small(&sig_of(url), trust::SIGNATURE_MAX as u64, tuning)?,
@@ -326,23 +346,24 @@ pub fn install_rsync(
     match expected {
         None => fetch::fetch_rsync(&url, target, exec),
         Some(mut x) => unpack::through_staging(target, |staging| {
-            // With signatures required, the tree's ACLs and extended
-            // attributes (file capabilities, systemd's journal ACLs) are
-            // not copied: the manifest does not list them, so nothing
-            // vouches for them over rsync. The HTTP transport keeps them
-            // when the archive is signed.
+            // The tree's ACLs and extended attributes (file capabilities,
+            // systemd's journal ACLs) are copied when the manifest lists
+            // them (then checked with the rest), or when nothing is
+            // required. With signatures required and a manifest from
+            // before they were listed, nothing vouches for them over
+            // rsync: they are not copied.
+            let lists = x.lists_xattrs();
             x.xattrs_allowed = !policy.require;
-            x.xattrs_why = "rsync cannot have them checked; serve the tree over HTTP as an \
-                            archive with its own signature (HSERV)"
+            x.xattrs_why = "rsync cannot have them checked against a manifest that does not \
+                            list them; pack the role again (edeploy pack lists them)"
                 .into();
-            if policy.require {
+            if policy.require && !lists {
                 console.say(
-                    "the tree's ACLs and extended attributes are not copied over rsync: the \
-                     signed manifest does not list them (serve the tree over HTTP with a \
-                     signed archive to keep them)",
+                    "the tree's ACLs and extended attributes are not copied over rsync: its \
+                     signed manifest does not list them (a manifest packed since lists them)",
                 );
             }
-            fetch::fetch_rsync_with(&url, staging, exec, !policy.require)?;
+            fetch::fetch_rsync_with(&url, staging, exec, !policy.require || lists)?;
             x.check_tree(staging)
         }),
     }
