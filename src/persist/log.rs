@@ -1269,4 +1269,38 @@ mod tests {
         // What was committed survives a replay of the new log.
         assert_eq!(super::super::recover(dir).unwrap(), 0);
     }
+
+    #[test]
+    fn commits_through_the_recovered_log_follow_the_record_it_finished() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        // No log yet: the first commit makes it, the next ones reuse it.
+        let mut open = super::super::recover_open(dir).unwrap();
+        for n in 1..=2u8 {
+            let mut txn = super::super::Transaction::new();
+            txn.write(&a, vec![n; 5000]);
+            txn.commit_recovered(&mut open, DEFAULT_MAX).unwrap();
+        }
+        drop(open);
+        // A request killed after its commit point: the next one finishes
+        // its record when it recovers, then commits after it.
+        commit_record_only(dir, vec![(a.clone(), vec![3; 5000])]).unwrap();
+        let mut open = super::super::recover_open(dir).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), vec![3; 5000]);
+        let mut txn = super::super::Transaction::new();
+        txn.write(&a, vec![4; 5000]);
+        txn.write(&b, b"b".to_vec());
+        txn.commit_recovered(&mut open, DEFAULT_MAX).unwrap();
+        drop(open);
+        let seqs: Vec<u64> = records(dir).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(fs::read(&a).unwrap(), vec![4; 5000]);
+        // A replay of the whole lap after a reboot ends on the same files.
+        fs::write(&a, b"").unwrap();
+        fs::remove_file(&b).unwrap();
+        recover_after_reboot(dir).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), vec![4; 5000]);
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+    }
 }
