@@ -746,7 +746,7 @@ fn bench_cmdb_allocate() {
     let vars: IndexMap<String, String> = last
         .vars
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "ip" | "hostname" | "edeploy-profile"))
+        .filter(|(k, _)| !matches!(k.as_str(), "ip" | "hostname" | "edeploy-profile" | "used"))
         .map(|(k, v)| {
             let v = if k == "mac" {
                 node_mac(bench.node + 1)
