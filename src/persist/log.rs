@@ -1016,11 +1016,11 @@ fn kept(path: &Path) {
 /// write. So a decision creates and removes no inode
 /// (`scripts/bench-replace` times both ways; ext4 without a journal also
 /// checks recently removed inodes when it creates one). The spare is
-/// overwritten in place and cut to the new length, never truncated to
-/// zero first: on ext4 that (like a rename over an existing file) starts
-/// writing the data out at once (`auto_da_alloc`). A spare left
-/// half-written by a crash is only a spare. The log is what guards
-/// against a crash here (see the module's documentation: an empty or
+/// overwritten in place and cut to the new length when it was longer,
+/// never truncated to zero first: on ext4 that (like a rename over an
+/// existing file) starts writing the data out at once (`auto_da_alloc`).
+/// A spare left half-written by a crash is only a spare. The log is what
+/// guards against a crash here (see the module's documentation: an empty or
 /// zero-filled file is rewritten by the replay). Where the swap is not
 /// supported, or there is no old file yet, it is a plain rename (and the
 /// next write makes a new spare).
@@ -1056,8 +1056,19 @@ fn open_spare(path: &Path) -> Result<(PathBuf, File)> {
 /// Writes `data` into the open spare `tmp` and swaps it with `path`: see
 /// [`replace`].
 fn swap_in(path: &Path, tmp: &Path, f: File, data: &[u8]) -> Result<()> {
+    // Cut only a spare longer than the new content: the write leaves a
+    // shorter one exactly `data` long, and cutting a file to its own
+    // length still rewrites its inode (the dearest step of replacing a
+    // small file on ext4); asking its length is much cheaper.
+    let longer = f.metadata().map_or(true, |m| m.len() > data.len() as u64);
     f.write_all_at(data, 0)
-        .and_then(|_| f.set_len(data.len() as u64))
+        .and_then(|_| {
+            if longer {
+                f.set_len(data.len() as u64)
+            } else {
+                Ok(())
+            }
+        })
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     drop(f);
     if exchange(tmp, path) {
@@ -1268,6 +1279,31 @@ mod tests {
         assert_eq!(fs::read(dir.join("a")).unwrap().len(), 3 << 20);
         // What was committed survives a replay of the new log.
         assert_eq!(super::super::recover(dir).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_spare_longer_or_shorter_than_the_new_content_ends_as_it() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let a = dir.join("a");
+        // Each write goes into the spare, which holds the version before
+        // the last: longer, shorter or as long as the new one.
+        for data in [
+            &b"x".repeat(6000)[..],
+            b"short",
+            b"mid-length",
+            b"tiny",
+            b"xy",
+            b"longer than the spare",
+            b"abcd",
+            b"ghij",
+            b"klmn",
+        ] {
+            let mut txn = super::super::Transaction::new();
+            txn.write(&a, data.to_vec());
+            txn.commit(dir).unwrap();
+            assert_eq!(fs::read(&a).unwrap(), data);
+        }
     }
 
     #[test]
