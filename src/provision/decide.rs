@@ -981,14 +981,31 @@ impl<'a> Configdir<'a> {
         read_small(self.open_file(path)?)
     }
 
-    /// A file of any size, its size asked first, as `std::fs::read` does.
+    /// A file of any size, its size asked first and read in one go, as
+    /// `std::fs::read` does (a `statx`, then one read and one at its end).
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         use std::io::Read;
-        let file = self.open_file(path)?;
+        let mut file = self.open_file(path)?;
+        let size = file
+            .metadata()
+            .ok()
+            .and_then(|m| usize::try_from(m.len()).ok())
+            .unwrap_or(0);
         let mut buf = Vec::new();
-        if let Ok(meta) = file.metadata() {
-            buf.try_reserve_exact(usize::try_from(meta.len()).unwrap_or(0))?;
+        buf.try_reserve_exact(size)?;
+        buf.resize(size, 0);
+        let mut got = 0;
+        while got < size {
+            match file.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
+        buf.truncate(got);
+        // Then to its end, wherever that is now (one short read when the
+        // size was right).
         file.take(u64::MAX).read_to_end(&mut buf)?;
         Ok(buf)
     }
