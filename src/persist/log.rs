@@ -212,9 +212,12 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
-    // Blocks first: most of a CMDB is unchanged.
-    while i + 64 <= n && a[i..i + 64] == b[i..i + 64] {
-        i += 64;
+    // Blocks first, large then small: most of a CMDB is unchanged, and
+    // each comparison is a call.
+    for block in [4096, 64] {
+        while i + block <= n && a[i..i + block] == b[i..i + block] {
+            i += block;
+        }
     }
     while i < n && a[i] == b[i] {
         i += 1;
@@ -227,8 +230,10 @@ fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
     let n = a.len().min(b.len()).min(max);
     let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
     let mut i = 0;
-    while i + 64 <= n && a[n - i - 64..n - i] == b[n - i - 64..n - i] {
-        i += 64;
+    for block in [4096, 64] {
+        while i + block <= n && a[n - i - block..n - i] == b[n - i - block..n - i] {
+            i += block;
+        }
     }
     while i < n && a[n - i - 1] == b[n - i - 1] {
         i += 1;
@@ -1371,6 +1376,33 @@ mod tests {
         assert_eq!(fs::read(dir.join("a")).unwrap().len(), 3 << 20);
         // What was committed survives a replay of the new log.
         assert_eq!(super::super::recover(dir).unwrap(), 0);
+    }
+
+    proptest::proptest! {
+        /// The block-wise searches find what a byte loop finds, the
+        /// difference anywhere in texts longer than a large block.
+        #[test]
+        fn common_prefix_and_suffix_are_the_byte_loops(
+            len in 0usize..9000,
+            at in 0usize..9000,
+            cut in 0usize..3,
+            max in 0usize..9000,
+        ) {
+            let a: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut b = a.clone();
+            if at < len {
+                b[at] ^= 0x55;
+            }
+            b.truncate(len.saturating_sub(cut));
+            let n = a.len().min(b.len());
+            let naive_prefix = (0..n).take_while(|&i| a[i] == b[i]).count();
+            proptest::prop_assert_eq!(common_prefix(&a, &b), naive_prefix);
+            let m = n.min(max);
+            let naive_suffix = (1..=m)
+                .take_while(|&i| a[a.len() - i] == b[b.len() - i])
+                .count();
+            proptest::prop_assert_eq!(common_suffix(&a, &b, max), naive_suffix);
+        }
     }
 
     #[test]
