@@ -946,9 +946,19 @@ impl<'a> Configdir<'a> {
         use std::os::fd::{AsRawFd, FromRawFd};
         use std::os::unix::ffi::OsStrExt;
         let inside = self.fd.as_ref().and_then(|fd| {
-            let rel = path.strip_prefix(&self.cfg.configdir).ok()?;
-            let rel = std::ffi::CString::new(rel.as_os_str().as_bytes()).ok()?;
-            (!rel.as_bytes().is_empty()).then_some((fd, rel))
+            // `CONFIGDIR/NAME` as `Path::join` makes it: compared as bytes
+            // (a component-wise `strip_prefix` costs more than the open
+            // it spares a path walk).
+            let dir = self.cfg.configdir.as_os_str().as_bytes();
+            let rest = path.as_os_str().as_bytes().strip_prefix(dir)?;
+            let rest = match dir.last() {
+                Some(b'/') => rest,
+                _ => rest.strip_prefix(b"/")?,
+            };
+            if rest.first().is_none_or(|&c| c == b'/') {
+                return None;
+            }
+            Some((fd, std::ffi::CString::new(rest).ok()?))
         });
         let Some((fd, rel)) = inside else {
             return std::fs::File::open(path);
@@ -1297,4 +1307,47 @@ impl Decision {
 /// The JSON answer: `{"profile", "vars", "script", "settings"}`.
 pub fn envelope(d: &Decision) -> serde_json::Value {
     d.envelope().to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_read_through_configdir_or_by_their_full_paths() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("config/handouts.d")).unwrap();
+        std::fs::create_dir_all(root.join("configx")).unwrap();
+        std::fs::write(root.join("config/state"), b"in").unwrap();
+        std::fs::write(root.join("config/handouts.d/n"), b"sub").unwrap();
+        std::fs::write(root.join("configx/state"), b"beside").unwrap();
+        std::fs::write(root.join("outside"), b"out").unwrap();
+        for dir in [root.join("config"), root.join("config/")] {
+            let cfg = ServerConfig::with_configdir(dir.clone());
+            let at = Configdir::open(&cfg);
+            assert!(at.fd.is_some(), "{}", dir.display());
+            for (path, want) in [
+                (dir.join("state"), &b"in"[..]),
+                (dir.join("handouts.d").join("n"), b"sub"),
+                (root.join("configx/state"), b"beside"),
+                (root.join("outside"), b"out"),
+                (dir.join("../outside"), b"out"),
+            ] {
+                assert_eq!(at.read_small(&path).unwrap(), want, "{}", path.display());
+                assert_eq!(at.read(&path).unwrap(), want, "{}", path.display());
+            }
+            let missing = at.read_small(&dir.join("nothing")).unwrap_err();
+            assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+            // CONFIGDIR itself is no file of it.
+            assert!(at.read_small(&dir).is_err());
+        }
+        // A CONFIGDIR that cannot be opened: full paths, their errors.
+        let cfg = ServerConfig::with_configdir(root.join("none"));
+        let at = Configdir::open(&cfg);
+        assert!(at.fd.is_none());
+        assert_eq!(at.read(&root.join("outside")).unwrap(), b"out");
+        let e = at.read_small(&root.join("none/state")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
 }
