@@ -83,6 +83,8 @@ use std::path::{Path, PathBuf};
 
 /// The log's name inside the directory it protects.
 pub const LOG: &str = ".edeploy-log";
+/// [`LOG`] for `openat(2)`.
+const LOG_C: &std::ffi::CStr = c".edeploy-log";
 /// The notes of records set aside, one line each, beside the log.
 pub const SET_ASIDE: &str = ".edeploy-log.set-aside";
 /// The errors of a write that retrying cannot fix (see the module's
@@ -210,9 +212,12 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
-    // Blocks first: most of a CMDB is unchanged.
-    while i + 64 <= n && a[i..i + 64] == b[i..i + 64] {
-        i += 64;
+    // Blocks first, large then small: most of a CMDB is unchanged, and
+    // each comparison is a call.
+    for block in [4096, 64] {
+        while i + block <= n && a[i..i + block] == b[i..i + block] {
+            i += block;
+        }
     }
     while i < n && a[i] == b[i] {
         i += 1;
@@ -225,8 +230,10 @@ fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
     let n = a.len().min(b.len()).min(max);
     let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
     let mut i = 0;
-    while i + 64 <= n && a[n - i - 64..n - i] == b[n - i - 64..n - i] {
-        i += 64;
+    for block in [4096, 64] {
+        while i + block <= n && a[n - i - block..n - i] == b[n - i - block..n - i] {
+            i += block;
+        }
     }
     while i < n && a[n - i - 1] == b[n - i - 1] {
         i += 1;
@@ -272,10 +279,21 @@ impl Write1 {
 /// Encodes a record. A write is a splice when it can be one and `lap`
 /// (the paths the lap holds in full) has its path.
 fn encode(seq: u64, writes: &[Write1], lap: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let spliced = |w: &Write1| {
+        let path = w.path.as_os_str().as_bytes();
+        w.splice.filter(|_| lap.iter().any(|l| l == path))
+    };
+    // The room the record takes: a splice's middle, not the whole file.
     let mut p = Vec::with_capacity(
         64 + writes
             .iter()
-            .map(|w| w.data.len() + w.path.as_os_str().len() + 64)
+            .map(|w| {
+                let body = match spliced(w) {
+                    Some((prefix, suffix)) => w.data.len() - prefix - suffix,
+                    None => w.data.len(),
+                };
+                body + w.path.as_os_str().len() + 64
+            })
             .sum::<usize>(),
     );
     p.extend_from_slice(RECORD_MAGIC);
@@ -294,7 +312,7 @@ fn encode(seq: u64, writes: &[Write1], lap: &[Vec<u8>]) -> Result<Vec<u8>> {
             }
             None => p.extend_from_slice(&[0; 13]),
         }
-        match w.splice.filter(|_| lap.iter().any(|l| l == path)) {
+        match spliced(w) {
             Some((prefix, suffix)) => {
                 let new = Identity::of(&w.data);
                 let mid = &w.data[prefix..w.data.len() - suffix];
@@ -377,6 +395,69 @@ pub(super) struct Wal {
     /// The paths the lap holds a full record of (see [`encode`]); kept
     /// in the tail, so only trusted within the boot that wrote it.
     lap: Vec<Vec<u8>>,
+    /// `dir` opened, through which a commit names the files under it.
+    at: Option<Dir>,
+}
+
+/// A directory opened (`O_PATH`), through which the log and a commit's
+/// files under it are named (`openat`, `renameat2`): the path leading to
+/// it is looked up once rather than for each file, twice for each swap.
+/// A path outside it is used whole.
+struct Dir {
+    path: PathBuf,
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Dir {
+    fn open(path: &Path) -> Option<Dir> {
+        use std::os::fd::FromRawFd;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a NUL-terminated path that lives across the call.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: a descriptor just opened, owned by nothing else.
+        (fd >= 0).then(|| Dir {
+            path: path.to_path_buf(),
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// `path` relative to the directory, when it is under it.
+    fn rel(&self, path: &Path) -> Option<std::ffi::CString> {
+        let rel = path.strip_prefix(&self.path).ok()?;
+        let rel = std::ffi::CString::new(rel.as_os_str().as_bytes()).ok()?;
+        (!rel.as_bytes().is_empty()).then_some(rel)
+    }
+
+    /// `openat(2)` of `path` (relative to the directory) with `flags`
+    /// (and mode 0666 when they create it), retried when interrupted.
+    fn open_file(&self, path: &std::ffi::CStr, flags: i32) -> std::io::Result<File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        loop {
+            // SAFETY: an open directory and a NUL-terminated path that
+            // live across the call.
+            let fd = unsafe {
+                libc::openat(
+                    self.fd.as_raw_fd(),
+                    path.as_ptr(),
+                    flags | libc::O_CLOEXEC,
+                    0o666 as libc::c_uint,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a descriptor just opened, owned by nothing else.
+                return Ok(File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
 }
 
 impl Wal {
@@ -396,7 +477,15 @@ impl Wal {
 
     fn open_with(dir: &Path, write: bool) -> Result<Option<Wal>> {
         let path = Wal::log_path(dir);
-        let file = match OpenOptions::new().read(true).write(write).open(&path) {
+        let at = Dir::open(dir);
+        let opened = match &at {
+            Some(at) => {
+                let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+                at.open_file(LOG_C, flags)
+            }
+            None => OpenOptions::new().read(true).write(write).open(&path),
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("{}: cannot open", path.display())),
@@ -449,6 +538,7 @@ impl Wal {
             tail,
             boot,
             lap,
+            at,
         }))
     }
 
@@ -493,6 +583,7 @@ impl Wal {
             tail: Some(tail),
             boot,
             lap: Vec::new(),
+            at: Dir::open(dir),
         })
     }
 
@@ -699,15 +790,16 @@ impl Wal {
         let tail = self.tail.context("no tail after a checkpoint")?;
         // Before the commit point: a target that cannot be written fails
         // the commit, not the record's replay.
+        let at = self.at.as_ref();
         let spares = writes
             .iter()
-            .map(|w| open_spare(&w.path))
+            .map(|w| open_spare(at, &w.path))
             .collect::<Result<Vec<_>>>()?;
         self.file
             .write_all_at(&record, tail.next_off)
             .and_then(|_| self.file.sync_data())
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        apply(writes, spares)?;
+        apply(at, writes, spares)?;
         self.note_full(writes.iter().map(|w| (&w.path, w.data.len())));
         self.set_tail(Tail {
             next_off: tail.next_off + len,
@@ -875,12 +967,12 @@ fn read_record_at(file: &File, off: u64, capacity: u64) -> Result<Option<Record>
 
 /// Writes each file of a commit into its open spare, under the lock that
 /// read the old contents. Returns the number of files written.
-fn apply(writes: &[Write1], spares: Vec<(PathBuf, File)>) -> Result<usize> {
+fn apply(at: Option<&Dir>, writes: &[Write1], spares: Vec<(PathBuf, File)>) -> Result<usize> {
     for (i, (w, (tmp, f))) in writes.iter().zip(spares).enumerate() {
         if i > 0 {
             super::test_delay();
         }
-        swap_in(&w.path, &tmp, f, &w.data)?;
+        swap_in(at, &w.path, &tmp, f, &w.data)?;
     }
     Ok(writes.len())
 }
@@ -1016,32 +1108,35 @@ fn kept(path: &Path) {
 /// write. So a decision creates and removes no inode
 /// (`scripts/bench-replace` times both ways; ext4 without a journal also
 /// checks recently removed inodes when it creates one). The spare is
-/// overwritten in place and cut to the new length, never truncated to
-/// zero first: on ext4 that (like a rename over an existing file) starts
-/// writing the data out at once (`auto_da_alloc`). A spare left
-/// half-written by a crash is only a spare. The log is what guards
-/// against a crash here (see the module's documentation: an empty or
+/// overwritten in place and cut to the new length when it was longer,
+/// never truncated to zero first: on ext4 that (like a rename over an
+/// existing file) starts writing the data out at once (`auto_da_alloc`).
+/// A spare left half-written by a crash is only a spare. The log is what
+/// guards against a crash here (see the module's documentation: an empty or
 /// zero-filled file is rewritten by the replay). Where the swap is not
 /// supported, or there is no old file yet, it is a plain rename (and the
 /// next write makes a new spare).
 fn replace(path: &Path, data: &[u8]) -> Result<()> {
-    let (tmp, f) = open_spare(path)?;
-    swap_in(path, &tmp, f, data)
+    let (tmp, f) = open_spare(None, path)?;
+    swap_in(None, path, &tmp, f, data)
 }
 
-/// Opens (creating it) the spare file of `path`: see [`replace`].
-fn open_spare(path: &Path) -> Result<(PathBuf, File)> {
+/// Opens (creating it) the spare file of `path`, through `at` when it is
+/// under it: see [`replace`].
+fn open_spare(at: Option<&Dir>, path: &Path) -> Result<(PathBuf, File)> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = tmp_name(path)?;
+    let rel = at.and_then(|d| Some((d, d.rel(&tmp)?)));
     // O_NOFOLLOW: a symlink put in the spare's place is removed, not
     // written through.
-    let open = || {
-        OpenOptions::new()
+    let open = || match &rel {
+        Some((d, rel)) => d.open_file(rel, libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW),
+        None => OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
+            .open(&tmp),
     };
     let f = match open() {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -1055,36 +1150,49 @@ fn open_spare(path: &Path) -> Result<(PathBuf, File)> {
 
 /// Writes `data` into the open spare `tmp` and swaps it with `path`: see
 /// [`replace`].
-fn swap_in(path: &Path, tmp: &Path, f: File, data: &[u8]) -> Result<()> {
+fn swap_in(at: Option<&Dir>, path: &Path, tmp: &Path, f: File, data: &[u8]) -> Result<()> {
+    // Cut only a spare longer than the new content: the write leaves a
+    // shorter one exactly `data` long, and cutting a file to its own
+    // length still rewrites its inode (the dearest step of replacing a
+    // small file on ext4); asking its length is much cheaper.
+    let longer = f.metadata().map_or(true, |m| m.len() > data.len() as u64);
     f.write_all_at(data, 0)
-        .and_then(|_| f.set_len(data.len() as u64))
+        .and_then(|_| {
+            if longer {
+                f.set_len(data.len() as u64)
+            } else {
+                Ok(())
+            }
+        })
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     drop(f);
-    if exchange(tmp, path) {
+    if exchange(at, tmp, path) {
         return Ok(());
     }
     fs::rename(tmp, path).with_context(|| format!("{}: cannot replace", path.display()))
 }
 
-/// Swaps two paths atomically; false when the kernel or the file system
-/// cannot (or `b` does not exist), and nothing was changed.
-fn exchange(a: &Path, b: &Path) -> bool {
-    let (Ok(a), Ok(b)) = (
-        std::ffi::CString::new(a.as_os_str().as_bytes()),
-        std::ffi::CString::new(b.as_os_str().as_bytes()),
-    ) else {
-        return false;
+/// Swaps two paths atomically, named through `at` when both are under
+/// it; false when the kernel or the file system cannot (or `b` does not
+/// exist), and nothing was changed.
+fn exchange(at: Option<&Dir>, a: &Path, b: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let inside = at.and_then(|d| Some((d.fd.as_raw_fd(), d.rel(a)?, d.rel(b)?)));
+    let (dirfd, a, b) = match inside {
+        Some(names) => names,
+        None => {
+            let (Ok(a), Ok(b)) = (
+                std::ffi::CString::new(a.as_os_str().as_bytes()),
+                std::ffi::CString::new(b.as_os_str().as_bytes()),
+            ) else {
+                return false;
+            };
+            (libc::AT_FDCWD, a, b)
+        }
     };
-    // SAFETY: two NUL-terminated paths that live across the call.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
+    // SAFETY: two NUL-terminated paths that live across the call, and a
+    // directory open as long as `at` (or the working directory).
+    let r = unsafe { libc::renameat2(dirfd, a.as_ptr(), dirfd, b.as_ptr(), libc::RENAME_EXCHANGE) };
     r == 0
 }
 
@@ -1268,5 +1376,91 @@ mod tests {
         assert_eq!(fs::read(dir.join("a")).unwrap().len(), 3 << 20);
         // What was committed survives a replay of the new log.
         assert_eq!(super::super::recover(dir).unwrap(), 0);
+    }
+
+    proptest::proptest! {
+        /// The block-wise searches find what a byte loop finds, the
+        /// difference anywhere in texts longer than a large block.
+        #[test]
+        fn common_prefix_and_suffix_are_the_byte_loops(
+            len in 0usize..9000,
+            at in 0usize..9000,
+            cut in 0usize..3,
+            max in 0usize..9000,
+        ) {
+            let a: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut b = a.clone();
+            if at < len {
+                b[at] ^= 0x55;
+            }
+            b.truncate(len.saturating_sub(cut));
+            let n = a.len().min(b.len());
+            let naive_prefix = (0..n).take_while(|&i| a[i] == b[i]).count();
+            proptest::prop_assert_eq!(common_prefix(&a, &b), naive_prefix);
+            let m = n.min(max);
+            let naive_suffix = (1..=m)
+                .take_while(|&i| a[a.len() - i] == b[b.len() - i])
+                .count();
+            proptest::prop_assert_eq!(common_suffix(&a, &b, max), naive_suffix);
+        }
+    }
+
+    #[test]
+    fn a_spare_longer_or_shorter_than_the_new_content_ends_as_it() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let a = dir.join("a");
+        // Each write goes into the spare, which holds the version before
+        // the last: longer, shorter or as long as the new one.
+        for data in [
+            &b"x".repeat(6000)[..],
+            b"short",
+            b"mid-length",
+            b"tiny",
+            b"xy",
+            b"longer than the spare",
+            b"abcd",
+            b"ghij",
+            b"klmn",
+        ] {
+            let mut txn = super::super::Transaction::new();
+            txn.write(&a, data.to_vec());
+            txn.commit(dir).unwrap();
+            assert_eq!(fs::read(&a).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn commits_through_the_recovered_log_follow_the_record_it_finished() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        // No log yet: the first commit makes it, the next ones reuse it.
+        let mut open = super::super::recover_open(dir).unwrap();
+        for n in 1..=2u8 {
+            let mut txn = super::super::Transaction::new();
+            txn.write(&a, vec![n; 5000]);
+            txn.commit_recovered(&mut open, DEFAULT_MAX).unwrap();
+        }
+        drop(open);
+        // A request killed after its commit point: the next one finishes
+        // its record when it recovers, then commits after it.
+        commit_record_only(dir, vec![(a.clone(), vec![3; 5000])]).unwrap();
+        let mut open = super::super::recover_open(dir).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), vec![3; 5000]);
+        let mut txn = super::super::Transaction::new();
+        txn.write(&a, vec![4; 5000]);
+        txn.write(&b, b"b".to_vec());
+        txn.commit_recovered(&mut open, DEFAULT_MAX).unwrap();
+        drop(open);
+        let seqs: Vec<u64> = records(dir).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(fs::read(&a).unwrap(), vec![4; 5000]);
+        // A replay of the whole lap after a reboot ends on the same files.
+        fs::write(&a, b"").unwrap();
+        fs::remove_file(&b).unwrap();
+        recover_after_reboot(dir).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), vec![4; 5000]);
+        assert_eq!(fs::read(&b).unwrap(), b"b");
     }
 }

@@ -230,6 +230,12 @@ impl Transaction {
     /// [`check_target`], or a record that would not fit in `cap` bytes
     /// ([`TooLarge`]), is an error before anything is written.
     pub fn commit_within(self, dir: &Path, cap: u64) -> Result<()> {
+        self.commit_opened(dir, cap, None)
+    }
+
+    /// [`commit_within`](Self::commit_within), through the log `opened`
+    /// holds when it holds one.
+    fn commit_opened(self, dir: &Path, cap: u64, mut opened: Option<&mut Recovered>) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }
@@ -257,9 +263,51 @@ impl Transaction {
             }
             .into());
         }
-        let mut log = Wal::open_recovered(dir, room, cap)?;
-        log.commit(&writes, cap)
+        let mut log = match opened.as_mut().and_then(|r| r.log.take()) {
+            Some(log) => log,
+            None => Wal::open_recovered(dir, room, cap)?,
+        };
+        log.commit(&writes, cap)?;
+        if let Some(r) = opened {
+            r.log = Some(log);
+        }
+        Ok(())
     }
+
+    /// [`commit_within`](Self::commit_within) through the log `recovered`
+    /// holds open: the log of its directory, recovered under the lock the
+    /// caller still holds ([`recover_open`]), so neither opened nor read
+    /// again. A commit that fails closes it: a later commit opens and
+    /// recovers the log afresh.
+    pub fn commit_recovered(self, recovered: &mut Recovered, cap: u64) -> Result<()> {
+        let dir = recovered.dir.clone();
+        self.commit_opened(&dir, cap, Some(recovered))
+    }
+}
+
+/// The write-ahead log of a directory as [`recover_open`] left it, open
+/// for the commits that follow under the same lock
+/// ([`Transaction::commit_recovered`]).
+pub struct Recovered {
+    dir: PathBuf,
+    /// `None`: the directory has no log yet, or a commit through it failed.
+    log: Option<Wal>,
+}
+
+/// [`recover`], the log kept open for [`Transaction::commit_recovered`]
+/// under the same lock.
+pub fn recover_open(dir: &Path) -> Result<Recovered> {
+    let log = match Wal::open(dir)? {
+        Some(mut log) => {
+            log.recover()?;
+            Some(log)
+        }
+        None => None,
+    };
+    Ok(Recovered {
+        dir: dir.to_path_buf(),
+        log,
+    })
 }
 
 /// Finishes what a crashed request left in `dir`: the log's unfinished

@@ -235,11 +235,12 @@ pub fn preview_within(
     budget: CpuBudget,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    let mut state = read_state(&cfg.configdir.join("state"))?;
+    let dir = Configdir::open(cfg);
+    let mut state = read_state(&dir, &cfg.configdir.join("state"))?;
     let mut matches = Matches::new(budget);
     let hw = Hardware::new(hw);
     pick(
-        cfg,
+        &dir,
         &mut state,
         &hw,
         None,
@@ -268,6 +269,7 @@ pub fn decide_keeping(
     let mut matches = Matches::new(CpuBudget::starting_now(cfg.decision_budget));
     let hw_index = Hardware::new(hw);
     let mut keep = keep;
+    let dir = Configdir::open(cfg);
     let state_path = cfg.configdir.join("state");
     // The same warning from the pass before the lock and the one under it
     // is given once.
@@ -285,12 +287,12 @@ pub fn decide_keeping(
         // out of budget ends the decision here; anything else the walk
         // under the lock finds again, on the files as they are then.
         matches.compute = true;
-        let early = read_state(&state_path)
+        let early = read_state(&dir, &state_path)
             .map_err(PickError::Decide)
             .and_then(|mut state| {
                 let w: Warn<'_> = &mut warn_once;
                 pick(
-                    cfg,
+                    &dir,
                     &mut state,
                     &hw_index,
                     only,
@@ -305,14 +307,15 @@ pub fn decide_keeping(
         }
         hooks::before_lock();
         let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
-        persist::recover(&cfg.configdir).map_err(io)?;
+        // The log stays open for the commit under this lock.
+        let mut log = persist::recover_open(&cfg.configdir).map_err(io)?;
         matches.compute = false;
-        let result = read_state_source(&state_path)
+        let result = read_state_source(&dir, &state_path)
             .map_err(PickError::Decide)
             .and_then(|(mut state, source)| {
                 let w: Warn<'_> = &mut warn_once;
                 let picked = pick(
-                    cfg,
+                    &dir,
                     &mut state,
                     &hw_index,
                     only,
@@ -321,7 +324,8 @@ pub fn decide_keeping(
                     &mut matches,
                 )?;
                 let read = (state_path.as_path(), source.as_slice());
-                commit(cfg, read, &state, picked, hw, &mut keep).map_err(PickError::Decide)
+                commit(&dir, &mut log, read, &state, picked, hw, &mut keep)
+                    .map_err(PickError::Decide)
             });
         match result {
             Err(PickError::NeedsMatch) => continue,
@@ -399,15 +403,16 @@ mod hooks {
 
 // Reading.
 
-fn read_state(path: &Path) -> Result<State, DecideError> {
-    read_state_source(path).map(|(state, _)| state)
+fn read_state(dir: &Configdir<'_>, path: &Path) -> Result<State, DecideError> {
+    read_state_source(dir, path).map(|(state, _)| state)
 }
 
 /// [`read_state`], with the bytes read (under the lock: what the commit
 /// replaces, so that it need not read the file again).
-fn read_state_source(path: &Path) -> Result<(State, Vec<u8>), DecideError> {
-    let bytes =
-        read_small(path).map_err(|e| config(format!("{}: cannot read: {e}", path.display())))?;
+fn read_state_source(dir: &Configdir<'_>, path: &Path) -> Result<(State, Vec<u8>), DecideError> {
+    let bytes = dir
+        .read_small(path)
+        .map_err(|e| config(format!("{}: cannot read: {e}", path.display())))?;
     let state = State::from_bytes(&bytes, &path.display().to_string())
         .map_err(|e| config(format!("{e:#}")))?;
     Ok((state, bytes))
@@ -426,12 +431,13 @@ struct ProfileFiles {
 /// without matching (no `.specs`, no installs left and no CMDB that could
 /// hold an entry of this node).
 fn read_profile(
-    dir: &Path,
+    at: &Configdir<'_>,
     profile: &str,
     count: Count,
     warn: Warn<'_>,
     known: bool,
 ) -> Result<Result<ProfileFiles, Passed>, DecideError> {
+    let dir = &at.cfg.configdir;
     let cmdb_path = dir.join(format!("{profile}.cmdb"));
     if known {
         // Matched by this decision's walk before the lock, the result
@@ -450,7 +456,7 @@ fn read_profile(
     // Read at once rather than tested first: one system call less per
     // profile. A file that cannot be read but exists is an error, and
     // only once the count below has been looked at.
-    let specs_bytes = match read_small(&specs_path) {
+    let specs_bytes = match at.read_small(&specs_path) {
         Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound && specs_path.exists() => Err(e),
         Err(_) => {
@@ -480,9 +486,9 @@ fn read_profile(
 }
 
 /// The profile's configure script.
-fn read_script(dir: &Path, profile: &str) -> Result<String, DecideError> {
-    let script_path = dir.join(format!("{profile}.configure"));
-    read_small(&script_path)
+fn read_script(dir: &Configdir<'_>, profile: &str) -> Result<String, DecideError> {
+    let script_path = dir.cfg.configdir.join(format!("{profile}.configure"));
+    dir.read_small(&script_path)
         .and_then(|b| {
             String::from_utf8(b)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
@@ -685,7 +691,7 @@ impl PickError {
 /// lets the node in wins, and its install is taken from `state` (in
 /// memory only).
 fn pick(
-    cfg: &ServerConfig,
+    dir: &Configdir<'_>,
     state: &mut State,
     hw_index: &Hardware<'_>,
     only: Option<&str>,
@@ -693,7 +699,6 @@ fn pick(
     warn: Warn<'_>,
     matches: &mut Matches,
 ) -> Result<Picked, PickError> {
-    let dir = &cfg.configdir;
     // Why each profile was passed over, formatted only when no profile
     // matches: a matching node does not pay for the others' reasons.
     let mut tried: Vec<(String, Passed)> = Vec::new();
@@ -733,9 +738,10 @@ fn pick(
             return Err(PickError::Probed);
         }
         let mut txn = Transaction::new();
+        let cmdb = (files.cmdb_path.as_path(), read_cmdb(dir, &files)?);
         let Some(mut entry) = take_entry(
             &profile,
-            &files,
+            cmdb,
             m,
             count,
             changes,
@@ -768,7 +774,7 @@ fn pick(
                 profile,
                 vars: entry.vars,
                 script,
-                settings: settings(cfg),
+                settings: settings(dir.cfg),
                 cmdb_entry: entry.cmdb_entry,
                 reused: entry.reused,
                 left: state.entries[i].count,
@@ -786,31 +792,38 @@ fn pick(
     )))
 }
 
+/// A matching profile's CMDB, `None` when it has none.
+fn read_cmdb(dir: &Configdir<'_>, files: &ProfileFiles) -> Result<Option<Vec<u8>>, DecideError> {
+    // Read at once rather than tested first (one system call less); not
+    // found, when not known to exist, is a profile without a CMDB.
+    match files.has_cmdb {
+        Some(false) => Ok(None),
+        known => match dir.read(&files.cmdb_path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && known.is_none() => Ok(None),
+            Err(e) => Err(config(format!(
+                "{}: cannot read: {e}",
+                files.cmdb_path.display()
+            ))),
+        },
+    }
+}
+
 /// The CMDB entry a matching profile hands out (`None`: none may be, the
-/// profile has no installs left), its CMDB's changes put in `txn` when
-/// they are `Prepared`. A profile without a CMDB gives the match's
-/// variables.
+/// profile has no installs left), its CMDB (`cmdb`: its path and what
+/// [`read_cmdb`] read) changes put in `txn` when they are `Prepared`. A
+/// profile without a CMDB gives the match's variables.
 fn take_entry(
     profile: &str,
-    files: &ProfileFiles,
+    cmdb: (&Path, Option<Vec<u8>>),
     m: &crate::matcher::Match,
     count: Count,
     changes: Changes,
     txn: &mut Transaction,
     no_entry: &mut HashSet<PathBuf>,
 ) -> Result<Option<Entry>, DecideError> {
-    let cmdb_path = &files.cmdb_path;
+    let (cmdb_path, read) = cmdb;
     let name = cmdb_path.display().to_string();
-    // Read at once rather than tested first (one system call less); not
-    // found, when not known to exist, is a profile without a CMDB.
-    let read = match files.has_cmdb {
-        Some(false) => None,
-        known => match std::fs::read(cmdb_path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && known.is_none() => None,
-            Err(e) => return Err(config(format!("{name}: cannot read: {e}"))),
-        },
-    };
     let Some(bytes) = read else {
         return Ok(Some(Entry {
             vars: m
@@ -826,7 +839,7 @@ fn take_entry(
     let may_take_new = count != Count::Left(0);
     let write = changes == Changes::Prepared;
     let Some(alloc) = db.allocate(profile, &m.vars, &m.forced, may_take_new, write)? else {
-        no_entry.insert(cmdb_path.clone());
+        no_entry.insert(cmdb_path.to_path_buf());
         return Ok(None);
     };
     if let Some(orig) = alloc.orig {
@@ -850,9 +863,11 @@ fn take_entry(
 
 /// Writes a pick's files, the state when its count went down (`read`:
 /// its path and the bytes read under the lock), the hand-out record of
-/// the node (`hw`) and `keep`, in one commit.
+/// the node (`hw`) and `keep`, in one commit through `log` (CONFIGDIR's,
+/// recovered under the lock).
 fn commit(
-    cfg: &ServerConfig,
+    dir: &Configdir<'_>,
+    log: &mut persist::Recovered,
     read: (&Path, &[u8]),
     state: &State,
     picked: Picked,
@@ -869,7 +884,7 @@ fn commit(
     // recorded. So there is at most one file per install counted in
     // `state`, whatever the nodes send.
     if picked.state_changed {
-        let mut handouts = Handouts::load(&cfg.configdir, &hw::sysname(hw))?;
+        let mut handouts = Handouts::load(dir, &hw::sysname(hw))?;
         if handouts.record(&picked.decision.profile, 1) {
             handouts.make_dir()?;
             txn.write_over(&handouts.path, handouts.to_text(), &handouts.source);
@@ -878,7 +893,7 @@ fn commit(
     if let Some((path, data)) = keep.take() {
         txn.write(path, data);
     }
-    txn.commit_within(&cfg.configdir, cfg.wal_max).map_err(io)?;
+    txn.commit_recovered(log, dir.cfg.wal_max).map_err(io)?;
     Ok(picked.decision)
 }
 
@@ -888,13 +903,122 @@ fn commit(
 /// decision reads one file per profile. Through `Take`, `read_to_end` is
 /// the generic one: it reads into the vector's spare room without
 /// zeroing it first.
-fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+fn read_small(file: std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::with_capacity(8192);
-    std::fs::File::open(path)?
-        .take(u64::MAX)
-        .read_to_end(&mut buf)?;
+    file.take(u64::MAX).read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// CONFIGDIR, opened once for a decision (`O_PATH`): the files a decision
+/// reads in it (`state`, every `.specs`, the CMDB, the script, the node's
+/// hand-outs) are opened relative to it (`openat`), so the path leading
+/// to it is looked up once rather than once per file. When it cannot be
+/// opened, or for a path outside it, files are opened by their full
+/// paths, with the errors that gives.
+struct Configdir<'a> {
+    cfg: &'a ServerConfig,
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl<'a> Configdir<'a> {
+    fn open(cfg: &'a ServerConfig) -> Configdir<'a> {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let fd = std::ffi::CString::new(cfg.configdir.as_os_str().as_bytes())
+            .ok()
+            .and_then(|dir| {
+                // SAFETY: a NUL-terminated path that lives across the call.
+                let fd = unsafe {
+                    libc::open(
+                        dir.as_ptr(),
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    )
+                };
+                // SAFETY: a descriptor just opened, owned by nothing else.
+                (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+            });
+        Configdir { cfg, fd }
+    }
+
+    /// Opens `path` for reading, relative to CONFIGDIR when it is inside.
+    fn open_file(&self, path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::ffi::OsStrExt;
+        let inside = self.fd.as_ref().and_then(|fd| {
+            // `CONFIGDIR/NAME` as `Path::join` makes it: compared as bytes
+            // (a component-wise `strip_prefix` costs more than the open
+            // it spares a path walk).
+            let dir = self.cfg.configdir.as_os_str().as_bytes();
+            let rest = path.as_os_str().as_bytes().strip_prefix(dir)?;
+            let rest = match dir.last() {
+                Some(b'/') => rest,
+                _ => rest.strip_prefix(b"/")?,
+            };
+            if rest.first().is_none_or(|&c| c == b'/') {
+                return None;
+            }
+            Some((fd, std::ffi::CString::new(rest).ok()?))
+        });
+        let Some((fd, rel)) = inside else {
+            return std::fs::File::open(path);
+        };
+        loop {
+            // SAFETY: an open directory and a NUL-terminated path that
+            // live across the call.
+            let r = unsafe {
+                libc::openat(
+                    fd.as_raw_fd(),
+                    rel.as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            if r >= 0 {
+                // SAFETY: a descriptor just opened, owned by nothing else.
+                return Ok(std::fs::File::from(unsafe {
+                    std::os::fd::OwnedFd::from_raw_fd(r)
+                }));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// A small file ([`read_small`]).
+    fn read_small(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        read_small(self.open_file(path)?)
+    }
+
+    /// A file of any size, its size asked first and read in one go, as
+    /// `std::fs::read` does (a `statx`, then one read and one at its end).
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut file = self.open_file(path)?;
+        let size = file
+            .metadata()
+            .ok()
+            .and_then(|m| usize::try_from(m.len()).ok())
+            .unwrap_or(0);
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(size)?;
+        buf.resize(size, 0);
+        let mut got = 0;
+        while got < size {
+            match file.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        // Then to its end, wherever that is now (one short read when the
+        // size was right).
+        file.take(u64::MAX).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
 }
 
 /// `PXEMNGR_URL` (only with `USEPXEMNGR = True`, as the original: the
@@ -929,7 +1053,7 @@ pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<
             "the profile {profile:?} is not in the state file"
         )));
     }
-    let mut handouts = Handouts::load(&cfg.configdir, &sysname)?;
+    let mut handouts = Handouts::load(&Configdir::open(cfg), &sysname)?;
     let Some(taken) = handouts.consume(profile) else {
         return Err(DecideError::Refused(format!(
             "{sysname} has no hand-out of profile {profile} to report a failure of (never handed \
@@ -962,9 +1086,9 @@ struct Handouts {
 impl Handouts {
     /// Reads the file of `sysname`; a missing one holds no hand-out.
     /// Errors name the file and line.
-    fn load(configdir: &Path, sysname: &str) -> Result<Handouts, DecideError> {
-        let path = configdir.join(HANDOUTS).join(sysname);
-        let source = match read_small(&path) {
+    fn load(dir: &Configdir<'_>, sysname: &str) -> Result<Handouts, DecideError> {
+        let path = dir.cfg.configdir.join(HANDOUTS).join(sysname);
+        let source = match dir.read_small(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Handouts {
@@ -1183,4 +1307,47 @@ impl Decision {
 /// The JSON answer: `{"profile", "vars", "script", "settings"}`.
 pub fn envelope(d: &Decision) -> serde_json::Value {
     d.envelope().to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_read_through_configdir_or_by_their_full_paths() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("config/handouts.d")).unwrap();
+        std::fs::create_dir_all(root.join("configx")).unwrap();
+        std::fs::write(root.join("config/state"), b"in").unwrap();
+        std::fs::write(root.join("config/handouts.d/n"), b"sub").unwrap();
+        std::fs::write(root.join("configx/state"), b"beside").unwrap();
+        std::fs::write(root.join("outside"), b"out").unwrap();
+        for dir in [root.join("config"), root.join("config/")] {
+            let cfg = ServerConfig::with_configdir(dir.clone());
+            let at = Configdir::open(&cfg);
+            assert!(at.fd.is_some(), "{}", dir.display());
+            for (path, want) in [
+                (dir.join("state"), &b"in"[..]),
+                (dir.join("handouts.d").join("n"), b"sub"),
+                (root.join("configx/state"), b"beside"),
+                (root.join("outside"), b"out"),
+                (dir.join("../outside"), b"out"),
+            ] {
+                assert_eq!(at.read_small(&path).unwrap(), want, "{}", path.display());
+                assert_eq!(at.read(&path).unwrap(), want, "{}", path.display());
+            }
+            let missing = at.read_small(&dir.join("nothing")).unwrap_err();
+            assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+            // CONFIGDIR itself is no file of it.
+            assert!(at.read_small(&dir).is_err());
+        }
+        // A CONFIGDIR that cannot be opened: full paths, their errors.
+        let cfg = ServerConfig::with_configdir(root.join("none"));
+        let at = Configdir::open(&cfg);
+        assert!(at.fd.is_none());
+        assert_eq!(at.read(&root.join("outside")).unwrap(), b"out");
+        let e = at.read_small(&root.join("none/state")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
 }
