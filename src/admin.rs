@@ -194,3 +194,64 @@ pub fn health_compare(
     report.stderr = errors;
     Ok(report)
 }
+
+/// What `edeploy-admin db` does.
+pub enum DbAction {
+    Init,
+    Import(std::path::PathBuf),
+    Export(std::path::PathBuf),
+}
+
+/// `db init | import CONFIGDIR | export DIR`, on the database of
+/// `section`'s DATABASE in the configuration file `conf`.
+pub fn db_cmd(conf: &Path, section: Option<&str>, action: DbAction) -> Result<AdminOutput> {
+    let cfg = crate::config::ConfFile::load(conf).and_then(|c| c.server(section))?;
+    let Some(url) = cfg.database.as_deref() else {
+        anyhow::bail!(
+            "{}: DATABASE is not set in section [{}]",
+            conf.display(),
+            cfg.section
+        );
+    };
+    let mut db = crate::db::connect(url, &cfg.section)?;
+    let mut out = AdminOutput::default();
+    let moved = |m: &crate::db::Moved| {
+        format!(
+            "{} profiles, {} CMDB files, {} entries ({} used)",
+            m.profiles, m.cmdbs, m.entries, m.used
+        )
+    };
+    out.stdout = match action {
+        DbAction::Init => match crate::db::init(&mut db)? {
+            crate::db::Init::Created => format!(
+                "{}: tables created (schema version {})\n",
+                crate::db::url::shown(url),
+                crate::db::SCHEMA_VERSION
+            ),
+            crate::db::Init::AlreadyThere => format!(
+                "{}: tables already there (schema version {})\n",
+                crate::db::url::shown(url),
+                crate::db::SCHEMA_VERSION
+            ),
+        },
+        DbAction::Import(dir) => {
+            let m = crate::db::import(&mut db, &dir)?;
+            format!(
+                "{} -> section [{}]: {}\n",
+                dir.display(),
+                cfg.section,
+                moved(&m)
+            )
+        }
+        DbAction::Export(dir) => {
+            let m = crate::db::export(&mut db, &dir)?;
+            format!(
+                "section [{}] -> {}: {}\n",
+                cfg.section,
+                dir.display(),
+                moved(&m)
+            )
+        }
+    };
+    Ok(out)
+}
