@@ -13,10 +13,10 @@
 //! and the database ([`import`], [`export`]). The export writes the
 //! original's formats: an operator can always go back to files.
 
+pub mod store;
 pub mod url;
 
 use crate::literal::{self, Dialect, ParseOptions, Value};
-use crate::provision::decide::Cmdb;
 use crate::state::{Count, State};
 use anyhow::{bail, Context, Result};
 use postgres::{Client, NoTls, Transaction};
@@ -259,17 +259,45 @@ fn cmdb_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
     Ok(out)
 }
 
-/// The scalar values of a CMDB entry as text, for the index.
+/// The values of a CMDB entry a node's variable can equal (strings, and
+/// numbers by their text: [`crate::cmdb`]'s rules), as text, for the
+/// index that finds a node's entry.
 fn fields(entry: &Value) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     if let Value::Dict(pairs) = entry {
         for (k, v) in pairs {
-            if let (Some(k), Some(t)) = (k.as_str(), v.scalar_text()) {
+            let text = match v {
+                Value::Str(_) | Value::Int(_) | Value::Float(_) => v.scalar_text(),
+                _ => None,
+            };
+            if let (Some(k), Some(t)) = (k.as_str(), text) {
                 map.insert(k.to_string(), serde_json::Value::String(t));
             }
         }
     }
     serde_json::Value::Object(map)
+}
+
+/// A CMDB file's entries (`generate()` and `+` expanded) and the dialect
+/// it is written back in (Python once it used `generate()`).
+struct CmdbRead {
+    entries: Vec<Value>,
+    dialect: Dialect,
+}
+
+fn read_cmdb(path: &Path) -> Result<CmdbRead> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("{name}: not valid UTF-8"))?;
+    let doc = literal::parse_named(text, &name, ParseOptions { calls: true })?;
+    let dialect = if crate::cmdb::uses_generate(&doc.value) {
+        Dialect::Python
+    } else {
+        doc.dialect
+    };
+    let entries = crate::cmdb::expand_owned(doc.value).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok(CmdbRead { entries, dialect })
 }
 
 /// Moves `configdir`'s `state` and every `P.cmdb` into the database, in
@@ -281,7 +309,7 @@ pub fn import(db: &mut Db, configdir: &Path) -> Result<Moved> {
     let state = State::load(&state_path)?;
     let mut cmdbs = Vec::new();
     for (profile, path) in cmdb_files(configdir)? {
-        let cmdb = Cmdb::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cmdb = read_cmdb(&path)?;
         for (i, e) in cmdb.entries.iter().enumerate() {
             if !matches!(e, Value::Dict(_)) {
                 bail!(
@@ -332,7 +360,7 @@ fn insert_cmdb(
     tx: &mut Transaction<'_>,
     section: &str,
     profile: &str,
-    cmdb: &Cmdb,
+    cmdb: &CmdbRead,
     moved: &mut Moved,
 ) -> Result<()> {
     tx.execute(

@@ -102,6 +102,10 @@ pub fn config(text: &str) -> Result<Config> {
     if config.get_user().is_none() {
         config.user(&current_user());
     }
+    if config.get_options().is_none() {
+        // No statement or lock wait outlives what a node waits for.
+        config.options("-c statement_timeout=10000 -c lock_timeout=10000");
+    }
     if config.get_application_name().is_none() {
         config.application_name("edeploy");
     }

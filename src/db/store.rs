@@ -1,0 +1,270 @@
+//! What a decision reads and writes in the database: the profiles and
+//! their installs left, the node's CMDB entry, the hand-out ledger, the
+//! hardware lists and the decision log. Matching happens before any of
+//! this, outside any lock; a decision then holds the row lock of the one
+//! profile it takes from, for a few indexed statements
+//! (`crate::provision::on_db`).
+
+use super::{dialect_of, fields, Db};
+use crate::literal::{self, Dialect, ParseOptions, Value};
+use crate::state::Count;
+use anyhow::{Context, Result};
+use postgres::GenericClient;
+
+/// A profile of the section's state, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub profile: String,
+    pub left: Count,
+    /// Whether the profile has a CMDB in the database.
+    pub has_cmdb: bool,
+}
+
+fn count_of(left: Option<i64>) -> Result<Count> {
+    Ok(match left {
+        None => Count::Unlimited,
+        Some(n) => Count::Left(u64::try_from(n).context("a negative count of installs")?),
+    })
+}
+
+/// The section's profiles in state order.
+pub fn profiles(c: &mut impl GenericClient, section: &str) -> Result<Vec<Profile>> {
+    let rows = c.query(
+        "SELECT p.profile, p.installs_left, c.profile IS NOT NULL \
+         FROM edeploy_profiles p LEFT JOIN edeploy_cmdbs c \
+           ON c.section = p.section AND c.profile = p.profile \
+         WHERE p.section = $1 ORDER BY p.position",
+        &[&section],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(Profile {
+                profile: r.get(0),
+                left: count_of(r.get(1))?,
+                has_cmdb: r.get(2),
+            })
+        })
+        .collect()
+}
+
+/// Locks `profile`'s row until the transaction ends and returns its
+/// installs left (`None`: the profile is no longer in the state).
+pub fn lock_profile(c: &mut impl GenericClient, section: &str, profile: &str) -> Result<Option<Count>> {
+    let row = c.query_opt(
+        "SELECT installs_left FROM edeploy_profiles WHERE section = $1 AND profile = $2 \
+         FOR UPDATE",
+        &[&section, &profile],
+    )?;
+    row.map(|r| count_of(r.get(0))).transpose()
+}
+
+/// A CMDB entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub position: i32,
+    pub value: Value,
+    pub used: bool,
+}
+
+fn entry_of(row: &postgres::Row) -> Result<Entry> {
+    let text: &str = row.get(1);
+    let doc = literal::parse_named(text, "a CMDB entry of the database", ParseOptions::default())?;
+    Ok(Entry {
+        position: row.get(0),
+        value: doc.value,
+        used: row.get(2),
+    })
+}
+
+/// Where the node's entry is, as [`crate::cmdb::locate`] finds it in a
+/// file: the first entry holding every `pref` variable (`holding`), the
+/// first `used` one that does (`owner`); the first free entry (`free`).
+#[derive(Debug, Default)]
+pub struct Located {
+    pub holding: Option<Entry>,
+    pub owner: Option<i32>,
+    pub free: Option<Entry>,
+}
+
+/// Finds the node's entry in `profile`'s CMDB. `pref` are the variables
+/// that identify the node (empty: none does); `free` also looks up the
+/// first free entry.
+pub fn locate(
+    c: &mut impl GenericClient,
+    section: &str,
+    profile: &str,
+    pref: &serde_json::Value,
+    free: bool,
+) -> Result<Located> {
+    let mut found = Located::default();
+    let identifies = pref.as_object().is_some_and(|o| !o.is_empty());
+    if identifies {
+        let rows = c.query(
+            "(SELECT position, entry, used FROM edeploy_cmdb_entries \
+              WHERE section = $1 AND profile = $2 AND fields @> $3 ORDER BY position LIMIT 1) \
+             UNION ALL \
+             (SELECT position, entry, used FROM edeploy_cmdb_entries \
+              WHERE section = $1 AND profile = $2 AND fields @> $3 AND used \
+              ORDER BY position LIMIT 1)",
+            &[&section, &profile, pref],
+        )?;
+        if let Some(first) = rows.first() {
+            found.holding = Some(entry_of(first)?);
+        }
+        found.owner = rows.iter().find(|r| r.get::<_, bool>(2)).map(|r| r.get(0));
+    }
+    if free && found.holding.is_none() {
+        let row = c.query_opt(
+            "SELECT position, entry, used FROM edeploy_cmdb_entries \
+             WHERE section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1",
+            &[&section, &profile],
+        )?;
+        found.free = row.as_ref().map(entry_of).transpose()?;
+    }
+    Ok(found)
+}
+
+/// Replaces entry `position` of `profile`'s CMDB with `value`, used.
+pub fn put_entry(
+    c: &mut impl GenericClient,
+    section: &str,
+    profile: &str,
+    position: i32,
+    value: &Value,
+) -> Result<()> {
+    let text = literal::print(value, Dialect::Python);
+    c.execute(
+        "UPDATE edeploy_cmdb_entries SET entry = $4, fields = $5, used = true \
+         WHERE section = $1 AND profile = $2 AND position = $3",
+        &[&section, &profile, &position, &text, &fields(value)],
+    )?;
+    Ok(())
+}
+
+/// Takes one install from `profile` (a count, not `'*'`).
+pub fn take_install(c: &mut impl GenericClient, section: &str, profile: &str) -> Result<()> {
+    c.execute(
+        "UPDATE edeploy_profiles SET installs_left = installs_left - 1 \
+         WHERE section = $1 AND profile = $2 AND installs_left > 0",
+        &[&section, &profile],
+    )?;
+    Ok(())
+}
+
+/// Records a hand-out of `profile` to `sysname` that took an install.
+pub fn record_handout(
+    c: &mut impl GenericClient,
+    section: &str,
+    sysname: &str,
+    profile: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO edeploy_handouts (section, sysname, profile, taken) VALUES ($1, $2, $3, 1) \
+         ON CONFLICT (section, sysname, profile) \
+         DO UPDATE SET taken = edeploy_handouts.taken + 1",
+        &[&section, &sysname, &profile],
+    )?;
+    Ok(())
+}
+
+/// Consumes one hand-out of `profile` to `sysname`: `None` when there is
+/// none, else whether it took an install (then given back to the
+/// profile's count, unless `'*'`). The profile's row must be locked.
+pub fn consume_handout(
+    c: &mut impl GenericClient,
+    section: &str,
+    sysname: &str,
+    profile: &str,
+) -> Result<Option<bool>> {
+    let row = c.query_opt(
+        "SELECT taken FROM edeploy_handouts WHERE section = $1 AND sysname = $2 AND profile = $3 \
+         FOR UPDATE",
+        &[&section, &sysname, &profile],
+    )?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let taken: i64 = row.get(0);
+    if taken > 1 {
+        c.execute(
+            "UPDATE edeploy_handouts SET taken = taken - 1 \
+             WHERE section = $1 AND sysname = $2 AND profile = $3",
+            &[&section, &sysname, &profile],
+        )?;
+    } else {
+        c.execute(
+            "DELETE FROM edeploy_handouts WHERE section = $1 AND sysname = $2 AND profile = $3",
+            &[&section, &sysname, &profile],
+        )?;
+    }
+    if taken < 1 {
+        return Ok(Some(false));
+    }
+    let n = c.execute(
+        "UPDATE edeploy_profiles SET installs_left = installs_left + 1 \
+         WHERE section = $1 AND profile = $2 AND installs_left IS NOT NULL",
+        &[&section, &profile],
+    )?;
+    Ok(Some(n == 1))
+}
+
+/// Keeps the node's hardware list.
+pub fn keep_hw(c: &mut impl GenericClient, section: &str, sysname: &str, hw: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $2, $3) \
+         ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw",
+        &[&section, &sysname, &hw],
+    )?;
+    Ok(())
+}
+
+/// One line of the decision log.
+pub struct Logged<'a> {
+    pub sysname: &'a str,
+    pub profile: &'a str,
+    pub cmdb_position: Option<i32>,
+    pub reused: bool,
+    pub server: &'a str,
+    pub files_sha256: &'a str,
+}
+
+pub fn log_decision(c: &mut impl GenericClient, section: &str, d: &Logged<'_>) -> Result<()> {
+    c.execute(
+        "INSERT INTO edeploy_decisions \
+         (section, sysname, profile, cmdb_position, reused, server, files_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &section,
+            &d.sysname,
+            &d.profile,
+            &d.cmdb_position,
+            &d.reused,
+            &d.server,
+            &d.files_sha256,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The dialect `profile`'s CMDB is written back in.
+pub fn cmdb_dialect(c: &mut impl GenericClient, section: &str, profile: &str) -> Result<Dialect> {
+    let row = c.query_opt(
+        "SELECT dialect FROM edeploy_cmdbs WHERE section = $1 AND profile = $2",
+        &[&section, &profile],
+    )?;
+    Ok(row.map_or(Dialect::Python, |r| dialect_of(r.get::<_, &str>(0))))
+}
+
+impl Db {
+    /// Runs `f` in a transaction (committed when it returns `Ok`).
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut postgres::Transaction<'_>, &str) -> Result<T>,
+    ) -> Result<T> {
+        let section = self.section.clone();
+        let mut tx = self.client.transaction()?;
+        let out = f(&mut tx, &section)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
