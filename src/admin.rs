@@ -25,6 +25,29 @@ pub fn read_hw(path: &Path) -> Result<Vec<Line>> {
     Ok(hw::parse(&text, &path.display().to_string())?)
 }
 
+/// The settings of the section of the server's configuration file
+/// (`EDEPLOY_CONF` or /etc/edeploy.conf) whose CONFIGDIR is `configdir`,
+/// so that `try` answers what that server would (on its database when it
+/// has one); the defaults for `configdir` when no section names it.
+pub fn server_of(configdir: &Path) -> ServerConfig {
+    let same = |a: &Path| match (a.canonicalize(), configdir.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == configdir,
+    };
+    let conf = crate::config::conf_path();
+    if let Ok(file) = crate::config::ConfFile::load(&conf) {
+        let names: Vec<String> = file.section_names().map(String::from).collect();
+        for name in names {
+            if let Ok(cfg) = file.server(Some(&name)) {
+                if same(&cfg.configdir) {
+                    return cfg;
+                }
+            }
+        }
+    }
+    ServerConfig::with_configdir(configdir)
+}
+
 /// `match SPECS HW [--json] [--explain]`.
 pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Result<AdminOutput> {
     let compiled = decide::load_specs(specs)?;
@@ -71,7 +94,7 @@ pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Res
 /// `try CONFIGDIR HW [--json]`: the server's decision, changing nothing.
 pub fn try_cmd(configdir: &Path, hw_path: &Path, json: bool) -> Result<AdminOutput> {
     let lines = read_hw(hw_path)?;
-    let cfg = ServerConfig::with_configdir(configdir);
+    let cfg = server_of(configdir);
     let mut report = AdminOutput::default();
     let mut warnings = String::new();
     let mut warn = |w: String| {

@@ -66,7 +66,12 @@ fn server(pg: &pg::Postgres) -> Site {
 }
 
 fn node_mac(i: usize) -> String {
-    format!("02:00:00:{:02x}:{:02x}:{:02x}", i / 65536, (i / 256) % 256, i % 256)
+    format!(
+        "02:00:00:{:02x}:{:02x}:{:02x}",
+        i / 65536,
+        (i / 256) % 256,
+        i % 256
+    )
 }
 
 fn write_nodes(site: &Site, range: std::ops::Range<usize>) -> Vec<(usize, PathBuf)> {
@@ -92,7 +97,11 @@ fn var<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
 
 /// Uploads every node of `nodes[k]` to `sites[k]`, the three servers at
 /// once, in waves of `wave` concurrent requests each.
-fn storm(sites: &[Site], nodes: &[Vec<(usize, PathBuf)>], wave: usize) -> Vec<(usize, Option<Answer>)> {
+fn storm(
+    sites: &[Site],
+    nodes: &[Vec<(usize, PathBuf)>],
+    wave: usize,
+) -> Vec<(usize, Option<Answer>)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = sites
             .iter()
@@ -148,13 +157,21 @@ fn seen(pg: &pg::Postgres) -> Seen {
         )
         .expect("used")
     {
-        let mac: String = row.get::<_, Option<String>>(0).expect("a used entry has its MAC");
+        let mac: String = row
+            .get::<_, Option<String>>(0)
+            .expect("a used entry has its MAC");
         let ip: String = row.get::<_, Option<String>>(1).expect("ip");
         assert!(ips.insert(ip.clone()), "{ip} handed out twice");
-        assert!(by_mac.insert(mac.clone(), ip).is_none(), "{mac} owns two entries");
+        assert!(
+            by_mac.insert(mac.clone(), ip).is_none(),
+            "{mac} owns two entries"
+        );
     }
     let handouts: i64 = c
-        .query_one("SELECT coalesce(sum(taken), 0)::bigint FROM edeploy_handouts", &[])
+        .query_one(
+            "SELECT coalesce(sum(taken), 0)::bigint FROM edeploy_handouts",
+            &[],
+        )
         .expect("handouts")
         .get(0);
     Seen {
@@ -179,7 +196,9 @@ fn a_storm_over_three_servers_hands_out_exactly_the_quota() {
     let mut rack = HashMap::new();
     let mut spare = 0;
     for (i, a) in &answers {
-        let a = a.as_ref().unwrap_or_else(|| panic!("node {i} got no answer"));
+        let a = a
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {i} got no answer"));
         assert_eq!(a.status, 200, "node {i}: {}", a.body);
         let v = a.json();
         match v["profile"].as_str() {
@@ -195,7 +214,10 @@ fn a_storm_over_three_servers_hands_out_exactly_the_quota() {
     let s = seen(&pg);
     assert_eq!(s.left, Some(0));
     assert_eq!(s.handouts, RACK as i64);
-    assert_eq!(s.by_mac, rack, "what the nodes were told is what the database holds");
+    assert_eq!(
+        s.by_mac, rack,
+        "what the nodes were told is what the database holds"
+    );
     let ips: HashSet<&String> = rack.values().collect();
     assert_eq!(ips.len() as u64, RACK);
     // The decision log names the three servers' decisions, one hash of
@@ -287,8 +309,16 @@ fn cgi_pids(sites: &[Site]) -> Vec<i32> {
 fn consistent(pg: &pg::Postgres, answers: &[(usize, Option<Answer>)]) -> Seen {
     let s = seen(pg);
     let left = s.left.expect("rack has a count") as u64;
-    assert_eq!(RACK - left, s.by_mac.len() as u64, "installs taken vs entries used");
-    assert_eq!(s.handouts as usize, s.by_mac.len(), "hand-outs vs entries used");
+    assert_eq!(
+        RACK - left,
+        s.by_mac.len() as u64,
+        "installs taken vs entries used"
+    );
+    assert_eq!(
+        s.handouts as usize,
+        s.by_mac.len(),
+        "hand-outs vs entries used"
+    );
     for (i, a) in answers {
         let Some(a) = a.as_ref().filter(|a| a.status == 200) else {
             continue;
@@ -385,7 +415,10 @@ fn killed_uploads_and_a_stopped_database_leave_it_consistent() {
             s => panic!("node {i}: {s} {}", a.body),
         }
     }
-    assert!(unavailable > 0, "the database stopped before any request saw it");
+    assert!(
+        unavailable > 0,
+        "the database stopped before any request saw it"
+    );
     // An upload while it is down: 503 within 10 s.
     let probe = &more[0][0].1;
     let started = Instant::now();
@@ -408,4 +441,99 @@ fn killed_uploads_and_a_stopped_database_leave_it_consistent() {
         "database stopped mid-storm: {unavailable} answers 503, then {} entries used",
         s.by_mac.len()
     );
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", "60", "-w", "\n%{http_code}"])
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run curl");
+    let a = support::parse_curl(&out.stdout, &out.stderr);
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.json()
+}
+
+/// status.cgi and `edeploy-admin try` read the database; a server whose
+/// specs differ from the others' shows on every server's page.
+#[test]
+fn status_and_try_read_the_database() {
+    let pg = pg::Postgres::start();
+    import(&pg);
+    let sites: Vec<Site> = (0..2).map(|_| server(&pg)).collect();
+    let nodes = write_nodes(&sites[0], 0..3);
+    for (_, p) in &nodes {
+        let a = sites[0].upload(p, &[]);
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.json()["profile"], "rack");
+    }
+    let page = get_json(&format!("{}?format=json", sites[1].url_of("status.cgi")));
+    assert_eq!(page["lock"], "database");
+    assert_eq!(
+        page["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        page["problems"]
+    );
+    let rack = page["profiles"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["profile"] == "rack"))
+        .expect("rack on the page")
+        .clone();
+    assert_eq!(rack["left"], RACK - 3, "{rack}");
+    assert_eq!(rack["cmdb_used"], 3, "{rack}");
+    assert_eq!(rack["cmdb_free"], ENTRIES - 3, "{rack}");
+    let uploads = page["uploads"]["items"].as_array().expect("uploads").len();
+    assert_eq!(uploads, 3, "{}", page["uploads"]);
+
+    // `try` on server 1's CONFIGDIR, with its edeploy.conf: what the
+    // database would give a node seen before and a new one.
+    let try_on = |hw: &PathBuf| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edeploy-admin"))
+            .env("EDEPLOY_CONF", sites[1].path("edeploy.conf"))
+            .arg("try")
+            .arg(sites[1].path("config"))
+            .arg(hw)
+            .output()
+            .expect("run edeploy-admin");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let seen_before = try_on(&nodes[1].1);
+    assert!(
+        seen_before.contains("cmdb entry: 2 (already this node's: no install consumed)"),
+        "{seen_before}"
+    );
+    let new = write_nodes(&sites[1], 10..11);
+    let fresh = try_on(&new[0].1);
+    assert!(fresh.contains("profile: rack"), "{fresh}");
+    assert!(fresh.contains("cmdb entry: 4\n"), "{fresh}");
+    assert!(
+        fresh.contains(&format!("installs left after this one: {}", RACK - 4)),
+        "{fresh}"
+    );
+
+    // Server 1 gets other specs (same match), decides once: both pages
+    // say the servers disagree.
+    let specs = sites[1].path("config/rack.specs");
+    let mut text = fs::read_to_string(&specs).expect("specs");
+    text.push_str("# changed on one server only\n");
+    fs::write(&specs, text).expect("specs");
+    let a = sites[1].upload(&new[0].1, &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    for site in &sites {
+        let page = get_json(&format!("{}?format=json", site.url_of("status.cgi")));
+        let problems = page["problems"].to_string();
+        assert!(
+            problems
+                .contains("profile rack: servers decided with different .specs or configure files"),
+            "{problems}"
+        );
+    }
 }

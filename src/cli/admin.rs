@@ -28,7 +28,8 @@ pub enum Cmd {
         #[arg(long)]
         explain: bool,
     },
-    /// Show which profile and CMDB entry the server would hand out, changing nothing.
+    /// Show which profile and CMDB entry the server would hand out, changing nothing (on the
+    /// database of the section of EDEPLOY_CONF whose CONFIGDIR this is, when it has DATABASE).
     Try {
         configdir: PathBuf,
         hw: PathBuf,

@@ -296,7 +296,8 @@ fn read_cmdb(path: &Path) -> Result<CmdbRead> {
     } else {
         doc.dialect
     };
-    let entries = crate::cmdb::expand_owned(doc.value).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let entries =
+        crate::cmdb::expand_owned(doc.value).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(CmdbRead { entries, dialect })
 }
 

@@ -49,7 +49,11 @@ pub fn profiles(c: &mut impl GenericClient, section: &str) -> Result<Vec<Profile
 
 /// Locks `profile`'s row until the transaction ends and returns its
 /// installs left (`None`: the profile is no longer in the state).
-pub fn lock_profile(c: &mut impl GenericClient, section: &str, profile: &str) -> Result<Option<Count>> {
+pub fn lock_profile(
+    c: &mut impl GenericClient,
+    section: &str,
+    profile: &str,
+) -> Result<Option<Count>> {
     let row = c.query_opt(
         "SELECT installs_left FROM edeploy_profiles WHERE section = $1 AND profile = $2 \
          FOR UPDATE",
@@ -68,7 +72,11 @@ pub struct Entry {
 
 fn entry_of(row: &postgres::Row) -> Result<Entry> {
     let text: &str = row.get(1);
-    let doc = literal::parse_named(text, "a CMDB entry of the database", ParseOptions::default())?;
+    let doc = literal::parse_named(
+        text,
+        "a CMDB entry of the database",
+        ParseOptions::default(),
+    )?;
     Ok(Entry {
         position: row.get(0),
         value: doc.value,
@@ -267,4 +275,100 @@ impl Db {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// The newest hardware list of every node: (sysname, when, the list as
+/// kept), newest first.
+pub fn hw_lists(
+    c: &mut impl GenericClient,
+    section: &str,
+) -> Result<Vec<(String, std::time::SystemTime, String)>> {
+    let rows = c.query(
+        "SELECT DISTINCT ON (sysname) sysname, \
+                extract(epoch FROM received)::float8, hw \
+         FROM edeploy_hw WHERE section = $1 ORDER BY sysname, received DESC",
+        &[&section],
+    )?;
+    let mut out: Vec<(String, std::time::SystemTime, String)> = rows
+        .iter()
+        .map(|r| {
+            let secs: f64 = r.get(1);
+            let when = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs_f64(if secs.is_finite() && secs > 0.0 {
+                    secs
+                } else {
+                    0.0
+                });
+            (r.get(0), when, r.get(2))
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// Every CMDB of the section: (profile, its entries in order).
+pub fn cmdbs(c: &mut impl GenericClient, section: &str) -> Result<Vec<(String, Vec<Value>)>> {
+    let mut out: Vec<(String, Vec<Value>)> = Vec::new();
+    for row in c.query(
+        "SELECT profile, position, entry, used FROM edeploy_cmdb_entries \
+         WHERE section = $1 ORDER BY profile, position",
+        &[&section],
+    )? {
+        let profile: String = row.get(0);
+        let e = entry_of_row(&row)?;
+        match out.last_mut() {
+            Some((p, v)) if *p == profile => v.push(e.value),
+            _ => out.push((profile, vec![e.value])),
+        }
+    }
+    for row in c.query(
+        "SELECT profile FROM edeploy_cmdbs c WHERE section = $1 AND NOT EXISTS \
+         (SELECT 1 FROM edeploy_cmdb_entries e WHERE e.section = c.section \
+          AND e.profile = c.profile) ORDER BY profile",
+        &[&section],
+    )? {
+        out.push((row.get(0), Vec::new()));
+    }
+    Ok(out)
+}
+
+fn entry_of_row(row: &postgres::Row) -> Result<Entry> {
+    let text: &str = row.get(2);
+    let doc = literal::parse_named(
+        text,
+        "a CMDB entry of the database",
+        ParseOptions::default(),
+    )?;
+    Ok(Entry {
+        position: row.get(1),
+        value: doc.value,
+        used: row.get(3),
+    })
+}
+
+/// The profiles whose recent decisions (the last day) were made with
+/// different files by different servers: (profile, [(server, hash)]).
+pub fn disagreements(
+    c: &mut impl GenericClient,
+    section: &str,
+) -> Result<Vec<(String, Vec<(String, String)>)>> {
+    let rows = c.query(
+        "SELECT profile, server, files_sha256 FROM ( \
+           SELECT DISTINCT ON (profile, server) profile, server, files_sha256 \
+           FROM edeploy_decisions WHERE section = $1 AND at > now() - interval '1 day' \
+           ORDER BY profile, server, at DESC) last \
+         ORDER BY profile, server",
+        &[&section],
+    )?;
+    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for r in rows {
+        let profile: String = r.get(0);
+        let pair = (r.get::<_, String>(1), r.get::<_, String>(2));
+        match out.last_mut() {
+            Some((p, v)) if *p == profile => v.push(pair),
+            _ => out.push((profile, vec![pair])),
+        }
+    }
+    out.retain(|(_, v)| v.iter().any(|(_, h)| *h != v[0].1));
+    Ok(out)
 }

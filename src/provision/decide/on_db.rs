@@ -16,8 +16,8 @@
 //! transaction is not committed.
 
 use super::{
-    config, read_script, read_small, settings, specs_from_bytes, CpuBudget, DecideError,
-    Decision, Matches, Passed, Tried, Warn, ROUNDS,
+    config, read_script, read_small, settings, specs_from_bytes, CpuBudget, DecideError, Decision,
+    Matches, Passed, Tried, Warn, ROUNDS,
 };
 use crate::cmdb;
 use crate::config::ServerConfig;
@@ -52,7 +52,12 @@ enum Read {
     Passed(Passed),
 }
 
-fn read_specs(cfg: &ServerConfig, p: &store::Profile, known: bool, warn: Warn<'_>) -> Result<Read, DecideError> {
+fn read_specs(
+    cfg: &ServerConfig,
+    p: &store::Profile,
+    known: bool,
+    warn: Warn<'_>,
+) -> Result<Read, DecideError> {
     if p.left == Count::Left(0) && !p.has_cmdb {
         return Ok(Read::Passed(Passed::Because("no installs left")));
     }
@@ -85,8 +90,20 @@ fn files_sha256(dir: &Path, profile: &str) -> String {
     crate::archive::manifest::hex(&h.finalize())
 }
 
-/// This server's name, for the decision log.
+/// This server's name, for the decision log: the host's name, and the
+/// web server's port when run as a CGI (`SERVER_PORT`), so that two web
+/// servers on one host are told apart.
 fn server_name() -> String {
+    let host = host_name();
+    match std::env::var("SERVER_PORT") {
+        Ok(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{host}:{port}")
+        }
+        _ => host,
+    }
+}
+
+fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: `buf` is writable for its length; gethostname NUL-terminates
     // within it or truncates.
@@ -101,7 +118,11 @@ fn server_name() -> String {
 /// The variables that identify the node in a CMDB, as the index reads
 /// them.
 fn preference(m: &Match) -> serde_json::Value {
-    let pref: &IndexMap<String, String> = if m.forced.is_empty() { &m.vars } else { &m.forced };
+    let pref: &IndexMap<String, String> = if m.forced.is_empty() {
+        &m.vars
+    } else {
+        &m.forced
+    };
     serde_json::Value::Object(
         pref.iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
@@ -125,7 +146,16 @@ pub fn decide(
     let sysname = hw::sysname(hw);
     let hw_index = Hardware::new(hw);
     let mut matches = Matches::new(budget);
-    let result = walk(cfg, &mut db, &hw_index, hw, only, commit, &mut matches, warn);
+    let result = walk(
+        cfg,
+        &mut db,
+        &hw_index,
+        hw,
+        only,
+        commit,
+        &mut matches,
+        warn,
+    );
     if commit && !matches!(result, Ok(_)) {
         let text = hw::to_literal(hw);
         db.transaction(|tx, section| store::keep_hw(tx, section, &sysname, &text))
@@ -313,16 +343,20 @@ fn take(
     let entry = match (found.holding, found.free) {
         (Some(e), _) => e,
         (None, _) if !m.forced.is_empty() => {
-            return Err(Taken::Decide(DecideError::Cmdb(cmdb::CmdbError::NoForcedEntry {
-                profile: p.profile.clone(),
-                forced: m.forced.clone(),
-            })))
+            return Err(Taken::Decide(DecideError::Cmdb(
+                cmdb::CmdbError::NoForcedEntry {
+                    profile: p.profile.clone(),
+                    forced: m.forced.clone(),
+                },
+            )))
         }
         (None, Some(e)) => e,
         (None, None) => {
-            return Err(Taken::Decide(DecideError::Cmdb(cmdb::CmdbError::Exhausted {
-                profile: p.profile.clone(),
-            })))
+            return Err(Taken::Decide(DecideError::Cmdb(
+                cmdb::CmdbError::Exhausted {
+                    profile: p.profile.clone(),
+                },
+            )))
         }
     };
     let reused = found.owner == Some(entry.position);
