@@ -346,12 +346,13 @@ fn entry_of_row(row: &postgres::Row) -> Result<Entry> {
     })
 }
 
+/// A profile and the servers that decided it, each with the hash of the
+/// files it used last.
+pub type Disagreement = (String, Vec<(String, String)>);
+
 /// The profiles whose recent decisions (the last day) were made with
-/// different files by different servers: (profile, [(server, hash)]).
-pub fn disagreements(
-    c: &mut impl GenericClient,
-    section: &str,
-) -> Result<Vec<(String, Vec<(String, String)>)>> {
+/// different files by different servers.
+pub fn disagreements(c: &mut impl GenericClient, section: &str) -> Result<Vec<Disagreement>> {
     let rows = c.query(
         "SELECT profile, server, files_sha256 FROM ( \
            SELECT DISTINCT ON (profile, server) profile, server, files_sha256 \
@@ -360,7 +361,7 @@ pub fn disagreements(
          ORDER BY profile, server",
         &[&section],
     )?;
-    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let mut out: Vec<Disagreement> = Vec::new();
     for r in rows {
         let profile: String = r.get(0);
         let pair = (r.get::<_, String>(1), r.get::<_, String>(2));

@@ -156,7 +156,7 @@ pub fn decide(
         &mut matches,
         warn,
     );
-    if commit && !matches!(result, Ok(_)) {
+    if commit && result.is_err() {
         let text = hw::to_literal(hw);
         db.transaction(|tx, section| store::keep_hw(tx, section, &sysname, &text))
             .map_err(unavailable)?;
