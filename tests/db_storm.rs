@@ -298,9 +298,7 @@ fn cgi_pids(sites: &[Site]) -> Vec<i32> {
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| exes.iter().any(|e| *e == p))
-        })
+        .filter(|pid| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| exes.contains(&p)))
         .collect()
 }
 
