@@ -72,8 +72,10 @@ CREATE TABLE IF NOT EXISTS edeploy_cmdb_entries (
     PRIMARY KEY (section, profile, position),
     FOREIGN KEY (section, profile) REFERENCES edeploy_cmdbs ON DELETE CASCADE
 );
+-- fastupdate off: a pending list (what a bulk import or many decisions
+-- leave until a vacuum) would be scanned whole by every lookup.
 CREATE INDEX IF NOT EXISTS edeploy_cmdb_fields
-    ON edeploy_cmdb_entries USING gin (fields jsonb_path_ops);
+    ON edeploy_cmdb_entries USING gin (fields jsonb_path_ops) WITH (fastupdate = off);
 CREATE INDEX IF NOT EXISTS edeploy_cmdb_free
     ON edeploy_cmdb_entries (section, profile, position) WHERE NOT used;
 CREATE TABLE IF NOT EXISTS edeploy_handouts (
@@ -354,6 +356,9 @@ pub fn import(db: &mut Db, configdir: &Path) -> Result<Moved> {
         insert_cmdb(&mut tx, &section, profile, cmdb, &mut moved)?;
     }
     tx.commit()?;
+    // Statistics for the planner, now that the tables changed whole.
+    db.client
+        .batch_execute("ANALYZE edeploy_profiles, edeploy_cmdbs, edeploy_cmdb_entries")?;
     Ok(moved)
 }
 

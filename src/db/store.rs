@@ -9,7 +9,16 @@ use super::{dialect_of, fields, Db};
 use crate::literal::{self, Dialect, ParseOptions, Value};
 use crate::state::Count;
 use anyhow::{Context, Result};
+use postgres::types::{ToSql, Type};
 use postgres::GenericClient;
+
+/// A parameter with its type: statements sent with their types
+/// (`query_typed`) skip the round trip that asks the server for them.
+type P<'a> = (&'a (dyn ToSql + Sync), Type);
+
+fn text(v: &(dyn ToSql + Sync)) -> P<'_> {
+    (v, Type::TEXT)
+}
 
 /// A profile of the section's state, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +38,12 @@ fn count_of(left: Option<i64>) -> Result<Count> {
 
 /// The section's profiles in state order.
 pub fn profiles(c: &mut impl GenericClient, section: &str) -> Result<Vec<Profile>> {
-    let rows = c.query(
+    let rows = c.query_typed(
         "SELECT p.profile, p.installs_left, c.profile IS NOT NULL \
          FROM edeploy_profiles p LEFT JOIN edeploy_cmdbs c \
            ON c.section = p.section AND c.profile = p.profile \
          WHERE p.section = $1 ORDER BY p.position",
-        &[&section],
+        &[text(&section)],
     )?;
     rows.iter()
         .map(|r| {
@@ -54,10 +63,10 @@ pub fn lock_profile(
     section: &str,
     profile: &str,
 ) -> Result<Option<Count>> {
-    let row = c.query_opt(
+    let row = c.query_typed_opt(
         "SELECT installs_left FROM edeploy_profiles WHERE section = $1 AND profile = $2 \
          FOR UPDATE",
-        &[&section, &profile],
+        &[text(&section), text(&profile)],
     )?;
     row.map(|r| count_of(r.get(0))).transpose()
 }
@@ -107,14 +116,18 @@ pub fn locate(
     let mut found = Located::default();
     let identifies = pref.as_object().is_some_and(|o| !o.is_empty());
     if identifies {
-        let rows = c.query(
-            "(SELECT position, entry, used FROM edeploy_cmdb_entries \
-              WHERE section = $1 AND profile = $2 AND fields @> $3 ORDER BY position LIMIT 1) \
+        // The entries holding the node's variables come from the index on
+        // `fields` first (materialized: never a walk of every entry in
+        // position order looking for a node that has none), then the
+        // first of them and the first used one.
+        let rows = c.query_typed(
+            "WITH holding AS MATERIALIZED ( \
+               SELECT position, entry, used FROM edeploy_cmdb_entries \
+               WHERE section = $1 AND profile = $2 AND fields @> $3) \
+             (SELECT * FROM holding ORDER BY position LIMIT 1) \
              UNION ALL \
-             (SELECT position, entry, used FROM edeploy_cmdb_entries \
-              WHERE section = $1 AND profile = $2 AND fields @> $3 AND used \
-              ORDER BY position LIMIT 1)",
-            &[&section, &profile, pref],
+             (SELECT * FROM holding WHERE used ORDER BY position LIMIT 1)",
+            &[text(&section), text(&profile), (pref, Type::JSONB)],
         )?;
         if let Some(first) = rows.first() {
             found.holding = Some(entry_of(first)?);
@@ -122,10 +135,10 @@ pub fn locate(
         found.owner = rows.iter().find(|r| r.get::<_, bool>(2)).map(|r| r.get(0));
     }
     if free && found.holding.is_none() {
-        let row = c.query_opt(
+        let row = c.query_typed_opt(
             "SELECT position, entry, used FROM edeploy_cmdb_entries \
              WHERE section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1",
-            &[&section, &profile],
+            &[text(&section), text(&profile)],
         )?;
         found.free = row.as_ref().map(entry_of).transpose()?;
     }
@@ -140,21 +153,28 @@ pub fn put_entry(
     position: i32,
     value: &Value,
 ) -> Result<()> {
-    let text = literal::print(value, Dialect::Python);
-    c.execute(
+    let entry_text = literal::print(value, Dialect::Python);
+    let fields = fields(value);
+    c.execute_typed(
         "UPDATE edeploy_cmdb_entries SET entry = $4, fields = $5, used = true \
          WHERE section = $1 AND profile = $2 AND position = $3",
-        &[&section, &profile, &position, &text, &fields(value)],
+        &[
+            text(&section),
+            text(&profile),
+            (&position, Type::INT4),
+            text(&entry_text),
+            (&fields, Type::JSONB),
+        ],
     )?;
     Ok(())
 }
 
 /// Takes one install from `profile` (a count, not `'*'`).
 pub fn take_install(c: &mut impl GenericClient, section: &str, profile: &str) -> Result<()> {
-    c.execute(
+    c.execute_typed(
         "UPDATE edeploy_profiles SET installs_left = installs_left - 1 \
          WHERE section = $1 AND profile = $2 AND installs_left > 0",
-        &[&section, &profile],
+        &[text(&section), text(&profile)],
     )?;
     Ok(())
 }
@@ -166,11 +186,11 @@ pub fn record_handout(
     sysname: &str,
     profile: &str,
 ) -> Result<()> {
-    c.execute(
+    c.execute_typed(
         "INSERT INTO edeploy_handouts (section, sysname, profile, taken) VALUES ($1, $2, $3, 1) \
          ON CONFLICT (section, sysname, profile) \
          DO UPDATE SET taken = edeploy_handouts.taken + 1",
-        &[&section, &sysname, &profile],
+        &[text(&section), text(&sysname), text(&profile)],
     )?;
     Ok(())
 }
@@ -218,10 +238,10 @@ pub fn consume_handout(
 
 /// Keeps the node's hardware list.
 pub fn keep_hw(c: &mut impl GenericClient, section: &str, sysname: &str, hw: &str) -> Result<()> {
-    c.execute(
+    c.execute_typed(
         "INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $2, $3) \
          ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw",
-        &[&section, &sysname, &hw],
+        &[text(&section), text(&sysname), text(&hw)],
     )?;
     Ok(())
 }
@@ -237,18 +257,18 @@ pub struct Logged<'a> {
 }
 
 pub fn log_decision(c: &mut impl GenericClient, section: &str, d: &Logged<'_>) -> Result<()> {
-    c.execute(
+    c.execute_typed(
         "INSERT INTO edeploy_decisions \
          (section, sysname, profile, cmdb_position, reused, server, files_sha256) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
-            &section,
-            &d.sysname,
-            &d.profile,
-            &d.cmdb_position,
-            &d.reused,
-            &d.server,
-            &d.files_sha256,
+            text(&section),
+            text(&d.sysname),
+            text(&d.profile),
+            (&d.cmdb_position, Type::INT4),
+            (&d.reused, Type::BOOL),
+            text(&d.server),
+            text(&d.files_sha256),
         ],
     )?;
     Ok(())
