@@ -79,20 +79,6 @@ pub struct Entry {
     pub used: bool,
 }
 
-fn entry_of(row: &postgres::Row) -> Result<Entry> {
-    let text: &str = row.get(1);
-    let doc = literal::parse_named(
-        text,
-        "a CMDB entry of the database",
-        ParseOptions::default(),
-    )?;
-    Ok(Entry {
-        position: row.get(0),
-        value: doc.value,
-        used: row.get(2),
-    })
-}
-
 /// Where the node's entry is, as [`crate::cmdb::locate`] finds it in a
 /// file: the first entry holding every `pref` variable (`holding`), the
 /// first `used` one that does (`owner`); the first free entry (`free`).
@@ -103,9 +89,9 @@ pub struct Located {
     pub free: Option<Entry>,
 }
 
-/// Finds the node's entry in `profile`'s CMDB. `pref` are the variables
-/// that identify the node (empty: none does); `free` also looks up the
-/// first free entry.
+/// Finds the node's entry in `profile`'s CMDB, in one statement. `pref`
+/// are the variables that identify the node (empty: none does); `free`
+/// also looks up the first free entry.
 pub fn locate(
     c: &mut impl GenericClient,
     section: &str,
@@ -113,84 +99,153 @@ pub fn locate(
     pref: &serde_json::Value,
     free: bool,
 ) -> Result<Located> {
-    let mut found = Located::default();
     let identifies = pref.as_object().is_some_and(|o| !o.is_empty());
-    if identifies {
-        // The entries holding the node's variables come from the index on
-        // `fields` first (materialized: never a walk of every entry in
-        // position order looking for a node that has none), then the
-        // first of them and the first used one.
-        let rows = c.query_typed(
-            "WITH holding AS MATERIALIZED ( \
-               SELECT position, entry, used FROM edeploy_cmdb_entries \
-               WHERE section = $1 AND profile = $2 AND fields @> $3) \
-             (SELECT * FROM holding ORDER BY position LIMIT 1) \
-             UNION ALL \
-             (SELECT * FROM holding WHERE used ORDER BY position LIMIT 1)",
-            &[text(&section), text(&profile), (pref, Type::JSONB)],
-        )?;
-        if let Some(first) = rows.first() {
-            found.holding = Some(entry_of(first)?);
+    // The entries holding the node's variables come from the index on
+    // `fields` first (materialized: never a walk of every entry in
+    // position order looking for a node that has none), then the first of
+    // them and the first used one; and the first free entry.
+    let rows = c.query_typed(
+        "WITH holding AS MATERIALIZED ( \
+           SELECT position, entry, used FROM edeploy_cmdb_entries \
+           WHERE $4 AND section = $1 AND profile = $2 AND fields @> $3) \
+         (SELECT 'h', * FROM holding ORDER BY position LIMIT 1) \
+         UNION ALL \
+         (SELECT 'o', * FROM holding WHERE used ORDER BY position LIMIT 1) \
+         UNION ALL \
+         (SELECT 'f', position, entry, used FROM edeploy_cmdb_entries \
+          WHERE $5 AND section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1)",
+        &[
+            text(&section),
+            text(&profile),
+            (pref, Type::JSONB),
+            (&identifies, Type::BOOL),
+            (&free, Type::BOOL),
+        ],
+    )?;
+    let mut found = Located::default();
+    for row in &rows {
+        let e = || -> Result<Entry> {
+            let doc = literal::parse_named(
+                row.get::<_, &str>(2),
+                "a CMDB entry of the database",
+                ParseOptions::default(),
+            )?;
+            Ok(Entry {
+                position: row.get(1),
+                value: doc.value,
+                used: row.get(3),
+            })
+        };
+        match row.get::<_, &str>(0) {
+            "h" => found.holding = Some(e()?),
+            "o" => found.owner = Some(row.get(1)),
+            _ => found.free = Some(e()?),
         }
-        found.owner = rows.iter().find(|r| r.get::<_, bool>(2)).map(|r| r.get(0));
     }
-    if free && found.holding.is_none() {
-        let row = c.query_typed_opt(
-            "SELECT position, entry, used FROM edeploy_cmdb_entries \
-             WHERE section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1",
-            &[text(&section), text(&profile)],
-        )?;
-        found.free = row.as_ref().map(entry_of).transpose()?;
+    if found.holding.is_some() {
+        found.free = None;
     }
     Ok(found)
 }
 
-/// Replaces entry `position` of `profile`'s CMDB with `value`, used.
-pub fn put_entry(
+/// Locks `profile`'s row until the transaction ends, in the statement
+/// that reads every profile: its installs left (`None`: the profile is no
+/// longer in the state, its row as it is once locked) and the profiles in
+/// state order.
+pub fn lock_and_list(
     c: &mut impl GenericClient,
     section: &str,
     profile: &str,
-    position: i32,
-    value: &Value,
-) -> Result<()> {
-    let entry_text = literal::print(value, Dialect::Python);
-    let fields = fields(value);
-    c.execute_typed(
-        "UPDATE edeploy_cmdb_entries SET entry = $4, fields = $5, used = true \
-         WHERE section = $1 AND profile = $2 AND position = $3",
-        &[
-            text(&section),
-            text(&profile),
-            (&position, Type::INT4),
-            text(&entry_text),
-            (&fields, Type::JSONB),
-        ],
-    )?;
-    Ok(())
-}
-
-/// Takes one install from `profile` (a count, not `'*'`).
-pub fn take_install(c: &mut impl GenericClient, section: &str, profile: &str) -> Result<()> {
-    c.execute_typed(
-        "UPDATE edeploy_profiles SET installs_left = installs_left - 1 \
-         WHERE section = $1 AND profile = $2 AND installs_left > 0",
+) -> Result<(Option<Count>, Vec<Profile>)> {
+    let rows = c.query_typed(
+        "WITH locked AS ( \
+           SELECT installs_left FROM edeploy_profiles \
+           WHERE section = $1 AND profile = $2 FOR UPDATE) \
+         SELECT p.profile, \
+                CASE WHEN p.profile = $2 THEN (SELECT installs_left FROM locked) \
+                     ELSE p.installs_left END, \
+                c.profile IS NOT NULL, \
+                EXISTS (SELECT 1 FROM locked) \
+         FROM edeploy_profiles p LEFT JOIN edeploy_cmdbs c \
+           ON c.section = p.section AND c.profile = p.profile \
+         WHERE p.section = $1 ORDER BY p.position",
         &[text(&section), text(&profile)],
     )?;
-    Ok(())
+    let mut mine = None;
+    let mut list = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let p = Profile {
+            profile: r.get(0),
+            left: count_of(r.get(1))?,
+            has_cmdb: r.get(2),
+        };
+        if p.profile == profile && r.get::<_, bool>(3) {
+            mine = Some(p.left);
+        }
+        list.push(p);
+    }
+    Ok((mine, list))
 }
 
-/// Records a hand-out of `profile` to `sysname` that took an install.
-pub fn record_handout(
-    c: &mut impl GenericClient,
-    section: &str,
-    sysname: &str,
-    profile: &str,
-) -> Result<()> {
+/// What a committed decision writes, in one statement.
+pub struct Commit<'a> {
+    pub profile: &'a str,
+    pub sysname: &'a str,
+    /// The CMDB entry handed out and what it becomes (when it changes).
+    pub entry: Option<(i32, &'a Value)>,
+    /// The decision takes an install (and is recorded as a hand-out).
+    pub consumes: bool,
+    /// The hardware list as kept.
+    pub hw: &'a str,
+    pub cmdb_position: Option<i32>,
+    pub reused: bool,
+    pub server: &'a str,
+    pub files_sha256: &'a str,
+}
+
+/// Writes a decision: the entry, the count, the hand-out, the hardware
+/// list and the decision log, in one statement (one round trip).
+pub fn commit_decision(c: &mut impl GenericClient, section: &str, d: &Commit<'_>) -> Result<()> {
+    let (position, entry_text, fields) = match d.entry {
+        Some((pos, value)) => (
+            Some(pos),
+            Some(literal::print(value, Dialect::Python)),
+            Some(fields(value)),
+        ),
+        None => (None, None, None),
+    };
     c.execute_typed(
-        "INSERT INTO edeploy_handouts (section, sysname, profile, taken) VALUES ($1, $2, $3, 1) \
-         ON CONFLICT (section, sysname, profile) \
-         DO UPDATE SET taken = edeploy_handouts.taken + 1",
-        &[text(&section), text(&sysname), text(&profile)],
+        "WITH e AS ( \
+           UPDATE edeploy_cmdb_entries SET entry = $4, fields = $5, used = true \
+           WHERE $3::int4 IS NOT NULL AND section = $1 AND profile = $2 AND position = $3), \
+         t AS ( \
+           UPDATE edeploy_profiles SET installs_left = installs_left - 1 \
+           WHERE $6 AND section = $1 AND profile = $2 AND installs_left > 0), \
+         h AS ( \
+           INSERT INTO edeploy_handouts (section, sysname, profile, taken) \
+           SELECT $1, $7, $2, 1 WHERE $6 \
+           ON CONFLICT (section, sysname, profile) \
+           DO UPDATE SET taken = edeploy_handouts.taken + 1), \
+         w AS ( \
+           INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $7, $8) \
+           ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw) \
+         INSERT INTO edeploy_decisions \
+           (section, sysname, profile, cmdb_position, reused, server, files_sha256) \
+         VALUES ($1, $7, $2, $9, $10, $11, $12)",
+        &[
+            text(&section),
+            text(&d.profile),
+            (&position, Type::INT4),
+            (&entry_text, Type::TEXT),
+            (&fields, Type::JSONB),
+            (&d.consumes, Type::BOOL),
+            text(&d.sysname),
+            text(&d.hw),
+            (&d.cmdb_position, Type::INT4),
+            (&d.reused, Type::BOOL),
+            text(&d.server),
+            text(&d.files_sha256),
+        ],
     )?;
     Ok(())
 }
@@ -242,34 +297,6 @@ pub fn keep_hw(c: &mut impl GenericClient, section: &str, sysname: &str, hw: &st
         "INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $2, $3) \
          ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw",
         &[text(&section), text(&sysname), text(&hw)],
-    )?;
-    Ok(())
-}
-
-/// One line of the decision log.
-pub struct Logged<'a> {
-    pub sysname: &'a str,
-    pub profile: &'a str,
-    pub cmdb_position: Option<i32>,
-    pub reused: bool,
-    pub server: &'a str,
-    pub files_sha256: &'a str,
-}
-
-pub fn log_decision(c: &mut impl GenericClient, section: &str, d: &Logged<'_>) -> Result<()> {
-    c.execute_typed(
-        "INSERT INTO edeploy_decisions \
-         (section, sysname, profile, cmdb_position, reused, server, files_sha256) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            text(&section),
-            text(&d.sysname),
-            text(&d.profile),
-            (&d.cmdb_position, Type::INT4),
-            (&d.reused, Type::BOOL),
-            text(&d.server),
-            text(&d.files_sha256),
-        ],
     )?;
     Ok(())
 }

@@ -209,14 +209,13 @@ fn walk(
             };
             // The profile matches: its CMDB and count, under its row lock.
             let mut tx = db.client.transaction().map_err(|e| unavailable(e.into()))?;
-            let Some(left) =
-                store::lock_profile(&mut tx, &section, &p.profile).map_err(unavailable)?
-            else {
+            let (left, now) =
+                store::lock_and_list(&mut tx, &section, &p.profile).map_err(unavailable)?;
+            let Some(left) = left else {
                 continue 'rounds;
             };
             // The profiles before this one as they are now: one whose
             // count changed may now let the node in first.
-            let now = store::profiles(&mut tx, &section).map_err(unavailable)?;
             if now.get(..i) != profiles.get(..i) {
                 continue 'rounds;
             }
@@ -250,30 +249,22 @@ fn walk(
             }
             if commit {
                 let sysname = hw::sysname(hw);
-                let write = |tx: &mut postgres::Transaction<'_>| -> anyhow::Result<()> {
-                    if let (Some(pos), Some(value)) = (position, &value) {
-                        store::put_entry(tx, &section, &p.profile, pos, value)?;
-                    }
-                    if consumes {
-                        store::take_install(tx, &section, &p.profile)?;
-                        store::record_handout(tx, &section, &sysname, &p.profile)?;
-                    }
-                    store::keep_hw(tx, &section, &sysname, &hw::to_literal(hw))?;
-                    store::log_decision(
-                        tx,
-                        &section,
-                        &store::Logged {
-                            sysname: &sysname,
-                            profile: &p.profile,
-                            cmdb_position: position,
-                            reused,
-                            server: &server_name(),
-                            files_sha256: &files_sha256(&cfg.configdir, &p.profile),
-                        },
-                    )?;
-                    Ok(())
+                let entry = match (position, &value) {
+                    (Some(pos), Some(v)) => Some((pos, v)),
+                    _ => None,
                 };
-                write(&mut tx).map_err(unavailable)?;
+                let commit = store::Commit {
+                    profile: &p.profile,
+                    sysname: &sysname,
+                    entry,
+                    consumes,
+                    hw: &hw::to_literal(hw),
+                    cmdb_position: position,
+                    reused,
+                    server: &server_name(),
+                    files_sha256: &files_sha256(&cfg.configdir, &p.profile),
+                };
+                store::commit_decision(&mut tx, &section, &commit).map_err(unavailable)?;
                 tx.commit().map_err(|e| unavailable(e.into()))?;
             }
             return Ok(Decision {
