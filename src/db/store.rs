@@ -124,22 +124,10 @@ pub fn locate(
     )?;
     let mut found = Located::default();
     for row in &rows {
-        let e = || -> Result<Entry> {
-            let doc = literal::parse_named(
-                row.get::<_, &str>(2),
-                "a CMDB entry of the database",
-                ParseOptions::default(),
-            )?;
-            Ok(Entry {
-                position: row.get(1),
-                value: doc.value,
-                used: row.get(3),
-            })
-        };
         match row.get::<_, &str>(0) {
-            "h" => found.holding = Some(e()?),
+            "h" => found.holding = Some(entry_at(row, 1)?),
             "o" => found.owner = Some(row.get(1)),
-            _ => found.free = Some(e()?),
+            _ => found.free = Some(entry_at(row, 1)?),
         }
     }
     if found.holding.is_some() {
@@ -362,7 +350,7 @@ pub fn cmdbs(c: &mut impl GenericClient, section: &str) -> Result<Vec<(String, V
         &[&section],
     )? {
         let profile: String = row.get(0);
-        let e = entry_of_row(&row)?;
+        let e = entry_at(&row, 1)?;
         match out.last_mut() {
             Some((p, v)) if *p == profile => v.push(e.value),
             _ => out.push((profile, vec![e.value])),
@@ -379,17 +367,19 @@ pub fn cmdbs(c: &mut impl GenericClient, section: &str) -> Result<Vec<(String, V
     Ok(out)
 }
 
-fn entry_of_row(row: &postgres::Row) -> Result<Entry> {
-    let text: &str = row.get(2);
+/// The entry in `row`'s columns `at` (position), `at + 1` (the entry's
+/// text) and `at + 2` (used).
+fn entry_at(row: &postgres::Row, at: usize) -> Result<Entry> {
+    let text: &str = row.get(at + 1);
     let doc = literal::parse_named(
         text,
         "a CMDB entry of the database",
         ParseOptions::default(),
     )?;
     Ok(Entry {
-        position: row.get(1),
+        position: row.get(at),
         value: doc.value,
-        used: row.get(3),
+        used: row.get(at + 2),
     })
 }
 
