@@ -240,8 +240,8 @@ pub fn db_cmd(conf: &Path, section: Option<&str>, action: DbAction) -> Result<Ad
     let mut out = AdminOutput::default();
     let moved = |m: &crate::db::Moved| {
         format!(
-            "{} profiles, {} CMDB files, {} entries ({} used)",
-            m.profiles, m.cmdbs, m.entries, m.used
+            "{} profiles, {} CMDB files, {} entries ({} used), {} nodes with hand-outs",
+            m.profiles, m.cmdbs, m.entries, m.used, m.handouts
         )
     };
     out.stdout = match action {

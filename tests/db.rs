@@ -130,7 +130,7 @@ fn files_to_the_database_and_back_decide_the_same() {
     assert_eq!(code, 0, "{out}{err}");
     // 3 entries generated, 2 used by the decisions; 2 in other.cmdb, 1 used.
     assert!(
-        out.contains("4 profiles, 2 CMDB files, 5 entries (3 used)"),
+        out.contains("4 profiles, 2 CMDB files, 5 entries (3 used), 1 nodes with hand-outs"),
         "{out}"
     );
 
@@ -163,6 +163,27 @@ fn files_to_the_database_and_back_decide_the_same() {
     assert!(fs::read_to_string(back.join("kvm-test.cmdb"))
         .expect("read")
         .starts_with("[{'"));
+
+    // The failure-report ledger: the same hand-outs, node by node.
+    let ledger = |dir: &Path| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = fs::read_dir(dir.join("handouts.d"))
+            .expect("handouts.d")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read_to_string(e.path()).expect("read"),
+                )
+            })
+            // The commit's spare files are hidden, not hand-outs.
+            .filter(|(name, _)| !name.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = ledger(&src);
+    assert!(!before.is_empty());
+    assert_eq!(ledger(&back), before);
 
     // The file backend decides the same on what came back: a node seen
     // before gets its entry again, a new one the next free entry.

@@ -239,6 +239,58 @@ pub struct Moved {
     pub cmdbs: usize,
     pub entries: usize,
     pub used: usize,
+    /// Nodes with hand-outs (the failure-report ledger).
+    pub handouts: usize,
+}
+
+/// The directory of hand-outs in CONFIGDIR (the file backend's
+/// failure-report ledger: one file a node).
+const HANDOUTS: &str = "handouts.d";
+
+/// Whether `name` may name a node's file in a directory: not empty, no
+/// `/` or NUL, not hidden, at most 255 bytes.
+fn is_node_file_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && !name.starts_with('.') && !name.contains(['/', '\0'])
+}
+
+/// CONFIGDIR's hand-outs: (sysname, profile, installs taken), every file
+/// checked (`[('PROFILE', N), …]`), errors naming the file.
+fn read_handouts(configdir: &Path) -> Result<Vec<(String, String, i64)>> {
+    let dir = configdir.join(HANDOUTS);
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot list", dir.display())),
+    };
+    let mut out = Vec::new();
+    for item in listing {
+        let item = item.with_context(|| format!("{}: cannot list", dir.display()))?;
+        let Some(sysname) = item.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        if !is_node_file_name(&sysname) {
+            continue;
+        }
+        let path = item.path();
+        let name = path.display().to_string();
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("{name}: cannot read"))?;
+        let doc = literal::parse_named(&text, &name, ParseOptions::default())?;
+        let Value::List(items) = &doc.value else {
+            bail!("{name}: expected a list of ('PROFILE', N) hand-outs");
+        };
+        for item in items {
+            match item.as_seq() {
+                Some([Value::Str(p), Value::Int(k)]) if *k >= 0 => {
+                    let k = i64::try_from(*k).with_context(|| format!("{name}: {p}: too large"))?;
+                    out.push((sysname.clone(), p.clone(), k));
+                }
+                _ => bail!("{name}: expected ('PROFILE', N), N a count of installs"),
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The CMDB files of `dir`: (profile, path), sorted by profile.
@@ -325,6 +377,7 @@ pub fn import(db: &mut Db, configdir: &Path) -> Result<Moved> {
         }
         cmdbs.push((profile, cmdb));
     }
+    let handouts = read_handouts(configdir)?;
     let section = db.section.clone();
     let mut tx = db.client.transaction()?;
     tx.execute(
@@ -355,6 +408,17 @@ pub fn import(db: &mut Db, configdir: &Path) -> Result<Moved> {
     for (profile, cmdb) in &cmdbs {
         insert_cmdb(&mut tx, &section, profile, cmdb, &mut moved)?;
     }
+    let mut nodes = std::collections::BTreeSet::new();
+    for (sysname, profile, taken) in &handouts {
+        tx.execute(
+            "INSERT INTO edeploy_handouts (section, sysname, profile, taken) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (section, sysname, profile) \
+             DO UPDATE SET taken = edeploy_handouts.taken + EXCLUDED.taken",
+            &[&section, sysname, profile, taken],
+        )?;
+        nodes.insert(sysname);
+    }
+    moved.handouts = nodes.len();
     tx.commit()?;
     // Statistics for the planner, now that the tables changed whole.
     db.client
@@ -472,6 +536,34 @@ pub fn export(db: &mut Db, dir: &Path) -> Result<Moved> {
             literal::print_list(&values, dialect),
         ));
         moved.cmdbs += 1;
+    }
+    let mut by_node: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for row in tx.query(
+        "SELECT sysname, profile, taken FROM edeploy_handouts WHERE section = $1 AND taken > 0 \
+         ORDER BY sysname, profile",
+        &[&section],
+    )? {
+        let sysname: String = row.get(0);
+        if !is_node_file_name(&sysname) {
+            bail!("the hand-out of node {sysname:?} cannot be written: not a file name");
+        }
+        let pair = Value::Tuple(vec![
+            Value::Str(row.get(1)),
+            Value::Int(i128::from(row.get::<_, i64>(2))),
+        ]);
+        by_node.entry(sysname).or_default().push(pair);
+    }
+    moved.handouts = by_node.len();
+    if !by_node.is_empty() {
+        let hdir = dir.join(HANDOUTS);
+        std::fs::create_dir_all(&hdir)
+            .with_context(|| format!("{}: cannot create", hdir.display()))?;
+        for (sysname, items) in &by_node {
+            files.push((
+                format!("{HANDOUTS}/{sysname}"),
+                literal::print_list(items, Dialect::Python),
+            ));
+        }
     }
     tx.commit()?;
     for (name, text) in files {
