@@ -189,7 +189,7 @@ def p2(cgi, exe, work, url_of, nodes, servers, timeout, out_path):
         started = time.perf_counter()
         outcomes = asyncio.run(all_storms())
         total = time.perf_counter() - started
-        latencies, ips, statuses = [], set(), {}
+        latencies, ips, statuses, errors = [], set(), {}, {}
         for t0, results, _ in outcomes:
             for r in results:
                 if not isinstance(r, tuple):
@@ -200,6 +200,14 @@ def p2(cgi, exe, work, url_of, nodes, servers, timeout, out_path):
                 latencies.append(end - t0)
                 if status == 200:
                     ips.add(json.loads(payload)["vars"]["ip"])
+                else:
+                    try:
+                        why = json.loads(payload).get("error", "")
+                    except ValueError:
+                        why = payload[:200].decode(errors="replace")
+                    # Without the node's name, which starts every sentence.
+                    why = why.split(": ", 1)[-1][:300]
+                    errors[why] = errors.get(why, 0) + 1
         ok = statuses.get(200, 0)
         if len(ips) != ok:
             raise SystemExit("P2: %d answers 200 but %d distinct IPs" % (ok, len(ips)))
@@ -208,6 +216,7 @@ def p2(cgi, exe, work, url_of, nodes, servers, timeout, out_path):
             "p50": bc.pct(latencies, 50), "p99": bc.pct(latencies, 99),
             "statuses": {str(k): v for k, v in statuses.items()},
             "distinct_ips": len(ips),
+            "errors": sorted(errors.items(), key=lambda kv: -kv[1])[:3],
         }
         print("== P2: %d nodes over %d servers in %.1f s, statuses %s"
               % (nodes, servers, total, result["statuses"]), file=sys.stderr)
@@ -242,7 +251,7 @@ def wait_port(port):
     raise SystemExit("lighttpd did not listen on 127.0.0.1:%d within 10 s" % port)
 
 
-def table(sizes_path, p2_path):
+def table(sizes_path, p2_path, p2b_path=""):
     with open(sizes_path) as f:
         s = json.load(f)
     rows = s["rows"]
@@ -272,14 +281,18 @@ def table(sizes_path, p2_path):
         print(msg)
     for r in rows:
         print("- import of %d entries: %.1f s (%s)" % (r["entries"], r["import_s"], r["import"]))
-    if p2_path and os.path.exists(p2_path):
-        with open(p2_path) as f:
+    for path, how in ((p2_path, ""), (p2b_path, " through pgbouncer")):
+        if not path or not os.path.exists(path):
+            continue
+        with open(path) as f:
             p = json.load(f)
         print()
-        print("P2 on PostgreSQL: %d nodes at once over %d lighttpd servers: all answered in "
+        print("P2 on PostgreSQL%s: %d nodes at once over %d lighttpd servers: all answered in "
               "%.1f s, p50 %.2f s, p99 %.2f s; statuses %s; %d distinct IPs" % (
-                  p["nodes"], p["servers"], p["total_s"], p["p50"], p["p99"],
+                  how, p["nodes"], p["servers"], p["total_s"], p["p50"], p["p99"],
                   p["statuses"], p["distinct_ips"]))
+        for why, n in p.get("errors", []):
+            print("  - %d × %s" % (n, why))
 
 
 def main(argv):
@@ -290,10 +303,10 @@ def main(argv):
         bouncer = (lambda db: bouncer_fmt % db) if bouncer_fmt else None
         sizes(cgi, exe, work, lambda db: url_fmt % db, bouncer, sizes_list, int(runs), out)
     elif cmd == "p2":
-        cgi, exe, work, url_fmt, nodes, servers, timeout, out = argv[2:10]
-        p2(cgi, exe, work, lambda db: url_fmt % db, int(nodes), int(servers), float(timeout), out)
+        cgi, exe, work, url_fmt, dbname, nodes, servers, timeout, out = argv[2:11]
+        p2(cgi, exe, work, lambda _: url_fmt % dbname, int(nodes), int(servers), float(timeout), out)
     elif cmd == "table":
-        table(argv[2], argv[3] if len(argv) > 3 else "")
+        table(argv[2], argv[3] if len(argv) > 3 else "", argv[4] if len(argv) > 4 else "")
     else:
         raise SystemExit("bench-db.py: sizes | p2 | table")
 

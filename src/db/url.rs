@@ -103,8 +103,10 @@ pub fn config(text: &str) -> Result<Config> {
         config.user(&current_user());
     }
     if config.get_options().is_none() {
-        // No statement or lock wait outlives what a node waits for.
-        config.options("-c statement_timeout=10000 -c lock_timeout=10000");
+        // No statement or lock wait outlives what a node waits for; a
+        // boot storm of a thousand nodes on one profile queues on its row
+        // for seconds, which is not a reason to send them away.
+        config.options("-c statement_timeout=30000 -c lock_timeout=30000");
     }
     if config.get_application_name().is_none() {
         config.application_name("edeploy");
