@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use edeploy::admin;
-use edeploy::cli::admin::{Cli, Cmd, CmdbCmd, HealthCmd};
+use edeploy::cli::admin::{Cli, Cmd, CmdbCmd, DbCmd, HealthCmd};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -37,6 +37,15 @@ fn main() -> ExitCode {
                     plot,
                 },
         } => admin::health_compare(&dir, threshold, json, plot.as_deref()),
+        Cmd::Db { section, cmd } => admin::db_cmd(
+            &edeploy::config::conf_path(),
+            section.as_deref(),
+            match cmd {
+                DbCmd::Init => admin::DbAction::Init,
+                DbCmd::Import { configdir } => admin::DbAction::Import(configdir),
+                DbCmd::Export { dir } => admin::DbAction::Export(dir),
+            },
+        ),
     };
     match out {
         Ok(report) => {

@@ -25,6 +25,29 @@ pub fn read_hw(path: &Path) -> Result<Vec<Line>> {
     Ok(hw::parse(&text, &path.display().to_string())?)
 }
 
+/// The settings of the section of the server's configuration file
+/// (`EDEPLOY_CONF` or /etc/edeploy.conf) whose CONFIGDIR is `configdir`,
+/// so that `try` answers what that server would (on its database when it
+/// has one); the defaults for `configdir` when no section names it.
+pub fn server_of(configdir: &Path) -> ServerConfig {
+    let same = |a: &Path| match (a.canonicalize(), configdir.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == configdir,
+    };
+    let conf = crate::config::conf_path();
+    if let Ok(file) = crate::config::ConfFile::load(&conf) {
+        let names: Vec<String> = file.section_names().map(String::from).collect();
+        for name in names {
+            if let Ok(cfg) = file.server(Some(&name)) {
+                if same(&cfg.configdir) {
+                    return cfg;
+                }
+            }
+        }
+    }
+    ServerConfig::with_configdir(configdir)
+}
+
 /// `match SPECS HW [--json] [--explain]`.
 pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Result<AdminOutput> {
     let compiled = decide::load_specs(specs)?;
@@ -71,7 +94,7 @@ pub fn match_cmd(specs: &Path, hw_path: &Path, json: bool, explain: bool) -> Res
 /// `try CONFIGDIR HW [--json]`: the server's decision, changing nothing.
 pub fn try_cmd(configdir: &Path, hw_path: &Path, json: bool) -> Result<AdminOutput> {
     let lines = read_hw(hw_path)?;
-    let cfg = ServerConfig::with_configdir(configdir);
+    let cfg = server_of(configdir);
     let mut report = AdminOutput::default();
     let mut warnings = String::new();
     let mut warn = |w: String| {
@@ -193,4 +216,65 @@ pub fn health_compare(
     };
     report.stderr = errors;
     Ok(report)
+}
+
+/// What `edeploy-admin db` does.
+pub enum DbAction {
+    Init,
+    Import(std::path::PathBuf),
+    Export(std::path::PathBuf),
+}
+
+/// `db init | import CONFIGDIR | export DIR`, on the database of
+/// `section`'s DATABASE in the configuration file `conf`.
+pub fn db_cmd(conf: &Path, section: Option<&str>, action: DbAction) -> Result<AdminOutput> {
+    let cfg = crate::config::ConfFile::load(conf).and_then(|c| c.server(section))?;
+    let Some(url) = cfg.database.as_deref() else {
+        anyhow::bail!(
+            "{}: DATABASE is not set in section [{}]",
+            conf.display(),
+            cfg.section
+        );
+    };
+    let mut db = crate::db::connect(url, &cfg.section)?;
+    let mut out = AdminOutput::default();
+    let moved = |m: &crate::db::Moved| {
+        format!(
+            "{} profiles, {} CMDB files, {} entries ({} used), {} nodes with hand-outs",
+            m.profiles, m.cmdbs, m.entries, m.used, m.handouts
+        )
+    };
+    out.stdout = match action {
+        DbAction::Init => match crate::db::init(&mut db)? {
+            crate::db::Init::Created => format!(
+                "{}: tables created (schema version {})\n",
+                crate::db::url::shown(url),
+                crate::db::SCHEMA_VERSION
+            ),
+            crate::db::Init::AlreadyThere => format!(
+                "{}: tables already there (schema version {})\n",
+                crate::db::url::shown(url),
+                crate::db::SCHEMA_VERSION
+            ),
+        },
+        DbAction::Import(dir) => {
+            let m = crate::db::import(&mut db, &dir)?;
+            format!(
+                "{} -> section [{}]: {}\n",
+                dir.display(),
+                cfg.section,
+                moved(&m)
+            )
+        }
+        DbAction::Export(dir) => {
+            let m = crate::db::export(&mut db, &dir)?;
+            format!(
+                "section [{}] -> {}: {}\n",
+                cfg.section,
+                dir.display(),
+                moved(&m)
+            )
+        }
+    };
+    Ok(out)
 }

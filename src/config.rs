@@ -70,6 +70,12 @@ pub struct ServerConfig {
     /// as soon as `SIGNKEY` is set. True without `SIGNKEY` is an error.
     pub require_signatures: Option<bool>,
     // --- end of signed answers
+    // --- Shared state (docs/database.md)
+    /// The PostgreSQL database holding this section's changing state (key
+    /// `DATABASE`, a libpq URI: `crate::db::url`); none: the files of
+    /// CONFIGDIR.
+    pub database: Option<String>,
+    // --- end of shared state
 }
 
 // --- Limits (docs/server.md, "Limits")
@@ -128,6 +134,7 @@ impl ServerConfig {
             // --- Signed answers
             sign_key: None,
             require_signatures: None,
+            database: None,
             // --- end of signed answers
             configdir,
         }
@@ -306,6 +313,21 @@ impl ConfFile {
             }
         }
         // --- end of signed answers
+        // --- Shared state
+        if let Some((v, line)) = self.lookup(section, "DATABASE") {
+            if !v.is_empty() {
+                if !(v.starts_with("postgresql://") || v.starts_with("postgres://")) {
+                    // The value is not shown: it may hold a password.
+                    bail!(
+                        "{}:{line}: DATABASE must be a postgresql:// URI (such as \
+                         postgresql://edeploy@/edeploy?host=/run/postgresql)",
+                        self.name
+                    );
+                }
+                cfg.database = Some(v.clone());
+            }
+        }
+        // --- end of shared state
         cfg.pxemngr_url = get("PXEMNGRURL")
             .filter(|v| !v.is_empty())
             .map(String::from);

@@ -29,6 +29,7 @@ pub mod clock;
 pub mod cmdb;
 pub mod config;
 pub mod configure;
+pub mod db;
 pub mod detect;
 pub mod exec;
 pub mod health;

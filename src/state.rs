@@ -26,6 +26,34 @@ pub struct Entry {
     list: bool,
 }
 
+impl Entry {
+    /// An entry written as the original writes it: `('hp', 4)`.
+    pub fn new(profile: String, count: Count) -> Entry {
+        Entry::with_form(profile, count, false, false)
+    }
+
+    /// An entry with the form it was read in: the count `quoted` (`'4'`),
+    /// the pair a list (`['hp', 4]`).
+    pub fn with_form(profile: String, count: Count, quoted: bool, list: bool) -> Entry {
+        Entry {
+            profile,
+            count,
+            quoted,
+            list,
+        }
+    }
+
+    /// Whether the count was written as a string.
+    pub fn quoted(&self) -> bool {
+        self.quoted
+    }
+
+    /// Whether the pair was written as a list.
+    pub fn as_list(&self) -> bool {
+        self.list
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
     pub entries: Vec<Entry>,

@@ -28,7 +28,8 @@ pub enum Cmd {
         #[arg(long)]
         explain: bool,
     },
-    /// Show which profile and CMDB entry the server would hand out, changing nothing.
+    /// Show which profile and CMDB entry the server would hand out, changing nothing (on the
+    /// database of the section of EDEPLOY_CONF whose CONFIGDIR this is, when it has DATABASE).
     Try {
         configdir: PathBuf,
         hw: PathBuf,
@@ -46,6 +47,27 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: HealthCmd,
     },
+    /// Move a section's state between its files and its PostgreSQL
+    /// database (DATABASE in the file EDEPLOY_CONF names, or
+    /// /etc/edeploy.conf).
+    Db {
+        /// The section of edeploy.conf (default: [SERVER]).
+        #[arg(long, short = 's', global = true)]
+        section: Option<String>,
+        #[command(subcommand)]
+        cmd: DbCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DbCmd {
+    /// Create the tables when missing (run once per database; safe to run again).
+    Init,
+    /// Replace the section's state in the database with CONFIGDIR's `state` and `*.cmdb`.
+    Import { configdir: PathBuf },
+    /// Write the section's `state` and one `P.cmdb` per profile into DIR (which must exist),
+    /// in the original's formats.
+    Export { dir: PathBuf },
 }
 
 #[derive(Subcommand)]

@@ -80,6 +80,8 @@ pub const ROUNDS: usize = 3;
 /// PROFILE to the node and not given back.
 pub const HANDOUTS: &str = "handouts.d";
 
+pub mod on_db;
+
 /// What the node is told.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -135,6 +137,13 @@ pub enum DecideError {
     /// A failure report that does not count.
     #[error("{0}")]
     Refused(String),
+    /// The database (`DATABASE`) cannot be reached or failed: nothing
+    /// was taken, the node asks again.
+    #[error("the database is unavailable, nothing was taken, ask again: {0}")]
+    Unavailable(String),
+    /// A failure report of a profile the state does not list.
+    #[error("the profile {0:?} is not in the state")]
+    NotInState(String),
 }
 
 fn seconds(budget: &Option<Duration>) -> String {
@@ -186,11 +195,13 @@ impl DecideError {
     /// The HTTP status the CGI answers with.
     pub fn http_status(&self) -> u16 {
         match self {
-            DecideError::NoMatch(_) => 404,
+            DecideError::NoMatch(_) | DecideError::NotInState(_) => 404,
             DecideError::Cmdb(_) | DecideError::Refused(_) => 409,
             DecideError::Io(e) if e.is::<persist::TooLarge>() => 507,
             DecideError::Config(_) | DecideError::Io(_) => 500,
-            DecideError::OverBudget { .. } | DecideError::Busy(_) => 503,
+            DecideError::OverBudget { .. } | DecideError::Busy(_) | DecideError::Unavailable(_) => {
+                503
+            }
         }
     }
 }
@@ -235,6 +246,9 @@ pub fn preview_within(
     budget: CpuBudget,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
+    if cfg.database.is_some() {
+        return on_db::decide(cfg, hw, None, false, budget, warn);
+    }
     let dir = Configdir::open(cfg);
     let mut state = read_state(&dir, &cfg.configdir.join("state"))?;
     let mut matches = Matches::new(budget);
@@ -266,6 +280,10 @@ pub fn decide_keeping(
     keep: Option<(PathBuf, Vec<u8>)>,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
+    if cfg.database.is_some() {
+        let budget = CpuBudget::starting_now(cfg.decision_budget);
+        return on_db::decide(cfg, hw, only, true, budget, warn);
+    }
     let mut matches = Matches::new(CpuBudget::starting_now(cfg.decision_budget));
     let hw_index = Hardware::new(hw);
     let mut keep = keep;
@@ -781,7 +799,12 @@ fn pick(
             },
         });
     }
-    Err(PickError::Decide(DecideError::NoMatch(
+    Err(PickError::Decide(no_match(tried)))
+}
+
+/// No profile lets the node in: why each was passed over.
+fn no_match(tried: Vec<(String, Passed)>) -> DecideError {
+    DecideError::NoMatch(
         tried
             .into_iter()
             .map(|(profile, why)| Tried {
@@ -789,7 +812,7 @@ fn pick(
                 reason: why.to_string(),
             })
             .collect(),
-    )))
+    )
 }
 
 /// A matching profile's CMDB, `None` when it has none.
@@ -1043,6 +1066,9 @@ pub fn settings(cfg: &ServerConfig) -> IndexMap<String, String> {
 /// entry, took nothing). No record: [`DecideError::Refused`] (409),
 /// nothing changed.
 pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<bool, DecideError> {
+    if cfg.database.is_some() {
+        return on_db::report_failure(cfg, profile, hw);
+    }
     let sysname = hw::sysname(hw);
     let _lock = Lock::exclusive(&cfg.lockfile).map_err(io)?;
     persist::recover(&cfg.configdir).map_err(io)?;

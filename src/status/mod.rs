@@ -254,6 +254,28 @@ pub struct Health {
 /// cannot be read is in [`Status::problems`] and in its part.
 pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
     let mut problems = Vec::new();
+    let (lock_state, state, nodes, cmdbs, holdings) = if cfg.database.is_some() {
+        on_db::read(cfg, &mut problems)
+    } else {
+        read_files(cfg, opts, &mut problems)
+    };
+    let profiles = profiles(&cfg.configdir, state.as_ref(), &cmdbs);
+    gather_rest(
+        cfg, opts, problems, lock_state, nodes, cmdbs, holdings, profiles,
+    )
+}
+
+/// What the page reads from the files, under the shared lock: how the
+/// lock went, the state, the nodes (HWDIR), the CMDBs.
+type Read = (
+    &'static str,
+    Option<State>,
+    Vec<Node>,
+    Vec<CmdbStatus>,
+    Holdings,
+);
+
+fn read_files(cfg: &ServerConfig, opts: &Gather, problems: &mut Vec<Problem>) -> Read {
     let lock = SharedLock::acquire(&cfg.lockfile, opts.lock_wait);
     if let Err(e) = &lock {
         problems.push(Problem {
@@ -306,11 +328,24 @@ pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
         }),
     }
 
-    let state = read_state(cfg, &mut problems);
-    let nodes = read_nodes(&cfg.hwdir, &mut problems);
-    let (cmdbs, holdings) = read_cmdbs(&cfg.configdir, state.as_ref(), &nodes, &mut problems);
-    let profiles = profiles(&cfg.configdir, state.as_ref(), &cmdbs);
+    let state = read_state(cfg, problems);
+    let nodes = read_nodes(&cfg.hwdir, problems);
+    let (cmdbs, holdings) = read_cmdbs(&cfg.configdir, state.as_ref(), &nodes, problems);
     drop(lock);
+    (lock_state, state, nodes, cmdbs, holdings)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gather_rest(
+    cfg: &ServerConfig,
+    opts: &Gather,
+    mut problems: Vec<Problem>,
+    lock_state: &'static str,
+    nodes: Vec<Node>,
+    cmdbs: Vec<CmdbStatus>,
+    holdings: Holdings,
+    profiles: Vec<Profile>,
+) -> Status {
     // LOGDIR is written under its own flock, not LOCKFILE: listed out of
     // the lock, so its size never holds a decision back.
     let logs = read_logs(&cfg.logdir, &nodes, &mut problems);
@@ -610,47 +645,74 @@ fn read_cmdbs(
         .into_iter()
         .enumerate()
         .map(|(ci, (profile, in_state))| {
-            let file = format!("{profile}.cmdb");
-            let path = configdir.join(&file);
-            let mut status = CmdbStatus {
-                profile,
-                file,
-                in_state,
-                error: None,
-                total: 0,
-                used: 0,
-                free: 0,
-                entries: Vec::new(),
+            let path = configdir.join(format!("{profile}.cmdb"));
+            let loaded = Cmdb::load(&path)
+                .map(|db| db.entries)
+                .map_err(|e| e.to_string());
+            let at = Placed {
+                nodes,
+                index: &index,
+                ci,
             };
-            match Cmdb::load(&path) {
-                Ok(db) => {
-                    for (ei, e) in db.entries.iter().enumerate() {
-                        let owner = index.owner(e).filter(|_| e.get("used").is_some());
-                        if let Some(n) = owner {
-                            // A node holding entries of several CMDBs is
-                            // shown with the first, in state order.
-                            holdings.entry(n).or_insert((ci, ei));
-                        }
-                        let node = owner.map(|n| nodes[n].sysname.clone());
-                        status.entries.push(cmdb_entry(ei, e, node));
-                    }
-                    status.total = status.entries.len();
-                    status.used = status.entries.iter().filter(|e| e.used).count();
-                    status.free = status.total - status.used;
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    problems.push(Problem {
-                        part: "cmdbs",
-                        message: message.clone(),
-                    });
-                    status.error = Some(message);
-                }
-            }
-            status
+            cmdb_status(profile, in_state, loaded, &at, &mut holdings, problems)
         })
         .collect();
     (cmdbs, holdings)
+}
+
+/// Where a CMDB's entries are placed: the nodes, who owns what, the
+/// CMDB's position.
+struct Placed<'a> {
+    nodes: &'a [Node],
+    index: &'a NodeIndex,
+    ci: usize,
+}
+
+/// One CMDB's status from its entries (or why they could not be read),
+/// each used entry's owner among the nodes recorded in `holdings`.
+fn cmdb_status(
+    profile: String,
+    in_state: bool,
+    loaded: Result<Vec<Value>, String>,
+    at: &Placed<'_>,
+    holdings: &mut Holdings,
+    problems: &mut Vec<Problem>,
+) -> CmdbStatus {
+    let mut status = CmdbStatus {
+        file: format!("{profile}.cmdb"),
+        profile,
+        in_state,
+        error: None,
+        total: 0,
+        used: 0,
+        free: 0,
+        entries: Vec::new(),
+    };
+    match loaded {
+        Ok(entries) => {
+            for (ei, e) in entries.iter().enumerate() {
+                let owner = at.index.owner(e).filter(|_| e.get("used").is_some());
+                if let Some(n) = owner {
+                    // A node holding entries of several CMDBs is shown
+                    // with the first, in state order.
+                    holdings.entry(n).or_insert((at.ci, ei));
+                }
+                let node = owner.map(|n| at.nodes[n].sysname.clone());
+                status.entries.push(cmdb_entry(ei, e, node));
+            }
+            status.total = status.entries.len();
+            status.used = status.entries.iter().filter(|e| e.used).count();
+            status.free = status.total - status.used;
+        }
+        Err(message) => {
+            problems.push(Problem {
+                part: "cmdbs",
+                message: message.clone(),
+            });
+            status.error = Some(message);
+        }
+    }
+    status
 }
 
 /// Node (index in HWDIR order) → (CMDB, entry) it holds, both 0-based.
@@ -862,6 +924,8 @@ fn read_health(dir: &Path) -> Health {
     }
     health
 }
+
+mod on_db;
 
 #[cfg(test)]
 mod tests;

@@ -138,13 +138,16 @@ fn failure(cfg: &ServerConfig, profile: &str, data: &[u8]) -> Result<(Response, 
             "{profile:?} is not a profile name (letters, digits, '_', '-', '.')"
         )));
     }
-    let state_path = cfg.configdir.join("state");
-    let state = State::load(&state_path).map_err(|e| Reject::server(format!("{e:#}")))?;
-    if state.get(profile).is_none() {
-        return Err(Reject::new(
-            404,
-            format!("the profile {profile:?} is not in the state file"),
-        ));
+    // On a database, the report's own transaction finds the profile.
+    if cfg.database.is_none() {
+        let state_path = cfg.configdir.join("state");
+        let state = State::load(&state_path).map_err(|e| Reject::server(format!("{e:#}")))?;
+        if state.get(profile).is_none() {
+            return Err(Reject::new(
+                404,
+                format!("the profile {profile:?} is not in the state file"),
+            ));
+        }
     }
     // The hardware list is how the node is recognised: one that does not
     // parse cannot be, and the report changes nothing.

@@ -1,0 +1,383 @@
+//! The decision on PostgreSQL (`DATABASE`, docs/database.md): the same
+//! answer as on files, for any number of servers sharing the database.
+//!
+//! The profiles and their installs left are read; the profiles are
+//! matched in state order, outside any transaction (what the input costs
+//! is never paid under a lock), each match computed once per request.
+//! For the first profile that matches and may let the node in, one
+//! transaction locks that profile's row (`SELECT … FOR UPDATE`), checks
+//! that no profile before it changed meanwhile (else it starts the walk
+//! again with the matches kept, at most [`ROUNDS`] times: 503), finds the
+//! node's CMDB entry by index, and writes the entry, the count, the
+//! hand-out, the hardware list and a line of the decision log, and
+//! commits. Decisions for different profiles do not wait for each other;
+//! two for the same profile take turns for a few statements. A server or
+//! a database that goes away mid-decision leaves nothing half-done: the
+//! transaction is not committed.
+
+use super::{
+    config, read_script, settings, specs_from_bytes, Configdir, CpuBudget, DecideError, Decision,
+    Matches, Passed, Warn, ROUNDS,
+};
+use crate::cmdb;
+use crate::config::ServerConfig;
+use crate::db::{self, store, Db};
+use crate::hw::{self, Line};
+use crate::literal::Value;
+use crate::matcher::{Hardware, Match};
+use crate::state::Count;
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+
+/// The database could not be reached or failed mid-decision: 503, the
+/// node asks again.
+fn unavailable(e: anyhow::Error) -> DecideError {
+    DecideError::Unavailable(format!("{e:#}"))
+}
+
+/// Connects to `cfg`'s database.
+pub fn connect(cfg: &ServerConfig) -> Result<Db, DecideError> {
+    let url = cfg
+        .database
+        .as_deref()
+        .ok_or_else(|| config("DATABASE is not set"))?;
+    db::connect(url, &cfg.section).map_err(unavailable)
+}
+
+/// What a profile's files say before matching.
+enum Read {
+    Specs(crate::matcher::Specs),
+    Known,
+    Passed(Passed),
+}
+
+fn read_specs(
+    cfg: &ServerConfig,
+    dir: &Configdir<'_>,
+    p: &store::Profile,
+    known: bool,
+    warn: Warn<'_>,
+) -> Result<Read, DecideError> {
+    if p.left == Count::Left(0) && !p.has_cmdb {
+        return Ok(Read::Passed(Passed::Because("no installs left")));
+    }
+    if known {
+        return Ok(Read::Known);
+    }
+    let path = cfg.configdir.join(format!("{}.specs", p.profile));
+    match dir.read_small(&path) {
+        Ok(bytes) => Ok(Read::Specs(specs_from_bytes(&path, &bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            warn(format!(
+                "{}: missing, profile {} skipped",
+                path.display(),
+                p.profile
+            ));
+            Ok(Read::Passed(Passed::Because("no .specs file")))
+        }
+        Err(e) => Err(config(format!("{}: cannot read: {e}", path.display()))),
+    }
+}
+
+/// The hash of a profile's files (its `.specs` and configure script), for
+/// the decision log: two servers deciding with different files show.
+fn files_sha256(cfg: &ServerConfig, dir: &Configdir<'_>, profile: &str) -> String {
+    let mut h = Sha256::new();
+    for ext in ["specs", "configure"] {
+        h.update(ext.as_bytes());
+        let path = cfg.configdir.join(format!("{profile}.{ext}"));
+        h.update(dir.read_small(&path).unwrap_or_default());
+    }
+    crate::archive::manifest::hex(&h.finalize())
+}
+
+/// This server's name, for the decision log: the host's name, and the
+/// web server's port when run as a CGI (`SERVER_PORT`), so that two web
+/// servers on one host are told apart.
+fn server_name() -> String {
+    let host = host_name();
+    match std::env::var("SERVER_PORT") {
+        Ok(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{host}:{port}")
+        }
+        _ => host,
+    }
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length; gethostname NUL-terminates
+    // within it or truncates.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The variables that identify the node in a CMDB, as the index reads
+/// them.
+fn preference(m: &Match) -> serde_json::Value {
+    let pref: &IndexMap<String, String> = if m.forced.is_empty() {
+        &m.vars
+    } else {
+        &m.forced
+    };
+    serde_json::Value::Object(
+        pref.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// The decision for `hw` on `cfg`'s database, committed (`commit`) or
+/// not (a preview), considering only `only` when given; `hw_text` (the
+/// list as kept) goes into the database with the decision, or alone
+/// when there is none.
+pub fn decide(
+    cfg: &ServerConfig,
+    hw: &[Line],
+    only: Option<&str>,
+    commit: bool,
+    budget: CpuBudget,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
+    let mut db = connect(cfg)?;
+    let sysname = hw::sysname(hw);
+    let hw_index = Hardware::new(hw);
+    let mut matches = Matches::new(budget);
+    let result = walk(
+        cfg,
+        &mut db,
+        &hw_index,
+        hw,
+        only,
+        commit,
+        &mut matches,
+        warn,
+    );
+    if commit && result.is_err() {
+        let text = hw::to_literal(hw);
+        db.transaction(|tx, section| store::keep_hw(tx, section, &sysname, &text))
+            .map_err(unavailable)?;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    cfg: &ServerConfig,
+    db: &mut Db,
+    hw_index: &Hardware<'_>,
+    hw: &[Line],
+    only: Option<&str>,
+    commit: bool,
+    matches: &mut Matches,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
+    let section = db.section.clone();
+    let dir = Configdir::open(cfg);
+    'rounds: for _ in 0..ROUNDS {
+        let profiles = store::profiles(&mut db.client, &section).map_err(unavailable)?;
+        let mut tried: Vec<(String, Passed)> = Vec::new();
+        if let Some(p) = only {
+            if !profiles.iter().any(|x| x.profile == p) {
+                tried.push((p.to_string(), Passed::Because("not in the state file")));
+            }
+        }
+        for (i, p) in profiles.iter().enumerate() {
+            if only.is_some_and(|o| o != p.profile) {
+                continue;
+            }
+            let known = matches.done.contains_key(&p.profile);
+            let specs = match read_specs(cfg, &dir, p, known, warn)? {
+                Read::Passed(why) => {
+                    tried.push((p.profile.clone(), why));
+                    continue;
+                }
+                Read::Specs(s) => Some(s),
+                Read::Known => None,
+            };
+            let result = matches
+                .get(&p.profile, specs.as_ref(), hw_index)
+                .map_err(super::PickError::into_decide)?;
+            let m = match &*result {
+                Ok(m) => m.clone(),
+                Err(_) => {
+                    tried.push((p.profile.clone(), Passed::Unmatched(result)));
+                    continue;
+                }
+            };
+            // The profile matches: its CMDB and count, under its row lock.
+            let mut tx = db.client.transaction().map_err(|e| unavailable(e.into()))?;
+            let (left, now) =
+                store::lock_and_list(&mut tx, &section, &p.profile).map_err(unavailable)?;
+            let Some(left) = left else {
+                continue 'rounds;
+            };
+            // The profiles before this one as they are now: one whose
+            // count changed may now let the node in first.
+            if now.get(..i) != profiles.get(..i) {
+                continue 'rounds;
+            }
+            let taken = take(&mut tx, &section, p, left, &m).map_err(|e| match e {
+                Taken::Decide(d) => d,
+                Taken::Db(e) => unavailable(e),
+            })?;
+            let Some((vars, position, reused, value)) = taken else {
+                tried.push((p.profile.clone(), Passed::Because("no installs left")));
+                continue;
+            };
+            if !reused && left == Count::Left(0) {
+                tried.push((p.profile.clone(), Passed::Because("no installs left")));
+                continue;
+            }
+            let consumes = !reused && left != Count::Unlimited;
+            let left_after = match left {
+                Count::Left(n) if consumes => Count::Left(n - 1),
+                other => other,
+            };
+            let mut vars = vars;
+            vars.insert("edeploy-profile".into(), Value::Str(p.profile.clone()));
+            let script = read_script(&dir, &p.profile)?;
+            if m.beyond_reference {
+                warn(format!(
+                    "profile {}: matched beyond the original matcher's search, which finds no \
+                     match here (it gives up after 50 levels of retries or never retries a line \
+                     binding no new variable); the variables are the first pairing in file order",
+                    p.profile
+                ));
+            }
+            if commit {
+                let sysname = hw::sysname(hw);
+                let entry = match (position, &value) {
+                    (Some(pos), Some(v)) => Some((pos, v)),
+                    _ => None,
+                };
+                let commit = store::Commit {
+                    profile: &p.profile,
+                    sysname: &sysname,
+                    entry,
+                    consumes,
+                    hw: &hw::to_literal(hw),
+                    cmdb_position: position,
+                    reused,
+                    server: &server_name(),
+                    files_sha256: &files_sha256(cfg, &dir, &p.profile),
+                };
+                store::commit_decision(&mut tx, &section, &commit).map_err(unavailable)?;
+                tx.commit().map_err(|e| unavailable(e.into()))?;
+            }
+            return Ok(Decision {
+                profile: p.profile.clone(),
+                vars,
+                script,
+                settings: settings(cfg),
+                cmdb_entry: position.and_then(|n| usize::try_from(n).ok()),
+                reused,
+                left: left_after,
+            });
+        }
+        return Err(super::no_match(tried));
+    }
+    Err(DecideError::Busy(ROUNDS))
+}
+
+enum Taken {
+    Decide(DecideError),
+    Db(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Taken {
+    fn from(e: anyhow::Error) -> Taken {
+        Taken::Db(e)
+    }
+}
+
+type Handed = (IndexMap<String, Value>, Option<i32>, bool, Option<Value>);
+
+/// What profile `p` (matched with `m`, `left` installs left, its row
+/// locked) hands the node: its variables with the CMDB entry merged, the
+/// entry's position, whether the node already owned it, and the entry as
+/// it becomes; `None` when it may not (no installs left and no entry of
+/// the node's).
+fn take(
+    tx: &mut postgres::Transaction<'_>,
+    section: &str,
+    p: &store::Profile,
+    left: Count,
+    m: &Match,
+) -> Result<Option<Handed>, Taken> {
+    let may_take_new = left != Count::Left(0);
+    if !p.has_cmdb {
+        if !may_take_new {
+            return Ok(None);
+        }
+        let vars = m
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+            .collect();
+        return Ok(Some((vars, None, false, None)));
+    }
+    let found = store::locate(tx, section, &p.profile, &preference(m), may_take_new)?;
+    if found.owner.is_none() && !may_take_new {
+        return Ok(None);
+    }
+    let entry = match (found.holding, found.free) {
+        (Some(e), _) => e,
+        (None, _) if !m.forced.is_empty() => {
+            return Err(Taken::Decide(DecideError::Cmdb(
+                cmdb::CmdbError::NoForcedEntry {
+                    profile: p.profile.clone(),
+                    forced: m.forced.clone(),
+                },
+            )))
+        }
+        (None, Some(e)) => e,
+        (None, None) => {
+            return Err(Taken::Decide(DecideError::Cmdb(
+                cmdb::CmdbError::Exhausted {
+                    profile: p.profile.clone(),
+                },
+            )))
+        }
+    };
+    let reused = found.owner == Some(entry.position);
+    let (value, mut vars) = cmdb::merge(&entry.value, &m.vars);
+    vars.insert("used".into(), Value::Int(1));
+    let changed = value != entry.value || !entry.used;
+    Ok(Some((
+        vars,
+        Some(entry.position),
+        reused,
+        changed.then_some(value),
+    )))
+}
+
+/// A failure report on the database: the hand-out of `profile` to the
+/// node is consumed and its install given back, in one transaction.
+pub fn report_failure(cfg: &ServerConfig, profile: &str, hw: &[Line]) -> Result<bool, DecideError> {
+    let sysname = hw::sysname(hw);
+    let mut db = connect(cfg)?;
+    let mut tx = db.client.transaction().map_err(|e| unavailable(e.into()))?;
+    let section = cfg.section.clone();
+    if store::lock_profile(&mut tx, &section, profile)
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Err(DecideError::NotInState(profile.to_string()));
+    }
+    let Some(changed) =
+        store::consume_handout(&mut tx, &section, &sysname, profile).map_err(unavailable)?
+    else {
+        return Err(DecideError::Refused(format!(
+            "{sysname} has no hand-out of profile {profile} to report a failure of (never handed \
+             it, its failure was already reported, or its hand-out took no install: a '*' \
+             profile or a re-used CMDB entry): nothing given back"
+        )));
+    };
+    tx.commit().map_err(|e| unavailable(e.into()))?;
+    Ok(changed)
+}

@@ -1,0 +1,367 @@
+//! `edeploy-admin db init | import | export` against a real PostgreSQL
+//! (tests/fixtures/pg.rs: Debian's server, a cluster in a temporary
+//! directory, a Unix socket there and 127.0.0.1 on a free port).
+//!
+//! Files → database → files gives back what the file backend reads the
+//! same way: the same state, the same CMDB entries (used ones included),
+//! the same decision for a node seen before and for a new one.
+
+#[path = "fixtures/pg.rs"]
+mod pg;
+
+use edeploy::config::ServerConfig;
+use edeploy::db;
+use edeploy::hw::{self, Line};
+use edeploy::provision::decide::{self, Cmdb};
+use edeploy::state::State;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn hw_of(rel: &str) -> Vec<Line> {
+    let text = fs::read_to_string(fixture(rel)).expect("read the hardware list");
+    hw::parse(&text, rel).expect("parse the hardware list")
+}
+
+/// A CONFIGDIR with three profiles (`kvm-test` last, with the reference's
+/// CMDB made with generate(), two of them used by real decisions).
+fn configdir(dir: &Path) {
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::write(
+        dir.join("state"),
+        "[('hp', 4), ('other', '2'), ['kvm-test', 9], ('spare', '*')]\n",
+    )
+    .expect("state");
+    for p in ["hp", "other", "spare"] {
+        fs::write(
+            dir.join(format!("{p}.specs")),
+            "[('system', 'product', 'vendor', 'nobody')]\n",
+        )
+        .expect("specs");
+        fs::write(dir.join(format!("{p}.configure")), "run(\"true\");\n").expect("script");
+    }
+    fs::copy(
+        fixture("reference-config/kvm-test.specs"),
+        dir.join("kvm-test.specs"),
+    )
+    .expect("specs");
+    fs::copy(
+        fixture("reference-config/kvm-test.cmdb"),
+        dir.join("kvm-test.cmdb"),
+    )
+    .expect("cmdb");
+    fs::write(dir.join("kvm-test.configure"), "run(\"true\");\n").expect("script");
+    // A CMDB in JSON, kept in JSON.
+    fs::write(
+        dir.join("other.cmdb"),
+        "[{\"hostname\": \"o1\", \"ip\": \"10.9.0.1\"}, {\"hostname\": \"o2\", \"ip\": \"10.9.0.2\", \"used\": 1}]\n",
+    )
+    .expect("cmdb");
+    let cfg = ServerConfig::with_configdir(dir);
+    for serial in ["52:54:00:12:34:56", "52:54:00:12:34:57"] {
+        let mut hw = hw_of("hw/kvm-test-vm.hw");
+        for l in hw.iter_mut() {
+            if l[0] == "network" && l[2] == "serial" && l[1] == "eth0" {
+                l[3] = serial.to_string();
+            }
+        }
+        decide::decide(&cfg, &hw, true, &mut |_| {}).expect("a decision on the files");
+    }
+}
+
+fn tried(configdir: &Path, hw: &[Line]) -> String {
+    let cfg = ServerConfig::with_configdir(configdir);
+    let d = decide::preview(&cfg, hw, &mut |_| {}).expect("preview");
+    format!("{:#}", decide::envelope(&d))
+}
+
+fn entries(path: &Path) -> Vec<edeploy::literal::Value> {
+    Cmdb::load(path).expect("load the CMDB").entries
+}
+
+fn conf(dir: &Path, url: &str) -> PathBuf {
+    let p = dir.join("edeploy.conf");
+    fs::write(
+        &p,
+        format!(
+            "[SERVER]\nCONFIGDIR = {}\nDATABASE = {url}\n",
+            dir.join("unused").display()
+        ),
+    )
+    .expect("conf");
+    p
+}
+
+fn admin(conf: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edeploy-admin"))
+        .env("EDEPLOY_CONF", conf)
+        .args(args)
+        .output()
+        .expect("run edeploy-admin");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn files_to_the_database_and_back_decide_the_same() {
+    let pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("files");
+    configdir(&src);
+    let conf = conf(work.path(), &pg.socket_url());
+
+    let (code, out, err) = admin(&conf, &["db", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("tables created (schema version 1)"), "{out}");
+    let (code, out, err) = admin(&conf, &["db", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("tables already there"), "{out}");
+
+    let (code, out, err) = admin(&conf, &["db", "import", &src.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    // 3 entries generated, 2 used by the decisions; 2 in other.cmdb, 1 used.
+    assert!(
+        out.contains("4 profiles, 2 CMDB files, 5 entries (3 used), 1 nodes with hand-outs"),
+        "{out}"
+    );
+
+    let back = work.path().join("back");
+    fs::create_dir(&back).expect("mkdir");
+    let (code, out, err) = admin(&conf, &["db", "export", &back.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4 profiles, 2 CMDB files, 5 entries (3 used)"),
+        "{out}"
+    );
+
+    // The same state, written as it was read.
+    assert_eq!(
+        State::load(&back.join("state")).expect("exported state"),
+        State::load(&src.join("state")).expect("state")
+    );
+    assert_eq!(
+        fs::read_to_string(back.join("state")).expect("read"),
+        State::load(&src.join("state")).expect("state").to_text()
+    );
+    // The same entries, used ones included, in their dialect.
+    for p in ["kvm-test", "other"] {
+        let f = format!("{p}.cmdb");
+        assert_eq!(entries(&back.join(&f)), entries(&src.join(&f)), "{f}");
+    }
+    assert!(fs::read_to_string(back.join("other.cmdb"))
+        .expect("read")
+        .starts_with("[{\""));
+    assert!(fs::read_to_string(back.join("kvm-test.cmdb"))
+        .expect("read")
+        .starts_with("[{'"));
+
+    // The failure-report ledger: the same hand-outs, node by node.
+    let ledger = |dir: &Path| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = fs::read_dir(dir.join("handouts.d"))
+            .expect("handouts.d")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read_to_string(e.path()).expect("read"),
+                )
+            })
+            // The commit's spare files are hidden, not hand-outs.
+            .filter(|(name, _)| !name.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = ledger(&src);
+    assert!(!before.is_empty());
+    assert_eq!(ledger(&back), before);
+
+    // The file backend decides the same on what came back: a node seen
+    // before gets its entry again, a new one the next free entry.
+    for f in [
+        "kvm-test.specs",
+        "kvm-test.configure",
+        "hp.specs",
+        "hp.configure",
+    ] {
+        fs::copy(src.join(f), back.join(f)).expect("copy");
+    }
+    for p in ["other", "spare"] {
+        for ext in ["specs", "configure"] {
+            let f = format!("{p}.{ext}");
+            fs::copy(src.join(&f), back.join(&f)).expect("copy");
+        }
+    }
+    let seen = {
+        let mut hw = hw_of("hw/kvm-test-vm.hw");
+        for l in hw.iter_mut() {
+            if l[0] == "network" && l[2] == "serial" && l[1] == "eth0" {
+                l[3] = "52:54:00:12:34:57".into();
+            }
+        }
+        hw
+    };
+    let new = hw_of("hw/kvm-test-vm.hw");
+    for hw in [&seen, &new] {
+        assert_eq!(tried(&back, hw), tried(&src, hw));
+    }
+    assert!(tried(&back, &seen).contains("10.0.2.4"));
+}
+
+#[test]
+fn a_bad_file_changes_nothing_and_is_named() {
+    let pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("files");
+    configdir(&src);
+    let conf = conf(work.path(), &pg.socket_url());
+    assert_eq!(admin(&conf, &["db", "init"]).0, 0);
+    let (code, out, err) = admin(&conf, &["db", "import", &src.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A CMDB that does not parse: refused, naming it; the database keeps
+    // the previous import whole.
+    let broken = work.path().join("broken");
+    fs::create_dir(&broken).expect("mkdir");
+    fs::write(broken.join("state"), "[('kvm-test', 1)]\n").expect("state");
+    fs::write(broken.join("kvm-test.cmdb"), "[{'ip': '10.0.0.1',\n").expect("cmdb");
+    let (code, _, err) = admin(&conf, &["db", "import", &broken.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("kvm-test.cmdb"), "{err}");
+    let mut c = pg.client("edeploy");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM edeploy_cmdb_entries", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 5);
+    let left: Option<i64> = c
+        .query_one(
+            "SELECT installs_left FROM edeploy_profiles WHERE profile = 'kvm-test'",
+            &[],
+        )
+        .expect("row")
+        .get(0);
+    assert_eq!(left, Some(7));
+
+    // Export into a directory that does not exist: refused, named.
+    let missing = work.path().join("nowhere");
+    let (code, _, err) = admin(&conf, &["db", "export", &missing.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{}: not an existing directory", missing.display())),
+        "{err}"
+    );
+    assert!(!missing.exists());
+}
+
+#[test]
+fn tcp_with_the_password_from_a_file_and_clear_errors() {
+    let mut pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let passfile = work.path().join("pgpass");
+    fs::write(
+        &passfile,
+        format!(
+            "127.0.0.1:{}:edeploy:edeploy:{}\n",
+            pg.port,
+            pg::PASSWORD.replace(':', "\\:")
+        ),
+    )
+    .expect("pgpass");
+    let conf = conf(work.path(), &pg.tcp_url(&passfile));
+    let (code, out, err) = admin(&conf, &["db", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("tables created"), "{out}");
+
+    // A wrong password: refused by the server, the password never shown.
+    fs::write(
+        &passfile,
+        format!("127.0.0.1:{}:edeploy:edeploy:wrong\n", pg.port),
+    )
+    .expect("pgpass");
+    let (code, _, err) = admin(&conf, &["db", "init"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(err.contains("password authentication failed"), "{err}");
+
+    // The database gone: an error within the connect timeout, naming it.
+    pg.stop();
+    let url = format!(
+        "postgresql://edeploy:topsecret@127.0.0.1:{}/edeploy?connect_timeout=3",
+        pg.port
+    );
+    let conf = conf_at(work.path(), &url);
+    let started = std::time::Instant::now();
+    let (code, _, err) = admin(&conf, &["db", "init"]);
+    assert_eq!(code, 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(
+        err.contains(&format!(
+            "postgresql://edeploy:***@127.0.0.1:{}/edeploy?connect_timeout=3: cannot connect",
+            pg.port
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("topsecret"), "{err}");
+
+    // Not set, or not a URI: named in the configuration file.
+    let plain = work.path().join("plain.conf");
+    fs::write(&plain, "[SERVER]\nCONFIGDIR = /x\n").expect("conf");
+    let (code, _, err) = admin(&plain, &["db", "init"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{}: DATABASE is not set in section [SERVER]",
+            plain.display()
+        )),
+        "{err}"
+    );
+    fs::write(
+        &plain,
+        "[SERVER]\nCONFIGDIR = /x\nDATABASE = mysql://u:pw@h/d\n",
+    )
+    .expect("conf");
+    let (code, _, err) = admin(&plain, &["db", "init"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{}:3: DATABASE must be a postgresql:// URI",
+            plain.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("pw@"), "{err}");
+}
+
+fn conf_at(dir: &Path, url: &str) -> PathBuf {
+    let p = dir.join("other.conf");
+    fs::write(&p, format!("[SERVER]\nCONFIGDIR = /x\nDATABASE = {url}\n")).expect("conf");
+    p
+}
+
+#[test]
+fn init_refuses_a_database_of_another_schema_version() {
+    let pg = pg::Postgres::start();
+    let mut d = db::connect(&pg.socket_url(), "SERVER").expect("connect");
+    assert_eq!(db::init(&mut d).expect("init"), db::Init::Created);
+    d.client
+        .batch_execute("UPDATE edeploy_schema SET version = 99")
+        .expect("update");
+    let e = db::init(&mut d).expect_err("another version");
+    assert!(
+        format!("{e:#}").contains("schema version 99; this edeploy reads version 1"),
+        "{e:#}"
+    );
+    let empty = tempfile::tempdir().expect("tempdir");
+    let e = db::export(&mut d, empty.path()).expect_err("another version");
+    assert!(format!("{e:#}").contains("schema version 99"), "{e:#}");
+}
