@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{local_upload_cgi, scratch, Answer, Kind, Options, Site, ROOT};
+use support::{local_upload_cgi, scratch, synth_hw, Answer, Kind, Options, Site, ROOT};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(ROOT).join("tests/fixtures/hw").join(name)
@@ -482,15 +482,7 @@ fn node_mac(i: usize) -> String {
 fn write_nodes(site: &Site, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|i| {
-            let text = format!(
-                "[('system', 'product', 'name', 'Synth 1000'),\n \
-                 ('system', 'product', 'vendor', 'Synth'),\n \
-                 ('system', 'product', 'serial', 'SN{i:05}'),\n \
-                 ('disk', 'sda', 'size', '500'),\n \
-                 ('network', 'eth0', 'serial', '{}'),\n \
-                 ('network', 'eth0', 'link', 'yes')]\n",
-                node_mac(i)
-            );
+            let text = synth_hw(&format!("SN{i:05}"), &node_mac(i));
             scratch(site, &format!("node{i}.hw"), text.as_bytes())
         })
         .collect()

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{scratch, Answer, Kind, Options, Site};
+use support::{scratch, synth_hw, Answer, Kind, Options, Site};
 
 const RACK: u64 = 1000;
 const ENTRIES: usize = 1250;
@@ -77,15 +77,7 @@ fn node_mac(i: usize) -> String {
 fn write_nodes(site: &Site, range: std::ops::Range<usize>) -> Vec<(usize, PathBuf)> {
     range
         .map(|i| {
-            let text = format!(
-                "[('system', 'product', 'name', 'Synth 1000'),\n \
-                 ('system', 'product', 'vendor', 'Synth'),\n \
-                 ('system', 'product', 'serial', 'SN{i:06}'),\n \
-                 ('disk', 'sda', 'size', '500'),\n \
-                 ('network', 'eth0', 'serial', '{}'),\n \
-                 ('network', 'eth0', 'link', 'yes')]\n",
-                node_mac(i)
-            );
+            let text = synth_hw(&format!("SN{i:06}"), &node_mac(i));
             (i, scratch(site, &format!("node{i}.hw"), text.as_bytes()))
         })
         .collect()

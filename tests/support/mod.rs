@@ -900,6 +900,19 @@ pub fn scratch(site: &Site, name: &str, data: &[u8]) -> PathBuf {
     p
 }
 
+/// A synthetic node of the boot-storm tests (`rack.specs`, `spare.specs`
+/// match it): its serial and its NIC's MAC.
+pub fn synth_hw(serial: &str, mac: &str) -> String {
+    format!(
+        "[('system', 'product', 'name', 'Synth 1000'),\n \
+         ('system', 'product', 'vendor', 'Synth'),\n \
+         ('system', 'product', 'serial', '{serial}'),\n \
+         ('disk', 'sda', 'size', '500'),\n \
+         ('network', 'eth0', 'serial', '{mac}'),\n \
+         ('network', 'eth0', 'link', 'yes')]\n"
+    )
+}
+
 /// The KVM fixture (booted BIOS) with MAC addresses of its own: node `i`.
 pub fn kvm_node(i: usize) -> String {
     let text = fs::read_to_string(Path::new(ROOT).join("tests/fixtures/hw/kvm-test-vm-bios.hw"))
