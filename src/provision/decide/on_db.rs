@@ -131,6 +131,15 @@ fn preference(m: &Match) -> serde_json::Value {
     )
 }
 
+/// What a committed decision keeps of the node and of this server.
+struct Kept {
+    sysname: String,
+    /// The hardware list as kept ([`hw::to_literal`]).
+    text: String,
+    /// This server, for the decision log.
+    server: String,
+}
+
 /// The decision for `hw` on `cfg`'s database, committed (`commit`) or
 /// not (a preview), considering only `only` when given; `hw_text` (the
 /// list as kept) goes into the database with the decision, or alone
@@ -144,22 +153,31 @@ pub fn decide(
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
     let mut db = connect(cfg)?;
-    let sysname = hw::sysname(hw);
+    // Made once, before anything is locked: the list as kept is as long
+    // as the node made it.
+    let kept = Kept {
+        sysname: hw::sysname(hw),
+        text: if commit {
+            hw::to_literal(hw)
+        } else {
+            String::new()
+        },
+        server: if commit { server_name() } else { String::new() },
+    };
     let hw_index = Hardware::new(hw);
     let mut matches = Matches::new(budget);
     let result = walk(
         cfg,
         &mut db,
         &hw_index,
-        hw,
+        &kept,
         only,
         commit,
         &mut matches,
         warn,
     );
     if commit && result.is_err() {
-        let text = hw::to_literal(hw);
-        db.transaction(|tx, section| store::keep_hw(tx, section, &sysname, &text))
+        db.transaction(|tx, section| store::keep_hw(tx, section, &kept.sysname, &kept.text))
             .map_err(unavailable)?;
     }
     result
@@ -170,7 +188,7 @@ fn walk(
     cfg: &ServerConfig,
     db: &mut Db,
     hw_index: &Hardware<'_>,
-    hw: &[Line],
+    kept: &Kept,
     only: Option<&str>,
     commit: bool,
     matches: &mut Matches,
@@ -209,6 +227,15 @@ fn walk(
                     continue;
                 }
             };
+            // What the commit needs of the files, read before the row lock
+            // (an error in them counts only once the profile lets the node
+            // in, as on files).
+            let script = read_script(&dir, &p.profile);
+            let files_hash = if commit {
+                files_sha256(cfg, &dir, &p.profile)
+            } else {
+                String::new()
+            };
             // The profile matches: its CMDB and count, under its row lock.
             let mut tx = db.client.transaction().map_err(|e| unavailable(e.into()))?;
             let (left, now) =
@@ -240,7 +267,7 @@ fn walk(
             };
             let mut vars = vars;
             vars.insert("edeploy-profile".into(), Value::Str(p.profile.clone()));
-            let script = read_script(&dir, &p.profile)?;
+            let script = script?;
             if m.beyond_reference {
                 warn(format!(
                     "profile {}: matched beyond the original matcher's search, which finds no \
@@ -250,21 +277,20 @@ fn walk(
                 ));
             }
             if commit {
-                let sysname = hw::sysname(hw);
                 let entry = match (position, &value) {
                     (Some(pos), Some(v)) => Some((pos, v)),
                     _ => None,
                 };
                 let commit = store::Commit {
                     profile: &p.profile,
-                    sysname: &sysname,
+                    sysname: &kept.sysname,
                     entry,
                     consumes,
-                    hw: &hw::to_literal(hw),
+                    hw: &kept.text,
                     cmdb_position: position,
                     reused,
-                    server: &server_name(),
-                    files_sha256: &files_sha256(cfg, &dir, &p.profile),
+                    server: &kept.server,
+                    files_sha256: &files_hash,
                 };
                 store::commit_decision(&mut tx, &section, &commit).map_err(unavailable)?;
                 tx.commit().map_err(|e| unavailable(e.into()))?;
