@@ -194,7 +194,7 @@ pub fn install_http_urls(
     // vouches for every byte and attribute the archive puts on disk: the
     // archive's own signature adds nothing, and is not fetched (hashing
     // the whole compressed stream costs a core's time while it unpacks).
-    if expected
+    let archive_sig = if expected
         .as_ref()
         .is_some_and(|x| x.signed && x.lists_xattrs())
     {
@@ -202,34 +202,9 @@ pub fn install_http_urls(
             "{url}: every entry, its extended attributes included, is checked against the \
              signed manifest"
         ));
-        console.say(&format!("fetching {url}"));
-        return fetch::fetch_http_checked(url, target, console, tuning, expected.as_mut(), None);
-    }
-    let archive_sig = signature_text(
-        url,
-        get_small(&sig_of(url), trust::SIGNATURE_MAX as u64, tuning)?,
-    )?;
-    let archive_sig = match archive_sig {
-        Some(sig) => {
-            let name = url.rsplit('/').next().unwrap_or(url).to_string();
-            // A signature that cannot be right (malformed, an untrusted
-            // key) fails before the download.
-            match policy.trusted.verify(url, b"", &sig, None) {
-                Ok(_) | Err(TrustError::Invalid { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            Some(fetch::ArchiveSignature {
-                text: sig,
-                trusted: policy.trusted.clone(),
-                name,
-            })
-        }
-        None => {
-            console.trace(&format!(
-                "{url}: no signature of its own; every entry is checked against the manifest"
-            ));
-            None
-        }
+        None
+    } else {
+        archive_signature(url, policy, console, tuning)?
     };
     if let Some(x) = expected.as_mut() {
         x.xattrs_allowed = archive_sig.is_some() || !policy.require;
@@ -241,6 +216,37 @@ pub fn install_http_urls(
     }
     console.say(&format!("fetching {url}"));
     fetch::fetch_http_checked(url, target, console, tuning, expected.as_mut(), archive_sig)
+}
+
+/// The archive's own signature (`URL.minisig`), when the server has one;
+/// one that cannot be right (malformed, by a key not trusted) fails
+/// before the download.
+fn archive_signature(
+    url: &str,
+    policy: &Policy,
+    console: &Console,
+    tuning: &Tuning,
+) -> Result<Option<fetch::ArchiveSignature>> {
+    let sig_url = format!("{url}.{}", trust::SIGNATURE_EXT);
+    let Some(sig) = signature_text(
+        url,
+        get_small(&sig_url, trust::SIGNATURE_MAX as u64, tuning)?,
+    )?
+    else {
+        console.trace(&format!(
+            "{url}: no signature of its own; every entry is checked against the manifest"
+        ));
+        return Ok(None);
+    };
+    match policy.trusted.verify(url, b"", &sig, None) {
+        Ok(_) | Err(TrustError::Invalid { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(fetch::ArchiveSignature {
+        text: sig,
+        trusted: policy.trusted.clone(),
+        name: url.rsplit('/').next().unwrap_or(url).to_string(),
+    }))
 }
 
 /// `edeploy-init --fetch URL`: the installer's HTTP step for the archive
