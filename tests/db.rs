@@ -261,6 +261,17 @@ fn a_bad_file_changes_nothing_and_is_named() {
         "{err}"
     );
     assert!(!missing.exists());
+
+    // A symlink where the hand-outs go is not followed out of DIR.
+    let out = work.path().join("out");
+    let elsewhere = work.path().join("elsewhere");
+    fs::create_dir(&out).expect("mkdir");
+    fs::create_dir(&elsewhere).expect("mkdir");
+    std::os::unix::fs::symlink(&elsewhere, out.join("handouts.d")).expect("symlink");
+    let (code, _, err) = admin(&conf, &["db", "export", &out.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("handouts.d: not a directory"), "{err}");
+    assert_eq!(fs::read_dir(&elsewhere).expect("list").count(), 0);
 }
 
 #[test]

@@ -556,8 +556,13 @@ pub fn export(db: &mut Db, dir: &Path) -> Result<Moved> {
     moved.handouts = by_node.len();
     if !by_node.is_empty() {
         let hdir = dir.join(HANDOUTS);
-        std::fs::create_dir_all(&hdir)
-            .with_context(|| format!("{}: cannot create", hdir.display()))?;
+        // Written into DIR only: a symlink there is not followed.
+        match std::fs::symlink_metadata(&hdir) {
+            Ok(m) if !m.is_dir() => bail!("{}: not a directory", hdir.display()),
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&hdir)
+                .with_context(|| format!("{}: cannot create", hdir.display()))?,
+        }
         for (sysname, items) in &by_node {
             files.push((
                 format!("{HANDOUTS}/{sysname}"),
