@@ -345,13 +345,88 @@ fn check_same_as_values(
             assert_eq!(f.index, v.index, "{text}");
             assert_eq!(f.vars, v.vars, "{text}");
             assert_eq!(f.reused, v.reused, "{text}");
-            match f.text {
+            match f.text_over(text) {
                 Some(new) => assert_eq!(parse_cmdb(&new), entries, "{new}"),
                 None => assert!(!v.changed, "{text}: changed but not written"),
             }
+            check_index(text, vars, forced, &f);
         }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
         (a, b) => panic!("{text}: values gave {a:?}, the file {b:?}"),
+    }
+}
+
+/// The side index of `text`, as a commit would write it.
+fn index_of(text: &str) -> Option<Vec<u8>> {
+    skim(text)?.to_index(text.len(), crc32fast::hash(text.as_bytes()), None)
+}
+
+/// `w` written over `old` as a decision writes an index.
+fn written(old: &[u8], w: &cmdb::IndexWrite) -> Vec<u8> {
+    let mut out = old.to_vec();
+    for (at, bytes) in &w.pieces {
+        let at = *at as usize;
+        if out.len() < at + bytes.len() {
+            out.resize(at + bytes.len(), 0);
+        }
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    out.truncate(w.len as usize);
+    out
+}
+
+/// With the side index: reading `text` with its index hands out what
+/// reading it without one handed out (`alloc`), and what either writes of
+/// the index is the index of the file as the allocation leaves it.
+fn check_index(
+    text: &str,
+    vars: &IndexMap<String, String>,
+    forced: &IndexMap<String, String>,
+    alloc: &cmdb::FileAllocation,
+) {
+    let Some(index) = index_of(text) else {
+        return;
+    };
+    let plain = read(text);
+    let text_of = |t: &str| cmdb::Text::read("test.cmdb", t.as_bytes().to_vec()).unwrap();
+    let indexed = CmdbFile::open("test.cmdb", text_of(text), Some(index.clone())).unwrap();
+    let again = indexed
+        .allocate("p", vars, forced, true, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&again, alloc, "{text}");
+    let after = alloc.text_over(text).unwrap_or_else(|| text.to_string());
+    let expected = index_of(&after).expect("an edit stays in the subset");
+    for (file, old) in [(&plain, Vec::new()), (&indexed, index.clone())] {
+        let crc = file.crc_after(alloc);
+        match file.index_write(alloc, crc) {
+            Some(w) => assert_eq!(written(&old, &w), expected, "{text}"),
+            None => assert_eq!(old, expected, "{text}: the index read stays"),
+        }
+    }
+    // The index read is what is used: an index that says the first free
+    // entry is used (its CRC made right) sends a new node past it.
+    let sk = skim(text).unwrap();
+    if let Some(free) = (0..sk.len()).find(|&i| !sk.is_used(i)) {
+        let span = sk.span(free);
+        let edit = cmdb::skim::Edited {
+            entry: free,
+            len: span.len(),
+        };
+        let crc = crc32fast::hash(text.as_bytes());
+        let forged = written(
+            &index,
+            &cmdb::IndexWrite {
+                pieces: sk.index_patch(&index, text.len(), crc, edit).unwrap(),
+                len: index.len() as u64,
+            },
+        );
+        let file = CmdbFile::open("test.cmdb", text_of(text), Some(forged)).unwrap();
+        let none = IndexMap::new();
+        let newcomer = map(&[("mac", "never-seen")]);
+        if let Ok(Some(a)) = file.allocate("p", &newcomer, &none, true, false) {
+            assert_ne!(a.index, free, "{text}: the forged index was not used");
+        }
     }
 }
 
@@ -429,7 +504,7 @@ fn only_the_entry_handed_out_changes() {
             .expect("allocates")
             .expect("an entry");
         assert_eq!(alloc.index, 1);
-        let new = alloc.text.expect("the file changes");
+        let new = alloc.text_over(&text).expect("the file changes");
         let entry = "{'ip': '10.0.0.2', 'hostname': 'n2', 'mac': 'b', 'used': 1}";
         let start = text.find("{'ip': '10.0.0.2'").expect("the entry");
         let end = start + "{'ip': '10.0.0.2',   'hostname': 'n2'}".len();
@@ -446,7 +521,7 @@ fn a_json_file_stays_json() {
         .allocate("p", &map(&[("mac", "b")]), &IndexMap::new(), true, true)
         .expect("allocates")
         .expect("an entry");
-    let new = alloc.text.expect("the file changes");
+    let new = alloc.text_over(text).expect("the file changes");
     let json: serde_json::Value =
         serde_json::from_str(&new).unwrap_or_else(|e| panic!("not JSON any more: {e}\n{new}"));
     assert_eq!(json[0]["mac"], "b");
@@ -469,7 +544,7 @@ fn a_generated_file_is_expanded_once_and_kept() {
         .expect("allocates")
         .expect("an entry");
     assert_eq!(alloc.orig.as_deref(), Some(text));
-    let new = alloc.text.expect("the file is expanded");
+    let new = alloc.text_over(text).expect("the file is expanded");
     let entries = parse_cmdb(&new);
     assert_eq!(entries.len(), 3);
     assert_eq!(entries[0].get("used"), Some(&Value::Int(1)));
@@ -487,7 +562,7 @@ fn a_node_that_owns_an_entry_is_found_with_no_installs_left() {
         .expect("allocates")
         .expect("its entry");
     assert_eq!((again.index, again.reused), (0, true));
-    assert!(again.text.is_none(), "nothing changes");
+    assert!(again.change.is_none(), "nothing changes");
     let new = file
         .allocate("p", &map(&[("mac", "b")]), &none, false, true)
         .expect("allocates");
@@ -515,4 +590,35 @@ fn errors_name_the_file_and_line() {
         Err(e) => e,
     };
     assert_eq!(err, "test.cmdb:2: the file is not valid UTF-8");
+}
+
+#[test]
+fn a_changed_byte_anywhere_makes_the_index_unused() {
+    let text = "[{'ip': '10.0.0.1', 'used': 1},\n {'ip': '10.0.0.2'},\n {\"ip\": \"10.0.0.3\"}]\n";
+    let index = index_of(text).unwrap();
+    let crc = crc32fast::hash(text.as_bytes());
+    let sk = cmdb::skim::Skim::from_index(&index, text.as_bytes(), crc);
+    assert_eq!(sk, skim(text), "read back as skimmed");
+    for at in 0..index.len() {
+        for bit in 0..8 {
+            let mut bad = index.clone();
+            bad[at] ^= 1 << bit;
+            assert_eq!(
+                cmdb::skim::Skim::from_index(&bad, text.as_bytes(), crc),
+                None,
+                "byte {at}, bit {bit}"
+            );
+        }
+    }
+    // Cut short, or made for another text.
+    assert_eq!(
+        cmdb::skim::Skim::from_index(&index[..index.len() - 1], text.as_bytes(), crc),
+        None
+    );
+    let other = text.replace("10.0.0.3", "10.0.0.4");
+    let other_crc = crc32fast::hash(other.as_bytes());
+    assert_eq!(
+        cmdb::skim::Skim::from_index(&index, other.as_bytes(), other_crc),
+        None
+    );
 }

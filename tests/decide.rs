@@ -896,3 +896,156 @@ fn a_match_beyond_the_original_search_is_logged() {
         "{warnings:?}"
     );
 }
+
+// The CMDB's side index (`.NAME.edeploy-index`).
+
+/// Node `i`: the KVM guest with its MACs made unique.
+fn kvm_node(i: usize) -> Vec<Line> {
+    let mut node = kvm_hw();
+    for l in node.iter_mut() {
+        for f in l.iter_mut() {
+            *f = f.replace(
+                "52:54:12:34:00:",
+                &format!("52:{:02x}:{:02x}:34:00:", i / 256, i % 256),
+            );
+        }
+    }
+    node
+}
+
+/// A CMDB in the skim subset, with a comment, a used entry and entries
+/// of different lengths.
+fn indexed_cmdb(entries: usize) -> String {
+    let mut text = String::from("# rack 4\n[{'ip': '10.0.9.1', 'hostname': 'taken', 'used': 1},\n");
+    for i in 0..entries {
+        text.push_str(&format!(
+            " {{'ip': '10.1.{}.{}', 'hostname': 'n{}'}},\n",
+            i / 200,
+            i % 200 + 1,
+            "x".repeat(i % 7)
+        ));
+    }
+    text.push_str("]\n");
+    text
+}
+
+fn index_of(dir: &Path) -> PathBuf {
+    dir.join(".vm.cmdb.edeploy-index")
+}
+
+#[test]
+fn the_side_index_gives_what_skimming_gives() {
+    let files = |cmdb: &str| {
+        setup(&[
+            ("state", "[('vm', 100)]"),
+            ("vm.specs", KVM_SPECS),
+            ("vm.configure", ""),
+            ("vm.cmdb", cmdb),
+        ])
+    };
+    let cmdb = indexed_cmdb(40);
+    // One site keeps its index; the other loses it before each decision.
+    let (kept, kept_cfg) = files(&cmdb);
+    let (lost, lost_cfg) = files(&cmdb);
+    for i in 0..30 {
+        // Every third node comes back: its entry is found, not taken.
+        let node = kvm_node(if i % 3 == 2 { i - 2 } else { i });
+        let _ = fs::remove_file(index_of(lost.path()));
+        let a = decide(&kept_cfg, &node).unwrap();
+        let b = decide(&lost_cfg, &node).unwrap();
+        assert_eq!(
+            (a.cmdb_entry, a.reused),
+            (b.cmdb_entry, b.reused),
+            "node {i}"
+        );
+        assert_eq!(a.vars, b.vars, "node {i}");
+        assert_eq!(
+            read(kept.path(), "vm.cmdb"),
+            read(lost.path(), "vm.cmdb"),
+            "node {i}"
+        );
+        assert!(index_of(kept.path()).is_file(), "the index is kept");
+    }
+    let text = read(kept.path(), "vm.cmdb");
+    assert!(
+        text.starts_with("# rack 4\n"),
+        "the comment is kept: {text}"
+    );
+    assert_eq!(text.matches("'used': 1").count(), 1 + 20, "{text}");
+}
+
+#[test]
+fn an_index_of_other_contents_is_not_used() {
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 100)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", &indexed_cmdb(10)),
+    ]);
+    decide(&cfg, &kvm_node(1)).unwrap();
+    let index = fs::read(index_of(dir.path())).unwrap();
+    // An operator's edit of the CMDB (the first free entry is now used):
+    // the index, made for the file before it, no longer describes it.
+    let text = read(dir.path(), "vm.cmdb").replacen(
+        "'hostname': 'nx'}",
+        "'hostname': 'nx', 'used': 1}",
+        1,
+    );
+    fs::write(dir.path().join("vm.cmdb"), &text).unwrap();
+    let d = decide(&cfg, &kvm_node(2)).unwrap();
+    assert_eq!(
+        d.cmdb_entry,
+        Some(3),
+        "the operator's used entry is passed over"
+    );
+    assert_ne!(fs::read(index_of(dir.path())).unwrap(), index, "made again");
+    // A damaged index (one byte of its body changed): not used either.
+    let mut bad = fs::read(index_of(dir.path())).unwrap();
+    let at = bad.len() - 3;
+    bad[at] ^= 1;
+    fs::write(index_of(dir.path()), &bad).unwrap();
+    let d = decide(&cfg, &kvm_node(3)).unwrap();
+    assert_eq!(d.cmdb_entry, Some(4));
+    // An index that is not one, or is empty.
+    for (i, junk) in [&b""[..], b"EDCMDX02", b"[('vm', 1)]\n"]
+        .into_iter()
+        .enumerate()
+    {
+        fs::write(index_of(dir.path()), junk).unwrap();
+        let next = decide(&cfg, &kvm_node(4 + i)).unwrap();
+        assert_eq!(next.cmdb_entry, Some(5 + i), "index {junk:?}");
+    }
+}
+
+#[test]
+fn the_index_path_is_never_followed_nor_waited_on() {
+    use std::os::unix::fs::{symlink, FileTypeExt};
+    let (dir, cfg) = setup(&[
+        ("state", "[('vm', 100)]"),
+        ("vm.specs", KVM_SPECS),
+        ("vm.configure", ""),
+        ("vm.cmdb", &indexed_cmdb(10)),
+    ]);
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim");
+    fs::write(&target, "keep me").unwrap();
+    symlink(&target, index_of(dir.path())).unwrap();
+    let d = decide(&cfg, &kvm_node(1)).unwrap();
+    assert_eq!(d.cmdb_entry, Some(1));
+    assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
+    let meta = fs::symlink_metadata(index_of(dir.path())).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the symlink was replaced by the index"
+    );
+    // A FIFO in its place: neither read nor written, and nothing waits.
+    fs::remove_file(index_of(dir.path())).unwrap();
+    let fifo =
+        std::ffi::CString::new(index_of(dir.path()).into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let d = decide(&cfg, &kvm_node(2)).unwrap();
+    assert_eq!(d.cmdb_entry, Some(2));
+    let meta = fs::symlink_metadata(index_of(dir.path())).unwrap();
+    assert!(meta.file_type().is_fifo(), "left as it is");
+}

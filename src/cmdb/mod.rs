@@ -40,10 +40,20 @@ pub mod skim;
 
 pub use allocate::{allocate, choose, find_owner, locate, merge, Allocation, Entry, Located};
 pub use check::{check, to_json, CheckReport, Duplicate, DuplicateKind};
-pub use file::{CmdbFile, FileAllocation};
+pub use file::{Change, CmdbFile, FileAllocation, IndexWrite, Text};
 pub use generate::{expand, expand_owned, generate, uses_generate, MAX_GENERATED};
 
 use indexmap::IndexMap;
+use std::path::{Path, PathBuf};
+
+/// Where a CMDB's side index is kept: `.NAME.edeploy-index` beside it
+/// ([`CmdbFile::index`]).
+pub fn index_path(cmdb: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(cmdb.file_name().unwrap_or_default());
+    name.push(".edeploy-index");
+    cmdb.with_file_name(name)
+}
 
 /// Everything that can go wrong while evaluating or allocating a CMDB.
 #[derive(Debug, thiserror::Error)]

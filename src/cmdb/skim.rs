@@ -39,7 +39,7 @@ struct Pair {
 /// `used`. An entry's pairs are read again when asked for
 /// ([`Skim::view`]): a decision looks into few entries (see
 /// [`crate::cmdb::allocate::locate_skimmed`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skim {
     /// Each entry's text, braces included.
     entries: Vec<Span>,
@@ -292,5 +292,183 @@ impl Scanner<'_> {
                 return Some(());
             }
         }
+    }
+}
+
+// The side index: what [`skim`] found, kept beside the file.
+
+/// The first bytes of a side index, its format's version included.
+const INDEX_MAGIC: &[u8; 8] = b"EDCMDX02";
+/// magic, the text's length (8) and CRC-32 (4), `json` (1), 3 bytes of
+/// nothing, the entry count (4), the CRC-32 of the body (4). The body:
+/// per entry, the bytes since the end of the one before (or the start of
+/// the text) and its length, both 32 bits (so that an edit of one entry
+/// changes its record only); then per entry, 1 when it is `used`.
+const INDEX_HEAD: usize = 8 + 8 + 4 + 1 + 3 + 4 + 4;
+
+/// An edit of entry `entry`'s text into `len` bytes, which makes it
+/// `used` (what handing it out does).
+#[derive(Debug, Clone, Copy)]
+pub struct Edited {
+    pub entry: usize,
+    pub len: usize,
+}
+
+fn le32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+/// An index's head, its CRC that of the head's other bytes followed by
+/// what `body` gives the hasher.
+fn index_head(
+    text_len: usize,
+    text_crc: u32,
+    json: bool,
+    n: u32,
+    body: impl FnOnce(&mut crc32fast::Hasher),
+) -> [u8; INDEX_HEAD] {
+    let mut h = [0u8; INDEX_HEAD];
+    h[..8].copy_from_slice(INDEX_MAGIC);
+    h[8..16].copy_from_slice(&(text_len as u64).to_le_bytes());
+    h[16..20].copy_from_slice(&text_crc.to_le_bytes());
+    h[20] = u8::from(json);
+    h[24..28].copy_from_slice(&n.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&h[..INDEX_HEAD - 4]);
+    body(&mut crc);
+    h[INDEX_HEAD - 4..].copy_from_slice(&crc.finalize().to_le_bytes());
+    h
+}
+
+impl Skim {
+    /// The side index of the text this skim read (of `text_len` bytes and
+    /// CRC-32 `text_crc`), or, with `edit`, of that text once the edit is
+    /// made (`text_len` and `text_crc` then being the edited text's).
+    /// `None` when a length would not fit in 32 bits.
+    pub fn to_index(
+        &self,
+        text_len: usize,
+        text_crc: u32,
+        edit: Option<Edited>,
+    ) -> Option<Vec<u8>> {
+        let n = self.entries.len();
+        let mut out = Vec::with_capacity(INDEX_HEAD + n * 9);
+        out.extend_from_slice(&[0; INDEX_HEAD]);
+        let at = edit.map_or(n, |e| e.entry);
+        let mut last_end = 0u32;
+        for (i, s) in self.entries.iter().enumerate() {
+            let len = match edit {
+                Some(e) if i == at => u32::try_from(e.len).ok()?,
+                _ => s.end - s.start,
+            };
+            out.extend_from_slice(&(s.start - last_end).to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            last_end = s.end;
+        }
+        out.extend(
+            self.used
+                .iter()
+                .enumerate()
+                .map(|(i, &u)| u8::from(u || i == at)),
+        );
+        let n = u32::try_from(n).ok()?;
+        let head = index_head(text_len, text_crc, self.json, n, |h| {
+            h.update(&out[INDEX_HEAD..])
+        });
+        out[..INDEX_HEAD].copy_from_slice(&head);
+        Some(out)
+    }
+
+    /// What to write over `index` (the side index this skim was read
+    /// from, [`Skim::from_index`]) so that it describes its text once
+    /// `edit` is made (`text_len` and `text_crc`: the edited text's):
+    /// the entry's record, its `used` byte, then the head, each as (its
+    /// offset, its bytes), in the order to write them. The head comes
+    /// last: until it is written the index fails its CRC.
+    pub fn index_patch(
+        &self,
+        index: &[u8],
+        text_len: usize,
+        text_crc: u32,
+        edit: Edited,
+    ) -> Option<Vec<(u64, Vec<u8>)>> {
+        let n = self.entries.len();
+        let body = index.get(INDEX_HEAD..)?;
+        if body.len() != n * 9 || edit.entry >= n {
+            return None;
+        }
+        let k = edit.entry;
+        let mut record = body.get(8 * k..8 * k + 8)?.to_vec();
+        record[4..].copy_from_slice(&u32::try_from(edit.len).ok()?.to_le_bytes());
+        let used_at = 8 * n + k;
+        let head = index_head(text_len, text_crc, self.json, u32::try_from(n).ok()?, |h| {
+            h.update(&body[..8 * k]);
+            h.update(&record);
+            h.update(&body[8 * k + 8..used_at]);
+            h.update(&[1]);
+            h.update(&body[used_at + 1..]);
+        });
+        Some(vec![
+            ((INDEX_HEAD + 8 * k) as u64, record),
+            ((INDEX_HEAD + used_at) as u64, vec![1]),
+            (0, head.to_vec()),
+        ])
+    }
+
+    /// The skim a side index records, when it was made for exactly `text`
+    /// (its length and CRC-32 `text_crc`), is whole (its own CRC) and
+    /// describes entries that can be in `text`: each inside it, in order,
+    /// from a `{` to a `}`. `None` otherwise: the caller skims the text.
+    pub fn from_index(index: &[u8], text: &[u8], text_crc: u32) -> Option<Skim> {
+        let head = index.get(..INDEX_HEAD)?;
+        if &head[..8] != INDEX_MAGIC
+            || u64::from_le_bytes(head[8..16].try_into().ok()?) != text.len() as u64
+            || le32(&head[16..20])? != text_crc
+        {
+            return None;
+        }
+        let json = match head[20..24] {
+            [0, 0, 0, 0] => false,
+            [1, 0, 0, 0] => true,
+            _ => return None,
+        };
+        let n = usize::try_from(le32(&head[24..28])?).ok()?;
+        let body = &index[INDEX_HEAD..];
+        if body.len() != n.checked_mul(9)?
+            || head[..]
+                != index_head(text.len(), text_crc, json, le32(&head[24..28])?, |h| {
+                    h.update(body)
+                })
+        {
+            return None;
+        }
+        let (records, used) = body.split_at(n * 8);
+        let mut entries = Vec::with_capacity(n);
+        let mut last_end = 0u32;
+        for record in records.chunks_exact(8) {
+            let start = last_end.checked_add(le32(record)?)?;
+            let end = start.checked_add(le32(&record[4..])?)?;
+            if end <= start
+                || text.get(start as usize) != Some(&b'{')
+                || text.get(end as usize - 1) != Some(&b'}')
+            {
+                return None;
+            }
+            entries.push(Span { start, end });
+            last_end = end;
+        }
+        let used = used
+            .iter()
+            .map(|&u| match u {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            })
+            .collect::<Option<Vec<bool>>>()?;
+        Some(Skim {
+            entries,
+            used,
+            json,
+        })
     }
 }

@@ -131,13 +131,73 @@ impl Identity {
     }
 }
 
+/// The bytes a file held before a commit that edits it in place
+/// ([`super::Transaction::write_edit`]): read or mapped by the caller,
+/// shared with the commit until its files are written.
+pub type Base = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// The new content of a file of a commit.
+pub(super) enum Data {
+    Whole(Vec<u8>),
+    /// `base`'s first `prefix` bytes, `mid`, then `base`'s last `suffix`
+    /// bytes: written from those pieces, never gathered into one buffer.
+    Edit {
+        base: Base,
+        prefix: usize,
+        mid: Vec<u8>,
+        suffix: usize,
+        /// The CRC-32 of the new content, which the caller computed.
+        crc: u32,
+    },
+}
+
+impl Data {
+    /// The content as its pieces, in order.
+    fn pieces(&self) -> [&[u8]; 3] {
+        match self {
+            Data::Whole(d) => [d, &[], &[]],
+            Data::Edit {
+                base,
+                prefix,
+                mid,
+                suffix,
+                ..
+            } => {
+                let b = (**base).as_ref();
+                [&b[..*prefix], mid, &b[b.len() - suffix..]]
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.pieces().iter().map(|p| p.len()).sum()
+    }
+
+    fn identity(&self) -> Identity {
+        let crc = match self {
+            Data::Whole(d) => crc32fast::hash(d),
+            Data::Edit { crc, .. } => *crc,
+        };
+        Identity {
+            len: self.len() as u64,
+            crc,
+        }
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.len())
+    }
+}
+
 /// One file of a commit.
 #[derive(Debug)]
 pub(super) struct Write1 {
     path: PathBuf,
     /// What the file held before (`None`: it did not exist).
     old: Option<Identity>,
-    data: Vec<u8>,
+    data: Data,
     /// The lengths of the prefix and suffix `data` shares with the old
     /// content, when a splice would be much smaller than `data`.
     splice: Option<(usize, usize)>,
@@ -260,9 +320,49 @@ impl Write1 {
         Write1 {
             path,
             old,
-            data,
+            data: Data::Whole(data),
             splice,
         }
+    }
+
+    /// A file whose old content `base` (of CRC-32 `base_crc`) becomes its
+    /// bytes before `range`, `mid`, then its bytes after `range`: a
+    /// splice known from the start, whose content is never gathered.
+    pub(super) fn edit(
+        path: PathBuf,
+        (base, base_crc): (Base, u32),
+        range: std::ops::Range<usize>,
+        (mid, new_crc): (Vec<u8>, u32),
+    ) -> Result<Write1> {
+        let len = (*base).as_ref().len();
+        if range.start > range.end || range.end > len {
+            bail!(
+                "{}: an edit of bytes {}..{} of a file of {len}",
+                path.display(),
+                range.start,
+                range.end
+            );
+        }
+        let (prefix, suffix) = (range.start, len - range.end);
+        let new_len = prefix + mid.len() + suffix;
+        // As [`Write1::over`]: a splice only where it is much smaller.
+        let splice =
+            (new_len >= SPLICE_MIN && mid.len() + 64 < new_len / 2).then_some((prefix, suffix));
+        Ok(Write1 {
+            path,
+            old: Some(Identity {
+                len: len as u64,
+                crc: base_crc,
+            }),
+            data: Data::Edit {
+                base,
+                prefix,
+                mid,
+                suffix,
+                crc: new_crc,
+            },
+            splice,
+        })
     }
 
     /// The file it writes.
@@ -314,8 +414,15 @@ fn encode(seq: u64, writes: &[Write1], lap: &[Vec<u8>]) -> Result<Vec<u8>> {
         }
         match spliced(w) {
             Some((prefix, suffix)) => {
-                let new = Identity::of(&w.data);
-                let mid = &w.data[prefix..w.data.len() - suffix];
+                let new = w.data.identity();
+                let whole;
+                let mid = match &w.data {
+                    Data::Edit { mid, .. } => mid.as_slice(),
+                    Data::Whole(d) => {
+                        whole = d;
+                        &whole[prefix..d.len() - suffix]
+                    }
+                };
                 p.push(1);
                 p.extend_from_slice(&(prefix as u64).to_le_bytes());
                 p.extend_from_slice(&(suffix as u64).to_le_bytes());
@@ -327,7 +434,9 @@ fn encode(seq: u64, writes: &[Write1], lap: &[Vec<u8>]) -> Result<Vec<u8>> {
             None => {
                 p.push(0);
                 p.extend_from_slice(&(w.data.len() as u64).to_le_bytes());
-                p.extend_from_slice(&w.data);
+                for piece in w.data.pieces() {
+                    p.extend_from_slice(piece);
+                }
             }
         }
     }
@@ -972,7 +1081,7 @@ fn apply(at: Option<&Dir>, writes: &[Write1], spares: Vec<(PathBuf, File)>) -> R
         if i > 0 {
             super::test_delay();
         }
-        swap_in(at, &w.path, &tmp, f, &w.data)?;
+        swap_in(at, &w.path, &tmp, f, w.data.pieces())?;
     }
     Ok(writes.len())
 }
@@ -1118,7 +1227,7 @@ fn kept(path: &Path) {
 /// next write makes a new spare).
 fn replace(path: &Path, data: &[u8]) -> Result<()> {
     let (tmp, f) = open_spare(None, path)?;
-    swap_in(None, path, &tmp, f, data)
+    swap_in(None, path, &tmp, f, [data, &[], &[]])
 }
 
 /// Opens (creating it) the spare file of `path`, through `at` when it is
@@ -1148,18 +1257,26 @@ fn open_spare(at: Option<&Dir>, path: &Path) -> Result<(PathBuf, File)> {
     Ok((tmp, f))
 }
 
-/// Writes `data` into the open spare `tmp` and swaps it with `path`: see
-/// [`replace`].
-fn swap_in(at: Option<&Dir>, path: &Path, tmp: &Path, f: File, data: &[u8]) -> Result<()> {
+/// Writes `pieces` (the new content, in order) into the open spare `tmp`
+/// and swaps it with `path`: see [`replace`].
+fn swap_in(at: Option<&Dir>, path: &Path, tmp: &Path, f: File, pieces: [&[u8]; 3]) -> Result<()> {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
     // Cut only a spare longer than the new content: the write leaves a
-    // shorter one exactly `data` long, and cutting a file to its own
+    // shorter one exactly `len` long, and cutting a file to its own
     // length still rewrites its inode (the dearest step of replacing a
     // small file on ext4); asking its length is much cheaper.
-    let longer = f.metadata().map_or(true, |m| m.len() > data.len() as u64);
-    f.write_all_at(data, 0)
-        .and_then(|_| {
+    let longer = f.metadata().map_or(true, |m| m.len() > len as u64);
+    let mut at_off = 0u64;
+    pieces
+        .iter()
+        .try_for_each(|p| {
+            f.write_all_at(p, at_off)?;
+            at_off += p.len() as u64;
+            Ok(())
+        })
+        .and_then(|_: ()| {
             if longer {
-                f.set_len(data.len() as u64)
+                f.set_len(len as u64)
             } else {
                 Ok(())
             }
@@ -1462,5 +1579,47 @@ mod tests {
         recover_after_reboot(dir).unwrap();
         assert_eq!(fs::read(&a).unwrap(), vec![4; 5000]);
         assert_eq!(fs::read(&b).unwrap(), b"b");
+    }
+
+    #[test]
+    fn an_edit_is_written_from_its_pieces_and_logged_as_a_splice() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let a = dir.join("a");
+        let old: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut open = super::super::recover_open(dir).unwrap();
+        // Written whole first: the lap holds it in full.
+        let mut txn = super::super::Transaction::new();
+        txn.write(&a, old.clone());
+        txn.commit_recovered(&mut open, DEFAULT_MAX).unwrap();
+        let mut want = old.clone();
+        want.splice(100..110, b"EDITED, LONGER".iter().copied());
+        let base: Base = std::sync::Arc::new(old.clone());
+        let mut txn = super::super::Transaction::new();
+        let crc = crc32fast::hash(&want);
+        txn.write_edit(
+            &a,
+            (base.clone(), crc32fast::hash(&old)),
+            100..110,
+            (b"EDITED, LONGER".to_vec(), crc),
+        )
+        .unwrap();
+        txn.commit_recovered(&mut open, DEFAULT_MAX).unwrap();
+        drop(open);
+        assert_eq!(fs::read(&a).unwrap(), want);
+        let recs = records(dir).unwrap();
+        assert_eq!(recs[1].spliced, [true]);
+        assert!(recs[1].len < 200, "{} bytes", recs[1].len);
+        // Replayed after a reboot from the file emptied: the same bytes.
+        fs::write(&a, b"").unwrap();
+        recover_after_reboot(dir).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), want);
+        // A range outside the old content is refused before anything.
+        let mut txn = super::super::Transaction::new();
+        let e = txn
+            .write_edit(&a, (base, 0), 19_990..20_001, (Vec::new(), 0))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("19990..20001"), "{e:#}");
+        assert!(txn.is_empty());
     }
 }

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 pub mod log;
 
 use log::Wal;
-pub use log::LOG;
+pub use log::{Base, LOG};
 
 /// Temporary and spare files are named `.NAME.edeploy-tmp`.
 const TMP_SUFFIX: &str = ".edeploy-tmp";
@@ -213,6 +213,25 @@ impl Transaction {
     pub fn write_over(&mut self, path: impl Into<PathBuf>, data: impl Into<Vec<u8>>, old: &[u8]) {
         let w = log::Write1::over(path.into(), data.into(), Some(old));
         self.writes.push(Planned::Ready(w));
+    }
+
+    /// Plans `path`, whose current content is `base` (of CRC-32
+    /// `base_crc`, read under the lock it commits under), to hold `base`
+    /// with the bytes in `range` replaced by `mid` (`new_crc`: the CRC-32
+    /// of the result). The new content is written from those pieces and
+    /// logged as a splice: a large file changed in one place is neither
+    /// gathered into a new buffer nor compared with its old content. A
+    /// range outside `base` is an error.
+    pub fn write_edit(
+        &mut self,
+        path: impl Into<PathBuf>,
+        (base, base_crc): (Base, u32),
+        range: std::ops::Range<usize>,
+        (mid, new_crc): (Vec<u8>, u32),
+    ) -> Result<()> {
+        let w = log::Write1::edit(path.into(), (base, base_crc), range, (mid, new_crc))?;
+        self.writes.push(Planned::Ready(w));
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -539,6 +539,9 @@ enum Changes {
 struct Picked {
     decision: Decision,
     txn: Transaction,
+    /// Side indexes of the CMDBs the commit changes, written once it is
+    /// made (`CmdbFile::index`).
+    indexes: Vec<(PathBuf, cmdb::IndexWrite)>,
     /// The state's count went down: the state file is to be written.
     state_changed: bool,
 }
@@ -756,14 +759,15 @@ fn pick(
             return Err(PickError::Probed);
         }
         let mut txn = Transaction::new();
-        let cmdb = (files.cmdb_path.as_path(), read_cmdb(dir, &files)?);
+        let mut indexes = Vec::new();
+        let cmdb = (files.cmdb_path.as_path(), read_cmdb(dir, &files, changes)?);
         let Some(mut entry) = take_entry(
             &profile,
             cmdb,
             m,
             count,
             changes,
-            &mut txn,
+            (&mut txn, &mut indexes),
             &mut matches.no_entry,
         )?
         else {
@@ -788,6 +792,7 @@ fn pick(
         return Ok(Picked {
             state_changed: !entry.reused && count != Count::Unlimited,
             txn,
+            indexes,
             decision: Decision {
                 profile,
                 vars: entry.vars,
@@ -815,21 +820,46 @@ fn no_match(tried: Vec<(String, Passed)>) -> DecideError {
     )
 }
 
+/// A matching profile's CMDB as a decision reads it: its text, mapped
+/// under the lock, and its side index when it has one.
+struct CmdbRead {
+    text: cmdb::Text,
+    index: Option<Vec<u8>>,
+}
+
 /// A matching profile's CMDB, `None` when it has none.
-fn read_cmdb(dir: &Configdir<'_>, files: &ProfileFiles) -> Result<Option<Vec<u8>>, DecideError> {
-    // Read at once rather than tested first (one system call less); not
+fn read_cmdb(
+    dir: &Configdir<'_>,
+    files: &ProfileFiles,
+    changes: Changes,
+) -> Result<Option<CmdbRead>, DecideError> {
+    // Opened at once rather than tested first (one system call less); not
     // found, when not known to exist, is a profile without a CMDB.
-    match files.has_cmdb {
-        Some(false) => Ok(None),
-        known => match dir.read(&files.cmdb_path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && known.is_none() => Ok(None),
-            Err(e) => Err(config(format!(
-                "{}: cannot read: {e}",
-                files.cmdb_path.display()
-            ))),
+    let path = &files.cmdb_path;
+    let cannot = |e: std::io::Error| config(format!("{}: cannot read: {e}", path.display()));
+    let file = match files.has_cmdb {
+        Some(false) => return Ok(None),
+        known => match dir.open_file(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && known.is_none() => {
+                return Ok(None)
+            }
+            Err(e) => return Err(cannot(e)),
         },
+    };
+    let name = path.display().to_string();
+    // Mapped only under the lock, which every writer of the file takes.
+    let mapped = match changes {
+        Changes::Prepared => cmdb::Text::map(&name, &file).map_err(cannot)?,
+        Changes::Left | Changes::Probe => None,
+    };
+    let text = match mapped {
+        Some(text) => text,
+        None => cmdb::Text::read(&name, read_whole(file).map_err(cannot)?),
     }
+    .map_err(config)?;
+    let index = dir.read_index(&cmdb::index_path(path), text.as_ref().len());
+    Ok(Some(CmdbRead { text, index }))
 }
 
 /// The CMDB entry a matching profile hands out (`None`: none may be, the
@@ -838,16 +868,16 @@ fn read_cmdb(dir: &Configdir<'_>, files: &ProfileFiles) -> Result<Option<Vec<u8>
 /// profile without a CMDB gives the match's variables.
 fn take_entry(
     profile: &str,
-    cmdb: (&Path, Option<Vec<u8>>),
+    cmdb: (&Path, Option<CmdbRead>),
     m: &crate::matcher::Match,
     count: Count,
     changes: Changes,
-    txn: &mut Transaction,
+    (txn, indexes): (&mut Transaction, &mut Vec<(PathBuf, cmdb::IndexWrite)>),
     no_entry: &mut HashSet<PathBuf>,
 ) -> Result<Option<Entry>, DecideError> {
     let (cmdb_path, read) = cmdb;
     let name = cmdb_path.display().to_string();
-    let Some(bytes) = read else {
+    let Some(read) = read else {
         return Ok(Some(Entry {
             vars: m
                 .vars
@@ -858,18 +888,37 @@ fn take_entry(
             reused: false,
         }));
     };
-    let db = CmdbFile::read(&name, bytes).map_err(config)?;
+    let db = CmdbFile::open(&name, read.text, read.index).map_err(config)?;
     let may_take_new = count != Count::Left(0);
     let write = changes == Changes::Prepared;
     let Some(alloc) = db.allocate(profile, &m.vars, &m.forced, may_take_new, write)? else {
         no_entry.insert(cmdb_path.to_path_buf());
         return Ok(None);
     };
+    let new_crc = db.crc_after(&alloc);
+    if write {
+        if let Some(index) = db.index_write(&alloc, new_crc) {
+            indexes.push((cmdb::index_path(cmdb_path), index));
+        }
+    }
     if let Some(orig) = alloc.orig {
         txn.write(orig_path(cmdb_path), orig);
     }
-    if let Some(text) = alloc.text {
-        txn.write_over(cmdb_path, text, db.source().as_bytes());
+    match (alloc.change, new_crc) {
+        (Some(cmdb::Change::Whole(text)), _) => {
+            txn.write_over(cmdb_path, text, db.source().as_bytes());
+        }
+        (Some(cmdb::Change::Edit { range, entry }), Some(crc)) => {
+            let base: persist::Base = db.shared();
+            txn.write_edit(
+                cmdb_path,
+                (base, db.crc()),
+                range,
+                (entry.into_bytes(), crc),
+            )
+            .map_err(io)?;
+        }
+        _ => {}
     }
     // The node is told its entry is taken, as the original did
     // (`var['used'] = 1`); the CMDB's own copy has it in its place.
@@ -917,6 +966,11 @@ fn commit(
         txn.write(path, data);
     }
     txn.commit_recovered(log, dir.cfg.wal_max).map_err(io)?;
+    // After the commit, outside the log: an index that is not written, or
+    // half written, does not describe the file and is not used.
+    for (path, w) in &picked.indexes {
+        dir.write_index(path, w);
+    }
     Ok(picked.decision)
 }
 
@@ -966,6 +1020,12 @@ impl<'a> Configdir<'a> {
 
     /// Opens `path` for reading, relative to CONFIGDIR when it is inside.
     fn open_file(&self, path: &Path) -> std::io::Result<std::fs::File> {
+        self.open_with(path, libc::O_RDONLY, 0)
+    }
+
+    /// Opens `path` with `flags` (and `O_CLOEXEC`; `mode` when it
+    /// creates), relative to CONFIGDIR when it is inside.
+    fn open_with(&self, path: &Path, flags: i32, mode: u32) -> std::io::Result<std::fs::File> {
         use std::os::fd::{AsRawFd, FromRawFd};
         use std::os::unix::ffi::OsStrExt;
         let inside = self.fd.as_ref().and_then(|fd| {
@@ -984,7 +1044,16 @@ impl<'a> Configdir<'a> {
             Some((fd, std::ffi::CString::new(rest).ok()?))
         });
         let Some((fd, rel)) = inside else {
-            return std::fs::File::open(path);
+            use std::os::unix::fs::OpenOptionsExt;
+            let access = flags & libc::O_ACCMODE;
+            return std::fs::OpenOptions::new()
+                .read(access != libc::O_WRONLY)
+                .write(access != libc::O_RDONLY)
+                .create(flags & libc::O_CREAT != 0)
+                .truncate(false)
+                .mode(mode)
+                .custom_flags(flags & !(libc::O_ACCMODE | libc::O_CREAT))
+                .open(path);
         };
         loop {
             // SAFETY: an open directory and a NUL-terminated path that
@@ -993,7 +1062,8 @@ impl<'a> Configdir<'a> {
                 libc::openat(
                     fd.as_raw_fd(),
                     rel.as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
+                    flags | libc::O_CLOEXEC,
+                    mode as libc::c_uint,
                 )
             };
             if r >= 0 {
@@ -1014,34 +1084,88 @@ impl<'a> Configdir<'a> {
         read_small(self.open_file(path)?)
     }
 
-    /// A file of any size, its size asked first and read in one go, as
-    /// `std::fs::read` does (a `statx`, then one read and one at its end).
-    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+    /// A CMDB's side index (`index`, beside a CMDB of `text_len` bytes):
+    /// `None` when there is none, or it is not a regular file, or larger
+    /// than an index of such a CMDB can be (two bytes per entry at least,
+    /// nine bytes of index each). Never through a symlink, nor waiting on
+    /// a FIFO put in its place.
+    fn read_index(&self, index: &Path, text_len: usize) -> Option<Vec<u8>> {
         use std::io::Read;
-        let mut file = self.open_file(path)?;
-        let size = file
-            .metadata()
-            .ok()
-            .and_then(|m| usize::try_from(m.len()).ok())
-            .unwrap_or(0);
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(size)?;
-        buf.resize(size, 0);
-        let mut got = 0;
-        while got < size {
-            match file.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let file = self
+            .open_with(
+                index,
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+                0,
+            )
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        let most = 64 + (text_len / 2).saturating_mul(9);
+        if !meta.is_file() || meta.len() > most as u64 {
+            return None;
         }
-        buf.truncate(got);
-        // Then to its end, wherever that is now (one short read when the
-        // size was right).
-        file.take(u64::MAX).read_to_end(&mut buf)?;
-        Ok(buf)
+        // Its length read at once (a file that changed since is torn and
+        // fails its checks).
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(meta.len() as usize).ok()?;
+        buf.resize(meta.len() as usize, 0);
+        (&file).read_exact(&mut buf).ok()?;
+        Some(buf)
     }
+
+    /// Writes a CMDB's side index in place (after the commit, under the
+    /// lock; no `fsync`: a torn or lost index fails its checks and is
+    /// made again). A symlink in its place is removed, not followed. A
+    /// failure leaves the decision as it is: the next one skims the CMDB.
+    fn write_index(&self, index: &Path, w: &cmdb::IndexWrite) {
+        use std::os::unix::fs::FileExt;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = match self.open_with(index, flags, 0o644) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                std::fs::remove_file(index).and_then(|_| self.open_with(index, flags, 0o644))
+            }
+            other => other,
+        };
+        let Ok(file) = file else {
+            return;
+        };
+        let _ = w
+            .pieces
+            .iter()
+            .try_for_each(|(at, bytes)| file.write_all_at(bytes, *at))
+            .and_then(|_| match file.metadata() {
+                Ok(m) if m.len() > w.len => file.set_len(w.len),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            });
+    }
+}
+
+/// The rest of `file`, its size asked first and read in one go, as
+/// `std::fs::read` does (a `statx`, then one read and one at its end).
+fn read_whole(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let size = file
+        .metadata()
+        .ok()
+        .and_then(|m| usize::try_from(m.len()).ok())
+        .unwrap_or(0);
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size)?;
+    buf.resize(size, 0);
+    let mut got = 0;
+    while got < size {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    // Then to its end, wherever that is now (one short read when the
+    // size was right).
+    file.take(u64::MAX).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// `PXEMNGR_URL` (only with `USEPXEMNGR = True`, as the original: the
@@ -1361,7 +1485,8 @@ mod tests {
                 (dir.join("../outside"), b"out"),
             ] {
                 assert_eq!(at.read_small(&path).unwrap(), want, "{}", path.display());
-                assert_eq!(at.read(&path).unwrap(), want, "{}", path.display());
+                let whole = read_whole(at.open_file(&path).unwrap()).unwrap();
+                assert_eq!(whole, want, "{}", path.display());
             }
             let missing = at.read_small(&dir.join("nothing")).unwrap_err();
             assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
@@ -1372,7 +1497,28 @@ mod tests {
         let cfg = ServerConfig::with_configdir(root.join("none"));
         let at = Configdir::open(&cfg);
         assert!(at.fd.is_none());
-        assert_eq!(at.read(&root.join("outside")).unwrap(), b"out");
+        let whole = read_whole(at.open_file(&root.join("outside")).unwrap()).unwrap();
+        assert_eq!(whole, b"out");
+        // Written by their full paths too, with the flags asked for.
+        let index = root.join("an-index");
+        let w = crate::cmdb::IndexWrite {
+            pieces: vec![(0, b"0123456789".to_vec()), (2, b"ab".to_vec())],
+            len: 6,
+        };
+        at.write_index(&index, &w);
+        assert_eq!(std::fs::read(&index).unwrap(), b"01ab45");
+        assert_eq!(at.read_index(&index, 100).unwrap(), b"01ab45");
+        let long = crate::cmdb::IndexWrite {
+            pieces: vec![(0, vec![b'x'; 65])],
+            len: 65,
+        };
+        at.write_index(&index, &long);
+        assert_eq!(at.read_index(&index, 100).map(|b| b.len()), Some(65));
+        assert_eq!(
+            at.read_index(&index, 0),
+            None,
+            "larger than an index can be"
+        );
         let e = at.read_small(&root.join("none/state")).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     }
