@@ -730,3 +730,67 @@ fn a_hwdir_of_its_own_is_read_and_exported_to_dir_hw() {
         assert!(!back.join(format!("{sysname}.hw")).exists());
     }
 }
+
+/// The connections of `application_name` the server logged.
+fn connections(pg: &pg::Postgres, application_name: &str) -> usize {
+    pg.log()
+        .lines()
+        .filter(|l| {
+            l.contains("connection authorized")
+                && l.contains(&format!("application_name={application_name}"))
+        })
+        .count()
+}
+
+/// status.cgi on the database opens one connection for the page,
+/// however many nodes it previews.
+#[test]
+fn the_status_page_connects_once_for_all_its_previews() {
+    let pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("files");
+    configdir(&src);
+    hw_files(&src);
+    // A VM none of the CMDB's entries knows: kvm-test would take it.
+    let mut vm = hw_of("hw/kvm-test-vm.hw");
+    for l in vm.iter_mut() {
+        if l[0] == "network" && l[2] == "serial" {
+            l[3] = l[3].replace("52:54:12:34", "52:54:77:77");
+        }
+    }
+    let vm_name = hw::sysname(&vm);
+    fs::write(src.join(format!("{vm_name}.hw")), hw::to_literal(&vm)).expect("write");
+    let conf = conf(work.path(), &pg.socket_url());
+    assert_eq!(admin(&conf, &["db", "init"]).0, 0);
+    let (code, out, err) = admin(&conf, &["db", "import", &src.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("4 hardware lists"), "{out}");
+
+    let app = "edeploy-status-test";
+    let mut cfg = ServerConfig::with_configdir(&src);
+    cfg.database = Some(format!("{}&application_name={app}", pg.socket_url()));
+    assert_eq!(connections(&pg, app), 0, "{}", pg.log());
+    let page = edeploy::status::gather(&cfg, &edeploy::status::Gather::default());
+    assert!(page.problems.is_empty(), "{:?}", page.problems);
+    let previewed = page
+        .uploads
+        .items
+        .iter()
+        .filter(|u| u.now.as_ref().is_some_and(|n| n.evaluated))
+        .count();
+    assert!(previewed >= 3, "{:?}", page.uploads.items);
+    // The previews ran on the database: the new VM would get kvm-test.
+    let now = page
+        .uploads
+        .items
+        .iter()
+        .find(|u| u.sysname == vm_name)
+        .and_then(|u| u.now.clone())
+        .expect("the VM previewed");
+    assert_eq!(now.profile.as_deref(), Some("kvm-test"), "{now:?}");
+    assert_eq!(connections(&pg, app), 1, "{}", pg.log());
+
+    // What is counted: a decision on its own connects once more.
+    decide::preview(&cfg, &hw_of("hw/kvm-test-vm.hw"), &mut |_| {}).expect("preview");
+    assert_eq!(connections(&pg, app), 2);
+}
