@@ -218,6 +218,10 @@ pub fn health_compare(
     Ok(report)
 }
 
+/// Where `db export DIR` writes the hardware lists of a section whose
+/// HWDIR is not its CONFIGDIR: `DIR/hw/`.
+pub const EXPORT_HW: &str = "hw";
+
 /// What `edeploy-admin db` does.
 pub enum DbAction {
     Init,
@@ -225,8 +229,22 @@ pub enum DbAction {
     Export(std::path::PathBuf),
 }
 
+/// Whether the section keeps its hardware lists in its CONFIGDIR (HWDIR
+/// not set, or set to CONFIGDIR).
+fn hw_in_configdir(cfg: &ServerConfig) -> bool {
+    match (cfg.hwdir.canonicalize(), cfg.configdir.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => cfg.hwdir == cfg.configdir,
+    }
+}
+
 /// `db init | import CONFIGDIR | export DIR`, on the database of
 /// `section`'s DATABASE in the configuration file `conf`.
+///
+/// The hardware lists: when the section's HWDIR is its CONFIGDIR, the
+/// import reads the `*.hw` files of CONFIGDIR (the one given) and the
+/// export writes them into DIR; else the import reads the section's
+/// HWDIR and the export writes them into `DIR/hw/`.
 pub fn db_cmd(conf: &Path, section: Option<&str>, action: DbAction) -> Result<AdminOutput> {
     let cfg = crate::config::ConfFile::load(conf).and_then(|c| c.server(section))?;
     let Some(url) = cfg.database.as_deref() else {
@@ -240,10 +258,12 @@ pub fn db_cmd(conf: &Path, section: Option<&str>, action: DbAction) -> Result<Ad
     let mut out = AdminOutput::default();
     let moved = |m: &crate::db::Moved| {
         format!(
-            "{} profiles, {} CMDB files, {} entries ({} used), {} nodes with hand-outs",
-            m.profiles, m.cmdbs, m.entries, m.used, m.handouts
+            "{} profiles, {} CMDB files, {} entries ({} used), {} nodes with hand-outs, {} \
+             hardware lists",
+            m.profiles, m.cmdbs, m.entries, m.used, m.handouts, m.hw
         )
     };
+    let in_configdir = hw_in_configdir(&cfg);
     out.stdout = match action {
         DbAction::Init => match crate::db::init(&mut db)? {
             crate::db::Init::Created => format!(
@@ -258,18 +278,39 @@ pub fn db_cmd(conf: &Path, section: Option<&str>, action: DbAction) -> Result<Ad
             ),
         },
         DbAction::Import(dir) => {
-            let m = crate::db::import(&mut db, &dir)?;
+            let hwdir = if in_configdir {
+                dir.clone()
+            } else {
+                cfg.hwdir.clone()
+            };
+            let source = crate::db::HwSource::of(&cfg, hwdir);
+            let m = crate::db::import_with(&mut db, &dir, &source)?;
+            for w in &m.skipped {
+                out.stderr.push_str(&format!("warning: {w}\n"));
+            }
+            let from = if in_configdir {
+                String::new()
+            } else {
+                format!(" (hardware lists from {})", source.dir.display())
+            };
             format!(
-                "{} -> section [{}]: {}\n",
+                "{}{from} -> section [{}]: {}\n",
                 dir.display(),
                 cfg.section,
                 moved(&m)
             )
         }
         DbAction::Export(dir) => {
-            let m = crate::db::export(&mut db, &dir)?;
+            let sub = (!in_configdir).then_some(EXPORT_HW);
+            let m = crate::db::export_with(&mut db, &dir, sub)?;
+            let to = match sub {
+                Some(sub) if m.hw > 0 => {
+                    format!(" (hardware lists in {})", dir.join(sub).display())
+                }
+                _ => String::new(),
+            };
             format!(
-                "section [{}] -> {}: {}\n",
+                "section [{}] -> {}{to}: {}\n",
                 cfg.section,
                 dir.display(),
                 moved(&m)

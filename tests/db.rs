@@ -376,3 +376,421 @@ fn init_refuses_a_database_of_another_schema_version() {
     let e = db::export(&mut d, empty.path()).expect_err("another version");
     assert!(format!("{e:#}").contains("schema version 99"), "{e:#}");
 }
+
+/// The fixtures' lists, each copied into `dir` as the file backend names
+/// it (`<sysname>.hw`), mtimes a few minutes apart (to the microsecond):
+/// (sysname, fixture, mtime), oldest first.
+fn hw_files(dir: &Path) -> Vec<(String, PathBuf, std::time::SystemTime)> {
+    let base = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_733_526_000_123_456);
+    let mut out = Vec::new();
+    for (i, f) in [
+        "hw/kvm-test-vm.hw",
+        "hw/dell-poweredge-m520.hw",
+        "hw/hp-proliant-dl360p-gen8.hw",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sysname = hw::sysname(&hw_of(f));
+        let path = dir.join(format!("{sysname}.hw"));
+        fs::copy(fixture(f), &path).expect("copy a list");
+        let when = base + std::time::Duration::from_secs(300 * i as u64);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.set_modified(when))
+            .expect("set the mtime");
+        out.push((sysname, fixture(f), when));
+    }
+    out
+}
+
+/// The rows of `edeploy_hw`: (sysname, received in microseconds, list).
+fn hw_rows(pg: &pg::Postgres) -> Vec<(String, i64, String)> {
+    pg.client("edeploy")
+        .query(
+            "SELECT sysname, (extract(epoch FROM received) * 1000000)::int8, hw FROM edeploy_hw \
+             ORDER BY sysname",
+            &[],
+        )
+        .expect("select")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn micros(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_micros() as i64
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime")
+}
+
+/// The uploads the status page lists: (sysname, mtime in seconds).
+fn page_uploads(cfg: &ServerConfig) -> Vec<(String, i64)> {
+    let page = edeploy::status::gather(cfg, &edeploy::status::Gather::default());
+    assert!(page.problems.is_empty(), "{:?}", page.problems);
+    page.uploads
+        .items
+        .iter()
+        .map(|u| (u.sysname.clone(), u.mtime))
+        .collect()
+}
+
+#[test]
+fn hardware_lists_move_with_the_state_and_back() {
+    let pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("files");
+    configdir(&src);
+    let lists = hw_files(&src);
+    // What is not a node's list: a name the server never gives one, a
+    // symbolic link (to a good list), a directory, a hidden file.
+    fs::copy(fixture("hw/kvm-test-vm.hw"), src.join("kvm.old.hw")).expect("copy");
+    let outside = work.path().join("outside.hw");
+    fs::copy(fixture("hw/kvm-test-vm-bios.hw"), &outside).expect("copy");
+    std::os::unix::fs::symlink(&outside, src.join("linked.hw")).expect("symlink");
+    fs::create_dir(src.join("adir.hw")).expect("mkdir");
+    fs::write(src.join(".spare.hw"), "not read").expect("hidden");
+    let conf = conf(work.path(), &pg.socket_url());
+    assert_eq!(admin(&conf, &["db", "init"]).0, 0);
+
+    let (code, out, err) = admin(&conf, &["db", "import", &src.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("1 nodes with hand-outs, 3 hardware lists"),
+        "{out}"
+    );
+    for (name, why) in [
+        (
+            "kvm.old.hw",
+            "skipped: not a name the server gives a node's list",
+        ),
+        ("linked.hw", "skipped: a symbolic link, not followed"),
+        ("adir.hw", "skipped: not a regular file"),
+    ] {
+        assert!(
+            err.contains(&format!("warning: {}: {why}", src.join(name).display())),
+            "{err}"
+        );
+    }
+    assert!(!err.contains(".spare.hw"), "{err}");
+
+    // One row a list: the list as kept, received at the file's mtime.
+    let mut want: Vec<(String, i64, String)> = lists
+        .iter()
+        .map(|(s, f, t)| {
+            let text = fs::read_to_string(f).expect("read");
+            let kept = hw::to_literal(&hw::parse(&text, "fixture").expect("parse"));
+            (s.clone(), micros(*t), kept)
+        })
+        .collect();
+    want.sort();
+    assert_eq!(hw_rows(&pg), want);
+
+    // The status page on the database lists them as on the files, newest
+    // first, at their times.
+    let mut cfg = ServerConfig::with_configdir(&src);
+    let on_files = page_uploads(&cfg);
+    cfg.database = Some(pg.socket_url());
+    let on_db = page_uploads(&cfg);
+    let newest_first: Vec<(String, i64)> = lists
+        .iter()
+        .rev()
+        .map(|(s, _, t)| (s.clone(), micros(*t) / 1_000_000))
+        .collect();
+    assert_eq!(on_db, newest_first);
+    // The files' page also shows the file it cannot read as a node's
+    // (the name the import skips): the rest is the same.
+    let same: Vec<(String, i64)> = on_files
+        .into_iter()
+        .filter(|(s, _)| s != "kvm.old")
+        .collect();
+    assert_eq!(same, newest_first);
+
+    // Back to files: the same bytes the file backend writes, the same
+    // mtimes, where it reads them (HWDIR is CONFIGDIR: DIR itself).
+    let back = work.path().join("back");
+    fs::create_dir(&back).expect("mkdir");
+    let (code, out, err) = admin(&conf, &["db", "export", &back.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("3 hardware lists"), "{out}");
+    for (sysname, f, t) in &lists {
+        let written = fs::read(back.join(format!("{sysname}.hw"))).expect("exported list");
+        let text = fs::read_to_string(f).expect("read");
+        let kept = hw::to_literal(&hw::parse(&text, "fixture").expect("parse"));
+        assert_eq!(String::from_utf8_lossy(&written), kept, "{sysname}");
+        assert_eq!(mtime(&back.join(format!("{sysname}.hw"))), *t, "{sysname}");
+    }
+    // A list the file backend wrote comes back identical; one in the
+    // original's `pprint` layout (the Dell's, the HP's: tuples wrapped,
+    // numbers unquoted) as the file backend writes that list.
+    assert_eq!(
+        fs::read(back.join(format!("{}.hw", lists[0].0))).expect("read"),
+        fs::read(src.join(format!("{}.hw", lists[0].0))).expect("read")
+    );
+    for (sysname, f, _) in &lists[1..] {
+        assert_ne!(
+            fs::read(back.join(format!("{sysname}.hw"))).expect("read"),
+            fs::read(f).expect("read")
+        );
+    }
+    let leftovers: Vec<String> = fs::read_dir(&back)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The file backend's page on the export lists them the same.
+    assert_eq!(
+        page_uploads(&ServerConfig::with_configdir(&back)),
+        newest_first
+    );
+
+    // Imported again from the export: the same rows.
+    let (code, out, err) = admin(&conf, &["db", "import", &back.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(hw_rows(&pg), want);
+}
+
+#[test]
+fn a_bad_hardware_list_refuses_the_import_and_links_the_export() {
+    let pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("files");
+    configdir(&src);
+    hw_files(&src);
+    let conf = conf(work.path(), &pg.socket_url());
+    assert_eq!(admin(&conf, &["db", "init"]).0, 0);
+    let (code, out, err) = admin(&conf, &["db", "import", &src.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let before = hw_rows(&pg);
+    assert_eq!(before.len(), 3);
+    let entries = |pg: &pg::Postgres| -> i64 {
+        pg.client("edeploy")
+            .query_one("SELECT count(*) FROM edeploy_cmdb_entries", &[])
+            .expect("count")
+            .get(0)
+    };
+    assert_eq!(entries(&pg), 5);
+
+    // Each of these refuses the whole import, naming the file and what is
+    // wrong; the database keeps the previous import whole.
+    let other = work.path().join("other");
+    fs::create_dir(&other).expect("mkdir");
+    fs::write(other.join("state"), "[('kvm-test', 1)]\n").expect("state");
+    fs::copy(fixture("hw/kvm-test-vm.hw"), other.join("good-1.hw")).expect("copy");
+    let big = "x".repeat(9000);
+    for (name, text, why) in [
+        (
+            "broken-1.hw",
+            b"[('system', 'product'\n".to_vec(),
+            "expected",
+        ),
+        (
+            "dict-1.hw",
+            b"{'a': 1}\n".to_vec(),
+            "expected a list of 4-tuples",
+        ),
+        ("empty-1.hw", b"[]\n".to_vec(), "the hardware list is empty"),
+        (
+            "long-1.hw",
+            format!("[('system', 'product', 'name', '{big}')]\n").into_bytes(),
+            "more than the 8192 the server accepts (HWMAXVALUE)",
+        ),
+        (
+            "ctrl-1.hw",
+            b"[('system', 'product', 'name', 'a\\nb')]\n".to_vec(),
+            "control character U+000A",
+        ),
+        (
+            "latin1-1.hw",
+            b"[('a', 'b', 'c', '\xe9')]\n".to_vec(),
+            "not valid UTF-8",
+        ),
+    ] {
+        let path = other.join(name);
+        fs::write(&path, text).expect("write");
+        let (code, out, err) = admin(&conf, &["db", "import", &other.display().to_string()]);
+        assert_eq!(code, 2, "{name}: {out}{err}");
+        assert!(err.contains(&path.display().to_string()), "{name}: {err}");
+        assert!(err.contains(why), "{name}: {err}");
+        assert_eq!(hw_rows(&pg), before, "{name}");
+        assert_eq!(entries(&pg), 5, "{name}");
+        fs::remove_file(&path).expect("rm");
+    }
+    // Over the section's MAXUPLOAD (the limit of an uploaded list).
+    let small = work.path().join("small.conf");
+    fs::write(
+        &small,
+        format!(
+            "[SERVER]\nCONFIGDIR = /unused\nDATABASE = {}\nMAXUPLOAD = 1000\n",
+            pg.socket_url()
+        ),
+    )
+    .expect("conf");
+    let (code, _, err) = admin(&small, &["db", "import", &other.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: 1635 bytes, more than the 1000 bytes the server accepts of an upload (MAXUPLOAD)",
+            other.join("good-1.hw").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(hw_rows(&pg), before);
+
+    // A symbolic link where a list goes is refused before anything is
+    // written; its target is untouched.
+    let out = work.path().join("out");
+    fs::create_dir(&out).expect("mkdir");
+    let target = work.path().join("target");
+    fs::write(&target, "kept\n").expect("write");
+    std::os::unix::fs::symlink(&target, out.join(format!("{}.hw", before[0].0))).expect("symlink");
+    let (code, _, err) = admin(&conf, &["db", "export", &out.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: a symbolic link, not written through",
+            out.join(format!("{}.hw", before[0].0)).display()
+        )),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&target).expect("read"), "kept\n");
+    assert!(!out.join("state").exists());
+    assert_eq!(fs::read_dir(&out).expect("list").count(), 1);
+}
+
+/// A section whose HWDIR is not its CONFIGDIR: the import reads HWDIR,
+/// the export writes `DIR/hw/` (a symbolic link there refused).
+#[test]
+fn a_hwdir_of_its_own_is_read_and_exported_to_dir_hw() {
+    let pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("files");
+    configdir(&src);
+    let hwdir = work.path().join("hw-uploads");
+    fs::create_dir(&hwdir).expect("mkdir");
+    let lists = hw_files(&hwdir);
+    // A list left in CONFIGDIR is not HWDIR's: not read.
+    fs::copy(fixture("hw/kvm-test-vm-bios.hw"), src.join("stale.hw")).expect("copy");
+    let conf = work.path().join("edeploy.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[SERVER]\nCONFIGDIR = {}\nHWDIR = {}\nDATABASE = {}\n",
+            src.display(),
+            hwdir.display(),
+            pg.socket_url()
+        ),
+    )
+    .expect("conf");
+    assert_eq!(admin(&conf, &["db", "init"]).0, 0);
+    let (code, out, err) = admin(&conf, &["db", "import", &src.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("(hardware lists from {})", hwdir.display())),
+        "{out}"
+    );
+    assert!(out.contains("3 hardware lists"), "{out}");
+    let rows = hw_rows(&pg);
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.0 != "stale"));
+
+    let back = work.path().join("back");
+    fs::create_dir(&back).expect("mkdir");
+    std::os::unix::fs::symlink(&hwdir, back.join("hw")).expect("symlink");
+    let (code, _, err) = admin(&conf, &["db", "export", &back.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{}: not a directory", back.join("hw").display())),
+        "{err}"
+    );
+    fs::remove_file(back.join("hw")).expect("rm");
+    let (code, out, err) = admin(&conf, &["db", "export", &back.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "(hardware lists in {})",
+            back.join("hw").display()
+        )),
+        "{out}"
+    );
+    for (sysname, f, t) in &lists {
+        let p = back.join("hw").join(format!("{sysname}.hw"));
+        let text = fs::read_to_string(f).expect("read");
+        let kept = hw::to_literal(&hw::parse(&text, "fixture").expect("parse"));
+        assert_eq!(fs::read_to_string(&p).expect("read"), kept);
+        assert_eq!(mtime(&p), *t);
+        assert!(!back.join(format!("{sysname}.hw")).exists());
+    }
+}
+
+/// The connections of `application_name` the server logged.
+fn connections(pg: &pg::Postgres, application_name: &str) -> usize {
+    pg.log()
+        .lines()
+        .filter(|l| {
+            l.contains("connection authorized")
+                && l.contains(&format!("application_name={application_name}"))
+        })
+        .count()
+}
+
+/// status.cgi on the database opens one connection for the page,
+/// however many nodes it previews.
+#[test]
+fn the_status_page_connects_once_for_all_its_previews() {
+    let pg = pg::Postgres::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("files");
+    configdir(&src);
+    hw_files(&src);
+    // A VM none of the CMDB's entries knows: kvm-test would take it.
+    let mut vm = hw_of("hw/kvm-test-vm.hw");
+    for l in vm.iter_mut() {
+        if l[0] == "network" && l[2] == "serial" {
+            l[3] = l[3].replace("52:54:12:34", "52:54:77:77");
+        }
+    }
+    let vm_name = hw::sysname(&vm);
+    fs::write(src.join(format!("{vm_name}.hw")), hw::to_literal(&vm)).expect("write");
+    let conf = conf(work.path(), &pg.socket_url());
+    assert_eq!(admin(&conf, &["db", "init"]).0, 0);
+    let (code, out, err) = admin(&conf, &["db", "import", &src.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("4 hardware lists"), "{out}");
+
+    let app = "edeploy-status-test";
+    let mut cfg = ServerConfig::with_configdir(&src);
+    cfg.database = Some(format!("{}&application_name={app}", pg.socket_url()));
+    assert_eq!(connections(&pg, app), 0, "{}", pg.log());
+    let page = edeploy::status::gather(&cfg, &edeploy::status::Gather::default());
+    assert!(page.problems.is_empty(), "{:?}", page.problems);
+    let previewed = page
+        .uploads
+        .items
+        .iter()
+        .filter(|u| u.now.as_ref().is_some_and(|n| n.evaluated))
+        .count();
+    assert!(previewed >= 3, "{:?}", page.uploads.items);
+    // The previews ran on the database: the new VM would get kvm-test.
+    let now = page
+        .uploads
+        .items
+        .iter()
+        .find(|u| u.sysname == vm_name)
+        .and_then(|u| u.now.clone())
+        .expect("the VM previewed");
+    assert_eq!(now.profile.as_deref(), Some("kvm-test"), "{now:?}");
+    assert_eq!(connections(&pg, app), 1, "{}", pg.log());
+
+    // What is counted: a decision on its own connects once more.
+    decide::preview(&cfg, &hw_of("hw/kvm-test-vm.hw"), &mut |_| {}).expect("preview");
+    assert_eq!(connections(&pg, app), 2);
+}

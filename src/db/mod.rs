@@ -10,15 +10,20 @@
 //!
 //! This module holds the connection ([`connect`], with libpq's URI form
 //! and its `passfile`), the schema ([`init`]) and the moves between files
-//! and the database ([`import`], [`export`]). The export writes the
-//! original's formats: an operator can always go back to files.
+//! and the database ([`import`], [`export`]; the hardware lists of HWDIR:
+//! [`hwfiles`]). The export writes the original's formats: an operator
+//! can always go back to files.
 
+pub mod hwfiles;
 pub mod store;
 pub mod url;
+
+pub use hwfiles::HwSource;
 
 use crate::literal::{self, Dialect, ParseOptions, Value};
 use crate::state::{Count, State};
 use anyhow::{bail, Context, Result};
+use postgres::types::Type;
 use postgres::{Client, NoTls, Transaction};
 use std::path::Path;
 use std::time::Duration;
@@ -241,6 +246,10 @@ pub struct Moved {
     pub used: usize,
     /// Nodes with hand-outs (the failure-report ledger).
     pub handouts: usize,
+    /// Hardware lists (one a node: its newest).
+    pub hw: usize,
+    /// Files of HWDIR the import skipped, each with why.
+    pub skipped: Vec<String>,
 }
 
 /// The directory of hand-outs in CONFIGDIR (the file backend's
@@ -355,10 +364,17 @@ fn read_cmdb(path: &Path) -> Result<CmdbRead> {
     Ok(CmdbRead { entries, dialect })
 }
 
-/// Moves `configdir`'s `state` and every `P.cmdb` into the database, in
-/// one transaction, replacing what the section held: every file is read
-/// and checked before anything is written.
+/// [`import_with`] with the hardware lists of `configdir` (HWDIR's
+/// default) and the default limits.
 pub fn import(db: &mut Db, configdir: &Path) -> Result<Moved> {
+    import_with(db, configdir, &HwSource::with_defaults(configdir))
+}
+
+/// Moves `configdir`'s `state`, every `P.cmdb`, the failure-report
+/// ledger and the nodes' hardware lists of `hw.dir` into the database,
+/// in one transaction, replacing what the section held: every file is
+/// read and checked before anything is written.
+pub fn import_with(db: &mut Db, configdir: &Path, hw: &HwSource) -> Result<Moved> {
     check_schema(db)?;
     let state_path = configdir.join("state");
     let state = State::load(&state_path)?;
@@ -378,6 +394,7 @@ pub fn import(db: &mut Db, configdir: &Path) -> Result<Moved> {
         cmdbs.push((profile, cmdb));
     }
     let handouts = read_handouts(configdir)?;
+    let lists = hwfiles::read(hw)?;
     let section = db.section.clone();
     let mut tx = db.client.transaction()?;
     tx.execute(
@@ -419,10 +436,28 @@ pub fn import(db: &mut Db, configdir: &Path) -> Result<Moved> {
         nodes.insert(sysname);
     }
     moved.handouts = nodes.len();
+    let stmt = tx.prepare_typed(
+        "INSERT INTO edeploy_hw (section, sysname, received, hw) VALUES ($1, $2, $3, $4)",
+        &[Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT],
+    )?;
+    for l in &lists.lists {
+        tx.execute(&stmt, &[&section, &l.sysname, &l.received, &l.text])
+            .with_context(|| {
+                format!(
+                    "{}: cannot store",
+                    hw.dir
+                        .join(format!("{}{}", l.sysname, hwfiles::SUFFIX))
+                        .display()
+                )
+            })?;
+    }
+    moved.hw = lists.lists.len();
+    moved.skipped = lists.skipped;
     tx.commit()?;
     // Statistics for the planner, now that the tables changed whole.
-    db.client
-        .batch_execute("ANALYZE edeploy_profiles, edeploy_cmdbs, edeploy_cmdb_entries")?;
+    db.client.batch_execute(
+        "ANALYZE edeploy_profiles, edeploy_cmdbs, edeploy_cmdb_entries, edeploy_hw",
+    )?;
     Ok(moved)
 }
 
@@ -456,11 +491,42 @@ fn insert_cmdb(
     Ok(())
 }
 
-/// Writes the section's state into `dir` (which must exist): `state`, and
-/// one `P.cmdb` per profile with all its entries, free ones included, in
-/// the formats they were imported in (the original's by default). Each
-/// file is written whole under a temporary name and renamed.
+/// [`export_with`] writing the hardware lists into `dir` itself, where
+/// the file backend keeps them when HWDIR is CONFIGDIR.
 pub fn export(db: &mut Db, dir: &Path) -> Result<Moved> {
+    export_with(db, dir, None)
+}
+
+/// Checks `dir/name`, where the export writes files: a directory or
+/// nothing yet; anything else (a symbolic link included: never followed
+/// out of `dir`) is refused. Returns it and whether it is to be made.
+fn check_subdir(dir: &Path, name: &str) -> Result<(std::path::PathBuf, bool)> {
+    let sub = dir.join(name);
+    match std::fs::symlink_metadata(&sub) {
+        Ok(m) if !m.is_dir() => bail!("{}: not a directory", sub.display()),
+        Ok(_) => Ok((sub, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((sub, true)),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", sub.display())),
+    }
+}
+
+/// Makes the directory `sub` when [`check_subdir`] found none.
+fn make_subdir((sub, missing): &(std::path::PathBuf, bool)) -> Result<()> {
+    if *missing {
+        std::fs::create_dir(sub).with_context(|| format!("{}: cannot create", sub.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes the section's state into `dir` (which must exist): `state`,
+/// one `P.cmdb` per profile with all its entries, free ones included, in
+/// the formats they were imported in (the original's by default),
+/// `handouts.d/`, and each node's newest hardware list as
+/// `<sysname>.hw` (the bytes the file backend writes, its mtime the time
+/// it was received) into `dir`, or into `dir/<hw_subdir>` when given.
+/// Every destination is checked before anything is written; each file
+/// is written whole under a temporary name and renamed.
+pub fn export_with(db: &mut Db, dir: &Path, hw_subdir: Option<&str>) -> Result<Moved> {
     check_schema(db)?;
     if !dir.is_dir() {
         bail!("{}: not an existing directory", dir.display());
@@ -554,15 +620,13 @@ pub fn export(db: &mut Db, dir: &Path) -> Result<Moved> {
         by_node.entry(sysname).or_default().push(pair);
     }
     moved.handouts = by_node.len();
+    // Written into DIR only: a symlink there is not followed.
+    let handouts_dir = if by_node.is_empty() {
+        None
+    } else {
+        Some(check_subdir(dir, HANDOUTS)?)
+    };
     if !by_node.is_empty() {
-        let hdir = dir.join(HANDOUTS);
-        // Written into DIR only: a symlink there is not followed.
-        match std::fs::symlink_metadata(&hdir) {
-            Ok(m) if !m.is_dir() => bail!("{}: not a directory", hdir.display()),
-            Ok(_) => {}
-            Err(_) => std::fs::create_dir(&hdir)
-                .with_context(|| format!("{}: cannot create", hdir.display()))?,
-        }
         for (sysname, items) in &by_node {
             files.push((
                 format!("{HANDOUTS}/{sysname}"),
@@ -570,10 +634,59 @@ pub fn export(db: &mut Db, dir: &Path) -> Result<Moved> {
             ));
         }
     }
+    // The hardware lists: every destination checked first, then each
+    // node's newest list written under its temporary name as it comes
+    // (a few hundred at a time in memory), renamed at the end.
+    let names: Vec<String> = tx
+        .query(
+            "SELECT DISTINCT sysname FROM edeploy_hw WHERE section = $1 ORDER BY sysname",
+            &[&section],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let hw_sub = match hw_subdir {
+        Some(sub) if !names.is_empty() => Some(check_subdir(dir, sub)?),
+        _ => None,
+    };
+    let hw_dir = match &hw_sub {
+        Some((sub, _)) => sub.clone(),
+        None => dir.to_path_buf(),
+    };
+    hwfiles::check_destinations(&hw_dir, &names)?;
+    // Checked: now made.
+    if let Some(h) = &handouts_dir {
+        make_subdir(h)?;
+    }
+    let mut staged = hwfiles::Staged::new(&hw_dir);
+    if !names.is_empty() {
+        if let Some(sub) = &hw_sub {
+            make_subdir(sub)?;
+        }
+        let portal = tx.bind(
+            "SELECT DISTINCT ON (sysname) sysname, received, hw FROM edeploy_hw \
+             WHERE section = $1 ORDER BY sysname, received DESC",
+            &[&section],
+        )?;
+        loop {
+            let rows = tx.query_portal(&portal, 256)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let sysname: &str = row.try_get(0)?;
+                let received: std::time::SystemTime = row.try_get(1)?;
+                let text: &str = row.try_get(2)?;
+                staged.add(sysname, received, text)?;
+            }
+        }
+    }
+    moved.hw = staged.len();
     tx.commit()?;
     for (name, text) in files {
         crate::persist::write_atomic(&dir.join(&name), text.as_bytes())
             .with_context(|| format!("{}: cannot write", dir.join(&name).display()))?;
     }
+    staged.finish()?;
     Ok(moved)
 }

@@ -266,6 +266,18 @@ pub fn preview_within(
     .map_err(PickError::into_decide)
 }
 
+/// [`preview_within`] on `db`, an open connection to `cfg`'s database
+/// (the status page's, one for all its previews).
+pub fn preview_within_on(
+    db: &mut crate::db::Db,
+    cfg: &ServerConfig,
+    hw: &[Line],
+    budget: CpuBudget,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
+    on_db::preview_on(db, cfg, hw, budget, warn)
+}
+
 /// The decision, committed under the exclusive lock, considering only the
 /// profile `only` when it is given (`upload.cgi --only PROFILE`; a profile
 /// absent from `state` is no match), its matches computed before the lock

@@ -254,14 +254,23 @@ pub struct Health {
 /// cannot be read is in [`Status::problems`] and in its part.
 pub fn gather(cfg: &ServerConfig, opts: &Gather) -> Status {
     let mut problems = Vec::new();
-    let (lock_state, state, nodes, cmdbs, holdings) = if cfg.database.is_some() {
+    // On the database, the page's one connection, kept for the previews.
+    let ((lock_state, state, nodes, cmdbs, holdings), mut db) = if cfg.database.is_some() {
         on_db::read(cfg, &mut problems)
     } else {
-        read_files(cfg, opts, &mut problems)
+        (read_files(cfg, opts, &mut problems), None)
     };
     let profiles = profiles(&cfg.configdir, state.as_ref(), &cmdbs);
     gather_rest(
-        cfg, opts, problems, lock_state, nodes, cmdbs, holdings, profiles,
+        cfg,
+        opts,
+        problems,
+        lock_state,
+        nodes,
+        cmdbs,
+        holdings,
+        profiles,
+        db.as_mut(),
     )
 }
 
@@ -345,6 +354,7 @@ fn gather_rest(
     cmdbs: Vec<CmdbStatus>,
     holdings: Holdings,
     profiles: Vec<Profile>,
+    mut db: Option<&mut crate::db::Db>,
 ) -> Status {
     // LOGDIR is written under its own flock, not LOCKFILE: listed out of
     // the lock, so its size never holds a decision back.
@@ -359,7 +369,7 @@ fn gather_rest(
     for item in &mut uploads.items {
         if item.outcome == Outcome::Unrecorded {
             if let Some(Ok(lines)) = nodes.get(item.node).map(|n| &n.lines) {
-                item.now = Some(decide_now(cfg, lines, budget));
+                item.now = Some(decide_now(cfg, lines, budget, db.as_deref_mut()));
             }
         }
     }
@@ -854,8 +864,14 @@ fn uploads(
 }
 
 /// What the server would answer the node now, committing nothing, within
-/// what is left of the page's `budget`.
-fn decide_now(cfg: &ServerConfig, lines: &[Line], budget: CpuBudget) -> Now {
+/// what is left of the page's `budget`; on `db` when given (the page's
+/// connection to its database).
+fn decide_now(
+    cfg: &ServerConfig,
+    lines: &[Line],
+    budget: CpuBudget,
+    db: Option<&mut crate::db::Db>,
+) -> Now {
     if budget.spent() {
         return Now {
             profile: None,
@@ -867,7 +883,11 @@ fn decide_now(cfg: &ServerConfig, lines: &[Line], budget: CpuBudget) -> Now {
             evaluated: false,
         };
     }
-    match decide::preview_within(cfg, lines, budget, &mut |_| {}) {
+    let preview = match db {
+        Some(db) => decide::preview_within_on(db, cfg, lines, budget, &mut |_| {}),
+        None => decide::preview_within(cfg, lines, budget, &mut |_| {}),
+    };
+    match preview {
         Ok(d) => Now {
             sentence: format!("would get profile {}", d.profile),
             profile: Some(d.profile),

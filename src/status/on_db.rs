@@ -14,9 +14,16 @@ fn problem(problems: &mut Vec<Problem>, part: &'static str, message: String) {
 }
 
 /// What [`super::read_files`] reads, from the database; `"database"` for
-/// how it was read (one snapshot, no file lock).
-pub(super) fn read(cfg: &ServerConfig, problems: &mut Vec<Problem>) -> Read {
-    let empty = || ("database", None, Vec::new(), Vec::new(), Holdings::new());
+/// how it was read (one snapshot, no file lock); and the connection, kept
+/// open for the page's previews (none when the database could not be
+/// read).
+pub(super) fn read(cfg: &ServerConfig, problems: &mut Vec<Problem>) -> (Read, Option<db::Db>) {
+    let empty = || {
+        (
+            ("database", None, Vec::new(), Vec::new(), Holdings::new()),
+            None,
+        )
+    };
     let url = cfg.database.as_deref().unwrap_or_default();
     let mut d = match db::connect(url, &cfg.section).and_then(|mut d| {
         db::check_schema(&mut d)?;
@@ -101,5 +108,8 @@ pub(super) fn read(cfg: &ServerConfig, problems: &mut Vec<Problem>) -> Read {
             cmdb_status(profile, in_state, Ok(entries), &at, &mut holdings, problems)
         })
         .collect();
-    ("database", Some(state), nodes, statuses, holdings)
+    (
+        ("database", Some(state), nodes, statuses, holdings),
+        Some(d),
+    )
 }

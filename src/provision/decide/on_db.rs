@@ -153,6 +153,33 @@ pub fn decide(
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
     let mut db = connect(cfg)?;
+    decide_on(&mut db, cfg, hw, only, commit, budget, warn)
+}
+
+/// The decision for `hw` that commits nothing (what the node would get
+/// now), on `db`, an open connection to `cfg`'s database: a caller
+/// previewing many nodes (the status page) connects once. A preview
+/// that fails leaves `db` usable (its transaction rolled back).
+pub fn preview_on(
+    db: &mut Db,
+    cfg: &ServerConfig,
+    hw: &[Line],
+    budget: CpuBudget,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
+    decide_on(db, cfg, hw, None, false, budget, warn)
+}
+
+/// [`decide`] on `db`.
+fn decide_on(
+    db: &mut Db,
+    cfg: &ServerConfig,
+    hw: &[Line],
+    only: Option<&str>,
+    commit: bool,
+    budget: CpuBudget,
+    warn: Warn<'_>,
+) -> Result<Decision, DecideError> {
     // Made once, before anything is locked: the list as kept is as long
     // as the node made it.
     let kept = Kept {
@@ -166,16 +193,7 @@ pub fn decide(
     };
     let hw_index = Hardware::new(hw);
     let mut matches = Matches::new(budget);
-    let result = walk(
-        cfg,
-        &mut db,
-        &hw_index,
-        &kept,
-        only,
-        commit,
-        &mut matches,
-        warn,
-    );
+    let result = walk(cfg, db, &hw_index, &kept, only, commit, &mut matches, warn);
     if commit && result.is_err() {
         db.transaction(|tx, section| store::keep_hw(tx, section, &kept.sysname, &kept.text))
             .map_err(unavailable)?;
