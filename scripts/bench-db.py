@@ -19,7 +19,12 @@ _spec = importlib.util.spec_from_file_location("bench_cgi", os.path.join(HERE, "
 bc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bc)
 
-WARMUP = 3
+WARMUP = 30
+# Each side takes its nodes in blocks of BLOCK requests in a row, the
+# sides taking turns block by block: a request follows one of its own
+# kind, as on a server (P1 is one request at a time), while a change of
+# the machine's load over the run still falls on every side alike.
+BLOCK = 20
 
 
 def ip_ranges(entries):
@@ -70,6 +75,17 @@ def admin(exe, site, *args):
     return out.stdout.strip()
 
 
+def settle(url):
+    """Vacuums and analyzes the database of URL and checkpoints the
+    server, so that what an import leaves the server to do in the
+    background (vacuuming and analyzing the new rows, writing the pages
+    out) is done before any request is timed, on whichever side."""
+    out = subprocess.run(["psql", "-qX", url, "-c", "VACUUM ANALYZE", "-c", "CHECKPOINT"],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise SystemExit("psql %s: %s" % (url, out.stderr.strip()))
+
+
 def run_cgi(cgi, site, body, spool):
     with open(spool, "wb") as f:
         f.write(body)
@@ -87,7 +103,8 @@ def run_cgi(cgi, site, body, spool):
 def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path):
     """For each CMDB size, a site on files, one on the database and, with
     BOUNCER_OF, one on the same database through pgbouncer, take RUNS new
-    nodes each, interleaved; the i-th node gets the same IP on all."""
+    nodes each, in turns of BLOCK; the i-th node gets the same IP on
+    all."""
     result = {"runs": runs, "rows": []}
     for n in sizes_list:
         fsite = os.path.join(work, "file-%d" % n)
@@ -107,18 +124,24 @@ def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path):
             admin(exe, bsite, "db", "init")
             admin(exe, bsite, "db", "import", os.path.join(bsite, "config"))
             sides.append(("bouncer", bsite))
+            settle(bouncer_of("c%d" % n))
+        settle(url_of("b%d" % n))
         spool = os.path.join(work, "body")
         times = {name: [] for name, _ in sides}
-        for i in range(runs + WARMUP):
-            body = bc.multipart(bc.node_hw(7, i))
-            got = {}
+        got = {}
+        total = runs + WARMUP
+        for first in range(0, total, BLOCK):
+            block = range(first, min(first + BLOCK, total))
+            bodies = [bc.multipart(bc.node_hw(7, i)) for i in block]
             for name, site in sides:
-                took, ip = run_cgi(cgi, site, body, spool)
-                got[name] = ip
-                if i >= WARMUP:
-                    times[name].append(took)
-            if len(set(got.values())) != 1:
-                raise SystemExit("node %d: %r" % (i, got))
+                for i, body in zip(block, bodies):
+                    took, ip = run_cgi(cgi, site, body, spool)
+                    got.setdefault(i, {})[name] = ip
+                    if i >= WARMUP:
+                        times[name].append(took)
+        for i, ips in sorted(got.items()):
+            if len(set(ips.values())) != 1:
+                raise SystemExit("node %d: %r" % (i, ips))
         row = {"entries": n, "import": moved, "import_s": took_import}
         for name, t in times.items():
             row[name + "_p50"] = bc.pct(t, 50)
