@@ -90,16 +90,14 @@ impl Text {
     /// CMDB by renaming another file over it, never by writing into it,
     /// but a file cut shorter in place by someone who ignores the lock
     /// would end the process (`SIGBUS`) before it commits anything.
-    /// `Ok(None)`: the file cannot be mapped (empty, or not a regular
-    /// file); the caller reads it.
-    pub fn map(name: &str, file: &std::fs::File) -> std::io::Result<Option<Result<Text, String>>> {
+    /// `None`: the file cannot be mapped (empty, not a regular file, or
+    /// its size unknown); the caller reads it, which says why it failed.
+    pub fn map(name: &str, file: &std::fs::File) -> Option<Result<Text, String>> {
         use std::os::fd::AsRawFd;
-        let meta = file.metadata()?;
-        let Ok(len) = usize::try_from(meta.len()) else {
-            return Ok(None);
-        };
+        let meta = file.metadata().ok()?;
+        let len = usize::try_from(meta.len()).ok()?;
         if !meta.is_file() || len == 0 {
-            return Ok(None);
+            return None;
         }
         // SAFETY: a read-only shared mapping of an open file, of its
         // length; checked for failure below.
@@ -114,7 +112,7 @@ impl Text {
             )
         };
         if at == libc::MAP_FAILED {
-            return Ok(None);
+            return None;
         }
         let text = Text {
             held: Held::Mapped {
@@ -122,10 +120,10 @@ impl Text {
                 len,
             },
         };
-        Ok(Some(match std::str::from_utf8(text.bytes()) {
+        Some(match std::str::from_utf8(text.bytes()) {
             Ok(_) => Ok(text),
             Err(e) => Err(not_utf8(name, text.bytes(), e)),
-        }))
+        })
     }
 
     fn bytes(&self) -> &[u8] {

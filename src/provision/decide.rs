@@ -862,7 +862,7 @@ fn read_cmdb(
     let name = path.display().to_string();
     // Mapped only under the lock, which every writer of the file takes.
     let mapped = match changes {
-        Changes::Prepared => cmdb::Text::map(&name, &file).map_err(cannot)?,
+        Changes::Prepared => cmdb::Text::map(&name, &file),
         Changes::Left | Changes::Probe => None,
     };
     let text = match mapped {
