@@ -533,12 +533,7 @@ pub fn export_with(db: &mut Db, dir: &Path, hw_subdir: Option<&str>) -> Result<M
     }
     let section = db.section.clone();
     // One snapshot of everything.
-    let mut tx = db
-        .client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()?;
+    let mut tx = db.snapshot()?;
     let Some(row) = tx.query_opt(
         "SELECT state_dialect FROM edeploy_sections WHERE section = $1",
         &[&section],

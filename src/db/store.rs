@@ -299,6 +299,17 @@ pub fn cmdb_dialect(c: &mut impl GenericClient, section: &str, profile: &str) ->
 }
 
 impl Db {
+    /// A read-only transaction that sees one snapshot of everything
+    /// (`REPEATABLE READ`): what the status page and `db export` read.
+    pub fn snapshot(&mut self) -> Result<postgres::Transaction<'_>> {
+        Ok(self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?)
+    }
+
     /// Runs `f` in a transaction (committed when it returns `Ok`).
     pub fn transaction<T>(
         &mut self,

@@ -37,12 +37,7 @@ pub(super) fn read(cfg: &ServerConfig, problems: &mut Vec<Problem>) -> (Read, Op
     };
     let section = cfg.section.clone();
     let snapshot = (|| -> anyhow::Result<_> {
-        let mut tx = d
-            .client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
+        let mut tx = d.snapshot()?;
         let profiles = store::profiles(&mut tx, &section)?;
         let hw = store::hw_lists(&mut tx, &section)?;
         let cmdbs = store::cmdbs(&mut tx, &section)?;
