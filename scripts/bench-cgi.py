@@ -247,11 +247,10 @@ def write_cgi(path):
 # Sites and requests
 
 
-def make_site(d, count, entries):
-    """DIR/config: the shipped example, with state [('vm', COUNT)] and a
-    CMDB of ENTRIES entries (hostnames node1.., IPs 10.1.x.1-200)."""
-    if entries % 200 or not 0 < entries <= 200 * 250:
-        raise SystemExit("site: ENTRIES must be a multiple of 200")
+def write_site(d, count, cmdb, conf_lines=()):
+    """DIR/config: the shipped example, with state [('vm', COUNT)] and
+    CMDB as vm.cmdb; DIR/edeploy.conf pointing at it, then CONF_LINES.
+    Returns DIR/config."""
     config = os.path.join(d, "config")
     for sub in ("config", "hw", "logs"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
@@ -260,18 +259,30 @@ def make_site(d, count, entries):
     with open(os.path.join(config, "state"), "w") as f:
         f.write("[('vm', %d)]\n" % count)
     with open(os.path.join(config, "vm.cmdb"), "w") as f:
-        f.write(
-            "generate({'hostname': 'node1-%d',\n"
-            "          'ip': '10.1.0-%d.1-200',\n"
-            "          'netmask': '255.255.0.0',\n"
-            "          'gateway': '10.1.255.254'})\n" % (entries, entries // 200 - 1)
-        )
+        f.write(cmdb)
     with open(os.path.join(d, "edeploy.conf"), "w") as f:
         f.write(
             "[SERVER]\nCONFIGDIR = %s\nHWDIR = %s\nLOGDIR = %s\nLOCKFILE = %s\n"
             % (config, os.path.join(d, "hw"), os.path.join(d, "logs"),
                os.path.join(d, "edeploy.lock"))
         )
+        for line in conf_lines:
+            f.write(line + "\n")
+    return config
+
+
+def make_site(d, count, entries):
+    """DIR/config: the shipped example, with state [('vm', COUNT)] and a
+    CMDB of ENTRIES entries (hostnames node1.., IPs 10.1.x.1-200)."""
+    if entries % 200 or not 0 < entries <= 200 * 250:
+        raise SystemExit("site: ENTRIES must be a multiple of 200")
+    write_site(
+        d, count,
+        "generate({'hostname': 'node1-%d',\n"
+        "          'ip': '10.1.0-%d.1-200',\n"
+        "          'netmask': '255.255.0.0',\n"
+        "          'gateway': '10.1.255.254'})\n" % (entries, entries // 200 - 1),
+    )
 
 
 def node_hw(series, i):

@@ -44,27 +44,15 @@ def make_site(d, count, entries, database=None):
     """DIR/config from the shipped example, state [('vm', COUNT)], a
     generate() CMDB of ENTRIES; DIR/edeploy.conf, with DATABASE when
     given."""
-    config = os.path.join(d, "config")
-    for sub in ("config", "hw", "logs", "health"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
-    for name in os.listdir(bc.EXAMPLE):
-        shutil.copy(os.path.join(bc.EXAMPLE, name), config)
-    with open(os.path.join(config, "state"), "w") as f:
-        f.write("[('vm', %d)]\n" % count)
-    with open(os.path.join(config, "vm.cmdb"), "w") as f:
-        f.write(
-            "generate({'hostname': 'node1-%d',\n"
-            "          'ip': '%s',\n"
-            "          'netmask': '255.0.0.0'})\n" % (entries, ip_ranges(entries))
-        )
-    with open(os.path.join(d, "edeploy.conf"), "w") as f:
-        f.write(
-            "[SERVER]\nCONFIGDIR = %s\nHWDIR = %s\nLOGDIR = %s\nHEALTHDIR = %s\nLOCKFILE = %s\n"
-            % (config, os.path.join(d, "hw"), os.path.join(d, "logs"),
-               os.path.join(d, "health"), os.path.join(d, "edeploy.lock"))
-        )
-        if database:
-            f.write("DATABASE = %s\n" % database)
+    health = os.path.join(d, "health")
+    os.makedirs(health, exist_ok=True)
+    bc.write_site(
+        d, count,
+        "generate({'hostname': 'node1-%d',\n"
+        "          'ip': '%s',\n"
+        "          'netmask': '255.0.0.0'})\n" % (entries, ip_ranges(entries)),
+        ["HEALTHDIR = %s" % health] + (["DATABASE = %s" % database] if database else []),
+    )
 
 
 def admin(exe, site, *args):
