@@ -15,6 +15,7 @@
 //! can always go back to files.
 
 pub mod hwfiles;
+pub mod pipe;
 pub mod store;
 pub mod url;
 

@@ -10,13 +10,13 @@ use crate::literal::{self, Dialect, ParseOptions, Value};
 use crate::state::Count;
 use anyhow::{Context, Result};
 use postgres::types::{ToSql, Type};
-use postgres::GenericClient;
+use postgres::{GenericClient, Row};
 
 /// A parameter with its type: statements sent with their types
 /// (`query_typed`) skip the round trip that asks the server for them.
-type P<'a> = (&'a (dyn ToSql + Sync), Type);
+pub(super) type P<'a> = (&'a (dyn ToSql + Sync), Type);
 
-fn text(v: &(dyn ToSql + Sync)) -> P<'_> {
+pub(super) fn text(v: &(dyn ToSql + Sync)) -> P<'_> {
     (v, Type::TEXT)
 }
 
@@ -36,24 +36,24 @@ fn count_of(left: Option<i64>) -> Result<Count> {
     })
 }
 
+/// The section's profiles in state order: `$1` the section.
+pub(super) const PROFILES: &str = "SELECT p.profile, p.installs_left, c.profile IS NOT NULL \
+     FROM edeploy_profiles p LEFT JOIN edeploy_cmdbs c \
+       ON c.section = p.section AND c.profile = p.profile \
+     WHERE p.section = $1 ORDER BY p.position";
+
+pub(super) fn profile_at(r: &Row) -> Result<Profile> {
+    Ok(Profile {
+        profile: r.get(0),
+        left: count_of(r.get(1))?,
+        has_cmdb: r.get(2),
+    })
+}
+
 /// The section's profiles in state order.
 pub fn profiles(c: &mut impl GenericClient, section: &str) -> Result<Vec<Profile>> {
-    let rows = c.query_typed(
-        "SELECT p.profile, p.installs_left, c.profile IS NOT NULL \
-         FROM edeploy_profiles p LEFT JOIN edeploy_cmdbs c \
-           ON c.section = p.section AND c.profile = p.profile \
-         WHERE p.section = $1 ORDER BY p.position",
-        &[text(&section)],
-    )?;
-    rows.iter()
-        .map(|r| {
-            Ok(Profile {
-                profile: r.get(0),
-                left: count_of(r.get(1))?,
-                has_cmdb: r.get(2),
-            })
-        })
-        .collect()
+    let rows = c.query_typed(PROFILES, &[text(&section)])?;
+    rows.iter().map(profile_at).collect()
 }
 
 /// Locks `profile`'s row until the transaction ends and returns its
@@ -81,7 +81,8 @@ pub struct Entry {
 
 /// Where the node's entry is, as [`crate::cmdb::locate`] finds it in a
 /// file: the first entry holding every `pref` variable (`holding`), the
-/// first `used` one that does (`owner`); the first free entry (`free`).
+/// first `used` one that does (`owner`); the first free entry (`free`,
+/// `None` when an entry holds the node's variables).
 #[derive(Debug, Default)]
 pub struct Located {
     pub holding: Option<Entry>,
@@ -89,41 +90,29 @@ pub struct Located {
     pub free: Option<Entry>,
 }
 
-/// Finds the node's entry in `profile`'s CMDB, in one statement. `pref`
-/// are the variables that identify the node (empty: none does); `free`
-/// also looks up the first free entry.
-pub fn locate(
-    c: &mut impl GenericClient,
-    section: &str,
-    profile: &str,
-    pref: &serde_json::Value,
-    free: bool,
-) -> Result<Located> {
-    let identifies = pref.as_object().is_some_and(|o| !o.is_empty());
-    // The entries holding the node's variables come from the index on
-    // `fields` first (materialized: never a walk of every entry in
-    // position order looking for a node that has none), then the first of
-    // them and the first used one; and the first free entry.
-    let rows = c.query_typed(
-        "WITH holding AS MATERIALIZED ( \
-           SELECT position, entry, used FROM edeploy_cmdb_entries \
-           WHERE $4 AND section = $1 AND profile = $2 AND fields @> $3) \
-         (SELECT 'h', * FROM holding ORDER BY position LIMIT 1) \
-         UNION ALL \
-         (SELECT 'o', * FROM holding WHERE used ORDER BY position LIMIT 1) \
-         UNION ALL \
-         (SELECT 'f', position, entry, used FROM edeploy_cmdb_entries \
-          WHERE $5 AND section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1)",
-        &[
-            text(&section),
-            text(&profile),
-            (pref, Type::JSONB),
-            (&identifies, Type::BOOL),
-            (&free, Type::BOOL),
-        ],
-    )?;
+/// Finds the node's entry in a profile's CMDB, in one statement: `$1`
+/// the section, `$2` the profile, `$3` the variables that identify the
+/// node (jsonb), `$4` whether any does, `$5` whether to look up the first
+/// free entry too.
+///
+/// The entries holding the node's variables come from the index on
+/// `fields` first (materialized: never a walk of every entry in position
+/// order looking for a node that has none), then the first of them and
+/// the first used one; and the first free entry.
+pub(super) const LOCATE: &str = "WITH holding AS MATERIALIZED ( \
+       SELECT position, entry, used FROM edeploy_cmdb_entries \
+       WHERE $4 AND section = $1 AND profile = $2 AND fields @> $3) \
+     (SELECT 'h', * FROM holding ORDER BY position LIMIT 1) \
+     UNION ALL \
+     (SELECT 'o', * FROM holding WHERE used ORDER BY position LIMIT 1) \
+     UNION ALL \
+     (SELECT 'f', position, entry, used FROM edeploy_cmdb_entries \
+      WHERE $5 AND section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1)";
+
+/// What [`LOCATE`] found, from its rows.
+pub(super) fn located(rows: &[Row]) -> Result<Located> {
     let mut found = Located::default();
-    for row in &rows {
+    for row in rows {
         match row.get::<_, &str>(0) {
             "h" => found.holding = Some(entry_at(row, 1)?),
             "o" => found.owner = Some(row.get(1)),
@@ -136,6 +125,65 @@ pub fn locate(
     Ok(found)
 }
 
+/// Whether any variable identifies the node in `pref`.
+pub(super) fn identifies(pref: &serde_json::Value) -> bool {
+    pref.as_object().is_some_and(|o| !o.is_empty())
+}
+
+/// Finds the node's entry in `profile`'s CMDB, in one statement. `pref`
+/// are the variables that identify the node (empty: none does); `free`
+/// also looks up the first free entry.
+pub fn locate(
+    c: &mut impl GenericClient,
+    section: &str,
+    profile: &str,
+    pref: &serde_json::Value,
+    free: bool,
+) -> Result<Located> {
+    let identifies = identifies(pref);
+    let rows = c.query_typed(
+        LOCATE,
+        &[
+            text(&section),
+            text(&profile),
+            (pref, Type::JSONB),
+            (&identifies, Type::BOOL),
+            (&free, Type::BOOL),
+        ],
+    )?;
+    located(&rows)
+}
+
+/// Locks a profile's row until the transaction ends, in the statement
+/// that reads every profile: `$1` the section, `$2` the profile. Its rows:
+/// the profiles in state order, with the locked profile's installs left as
+/// they are once locked, and whether it is still there.
+pub(super) const LOCK_AND_LIST: &str = "WITH locked AS ( \
+       SELECT installs_left FROM edeploy_profiles \
+       WHERE section = $1 AND profile = $2 FOR UPDATE) \
+     SELECT p.profile, \
+            CASE WHEN p.profile = $2 THEN (SELECT installs_left FROM locked) \
+                 ELSE p.installs_left END, \
+            c.profile IS NOT NULL, \
+            EXISTS (SELECT 1 FROM locked) \
+     FROM edeploy_profiles p LEFT JOIN edeploy_cmdbs c \
+       ON c.section = p.section AND c.profile = p.profile \
+     WHERE p.section = $1 ORDER BY p.position";
+
+/// What [`LOCK_AND_LIST`] read of `profile`, from its rows.
+pub(super) fn locked(rows: &[Row], profile: &str) -> Result<(Option<Count>, Vec<Profile>)> {
+    let mut mine = None;
+    let mut list = Vec::with_capacity(rows.len());
+    for r in rows {
+        let p = profile_at(r)?;
+        if p.profile == profile && r.get::<_, bool>(3) {
+            mine = Some(p.left);
+        }
+        list.push(p);
+    }
+    Ok((mine, list))
+}
+
 /// Locks `profile`'s row until the transaction ends, in the statement
 /// that reads every profile: its installs left (`None`: the profile is no
 /// longer in the state, its row as it is once locked) and the profiles in
@@ -145,34 +193,8 @@ pub fn lock_and_list(
     section: &str,
     profile: &str,
 ) -> Result<(Option<Count>, Vec<Profile>)> {
-    let rows = c.query_typed(
-        "WITH locked AS ( \
-           SELECT installs_left FROM edeploy_profiles \
-           WHERE section = $1 AND profile = $2 FOR UPDATE) \
-         SELECT p.profile, \
-                CASE WHEN p.profile = $2 THEN (SELECT installs_left FROM locked) \
-                     ELSE p.installs_left END, \
-                c.profile IS NOT NULL, \
-                EXISTS (SELECT 1 FROM locked) \
-         FROM edeploy_profiles p LEFT JOIN edeploy_cmdbs c \
-           ON c.section = p.section AND c.profile = p.profile \
-         WHERE p.section = $1 ORDER BY p.position",
-        &[text(&section), text(&profile)],
-    )?;
-    let mut mine = None;
-    let mut list = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let p = Profile {
-            profile: r.get(0),
-            left: count_of(r.get(1))?,
-            has_cmdb: r.get(2),
-        };
-        if p.profile == profile && r.get::<_, bool>(3) {
-            mine = Some(p.left);
-        }
-        list.push(p);
-    }
-    Ok((mine, list))
+    let rows = c.query_typed(LOCK_AND_LIST, &[text(&section), text(&profile)])?;
+    locked(&rows, profile)
 }
 
 /// What a committed decision writes, in one statement.
@@ -192,49 +214,73 @@ pub struct Commit<'a> {
 }
 
 /// Writes a decision: the entry, the count, the hand-out, the hardware
-/// list and the decision log, in one statement (one round trip).
-pub fn commit_decision(c: &mut impl GenericClient, section: &str, d: &Commit<'_>) -> Result<()> {
-    let (position, entry_text, fields) = match d.entry {
-        Some((pos, value)) => (
-            Some(pos),
-            Some(literal::print(value, Dialect::Python)),
-            Some(fields(value)),
-        ),
-        None => (None, None, None),
-    };
-    c.execute_typed(
-        "WITH e AS ( \
-           UPDATE edeploy_cmdb_entries SET entry = $4, fields = $5, used = true \
-           WHERE $3::int4 IS NOT NULL AND section = $1 AND profile = $2 AND position = $3), \
-         t AS ( \
-           UPDATE edeploy_profiles SET installs_left = installs_left - 1 \
-           WHERE $6 AND section = $1 AND profile = $2 AND installs_left > 0), \
-         h AS ( \
-           INSERT INTO edeploy_handouts (section, sysname, profile, taken) \
-           SELECT $1, $7, $2, 1 WHERE $6 \
-           ON CONFLICT (section, sysname, profile) \
-           DO UPDATE SET taken = edeploy_handouts.taken + 1), \
-         w AS ( \
-           INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $7, $8) \
-           ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw) \
-         INSERT INTO edeploy_decisions \
-           (section, sysname, profile, cmdb_position, reused, server, files_sha256) \
-         VALUES ($1, $7, $2, $9, $10, $11, $12)",
-        &[
-            text(&section),
-            text(&d.profile),
-            (&position, Type::INT4),
-            (&entry_text, Type::TEXT),
-            (&fields, Type::JSONB),
+/// list and the decision log, in one statement (one round trip); its
+/// parameters are [`CommitValues::params`].
+pub(super) const COMMIT_DECISION: &str = "WITH e AS ( \
+       UPDATE edeploy_cmdb_entries SET entry = $4, fields = $5, used = true \
+       WHERE $3::int4 IS NOT NULL AND section = $1 AND profile = $2 AND position = $3), \
+     t AS ( \
+       UPDATE edeploy_profiles SET installs_left = installs_left - 1 \
+       WHERE $6 AND section = $1 AND profile = $2 AND installs_left > 0), \
+     h AS ( \
+       INSERT INTO edeploy_handouts (section, sysname, profile, taken) \
+       SELECT $1, $7, $2, 1 WHERE $6 \
+       ON CONFLICT (section, sysname, profile) \
+       DO UPDATE SET taken = edeploy_handouts.taken + 1), \
+     w AS ( \
+       INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $7, $8) \
+       ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw) \
+     INSERT INTO edeploy_decisions \
+       (section, sysname, profile, cmdb_position, reused, server, files_sha256) \
+     VALUES ($1, $7, $2, $9, $10, $11, $12)";
+
+/// What [`COMMIT_DECISION`] writes of the entry, as sent.
+pub(super) struct CommitValues {
+    position: Option<i32>,
+    entry_text: Option<String>,
+    fields: Option<serde_json::Value>,
+}
+
+impl CommitValues {
+    pub(super) fn new(d: &Commit<'_>) -> CommitValues {
+        match d.entry {
+            Some((pos, value)) => CommitValues {
+                position: Some(pos),
+                entry_text: Some(literal::print(value, Dialect::Python)),
+                fields: Some(fields(value)),
+            },
+            None => CommitValues {
+                position: None,
+                entry_text: None,
+                fields: None,
+            },
+        }
+    }
+
+    pub(super) fn params<'a>(&'a self, section: &'a String, d: &'a Commit<'_>) -> [P<'a>; 12] {
+        [
+            (section, Type::TEXT),
+            (&d.profile, Type::TEXT),
+            (&self.position, Type::INT4),
+            (&self.entry_text, Type::TEXT),
+            (&self.fields, Type::JSONB),
             (&d.consumes, Type::BOOL),
-            text(&d.sysname),
-            text(&d.hw),
+            (&d.sysname, Type::TEXT),
+            (&d.hw, Type::TEXT),
             (&d.cmdb_position, Type::INT4),
             (&d.reused, Type::BOOL),
-            text(&d.server),
-            text(&d.files_sha256),
-        ],
-    )?;
+            (&d.server, Type::TEXT),
+            (&d.files_sha256, Type::TEXT),
+        ]
+    }
+}
+
+/// Writes a decision: the entry, the count, the hand-out, the hardware
+/// list and the decision log, in one statement (one round trip).
+pub fn commit_decision(c: &mut impl GenericClient, section: &str, d: &Commit<'_>) -> Result<()> {
+    let values = CommitValues::new(d);
+    let section = section.to_string();
+    c.execute_typed(COMMIT_DECISION, &values.params(&section, d))?;
     Ok(())
 }
 
@@ -279,14 +325,96 @@ pub fn consume_handout(
     Ok(Some(n == 1))
 }
 
+/// Keeps a node's hardware list: `$1` the section, `$2` the node's
+/// name, `$3` the list as kept. One statement, atomic on its own.
+pub(super) const KEEP_HW: &str =
+    "INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $2, $3) \
+     ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw";
+
 /// Keeps the node's hardware list.
 pub fn keep_hw(c: &mut impl GenericClient, section: &str, sysname: &str, hw: &str) -> Result<()> {
-    c.execute_typed(
-        "INSERT INTO edeploy_hw (section, sysname, hw) VALUES ($1, $2, $3) \
-         ON CONFLICT (section, sysname, received) DO UPDATE SET hw = EXCLUDED.hw",
-        &[text(&section), text(&sysname), text(&hw)],
-    )?;
+    c.execute_typed(KEEP_HW, &[text(&section), text(&sysname), text(&hw)])?;
     Ok(())
+}
+
+/// What a decision has read once it holds its profile's row lock.
+#[derive(Debug)]
+pub struct Locked {
+    /// The profile's installs left (`None`: no longer in the state).
+    pub left: Option<Count>,
+    /// The section's profiles as they are once the lock is held.
+    pub profiles: Vec<Profile>,
+    /// The node's entry in the profile's CMDB, when asked for.
+    pub located: Option<Located>,
+}
+
+/// What a decision asks of the database, in the order it asks it: the
+/// profiles ([`Decisions::profiles`], outside any transaction); then, for
+/// the profile it takes from, a transaction that locks the profile's row
+/// and reads its CMDB ([`Decisions::lock`]) and ends with
+/// [`Decisions::commit`] or [`Decisions::rollback`].
+///
+/// On [`Db`] (the status page's previews, over the one connection of the
+/// page) each statement is a round trip; on [`super::pipe::Pipe`]
+/// (upload.cgi) the statements of each step go together.
+pub trait Decisions {
+    fn section(&self) -> &str;
+    /// The section's profiles in state order.
+    fn profiles(&mut self) -> Result<Vec<Profile>>;
+    /// Starts a transaction, locks `profile`'s row, reads the profiles as
+    /// they are then and, with `pref` (the variables that identify the
+    /// node, [`locate`]), finds the node's entry and the first free one.
+    fn lock(&mut self, profile: &str, pref: Option<&serde_json::Value>) -> Result<Locked>;
+    /// Writes the decision and commits.
+    fn commit(&mut self, d: &Commit<'_>) -> Result<()>;
+    /// Ends the transaction of [`Decisions::lock`] without writing.
+    fn rollback(&mut self) -> Result<()>;
+    /// Keeps a node's hardware list (outside any transaction).
+    fn keep_hw(&mut self, sysname: &str, hw: &str) -> Result<()>;
+}
+
+impl Decisions for Db {
+    fn section(&self) -> &str {
+        &self.section
+    }
+
+    fn profiles(&mut self) -> Result<Vec<Profile>> {
+        profiles(&mut self.client, &self.section)
+    }
+
+    fn lock(&mut self, profile: &str, pref: Option<&serde_json::Value>) -> Result<Locked> {
+        self.client.batch_execute("START TRANSACTION")?;
+        let (left, profiles) = lock_and_list(&mut self.client, &self.section, profile)?;
+        let located = match pref {
+            Some(pref) => Some(locate(
+                &mut self.client,
+                &self.section,
+                profile,
+                pref,
+                true,
+            )?),
+            None => None,
+        };
+        Ok(Locked {
+            left,
+            profiles,
+            located,
+        })
+    }
+
+    fn commit(&mut self, d: &Commit<'_>) -> Result<()> {
+        commit_decision(&mut self.client, &self.section, d)?;
+        self.client.batch_execute("COMMIT")?;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        Ok(self.client.batch_execute("ROLLBACK")?)
+    }
+
+    fn keep_hw(&mut self, sysname: &str, hw: &str) -> Result<()> {
+        keep_hw(&mut self.client, &self.section, sysname, hw)
+    }
 }
 
 /// The dialect `profile`'s CMDB is written back in.

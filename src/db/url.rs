@@ -12,9 +12,9 @@
 //! are libpq's and rust-postgres's both.
 
 use anyhow::{anyhow, bail, Context, Result};
-use postgres::config::Host;
-use postgres::Config;
 use std::str::FromStr;
+use tokio_postgres::config::Host;
+use tokio_postgres::Config;
 
 /// `text` with its password, in the user part or a `password=`
 /// parameter, replaced by `***`: what errors and logs show.
@@ -68,7 +68,12 @@ fn percent_decode(s: &str) -> Result<String> {
 }
 
 /// The rust-postgres configuration of DATABASE's value `text`.
-pub fn config(text: &str) -> Result<Config> {
+pub fn config(text: &str) -> Result<postgres::Config> {
+    client_config(text).map(postgres::Config::from)
+}
+
+/// [`config`] for rust-postgres's asynchronous client (`super::pipe`).
+pub fn client_config(text: &str) -> Result<Config> {
     let name = shown(text);
     if !(text.starts_with("postgresql://") || text.starts_with("postgres://")) {
         bail!("DATABASE {name:?}: not a postgresql:// URI");
@@ -100,7 +105,7 @@ pub fn config(text: &str) -> Result<Config> {
         config.connect_timeout(super::CONNECT_TIMEOUT);
     }
     if config.get_user().is_none() {
-        config.user(&current_user());
+        config.user(current_user());
     }
     if config.get_options().is_none() {
         // No statement or lock wait outlives what a node waits for; a

@@ -28,6 +28,7 @@ use crate::matcher::{Hardware, Match};
 use crate::state::Count;
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
+use store::Decisions;
 
 /// The database could not be reached or failed mid-decision: 503, the
 /// node asks again.
@@ -152,7 +153,11 @@ pub fn decide(
     budget: CpuBudget,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    let mut db = connect(cfg)?;
+    let url = cfg
+        .database
+        .as_deref()
+        .ok_or_else(|| config("DATABASE is not set"))?;
+    let mut db = db::pipe::connect(url, &cfg.section).map_err(unavailable)?;
     decide_on(&mut db, cfg, hw, only, commit, budget, warn)
 }
 
@@ -172,7 +177,7 @@ pub fn preview_on(
 
 /// [`decide`] on `db`.
 fn decide_on(
-    db: &mut Db,
+    db: &mut dyn Decisions,
     cfg: &ServerConfig,
     hw: &[Line],
     only: Option<&str>,
@@ -195,16 +200,25 @@ fn decide_on(
     let mut matches = Matches::new(budget);
     let result = walk(cfg, db, &hw_index, &kept, only, commit, &mut matches, warn);
     if commit && result.is_err() {
-        db.transaction(|tx, section| store::keep_hw(tx, section, &kept.sysname, &kept.text))
-            .map_err(unavailable)?;
+        db.keep_hw(&kept.sysname, &kept.text).map_err(unavailable)?;
     }
     result
+}
+
+/// What one profile that matches gives, its row locked.
+enum Step {
+    /// A profile before it changed meanwhile, or it left the state: the
+    /// walk starts again.
+    Again,
+    /// It does not let the node in.
+    Passed(Passed),
+    Decided(Box<Decision>),
 }
 
 #[allow(clippy::too_many_arguments)]
 fn walk(
     cfg: &ServerConfig,
-    db: &mut Db,
+    db: &mut dyn Decisions,
     hw_index: &Hardware<'_>,
     kept: &Kept,
     only: Option<&str>,
@@ -212,10 +226,9 @@ fn walk(
     matches: &mut Matches,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    let section = db.section.clone();
     let dir = Configdir::open(cfg);
     'rounds: for _ in 0..ROUNDS {
-        let profiles = store::profiles(&mut db.client, &section).map_err(unavailable)?;
+        let profiles = db.profiles().map_err(unavailable)?;
         let mut tried: Vec<(String, Passed)> = Vec::new();
         if let Some(p) = only {
             if !profiles.iter().any(|x| x.profile == p) {
@@ -248,113 +261,133 @@ fn walk(
             // What the commit needs of the files, read before the row lock
             // (an error in them counts only once the profile lets the node
             // in, as on files).
-            let script = read_script(&dir, &p.profile);
-            let files_hash = if commit {
-                files_sha256(cfg, &dir, &p.profile)
-            } else {
-                String::new()
+            let files = Files {
+                script: read_script(&dir, &p.profile),
+                sha256: if commit {
+                    files_sha256(cfg, &dir, &p.profile)
+                } else {
+                    String::new()
+                },
             };
-            // The profile matches: its CMDB and count, under its row lock.
-            let mut tx = db.client.transaction().map_err(|e| unavailable(e.into()))?;
-            let (left, now) =
-                store::lock_and_list(&mut tx, &section, &p.profile).map_err(unavailable)?;
-            let Some(left) = left else {
-                continue 'rounds;
-            };
-            // The profiles before this one as they are now: one whose
-            // count changed may now let the node in first.
-            if now.get(..i) != profiles.get(..i) {
-                continue 'rounds;
+            // The profile matches: its CMDB and count, under its row lock,
+            // in a transaction that ends here whatever happens.
+            let step = locked_step(cfg, db, &profiles[..i], p, &m, files, kept, commit, warn);
+            if !matches!(step, Ok(Step::Decided(_))) || !commit {
+                let rolled_back = db.rollback().map_err(unavailable);
+                if step.is_ok() {
+                    rolled_back?;
+                }
             }
-            let taken = take(&mut tx, &section, p, left, &m).map_err(|e| match e {
-                Taken::Decide(d) => d,
-                Taken::Db(e) => unavailable(e),
-            })?;
-            let Some((vars, position, reused, value)) = taken else {
-                tried.push((p.profile.clone(), Passed::Because("no installs left")));
-                continue;
-            };
-            if !reused && left == Count::Left(0) {
-                tried.push((p.profile.clone(), Passed::Because("no installs left")));
-                continue;
+            match step? {
+                Step::Again => continue 'rounds,
+                Step::Passed(why) => tried.push((p.profile.clone(), why)),
+                Step::Decided(d) => return Ok(*d),
             }
-            let consumes = !reused && left != Count::Unlimited;
-            let left_after = match left {
-                Count::Left(n) if consumes => Count::Left(n - 1),
-                other => other,
-            };
-            let mut vars = vars;
-            vars.insert("edeploy-profile".into(), Value::Str(p.profile.clone()));
-            let script = script?;
-            if m.beyond_reference {
-                warn(format!(
-                    "profile {}: matched beyond the original matcher's search, which finds no \
-                     match here (it gives up after 50 levels of retries or never retries a line \
-                     binding no new variable); the variables are the first pairing in file order",
-                    p.profile
-                ));
-            }
-            if commit {
-                let entry = match (position, &value) {
-                    (Some(pos), Some(v)) => Some((pos, v)),
-                    _ => None,
-                };
-                let commit = store::Commit {
-                    profile: &p.profile,
-                    sysname: &kept.sysname,
-                    entry,
-                    consumes,
-                    hw: &kept.text,
-                    cmdb_position: position,
-                    reused,
-                    server: &kept.server,
-                    files_sha256: &files_hash,
-                };
-                store::commit_decision(&mut tx, &section, &commit).map_err(unavailable)?;
-                tx.commit().map_err(|e| unavailable(e.into()))?;
-            }
-            return Ok(Decision {
-                profile: p.profile.clone(),
-                vars,
-                script,
-                settings: settings(cfg),
-                cmdb_entry: position.and_then(|n| usize::try_from(n).ok()),
-                reused,
-                left: left_after,
-            });
         }
         return Err(super::no_match(tried));
     }
     Err(DecideError::Busy(ROUNDS))
 }
 
-enum Taken {
-    Decide(DecideError),
-    Db(anyhow::Error),
+/// A profile's files as the commit needs them.
+struct Files {
+    script: Result<String, DecideError>,
+    sha256: String,
 }
 
-impl From<anyhow::Error> for Taken {
-    fn from(e: anyhow::Error) -> Taken {
-        Taken::Db(e)
+/// Locks profile `p` (matched with `m`; `before` the profiles before it
+/// when the walk began), reads what it may hand out and, when it lets the
+/// node in, writes the decision and commits when `commit`. The caller
+/// ends the transaction otherwise.
+#[allow(clippy::too_many_arguments)]
+fn locked_step(
+    cfg: &ServerConfig,
+    db: &mut dyn Decisions,
+    before: &[store::Profile],
+    p: &store::Profile,
+    m: &Match,
+    files: Files,
+    kept: &Kept,
+    commit: bool,
+    warn: Warn<'_>,
+) -> Result<Step, DecideError> {
+    let pref = p.has_cmdb.then(|| preference(m));
+    let locked = db.lock(&p.profile, pref.as_ref()).map_err(unavailable)?;
+    let Some(left) = locked.left else {
+        return Ok(Step::Again);
+    };
+    // The profiles before this one as they are now: one whose count
+    // changed may now let the node in first.
+    if locked.profiles.get(..before.len()) != Some(before) {
+        return Ok(Step::Again);
     }
+    let Some((vars, position, reused, value)) = take(p, left, m, locked.located)? else {
+        return Ok(Step::Passed(Passed::Because("no installs left")));
+    };
+    if !reused && left == Count::Left(0) {
+        return Ok(Step::Passed(Passed::Because("no installs left")));
+    }
+    let consumes = !reused && left != Count::Unlimited;
+    let left_after = match left {
+        Count::Left(n) if consumes => Count::Left(n - 1),
+        other => other,
+    };
+    let mut vars = vars;
+    vars.insert("edeploy-profile".into(), Value::Str(p.profile.clone()));
+    let script = files.script?;
+    if m.beyond_reference {
+        warn(format!(
+            "profile {}: matched beyond the original matcher's search, which finds no match here \
+             (it gives up after 50 levels of retries or never retries a line binding no new \
+             variable); the variables are the first pairing in file order",
+            p.profile
+        ));
+    }
+    if commit {
+        let entry = match (position, &value) {
+            (Some(pos), Some(v)) => Some((pos, v)),
+            _ => None,
+        };
+        db.commit(&store::Commit {
+            profile: &p.profile,
+            sysname: &kept.sysname,
+            entry,
+            consumes,
+            hw: &kept.text,
+            cmdb_position: position,
+            reused,
+            server: &kept.server,
+            files_sha256: &files.sha256,
+        })
+        .map_err(unavailable)?;
+    }
+    Ok(Step::Decided(Box::new(Decision {
+        profile: p.profile.clone(),
+        vars,
+        script,
+        settings: settings(cfg),
+        cmdb_entry: position.and_then(|n| usize::try_from(n).ok()),
+        reused,
+        left: left_after,
+    })))
 }
 
 type Handed = (IndexMap<String, Value>, Option<i32>, bool, Option<Value>);
 
 /// What profile `p` (matched with `m`, `left` installs left, its row
-/// locked) hands the node: its variables with the CMDB entry merged, the
-/// entry's position, whether the node already owned it, and the entry as
-/// it becomes; `None` when it may not (no installs left and no entry of
-/// the node's).
+/// locked, `found` the node's entry in its CMDB when it has one) hands
+/// the node: its variables with the CMDB entry merged, the entry's
+/// position, whether the node already owned it, and the entry as it
+/// becomes; `None` when it may not (no installs left and no entry of the
+/// node's).
 fn take(
-    tx: &mut postgres::Transaction<'_>,
-    section: &str,
     p: &store::Profile,
     left: Count,
     m: &Match,
-) -> Result<Option<Handed>, Taken> {
+    found: Option<store::Located>,
+) -> Result<Option<Handed>, DecideError> {
     let may_take_new = left != Count::Left(0);
-    if !p.has_cmdb {
+    let Some(found) = found else {
         if !may_take_new {
             return Ok(None);
         }
@@ -364,28 +397,23 @@ fn take(
             .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
             .collect();
         return Ok(Some((vars, None, false, None)));
-    }
-    let found = store::locate(tx, section, &p.profile, &preference(m), may_take_new)?;
+    };
     if found.owner.is_none() && !may_take_new {
         return Ok(None);
     }
     let entry = match (found.holding, found.free) {
         (Some(e), _) => e,
         (None, _) if !m.forced.is_empty() => {
-            return Err(Taken::Decide(DecideError::Cmdb(
-                cmdb::CmdbError::NoForcedEntry {
-                    profile: p.profile.clone(),
-                    forced: m.forced.clone(),
-                },
-            )))
+            return Err(DecideError::Cmdb(cmdb::CmdbError::NoForcedEntry {
+                profile: p.profile.clone(),
+                forced: m.forced.clone(),
+            }))
         }
         (None, Some(e)) => e,
         (None, None) => {
-            return Err(Taken::Decide(DecideError::Cmdb(
-                cmdb::CmdbError::Exhausted {
-                    profile: p.profile.clone(),
-                },
-            )))
+            return Err(DecideError::Cmdb(cmdb::CmdbError::Exhausted {
+                profile: p.profile.clone(),
+            }))
         }
     };
     let reused = found.owner == Some(entry.position);
