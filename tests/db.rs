@@ -794,3 +794,208 @@ fn the_status_page_connects_once_for_all_its_previews() {
     decide::preview(&cfg, &hw_of("hw/kvm-test-vm.hw"), &mut |_| {}).expect("preview");
     assert_eq!(connections(&pg, app), 2);
 }
+
+/// A CONFIGDIR whose three profiles all take the KVM test VM: `a` (two
+/// installs, no CMDB), `kvm-test` (five installs, a CMDB of 12 entries),
+/// `spare` ('*').
+fn three_takers(dir: &Path) {
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::write(
+        dir.join("state"),
+        "[('a', 2), ('kvm-test', 5), ('spare', '*')]\n",
+    )
+    .expect("state");
+    for p in ["a", "kvm-test", "spare"] {
+        fs::copy(
+            fixture("reference-config/kvm-test.specs"),
+            dir.join(format!("{p}.specs")),
+        )
+        .expect("specs");
+        fs::write(dir.join(format!("{p}.configure")), "run(\"true\");\n").expect("script");
+    }
+    fs::write(
+        dir.join("kvm-test.cmdb"),
+        "generate({'hostname': 'k1-12', 'ip': '10.7.0.1-12'})\n",
+    )
+    .expect("cmdb");
+    // A profile's files left behind, not in the state: an error to read.
+    fs::write(dir.join("old.specs"), "[('system', \n").expect("specs");
+}
+
+/// The KVM test VM with the `i`-th set of MACs.
+fn vm(i: usize) -> Vec<Line> {
+    let mut hw = hw_of("hw/kvm-test-vm.hw");
+    for l in hw.iter_mut() {
+        if l[0] == "network" && l[2] == "serial" {
+            l[3] = l[3].replacen("52:54:", &format!("52:{:02x}:", 0x60 + i), 1);
+        }
+    }
+    hw
+}
+
+/// What a decision answered, warnings included.
+fn outcome(cfg: &ServerConfig, hw: &[Line]) -> String {
+    let mut warned = Vec::new();
+    let d = decide::decide(cfg, hw, true, &mut |w| warned.push(w));
+    match d {
+        Ok(d) => format!(
+            "{} {:?} entry {:?} reused {} left {:?} warned {warned:?}",
+            d.profile, d.vars, d.cmdb_entry, d.reused, d.left
+        ),
+        Err(e) => format!("{e} warned {warned:?}"),
+    }
+}
+
+/// Each server keeps the list of the profiles in CONFIGDIR
+/// (`.edeploy-profiles`) to spare a decision the statement that reads it.
+/// A list that is out of date, or forged, never changes an answer: a site
+/// whose list is replaced by a wrong one before most decisions answers as
+/// a site that has none, decision after decision, while the counts change
+/// under both. A list that is right is used: the decision does not read
+/// the profiles from the database.
+#[test]
+fn a_kept_list_of_the_profiles_never_changes_an_answer() {
+    let pg = pg::Postgres::start();
+    pg.client("postgres")
+        .batch_execute("CREATE DATABASE twin")
+        .expect("create the second database");
+    let work = tempfile::tempdir().expect("tempdir");
+    let kept_dir = work.path().join("kept");
+    let none_dir = work.path().join("none");
+    three_takers(&kept_dir);
+    three_takers(&none_dir);
+    let site = |dir: &Path, db: &str| {
+        let conf = dir.join("edeploy.conf");
+        let url = pg.socket_url().replace("/edeploy?", &format!("/{db}?"));
+        assert!(url.contains(&format!("/{db}?")), "{url}");
+        fs::write(
+            &conf,
+            format!(
+                "[SERVER]\nCONFIGDIR = {}\nDATABASE = {url}\n",
+                dir.display()
+            ),
+        )
+        .expect("conf");
+        assert_eq!(admin(&conf, &["db", "init"]).0, 0);
+        let (code, out, err) = admin(&conf, &["db", "import", &dir.display().to_string()]);
+        assert_eq!(code, 0, "{out}{err}");
+        let mut cfg = ServerConfig::with_configdir(dir);
+        cfg.database = Some(url);
+        cfg
+    };
+    let kept = site(&kept_dir, "edeploy");
+    let none = site(&none_dir, "twin");
+    let list = kept_dir.join(".edeploy-profiles");
+    let line = |name: &str, cmdb: bool, exhausted: bool| {
+        format!(
+            "{}{} {name}\n",
+            if cmdb { 'c' } else { '-' },
+            if exhausted { '0' } else { '+' }
+        )
+    };
+    let forged = |lines: &[String]| {
+        let body = format!("edeploy-profiles 1\nSERVER\n{}", lines.concat());
+        format!("{body}{:08x}\n", crc32fast::hash(body.as_bytes()))
+    };
+    let forgeries = [
+        // `a` left out: kvm-test would be taken first.
+        forged(&[line("kvm-test", true, false), line("spare", false, false)]),
+        // `a` exhausted (it is not, at first), then not (it is, later).
+        forged(&[
+            line("a", false, true),
+            line("kvm-test", true, false),
+            line("spare", false, false),
+        ]),
+        forged(&[
+            line("a", false, false),
+            line("kvm-test", true, false),
+            line("spare", false, false),
+        ]),
+        // Another order.
+        forged(&[
+            line("spare", false, false),
+            line("kvm-test", true, false),
+            line("a", false, false),
+        ]),
+        // A profile the state does not have, and no .specs of it; one
+        // whose .specs is broken.
+        forged(&[line("ghost", false, false), line("spare", false, false)]),
+        forged(&[line("old", false, false), line("spare", false, false)]),
+        // kvm-test without its CMDB (`a` has no installs left by then).
+        forged(&[
+            line("a", false, true),
+            line("kvm-test", false, false),
+            line("spare", false, false),
+        ]),
+        // No profile at all: no answer without the database's list.
+        forged(&[]),
+        // Another section's; junk.
+        "edeploy-profiles 1\nlab\n-+ a\n00000000\n".to_string(),
+        "junk".to_string(),
+    ];
+    let give_back = |db: &str| {
+        pg.client(db)
+            .batch_execute("UPDATE edeploy_profiles SET installs_left = 1 WHERE profile = 'a'")
+            .expect("give an install back");
+    };
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut forging = forgeries.iter().cycle();
+    for i in 0..16 {
+        if i == 9 {
+            // An operator gives `a` an install back on both: the kept
+            // list says it has none.
+            give_back("edeploy");
+            give_back("twin");
+        }
+        if i % 4 != 3 {
+            fs::write(&list, forging.next().expect("a forgery")).expect("forge");
+        }
+        let _ = fs::remove_file(none_dir.join(".edeploy-profiles"));
+        let hw = vm(i);
+        let got = outcome(&kept, &hw);
+        let want = outcome(&none, &hw);
+        assert_eq!(got, want, "node {i}");
+        kinds.insert(got.split(' ').next().unwrap_or_default().to_string());
+    }
+    // Every profile was taken along the way.
+    for p in ["a", "kvm-test", "spare"] {
+        assert!(kinds.contains(p), "{p} never taken: {kinds:?}");
+    }
+
+    // The list kept is the database's, and it is used: a decision with it
+    // does not read the profiles; without it, it does, and keeps it again.
+    outcome(&kept, &vm(40));
+    let text = fs::read_to_string(&list).expect("the kept list");
+    assert!(
+        text.starts_with("edeploy-profiles 1\nSERVER\n-0 a\nc0 kvm-test\n-+ spare\n"),
+        "{text}"
+    );
+    pg.client("postgres")
+        .batch_execute("ALTER DATABASE edeploy SET log_statement = 'all'")
+        .expect("log statements");
+    let reads = || {
+        pg.log()
+            .matches("SELECT p.profile, p.installs_left")
+            .count()
+    };
+    let before = reads();
+    let got = outcome(&kept, &vm(41));
+    assert!(got.starts_with("spare "), "{got}");
+    assert_eq!(reads(), before, "{}", pg.log());
+    fs::remove_file(&list).expect("rm");
+    let got = outcome(&kept, &vm(42));
+    assert!(got.starts_with("spare "), "{got}");
+    assert!(reads() > before, "{}", pg.log());
+    assert_eq!(fs::read_to_string(&list).expect("kept again"), text);
+
+    // A symlink in its place is replaced, never written through.
+    let outside = work.path().join("outside");
+    fs::write(&outside, "keep").expect("write");
+    fs::remove_file(&list).expect("rm");
+    std::os::unix::fs::symlink(&outside, &list).expect("symlink");
+    let got = outcome(&kept, &vm(43));
+    assert!(got.starts_with("spare "), "{got}");
+    assert_eq!(fs::read_to_string(&outside).expect("read"), "keep");
+    assert!(fs::symlink_metadata(&list).expect("stat").is_file());
+    assert_eq!(fs::read_to_string(&list).expect("kept"), text);
+}

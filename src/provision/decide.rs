@@ -80,6 +80,7 @@ pub const ROUNDS: usize = 3;
 /// PROFILE to the node and not given back.
 pub const HANDOUTS: &str = "handouts.d";
 
+mod listed;
 pub mod on_db;
 
 /// What the node is told.
@@ -1102,16 +1103,25 @@ impl<'a> Configdir<'a> {
     /// nine bytes of index each). Never through a symlink, nor waiting on
     /// a FIFO put in its place.
     fn read_index(&self, index: &Path, text_len: usize) -> Option<Vec<u8>> {
+        self.read_own(index, 64 + (text_len / 2).saturating_mul(9))
+    }
+
+    /// A file this server writes beside the operator's ([`write_own`]):
+    /// `None` when there is none, or it is not a regular file, or it is
+    /// larger than `most` bytes. Never through a symlink, nor waiting on a
+    /// FIFO put in its place.
+    ///
+    /// [`write_own`]: Configdir::write_own
+    fn read_own(&self, path: &Path, most: usize) -> Option<Vec<u8>> {
         use std::io::Read;
         let file = self
             .open_with(
-                index,
+                path,
                 libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
                 0,
             )
             .ok()?;
         let meta = file.metadata().ok()?;
-        let most = 64 + (text_len / 2).saturating_mul(9);
         if !meta.is_file() || meta.len() > most as u64 {
             return None;
         }
@@ -1126,26 +1136,35 @@ impl<'a> Configdir<'a> {
 
     /// Writes a CMDB's side index in place (after the commit, under the
     /// lock; no `fsync`: a torn or lost index fails its checks and is
-    /// made again). A symlink in its place is removed, not followed. A
-    /// failure leaves the decision as it is: the next one skims the CMDB.
+    /// made again). A failure leaves the decision as it is: the next one
+    /// skims the CMDB.
     fn write_index(&self, index: &Path, w: &cmdb::IndexWrite) {
+        self.write_own(index, &w.pieces, w.len);
+    }
+
+    /// Writes `pieces` (offset, bytes) of a file this server keeps beside
+    /// the operator's, in place, and cuts it to `len` bytes; no `fsync`:
+    /// what it holds carries its own check, and one torn or lost is made
+    /// again. A symlink in its place is removed, not followed; a file this
+    /// process may not write (another user's) is removed and made again.
+    /// A failure is silent: such a file only spares work.
+    fn write_own(&self, path: &Path, pieces: &[(u64, Vec<u8>)], len: u64) {
         use std::os::unix::fs::FileExt;
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-        let file = match self.open_with(index, flags, 0o644) {
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                std::fs::remove_file(index).and_then(|_| self.open_with(index, flags, 0o644))
+        let file = match self.open_with(path, flags, 0o644) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EACCES)) => {
+                std::fs::remove_file(path).and_then(|_| self.open_with(path, flags, 0o644))
             }
             other => other,
         };
         let Ok(file) = file else {
             return;
         };
-        let _ = w
-            .pieces
+        let _ = pieces
             .iter()
             .try_for_each(|(at, bytes)| file.write_all_at(bytes, *at))
             .and_then(|_| match file.metadata() {
-                Ok(m) if m.len() > w.len => file.set_len(w.len),
+                Ok(m) if m.len() > len => file.set_len(len),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             });

@@ -15,6 +15,7 @@
 //! a database that goes away mid-decision leaves nothing half-done: the
 //! transaction is not committed.
 
+use super::listed::{self, Listed};
 use super::{
     config, read_script, settings, specs_from_bytes, Configdir, CpuBudget, DecideError, Decision,
     Matches, Passed, Warn, ROUNDS,
@@ -55,11 +56,11 @@ enum Read {
 fn read_specs(
     cfg: &ServerConfig,
     dir: &Configdir<'_>,
-    p: &store::Profile,
+    p: &Listed,
     known: bool,
     warn: Warn<'_>,
 ) -> Result<Read, DecideError> {
-    if p.left == Count::Left(0) && !p.has_cmdb {
+    if p.exhausted && !p.has_cmdb {
         return Ok(Read::Passed(Passed::Because("no installs left")));
     }
     if known {
@@ -158,7 +159,7 @@ pub fn decide(
         .as_deref()
         .ok_or_else(|| config("DATABASE is not set"))?;
     let mut db = db::pipe::connect(url, &cfg.section).map_err(unavailable)?;
-    decide_on(&mut db, cfg, hw, only, commit, budget, warn)
+    decide_on(&mut db, cfg, hw, only, commit, true, budget, warn)
 }
 
 /// The decision for `hw` that commits nothing (what the node would get
@@ -172,16 +173,19 @@ pub fn preview_on(
     budget: CpuBudget,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
-    decide_on(db, cfg, hw, None, false, budget, warn)
+    decide_on(db, cfg, hw, None, false, false, budget, warn)
 }
 
-/// [`decide`] on `db`.
+/// [`decide`] on `db`; with `keep_list`, walking first the list of the
+/// profiles this server keeps ([`walk`]).
+#[allow(clippy::too_many_arguments)]
 fn decide_on(
     db: &mut dyn Decisions,
     cfg: &ServerConfig,
     hw: &[Line],
     only: Option<&str>,
     commit: bool,
+    keep_list: bool,
     budget: CpuBudget,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
@@ -198,7 +202,17 @@ fn decide_on(
     };
     let hw_index = Hardware::new(hw);
     let mut matches = Matches::new(budget);
-    let result = walk(cfg, db, &hw_index, &kept, only, commit, &mut matches, warn);
+    let result = walk(
+        cfg,
+        db,
+        &hw_index,
+        &kept,
+        only,
+        commit,
+        keep_list,
+        &mut matches,
+        warn,
+    );
     if commit && result.is_err() {
         db.keep_hw(&kept.sysname, &kept.text).map_err(unavailable)?;
     }
@@ -215,6 +229,51 @@ enum Step {
     Decided(Box<Decision>),
 }
 
+/// How a walk over one list of the profiles ends.
+enum Round {
+    Again,
+    NoMatch(Vec<(String, Passed)>),
+    Decided(Box<Decision>),
+}
+
+/// The copy of the profiles' list this server keeps in CONFIGDIR
+/// (`listed`): read once, written when a list read from the database
+/// differs from it.
+struct KeptList {
+    path: std::path::PathBuf,
+    section: String,
+    list: Option<Vec<Listed>>,
+}
+
+impl KeptList {
+    fn read(cfg: &ServerConfig, dir: &Configdir<'_>, section: &str) -> KeptList {
+        let path = listed::path(&cfg.configdir);
+        let list = dir
+            .read_own(&path, listed::MOST)
+            .and_then(|b| listed::from_text(&b, section));
+        KeptList {
+            path,
+            section: section.to_string(),
+            list,
+        }
+    }
+
+    /// Keeps `list`, read from the database, unless it is kept already.
+    fn saw(&mut self, dir: &Configdir<'_>, list: Vec<Listed>) {
+        if self.list.as_ref() == Some(&list) {
+            return;
+        }
+        let text = listed::to_text(&self.section, &list).into_bytes();
+        let len = text.len() as u64;
+        dir.write_own(&self.path, &[(0, text)], len);
+        self.list = Some(list);
+    }
+}
+
+/// Walks the profiles in state order. With `keep_list`, the first walk
+/// is over the list this server keeps (`listed`), which spares reading
+/// it from the database; a walk over it that decides nothing, or fails,
+/// is made again over the database's.
 #[allow(clippy::too_many_arguments)]
 fn walk(
     cfg: &ServerConfig,
@@ -223,70 +282,134 @@ fn walk(
     kept: &Kept,
     only: Option<&str>,
     commit: bool,
+    keep_list: bool,
     matches: &mut Matches,
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
     let dir = Configdir::open(cfg);
-    'rounds: for _ in 0..ROUNDS {
-        let profiles = db.profiles().map_err(unavailable)?;
-        let mut tried: Vec<(String, Passed)> = Vec::new();
-        if let Some(p) = only {
-            if !profiles.iter().any(|x| x.profile == p) {
-                tried.push((p.to_string(), Passed::Because("not in the state file")));
+    let mut kept_list = keep_list.then(|| KeptList::read(cfg, &dir, db.section()));
+    let mut next = kept_list.as_ref().and_then(|k| k.list.clone());
+    let rounds = ROUNDS + usize::from(next.is_some());
+    for _ in 0..rounds {
+        let (profiles, from_copy) = match next.take() {
+            Some(list) => (list, true),
+            None => {
+                let list = listed::listed(&db.profiles().map_err(unavailable)?);
+                if let Some(k) = kept_list.as_mut() {
+                    k.saw(&dir, list.clone());
+                }
+                (list, false)
             }
+        };
+        // A walk over the kept copy says what it warns of only once it
+        // stands.
+        let mut held = Vec::new();
+        let mut hold = |w: String| held.push(w);
+        let round_warn: Warn<'_> = if from_copy { &mut hold } else { &mut *warn };
+        let mut seen = None;
+        let round = walk_once(
+            cfg, db, &dir, &profiles, hw_index, kept, only, commit, matches, &mut seen, round_warn,
+        );
+        if let (Some(k), Some(list)) = (kept_list.as_mut(), seen) {
+            k.saw(&dir, list);
         }
-        for (i, p) in profiles.iter().enumerate() {
-            if only.is_some_and(|o| o != p.profile) {
-                continue;
+        match round {
+            Ok(Round::Decided(d)) => {
+                held.into_iter().for_each(&mut *warn);
+                return Ok(*d);
             }
-            let known = matches.done.contains_key(&p.profile);
-            let specs = match read_specs(cfg, &dir, p, known, warn)? {
-                Read::Passed(why) => {
-                    tried.push((p.profile.clone(), why));
-                    continue;
-                }
-                Read::Specs(s) => Some(s),
-                Read::Known => None,
-            };
-            let result = matches
-                .get(&p.profile, specs.as_ref(), hw_index)
-                .map_err(super::PickError::into_decide)?;
-            let m = match &*result {
-                Ok(m) => m.clone(),
-                Err(_) => {
-                    tried.push((p.profile.clone(), Passed::Unmatched(result)));
-                    continue;
-                }
-            };
-            // What the commit needs of the files, read before the row lock
-            // (an error in them counts only once the profile lets the node
-            // in, as on files).
-            let files = Files {
-                script: read_script(&dir, &p.profile),
-                sha256: if commit {
-                    files_sha256(cfg, &dir, &p.profile)
-                } else {
-                    String::new()
-                },
-            };
-            // The profile matches: its CMDB and count, under its row lock,
-            // in a transaction that ends here whatever happens.
-            let step = locked_step(cfg, db, &profiles[..i], p, &m, files, kept, commit, warn);
-            if !matches!(step, Ok(Step::Decided(_))) || !commit {
-                let rolled_back = db.rollback().map_err(unavailable);
-                if step.is_ok() {
-                    rolled_back?;
-                }
-            }
-            match step? {
-                Step::Again => continue 'rounds,
-                Step::Passed(why) => tried.push((p.profile.clone(), why)),
-                Step::Decided(d) => return Ok(*d),
-            }
+            Ok(Round::Again) => continue,
+            Ok(Round::NoMatch(_)) | Err(_) if from_copy => continue,
+            Ok(Round::NoMatch(tried)) => return Err(super::no_match(tried)),
+            Err(e) => return Err(e),
         }
-        return Err(super::no_match(tried));
     }
     Err(DecideError::Busy(ROUNDS))
+}
+
+/// One walk over `profiles`; `seen` gets the list as read under the row
+/// lock, when one was taken.
+#[allow(clippy::too_many_arguments)]
+fn walk_once(
+    cfg: &ServerConfig,
+    db: &mut dyn Decisions,
+    dir: &Configdir<'_>,
+    profiles: &[Listed],
+    hw_index: &Hardware<'_>,
+    kept: &Kept,
+    only: Option<&str>,
+    commit: bool,
+    matches: &mut Matches,
+    seen: &mut Option<Vec<Listed>>,
+    warn: Warn<'_>,
+) -> Result<Round, DecideError> {
+    let mut tried: Vec<(String, Passed)> = Vec::new();
+    if let Some(p) = only {
+        if !profiles.iter().any(|x| x.profile == p) {
+            tried.push((p.to_string(), Passed::Because("not in the state file")));
+        }
+    }
+    for (i, p) in profiles.iter().enumerate() {
+        if only.is_some_and(|o| o != p.profile) {
+            continue;
+        }
+        let known = matches.done.contains_key(&p.profile);
+        let specs = match read_specs(cfg, dir, p, known, warn)? {
+            Read::Passed(why) => {
+                tried.push((p.profile.clone(), why));
+                continue;
+            }
+            Read::Specs(s) => Some(s),
+            Read::Known => None,
+        };
+        let result = matches
+            .get(&p.profile, specs.as_ref(), hw_index)
+            .map_err(super::PickError::into_decide)?;
+        let m = match &*result {
+            Ok(m) => m.clone(),
+            Err(_) => {
+                tried.push((p.profile.clone(), Passed::Unmatched(result)));
+                continue;
+            }
+        };
+        // What the commit needs of the files, read before the row lock
+        // (an error in them counts only once the profile lets the node
+        // in, as on files).
+        let files = Files {
+            script: read_script(dir, &p.profile),
+            sha256: if commit {
+                files_sha256(cfg, dir, &p.profile)
+            } else {
+                String::new()
+            },
+        };
+        // The profile matches: its CMDB and count, under its row lock,
+        // in a transaction that ends here whatever happens.
+        let step = locked_step(
+            cfg,
+            db,
+            &profiles[..i],
+            p,
+            &m,
+            files,
+            kept,
+            commit,
+            seen,
+            warn,
+        );
+        if !matches!(step, Ok(Step::Decided(_))) || !commit {
+            let rolled_back = db.rollback().map_err(unavailable);
+            if step.is_ok() {
+                rolled_back?;
+            }
+        }
+        match step? {
+            Step::Again => return Ok(Round::Again),
+            Step::Passed(why) => tried.push((p.profile.clone(), why)),
+            Step::Decided(d) => return Ok(Round::Decided(d)),
+        }
+    }
+    Ok(Round::NoMatch(tried))
 }
 
 /// A profile's files as the commit needs them.
@@ -303,22 +426,25 @@ struct Files {
 fn locked_step(
     cfg: &ServerConfig,
     db: &mut dyn Decisions,
-    before: &[store::Profile],
-    p: &store::Profile,
+    before: &[Listed],
+    p: &Listed,
     m: &Match,
     files: Files,
     kept: &Kept,
     commit: bool,
+    seen: &mut Option<Vec<Listed>>,
     warn: Warn<'_>,
 ) -> Result<Step, DecideError> {
     let pref = p.has_cmdb.then(|| preference(m));
     let locked = db.lock(&p.profile, pref.as_ref()).map_err(unavailable)?;
+    *seen = Some(listed::listed(&locked.profiles));
     let Some(left) = locked.left else {
         return Ok(Step::Again);
     };
-    // The profiles before this one as they are now: one whose count
-    // changed may now let the node in first.
-    if locked.profiles.get(..before.len()) != Some(before) {
+    // The profiles before this one as they are now: one that may now let
+    // the node in first, or this one changed (its CMDB), and the walk
+    // starts again.
+    if !listed::same_before(&locked.profiles, before, p) {
         return Ok(Step::Again);
     }
     let Some((vars, position, reused, value)) = take(p, left, m, locked.located)? else {
@@ -381,7 +507,7 @@ type Handed = (IndexMap<String, Value>, Option<i32>, bool, Option<Value>);
 /// becomes; `None` when it may not (no installs left and no entry of the
 /// node's).
 fn take(
-    p: &store::Profile,
+    p: &Listed,
     left: Count,
     m: &Match,
     found: Option<store::Located>,
