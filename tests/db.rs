@@ -988,6 +988,13 @@ fn a_kept_list_of_the_profiles_never_changes_an_answer() {
     assert!(reads() > before, "{}", pg.log());
     assert_eq!(fs::read_to_string(&list).expect("kept again"), text);
 
+    // A preview reads it but does not write it (`edeploy-admin try` runs
+    // as root, and the list is the web server user's).
+    fs::remove_file(&list).expect("rm");
+    decide::preview(&kept, &vm(44), &mut |_| {}).expect("preview");
+    assert!(!list.exists());
+    fs::write(&list, &text).expect("restore");
+
     // A symlink in its place is replaced, never written through.
     let outside = work.path().join("outside");
     fs::write(&outside, "keep").expect("write");

@@ -238,15 +238,18 @@ enum Round {
 
 /// The copy of the profiles' list this server keeps in CONFIGDIR
 /// (`listed`): read once, written when a list read from the database
-/// differs from it.
+/// differs from it, by decisions that commit (`upload.cgi`, as the web
+/// server's user), not by previews (`edeploy-admin try`, often run as
+/// root).
 struct KeptList {
     path: std::path::PathBuf,
     section: String,
     list: Option<Vec<Listed>>,
+    writes: bool,
 }
 
 impl KeptList {
-    fn read(cfg: &ServerConfig, dir: &Configdir<'_>, section: &str) -> KeptList {
+    fn read(cfg: &ServerConfig, dir: &Configdir<'_>, section: &str, writes: bool) -> KeptList {
         let path = listed::path(&cfg.configdir);
         let list = dir
             .read_own(&path, listed::MOST)
@@ -255,12 +258,13 @@ impl KeptList {
             path,
             section: section.to_string(),
             list,
+            writes,
         }
     }
 
     /// Keeps `list`, read from the database, unless it is kept already.
     fn saw(&mut self, dir: &Configdir<'_>, list: Vec<Listed>) {
-        if self.list.as_ref() == Some(&list) {
+        if !self.writes || self.list.as_ref() == Some(&list) {
             return;
         }
         let text = listed::to_text(&self.section, &list).into_bytes();
@@ -287,7 +291,7 @@ fn walk(
     warn: Warn<'_>,
 ) -> Result<Decision, DecideError> {
     let dir = Configdir::open(cfg);
-    let mut kept_list = keep_list.then(|| KeptList::read(cfg, &dir, db.section()));
+    let mut kept_list = keep_list.then(|| KeptList::read(cfg, &dir, db.section(), commit));
     let mut next = kept_list.as_ref().and_then(|k| k.list.clone());
     let rounds = ROUNDS + usize::from(next.is_some());
     for _ in 0..rounds {
