@@ -20,10 +20,11 @@ bc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bc)
 
 WARMUP = 30
-# Each side takes its nodes in blocks of BLOCK requests in a row, the
-# sides taking turns block by block: a request follows one of its own
-# kind, as on a server (P1 is one request at a time), while a change of
-# the machine's load over the run still falls on every side alike.
+# Each site takes its nodes in blocks of BLOCK requests in a row, the
+# sites (every side of every size) taking turns block by block: a
+# request follows one of its own kind, as on a server (P1 is one request
+# at a time), while a change of the machine's load over the run still
+# falls on every side and size alike.
 BLOCK = 20
 
 
@@ -91,9 +92,13 @@ def run_cgi(cgi, site, body, spool):
 def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path):
     """For each CMDB size, a site on files, one on the database and, with
     BOUNCER_OF, one on the same database through pgbouncer, take RUNS new
-    nodes each, in turns of BLOCK; the i-th node gets the same IP on
-    all."""
-    result = {"runs": runs, "rows": []}
+    nodes each; the i-th node gets the same IP on all the sides of a
+    size. Every site is made (and every database imported and settled)
+    first; then the sites take turns in blocks of BLOCK requests, size
+    after size and side after side, so that a change of the machine's
+    speed during the run falls on every size and side alike."""
+    rows = []
+    sites = []
     for n in sizes_list:
         fsite = os.path.join(work, "file-%d" % n)
         dsite = os.path.join(work, "db-%d" % n)
@@ -105,41 +110,46 @@ def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path):
         admin(exe, dsite, "db", "init")
         moved = admin(exe, dsite, "db", "import", os.path.join(dsite, "config"))
         took_import = time.perf_counter() - t0
-        sides = [("file", fsite), ("db", dsite)]
+        rows.append({"entries": n, "import": moved, "import_s": took_import})
+        sites.append((n, "file", fsite))
+        sites.append((n, "db", dsite))
         if bouncer_of:
             # Its own database, the same import.
             make_site(bsite, count, n, bouncer_of("c%d" % n))
             admin(exe, bsite, "db", "init")
             admin(exe, bsite, "db", "import", os.path.join(bsite, "config"))
-            sides.append(("bouncer", bsite))
+            sites.append((n, "bouncer", bsite))
+    for n in sizes_list:
+        if bouncer_of:
             settle(bouncer_of("c%d" % n))
         settle(url_of("b%d" % n))
-        spool = os.path.join(work, "body")
-        times = {name: [] for name, _ in sides}
-        got = {}
-        total = runs + WARMUP
-        for first in range(0, total, BLOCK):
-            block = range(first, min(first + BLOCK, total))
-            bodies = [bc.multipart(bc.node_hw(7, i)) for i in block]
-            for name, site in sides:
-                for i, body in zip(block, bodies):
-                    took, ip = run_cgi(cgi, site, body, spool)
-                    got.setdefault(i, {})[name] = ip
-                    if i >= WARMUP:
-                        times[name].append(took)
-        for i, ips in sorted(got.items()):
-            if len(set(ips.values())) != 1:
-                raise SystemExit("node %d: %r" % (i, ips))
-        row = {"entries": n, "import": moved, "import_s": took_import}
-        for name, t in times.items():
-            row[name + "_p50"] = bc.pct(t, 50)
-            row[name + "_p90"] = bc.pct(t, 90)
+    spool = os.path.join(work, "body")
+    times = {(n, name): [] for n, name, _ in sites}
+    got = {}
+    total = runs + WARMUP
+    for first in range(0, total, BLOCK):
+        block = range(first, min(first + BLOCK, total))
+        bodies = [bc.multipart(bc.node_hw(7, i)) for i in block]
+        for n, name, site in sites:
+            for i, body in zip(block, bodies):
+                took, ip = run_cgi(cgi, site, body, spool)
+                got.setdefault((n, i), {})[name] = ip
+                if i >= WARMUP:
+                    times[(n, name)].append(took)
+    for (n, i), ips in sorted(got.items()):
+        if len(set(ips.values())) != 1:
+            raise SystemExit("%d entries, node %d: %r" % (n, i, ips))
+    for row in rows:
+        n = row["entries"]
+        names = [name for m, name, _ in sites if m == n]
+        for name in names:
+            row[name + "_p50"] = bc.pct(times[(n, name)], 50)
+            row[name + "_p90"] = bc.pct(times[(n, name)], 90)
         print("== %d entries: %s (medians of %d)" % (
-            n, ", ".join("%s %.2f ms" % (k, row[k + "_p50"] * 1e3) for k in times), runs),
+            n, ", ".join("%s %.2f ms" % (k, row[k + "_p50"] * 1e3) for k in names), runs),
             file=sys.stderr)
-        result["rows"].append(row)
     with open(out_path, "w") as f:
-        json.dump(result, f, indent=1)
+        json.dump({"runs": runs, "rows": rows}, f, indent=1)
 
 
 def lighttpd_site(cgi, site, port):
