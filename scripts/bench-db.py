@@ -89,11 +89,12 @@ def run_cgi(cgi, site, body, spool):
     return took, answer["vars"]["ip"]
 
 
-def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path):
+def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path, baseline=""):
     """For each CMDB size, a site on files, one on the database and, with
-    BOUNCER_OF, one on the same database through pgbouncer, take RUNS new
-    nodes each; the i-th node gets the same IP on all the sides of a
-    size. Every site is made (and every database imported and settled)
+    BOUNCER_OF, one on the same database through pgbouncer (and, with
+    BASELINE, another upload.cgi, one more through pgbouncer on a
+    database of its own, run by BASELINE), take RUNS new nodes each; the
+    i-th node gets the same IP on all the sides of a size. Every site is made (and every database imported and settled)
     first; then the sites take turns in blocks of BLOCK requests, size
     after size and side after side, so that a change of the machine's
     speed during the run falls on every size and side alike."""
@@ -111,28 +112,36 @@ def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path):
         moved = admin(exe, dsite, "db", "import", os.path.join(dsite, "config"))
         took_import = time.perf_counter() - t0
         rows.append({"entries": n, "import": moved, "import_s": took_import})
-        sites.append((n, "file", fsite))
-        sites.append((n, "db", dsite))
+        sites.append((n, "file", fsite, cgi))
+        sites.append((n, "db", dsite, cgi))
         if bouncer_of:
             # Its own database, the same import.
             make_site(bsite, count, n, bouncer_of("c%d" % n))
             admin(exe, bsite, "db", "init")
             admin(exe, bsite, "db", "import", os.path.join(bsite, "config"))
-            sites.append((n, "bouncer", bsite))
+            sites.append((n, "bouncer", bsite, cgi))
+        if bouncer_of and baseline:
+            esite = os.path.join(work, "baseline-%d" % n)
+            make_site(esite, count, n, bouncer_of("e%d" % n))
+            admin(exe, esite, "db", "init")
+            admin(exe, esite, "db", "import", os.path.join(esite, "config"))
+            sites.append((n, "baseline", esite, baseline))
     for n in sizes_list:
         if bouncer_of:
             settle(bouncer_of("c%d" % n))
+            if baseline:
+                settle(bouncer_of("e%d" % n))
         settle(url_of("b%d" % n))
     spool = os.path.join(work, "body")
-    times = {(n, name): [] for n, name, _ in sites}
+    times = {(n, name): [] for n, name, _, _ in sites}
     got = {}
     total = runs + WARMUP
     for first in range(0, total, BLOCK):
         block = range(first, min(first + BLOCK, total))
         bodies = [bc.multipart(bc.node_hw(7, i)) for i in block]
-        for n, name, site in sites:
+        for n, name, site, run in sites:
             for i, body in zip(block, bodies):
-                took, ip = run_cgi(cgi, site, body, spool)
+                took, ip = run_cgi(run, site, body, spool)
                 got.setdefault((n, i), {})[name] = ip
                 if i >= WARMUP:
                     times[(n, name)].append(took)
@@ -141,7 +150,7 @@ def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path):
             raise SystemExit("%d entries, node %d: %r" % (n, i, ips))
     for row in rows:
         n = row["entries"]
-        names = [name for m, name, _ in sites if m == n]
+        names = [name for m, name, _, _ in sites if m == n]
         for name in names:
             row[name + "_p50"] = bc.pct(times[(n, name)], 50)
             row[name + "_p90"] = bc.pct(times[(n, name)], 90)
@@ -277,11 +286,15 @@ def table(sizes_path, p2_path, p2b_path=""):
         s = json.load(f)
     rows = s["rows"]
     bouncer = all("bouncer_p50" in r for r in rows)
+    baseline = bouncer and all("baseline_p50" in r for r in rows)
     head = "| CMDB entries | files: median (p90) | PostgreSQL: median (p90) |"
     line = "|---|---|---|"
     if bouncer:
         head += " PostgreSQL through pgbouncer: median (p90) |"
         line += "---|"
+    if baseline:
+        head += " the baseline through pgbouncer: median (p90) | this build / the baseline |"
+        line += "---|---|"
     print(head + " PostgreSQL / files |")
     print(line + "---|")
     for r in rows:
@@ -290,6 +303,10 @@ def table(sizes_path, p2_path, p2b_path=""):
             r["db_p50"] * 1e3, r["db_p90"] * 1e3)
         if bouncer:
             cells += " %.2f ms (%.2f) |" % (r["bouncer_p50"] * 1e3, r["bouncer_p90"] * 1e3)
+        if baseline:
+            cells += " %.2f ms (%.2f) | %.2f |" % (
+                r["baseline_p50"] * 1e3, r["baseline_p90"] * 1e3,
+                r["bouncer_p50"] / r["baseline_p50"])
         print(cells + " %.2f |" % (r["db_p50"] / r["file_p50"]))
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
@@ -321,8 +338,10 @@ def main(argv):
     if cmd == "sizes":
         cgi, exe, work, url_fmt, bouncer_fmt, runs, out = argv[2:9]
         sizes_list = [int(x) for x in argv[9].split(",")]
+        baseline = argv[10] if len(argv) > 10 else ""
         bouncer = (lambda db: bouncer_fmt % db) if bouncer_fmt else None
-        sizes(cgi, exe, work, lambda db: url_fmt % db, bouncer, sizes_list, int(runs), out)
+        sizes(cgi, exe, work, lambda db: url_fmt % db, bouncer, sizes_list, int(runs), out,
+              baseline)
     elif cmd == "p2":
         cgi, exe, work, url_fmt, dbname, nodes, servers, timeout, out = argv[2:11]
         p2(cgi, exe, work, lambda _: url_fmt % dbname, int(nodes), int(servers), float(timeout), out)
