@@ -99,13 +99,11 @@ impl Decisions for Pipe {
         let identifies = pref.is_some_and(store::identifies);
         let empty = serde_json::Value::Null;
         let pref_value = pref.unwrap_or(&empty);
-        let free = true;
         let locate_params = [
             store::text(section),
             store::text(&profile),
             (pref_value as _, Type::JSONB),
             (&identifies as _, Type::BOOL),
-            (&free as _, Type::BOOL),
         ];
         let lock_params = [store::text(section), store::text(&profile)];
         let begin = c.batch_execute("START TRANSACTION");

@@ -92,8 +92,7 @@ pub struct Located {
 
 /// Finds the node's entry in a profile's CMDB, in one statement: `$1`
 /// the section, `$2` the profile, `$3` the variables that identify the
-/// node (jsonb), `$4` whether any does, `$5` whether to look up the first
-/// free entry too.
+/// node (jsonb), `$4` whether any does; and the first free entry.
 ///
 /// The entries holding the node's variables come from the index on
 /// `fields` first (materialized: never a walk of every entry in position
@@ -107,7 +106,7 @@ pub(super) const LOCATE: &str = "WITH holding AS MATERIALIZED ( \
      (SELECT 'o', * FROM holding WHERE used ORDER BY position LIMIT 1) \
      UNION ALL \
      (SELECT 'f', position, entry, used FROM edeploy_cmdb_entries \
-      WHERE $5 AND section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1)";
+      WHERE section = $1 AND profile = $2 AND NOT used ORDER BY position LIMIT 1)";
 
 /// What [`LOCATE`] found, from its rows.
 pub(super) fn located(rows: &[Row]) -> Result<Located> {
@@ -130,15 +129,14 @@ pub(super) fn identifies(pref: &serde_json::Value) -> bool {
     pref.as_object().is_some_and(|o| !o.is_empty())
 }
 
-/// Finds the node's entry in `profile`'s CMDB, in one statement. `pref`
-/// are the variables that identify the node (empty: none does); `free`
-/// also looks up the first free entry.
+/// Finds the node's entry in `profile`'s CMDB, and the first free one,
+/// in one statement. `pref` are the variables that identify the node
+/// (empty: none does).
 pub fn locate(
     c: &mut impl GenericClient,
     section: &str,
     profile: &str,
     pref: &serde_json::Value,
-    free: bool,
 ) -> Result<Located> {
     let identifies = identifies(pref);
     let rows = c.query_typed(
@@ -148,7 +146,6 @@ pub fn locate(
             text(&profile),
             (pref, Type::JSONB),
             (&identifies, Type::BOOL),
-            (&free, Type::BOOL),
         ],
     )?;
     located(&rows)
@@ -386,13 +383,7 @@ impl Decisions for Db {
         self.client.batch_execute("START TRANSACTION")?;
         let (left, profiles) = lock_and_list(&mut self.client, &self.section, profile)?;
         let located = match pref {
-            Some(pref) => Some(locate(
-                &mut self.client,
-                &self.section,
-                profile,
-                pref,
-                true,
-            )?),
+            Some(pref) => Some(locate(&mut self.client, &self.section, profile, pref)?),
             None => None,
         };
         Ok(Locked {
