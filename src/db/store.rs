@@ -428,18 +428,6 @@ impl Db {
             .read_only(true)
             .start()?)
     }
-
-    /// Runs `f` in a transaction (committed when it returns `Ok`).
-    pub fn transaction<T>(
-        &mut self,
-        f: impl FnOnce(&mut postgres::Transaction<'_>, &str) -> Result<T>,
-    ) -> Result<T> {
-        let section = self.section.clone();
-        let mut tx = self.client.transaction()?;
-        let out = f(&mut tx, &section)?;
-        tx.commit()?;
-        Ok(out)
-    }
 }
 
 /// The newest hardware list of every node: (sysname, when, the list as
