@@ -94,44 +94,42 @@ def sizes(cgi, exe, work, url_of, bouncer_of, sizes_list, runs, out_path, baseli
     BOUNCER_OF, one on the same database through pgbouncer (and, with
     BASELINE, another upload.cgi, one more through pgbouncer on a
     database of its own, run by BASELINE), take RUNS new nodes each; the
-    i-th node gets the same IP on all the sides of a size. Every site is made (and every database imported and settled)
-    first; then the sites take turns in blocks of BLOCK requests, size
-    after size and side after side, so that a change of the machine's
-    speed during the run falls on every size and side alike."""
+    i-th node gets the same IP on all the sides of a size. Every site is
+    made (and every database imported and settled) first; then the sites
+    take turns in blocks of BLOCK requests, size after size and side
+    after side, so that a change of the machine's speed during the run
+    falls on every size and side alike."""
     rows = []
     sites = []
+    databases = []
+
+    def on_database(name, n, url, run):
+        """A site of N entries on the database URL (initialized, then the
+        site's files imported), run by RUN: what the import moved and
+        how long init and import took."""
+        site = os.path.join(work, "%s-%d" % (name, n))
+        make_site(site, 10 * n, n, url)
+        t0 = time.perf_counter()
+        admin(exe, site, "db", "init")
+        moved = admin(exe, site, "db", "import", os.path.join(site, "config"))
+        took = time.perf_counter() - t0
+        sites.append((n, name, site, run))
+        databases.append(url)
+        return moved, took
+
     for n in sizes_list:
         fsite = os.path.join(work, "file-%d" % n)
-        dsite = os.path.join(work, "db-%d" % n)
-        bsite = os.path.join(work, "bouncer-%d" % n)
-        count = 10 * n
-        make_site(fsite, count, n)
-        make_site(dsite, count, n, url_of("b%d" % n))
-        t0 = time.perf_counter()
-        admin(exe, dsite, "db", "init")
-        moved = admin(exe, dsite, "db", "import", os.path.join(dsite, "config"))
-        took_import = time.perf_counter() - t0
-        rows.append({"entries": n, "import": moved, "import_s": took_import})
+        make_site(fsite, 10 * n, n)
         sites.append((n, "file", fsite, cgi))
-        sites.append((n, "db", dsite, cgi))
+        moved, took_import = on_database("db", n, url_of("b%d" % n), cgi)
+        rows.append({"entries": n, "import": moved, "import_s": took_import})
         if bouncer_of:
             # Its own database, the same import.
-            make_site(bsite, count, n, bouncer_of("c%d" % n))
-            admin(exe, bsite, "db", "init")
-            admin(exe, bsite, "db", "import", os.path.join(bsite, "config"))
-            sites.append((n, "bouncer", bsite, cgi))
-        if bouncer_of and baseline:
-            esite = os.path.join(work, "baseline-%d" % n)
-            make_site(esite, count, n, bouncer_of("e%d" % n))
-            admin(exe, esite, "db", "init")
-            admin(exe, esite, "db", "import", os.path.join(esite, "config"))
-            sites.append((n, "baseline", esite, baseline))
-    for n in sizes_list:
-        if bouncer_of:
-            settle(bouncer_of("c%d" % n))
+            on_database("bouncer", n, bouncer_of("c%d" % n), cgi)
             if baseline:
-                settle(bouncer_of("e%d" % n))
-        settle(url_of("b%d" % n))
+                on_database("baseline", n, bouncer_of("e%d" % n), baseline)
+    for url in databases:
+        settle(url)
     spool = os.path.join(work, "body")
     times = {(n, name): [] for n, name, _, _ in sites}
     got = {}
